@@ -1,0 +1,82 @@
+"""The one preprocessing spec (sdk.preprocess): exact operations, training crops, serialisation, bad frames."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sdk.errors import ConfigError, FrameError
+from sdk.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+
+
+def test_eval_transform_shape_and_normalisation():
+    spec = Preprocess(size=4, resize=None, layout="TCHW")
+    frames = np.full((2, 4, 6, 3), 255, np.uint8)
+    out = spec(frames)
+    assert out.shape == (2, 3, 4, 4) and out.dtype == np.float32
+    expected = (1.0 - np.asarray(IMAGENET_MEAN)) / np.asarray(IMAGENET_STD)
+    np.testing.assert_allclose(out[0, :, 0, 0], expected, rtol=1e-6)
+    assert Preprocess(size=4, resize=None, layout="THWC")(frames).shape == (2, 4, 4, 3)
+    assert spec(frames[0]).shape == (3, 4, 4), "a single (H, W, 3) frame gives (C, H, W)"
+
+
+def test_centre_crop_takes_the_middle_after_resizing_the_shorter_side():
+    # A 10x20 frame whose columns encode their x: resize short side 10 -> no-op, centre crop 10 keeps columns 5..14.
+    frame = np.repeat(np.arange(20, dtype=np.uint8)[None, :, None], 10, axis=0).repeat(3, axis=2)
+    spec = Preprocess(size=10, resize=10, mean=(0, 0, 0), std=(1, 1, 1), scale=1.0, layout="THWC")
+    out = spec(frame)
+    np.testing.assert_array_equal(out[0, :, 0], np.arange(5, 15))
+    # Shorter side 5 -> 10 doubles both sides (aspect kept): 20x40, crop 10x10 at (5, 15).
+    assert Preprocess(size=10, resize=10)(frame[::2, ::2]).shape == (3, 10, 10)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(8, 90), st.integers(8, 90), st.integers(0, 2**31))
+def test_training_crop_boxes_lie_inside_the_frame(h: int, w: int, seed: int):
+    spec = Preprocess(size=8, resize=None)
+    y, x, ch, cw = spec.train_crop_box(h, w, np.random.default_rng(seed))
+    assert 0 <= y and 0 <= x and y + ch <= h and x + cw <= w and ch >= 1 and cw >= 1
+    scales = [s for s in spec.train_scales]
+    assert any(ch == max(1, int(min(h, w) * s)) for s in scales)
+
+
+def test_training_transform_is_one_box_for_the_whole_clip_and_deterministic():
+    rng_frames = np.random.default_rng(0).integers(0, 256, (4, 40, 60, 3), dtype=np.uint8)
+    clip = np.repeat(rng_frames[:1], 4, axis=0)  # identical frames -> identical outputs iff one box for all
+    spec = Preprocess(size=16, resize=32)
+    out = spec.train(clip, np.random.default_rng(5))
+    assert out.shape == (4, 3, 16, 16)
+    for t in range(1, 4):
+        np.testing.assert_array_equal(out[t], out[0])
+    np.testing.assert_array_equal(spec.train(rng_frames, np.random.default_rng(5)),
+                                  spec.train(rng_frames, np.random.default_rng(5)))
+
+
+def test_round_trip_through_json():
+    spec = Preprocess(size=112, resize=128, interpolation="area", layout="THWC")
+    assert Preprocess.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(size=0), dict(size=224, resize=200), dict(layout="NCHW"), dict(interpolation="cubic"),
+     dict(std=(1, 0, 1)), dict(mean=(0.5,)), dict(train_scales=(1.2,))],
+)
+def test_invalid_specs_raise_config_error(kwargs):
+    with pytest.raises(ConfigError):
+        Preprocess(**kwargs)
+    with pytest.raises(ConfigError, match="unknown preprocess field"):
+        Preprocess.from_dict({"sise": 3})
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [np.zeros((4, 4), np.uint8), np.zeros((2, 4, 4, 4), np.uint8), np.zeros((4, 4, 3), np.float32),
+     np.zeros((0, 4, 4, 3), np.uint8), np.zeros((1, 0, 4, 3), np.uint8)],
+)
+def test_bad_frames_raise_frame_error(frame):
+    with pytest.raises(FrameError):
+        Preprocess(size=4, resize=None)(frame)
