@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The main job on the built-in default: set up the environment, then generate the time-reversal benchmark, train, evaluate.
+# Extra arguments go to `python -m training.pipeline` (e.g. --preset tiny).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=$(scripts/env.sh)
+exec "$VENV/bin/python" -m training.pipeline "$@"

@@ -1,0 +1,42 @@
+"""Models of the first training path: MobileNetV2 with torchvision keys + offline ImageNet weights, TSN, registry."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from sdk.errors import ConfigError
+from sdk.preprocess import Preprocess
+from training.models import create, list_models
+from training.models.mobilenet_v2 import MobileNetV2, load_imagenet_weights
+
+
+def test_imagenet_weights_load_strictly_and_recognise_a_real_photo():
+    """Key names, weights and the ImageNet preprocessing together: skimage's coffee photo is a cup / espresso."""
+    skimage_data = pytest.importorskip("skimage.data")
+    model = load_imagenet_weights(MobileNetV2(), with_classifier=True).eval()
+    x = torch.from_numpy(Preprocess(size=224, resize=256)(skimage_data.coffee()))[None]
+    with torch.no_grad():
+        top5 = model(x).topk(5).indices[0].tolist()
+    assert {967, 968} & set(top5), f"espresso (967) / cup (968) not in top-5 {top5}"
+
+
+def test_imagenet_head_size_conflict_raises():
+    with pytest.raises(ConfigError, match="1000 classes"):
+        load_imagenet_weights(MobileNetV2(num_classes=10), with_classifier=True)
+
+
+def test_tsn_is_frame_order_invariant():
+    model = create("tsn_mobilenet_v2", num_classes=6, frames=4, pretrained=False).eval()
+    x = torch.randn(2, 4, 3, 64, 64)
+    with torch.no_grad():
+        a, b = model(x), model(x.flip(1))
+    assert a.shape == (2, 6)
+    torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    assert model.forward_head(model.forward_features(x), pre_logits=True).shape == (2, model.num_features)
+
+
+def test_registry():
+    assert "tsn_mobilenet_v2" in list_models()
+    with pytest.raises(ConfigError, match="available"):
+        create("resnet9000", num_classes=2, frames=2)

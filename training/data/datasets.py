@@ -1,0 +1,172 @@
+"""Video datasets for training: a CSV of video files, or frame folders in the TSN/bLVNet list format.
+
+Frame choice and preprocessing are not implemented here: they are ``sdk.samplers.Sampler`` and
+``sdk.preprocess.Preprocess``, the same objects the device runs. Only the sampled frames are decoded.
+Randomness (sampler offsets, crops, flips) derives from ``(seed, epoch, index)``, so an epoch is reproducible whatever
+the number of DataLoader workers.
+"""
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from sdk.errors import ConfigError
+from sdk.preprocess import Preprocess
+from sdk.samplers import Sampler
+from sdk.video import FrameFolder, VideoFile
+
+__all__ = ["VideoRecord", "DatasetInfo", "read_video_csv", "read_frame_list", "ClipDataset", "make_loader"]
+
+
+@dataclass(frozen=True)
+class VideoRecord:
+    """One labelled video: a file, or a folder of frames with its frame count (list format)."""
+
+    path: Path
+    label: int
+    num_frames: int | None = None
+
+
+@dataclass
+class DatasetInfo:
+    """What a dataset directory says about itself: labels, and for the time-reversal benchmark its pairs and flip map."""
+
+    root: Path
+    labels: list[str]
+    pairs: list[tuple[int, int]] = field(default_factory=list)
+    hflip_map: list[int] | None = None
+    meta: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_dir(cls, root: str | Path) -> "DatasetInfo":
+        """Read ``labels.txt`` (required) and ``meta.json`` (optional: ``pairs``, ``hflip_map``)."""
+        root = Path(root)
+        labels_file = root / "labels.txt"
+        if not labels_file.is_file():
+            raise ConfigError(f"{root} is not a dataset directory: {labels_file} is missing "
+                              "(generate one with python -m training.data.synthetic --out DIR)")
+        labels = [line.strip() for line in labels_file.read_text().splitlines() if line.strip()]
+        meta = json.loads((root / "meta.json").read_text()) if (root / "meta.json").is_file() else {}
+        pairs = [tuple(p) for p in meta.get("pairs", [])]
+        hflip = meta.get("hflip_map")
+        if hflip is not None and sorted(hflip) != list(range(len(labels))):
+            raise ConfigError(f"{root}/meta.json: hflip_map must be a permutation of the {len(labels)} labels")
+        return cls(root, labels, pairs, hflip, meta)
+
+
+def _label(value: str, labels: Sequence[str] | None, where: str) -> int:
+    if value.strip().lstrip("-").isdigit():
+        label = int(value)
+    elif labels is not None and value.strip() in labels:
+        label = list(labels).index(value.strip())
+    else:
+        raise ConfigError(f"{where}: label {value!r} is neither an index nor a known label name")
+    if labels is not None and not 0 <= label < len(labels):
+        raise ConfigError(f"{where}: label {label} outside [0, {len(labels)})")
+    return label
+
+
+def read_video_csv(csv_path: str | Path, labels: Sequence[str] | None = None, root: str | Path | None = None) -> list[VideoRecord]:
+    """Rows ``path,label`` after a header; paths relative to ``root`` (default: the CSV's folder); labels index or name."""
+    csv_path = Path(csv_path)
+    base = Path(root) if root is not None else csv_path.parent
+    with csv_path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        if reader.fieldnames is None or not {"path", "label"} <= set(reader.fieldnames):
+            raise ConfigError(f"{csv_path}: expected a header with columns 'path,label', got {reader.fieldnames}")
+        return [VideoRecord(base / row["path"], _label(row["label"], labels, f"{csv_path}:{i + 2}"))
+                for i, row in enumerate(reader)]
+
+
+def read_frame_list(list_path: str | Path, root: str | Path, labels: Sequence[str] | None = None) -> list[VideoRecord]:
+    """TSN/bLVNet list format: one ``folder num_frames label`` per line (folders relative to ``root``)."""
+    records = []
+    for i, line in enumerate(Path(list_path).read_text().splitlines()):
+        if not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) != 3 or not parts[1].isdigit():
+            raise ConfigError(f"{list_path}:{i + 1}: expected 'path num_frames label', got {line!r}")
+        records.append(VideoRecord(Path(root) / parts[0], _label(parts[2], labels, f"{list_path}:{i + 1}"), int(parts[1])))
+    return records
+
+
+class ClipDataset(Dataset):
+    """Sampled, preprocessed clips ``(T, 3, H, W)`` float32 (or ``(V, T, 3, H, W)`` for ``num_clips`` views) + label.
+
+    Args:
+        records: videos (files) or frame folders (records with ``num_frames``, read with ``template``).
+        sampler: which frames; in training it gets a generator (random offsets), otherwise it is deterministic.
+        preprocess: the spec; training uses its multi-scale crop, evaluation its centre crop.
+        train: training-time randomness (offsets, crops, flips) on or off.
+        hflip_map: label after a horizontal flip (e.g. moving_left -> moving_right); None disables flipping, since
+            flipping without it would teach wrong labels on direction-sensitive classes.
+        num_clips: evaluation views along time (``Sampler.multi_view``); ignored in training.
+    """
+
+    def __init__(self, records: Sequence[VideoRecord], *, sampler: Sampler, preprocess: Preprocess, train: bool,
+                 hflip_map: Sequence[int] | None = None, flip_prob: float = 0.5, num_clips: int = 1, seed: int = 0,
+                 template: str = "img_{:05d}.jpg"):
+        if not records:
+            raise ConfigError("the dataset has no videos")
+        self.records = list(records)
+        self.sampler, self.preprocess, self.train = sampler, preprocess, train
+        self.hflip_map = None if hflip_map is None else list(hflip_map)
+        self.flip_prob, self.num_clips, self.seed, self.template = flip_prob, num_clips, seed, template
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Change the random draws for a new epoch (DataLoader workers copy the dataset at each epoch's start)."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def _open(self, record: VideoRecord):
+        if record.num_frames is not None:
+            return FrameFolder(record.path, template=self.template)
+        return VideoFile(record.path, threads=1)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        record = self.records[index]
+        label = record.label
+        with self._open(record) as source:
+            n = record.num_frames if record.num_frames is not None else source.num_frames
+            if not self.train:
+                views = self.sampler.multi_view(n, self.num_clips)
+                frames = source.read_indices(views.reshape(-1))
+                clips = [self.preprocess(f) for f in frames.reshape(views.shape + frames.shape[1:])]
+                clip = clips[0] if self.num_clips == 1 else np.stack(clips)
+                return torch.from_numpy(clip), label
+            rng = np.random.default_rng([self.seed, self.epoch, index])
+            frames = source.read_indices(self.sampler.indices(n, rng))
+        clip = self.preprocess.train(frames, rng)
+        if self.hflip_map is not None and rng.random() < self.flip_prob:
+            clip = np.ascontiguousarray(clip[..., ::-1] if self.preprocess.layout == "TCHW" else clip[:, :, ::-1])
+            label = self.hflip_map[label]
+        return torch.from_numpy(clip), label
+
+
+def _worker_init(_: int) -> None:
+    """One thread per worker for OpenCV and torch: the parallelism is the workers themselves."""
+    import cv2
+
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+
+
+def make_loader(dataset: ClipDataset, *, batch_size: int, workers: int, shuffle: bool, drop_last: bool = False,
+                distributed: bool = False, pin_memory: bool = False, seed: int = 0) -> DataLoader:
+    """A DataLoader whose workers decode and preprocess in parallel; DistributedSampler under torchrun."""
+    sampler = DistributedSampler(dataset, shuffle=shuffle, seed=seed, drop_last=drop_last) if distributed else None
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
+                      num_workers=workers, drop_last=drop_last, pin_memory=pin_memory, generator=generator,
+                      worker_init_fn=_worker_init if workers > 0 else None, persistent_workers=False)

@@ -1,0 +1,47 @@
+"""TSN: a 2D image backbone applied to every sampled frame, averaged over time (average consensus).
+
+Frame-order invariant by construction -- on the time-reversal benchmark it is the control that must stay at pair chance.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from training.models.mobilenet_v2 import MobileNetV2, load_imagenet_weights
+from training.models.registry import register_model
+
+
+class TSN(nn.Module):
+    """Clips ``(N, T, 3, H, W)`` -> logits ``(N, num_classes)``: per-frame features, averaged over T, linear head."""
+
+    def __init__(self, backbone: nn.Module, num_features: int, num_classes: int, frames: int, dropout: float = 0.5):
+        super().__init__()
+        self.frames = frames
+        self.num_features = num_features
+        self.backbone = backbone
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(num_features, num_classes)
+
+    def forward_features(self, clips: torch.Tensor) -> torch.Tensor:
+        """Per-frame pooled features ``(N, T, F)``."""
+        n, t = clips.shape[:2]
+        return self.backbone.forward_features(clips.flatten(0, 1)).unflatten(0, (n, t))
+
+    def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Average consensus over time, then the classifier (``pre_logits``: stop before it)."""
+        pooled = features.mean(1)
+        return pooled if pre_logits else self.fc(self.dropout(pooled))
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(clips))
+
+
+@register_model
+def tsn_mobilenet_v2(*, num_classes: int, frames: int, pretrained: bool = True, width_mult: float = 1.0,
+                     dropout: float = 0.5) -> TSN:
+    """TSN on MobileNetV2; ``pretrained`` loads the offline ImageNet weights (width 1.0 only)."""
+    backbone = MobileNetV2(width_mult=width_mult)
+    if pretrained:
+        load_imagenet_weights(backbone)
+    backbone.classifier = nn.Identity()
+    return TSN(backbone, backbone.num_features, num_classes, frames, dropout)
