@@ -29,7 +29,7 @@ def ensure_benchmark(root: Path, preset: str, seed: int, workers: int | None) ->
     meta_file = root / "meta.json"
     if meta_file.is_file():
         meta = json.loads(meta_file.read_text())
-        if meta.get("preset") == preset and meta.get("seed") == seed and meta.get("version") == synthetic.VERSION:
+        if meta.get("preset") == preset and meta.get("seed") == seed and meta.get("generator_version") == synthetic.GENERATOR_VERSION:
             print(f"[benchmark] reusing {root} (preset {preset}, seed {seed})")
             return root
     return synthetic.generate(root, preset=preset, seed=seed, workers=workers, overwrite=True)

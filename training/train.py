@@ -146,7 +146,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     start = time.perf_counter()
     for epoch in range(cfg.epochs):
         model.train()
-        train_set.set_epoch(epoch)
+        train_loader.sampler.set_epoch(epoch)
         seen, loss_sum, correct = 0, 0.0, 0
         bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", dynamic_ncols=True)
         for clips, labels in bar:

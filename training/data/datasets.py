@@ -9,20 +9,24 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch import distributed as dist
+from torch.utils.data import DataLoader, Dataset
 
 from sdk.errors import ConfigError
 from sdk.preprocess import Preprocess
 from sdk.samplers import Sampler
 from sdk.video import FrameFolder, VideoFile
 
-__all__ = ["VideoRecord", "DatasetInfo", "read_video_csv", "read_frame_list", "ClipDataset", "make_loader"]
+__all__ = [
+    "VideoRecord", "DatasetInfo", "read_video_csv", "read_frame_list", "ClipDataset", "EpochSampler", "make_loader",
+]
 
 
 @dataclass(frozen=True)
@@ -123,7 +127,7 @@ class ClipDataset(Dataset):
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
-        """Change the random draws for a new epoch (DataLoader workers copy the dataset at each epoch's start)."""
+        """Epoch of plain integer keys (a loader from :func:`make_loader` passes the epoch in each key instead)."""
         self.epoch = epoch
 
     def __len__(self) -> int:
@@ -134,7 +138,9 @@ class ClipDataset(Dataset):
             return FrameFolder(record.path, template=self.template)
         return VideoFile(record.path, threads=1)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
+        """``key`` is an index (epoch from :meth:`set_epoch`) or an ``(epoch, index)`` pair from :class:`EpochSampler`."""
+        epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
         record = self.records[index]
         label = record.label
         with self._open(record) as source:
@@ -145,13 +151,38 @@ class ClipDataset(Dataset):
                 clips = [self.preprocess(f) for f in frames.reshape(views.shape + frames.shape[1:])]
                 clip = clips[0] if self.num_clips == 1 else np.stack(clips)
                 return torch.from_numpy(clip), label
-            rng = np.random.default_rng([self.seed, self.epoch, index])
+            rng = np.random.default_rng([self.seed, epoch, index])
             frames = source.read_indices(self.sampler.indices(n, rng))
         clip = self.preprocess.train(frames, rng)
         if self.hflip_map is not None and rng.random() < self.flip_prob:
             clip = np.ascontiguousarray(clip[..., ::-1] if self.preprocess.layout == "TCHW" else clip[:, :, ::-1])
             label = self.hflip_map[label]
         return torch.from_numpy(clip), label
+
+
+class EpochSampler(torch.utils.data.Sampler[tuple[int, int]]):
+    """Yields ``(epoch, index)`` keys: the order is a function of ``(seed, epoch)`` only (resumable), and persistent
+    DataLoader workers learn the epoch from the key instead of from a dataset copy that ``set_epoch`` cannot reach.
+    Under torchrun each rank takes its strided share, padded to equal length like ``DistributedSampler``.
+    """
+
+    def __init__(self, size: int, *, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1):
+        self.size, self.shuffle, self.seed, self.rank, self.world_size = size, shuffle, seed, rank, world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return math.ceil(self.size / self.world_size)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        if self.shuffle:
+            order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed + self.epoch)).tolist()
+        else:
+            order = list(range(self.size))
+        order += order[: len(self) * self.world_size - self.size]
+        return iter([(self.epoch, i) for i in order[self.rank::self.world_size]])
 
 
 def _worker_init(_: int) -> None:
@@ -164,9 +195,13 @@ def _worker_init(_: int) -> None:
 
 def make_loader(dataset: ClipDataset, *, batch_size: int, workers: int, shuffle: bool, drop_last: bool = False,
                 distributed: bool = False, pin_memory: bool = False, seed: int = 0) -> DataLoader:
-    """A DataLoader whose workers decode and preprocess in parallel; DistributedSampler under torchrun."""
-    sampler = DistributedSampler(dataset, shuffle=shuffle, seed=seed, drop_last=drop_last) if distributed else None
-    generator = torch.Generator().manual_seed(seed)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
-                      num_workers=workers, drop_last=drop_last, pin_memory=pin_memory, generator=generator,
-                      worker_init_fn=_worker_init if workers > 0 else None, persistent_workers=False)
+    """A DataLoader whose persistent workers decode and preprocess in parallel; call ``loader.sampler.set_epoch(e)``.
+
+    Workers start with ``forkserver``, not ``fork``: a process forked after OpenCV has started its thread pool
+    deadlocks in the child (seen here with ``cv2.setNumThreads``), and the parent often has used OpenCV already.
+    """
+    rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
+    sampler = EpochSampler(len(dataset), shuffle=shuffle, seed=seed, rank=rank, world_size=world)
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, drop_last=drop_last,
+                      pin_memory=pin_memory, worker_init_fn=_worker_init if workers > 0 else None,
+                      persistent_workers=workers > 0, multiprocessing_context="forkserver" if workers > 0 else None)
