@@ -7,6 +7,7 @@ device runs is by construction what the model was trained on.
 from sdk.errors import BackendUnavailableError, BundleError, ConfigError, DecodeError, FrameError, SdkError
 from sdk.preprocess import Preprocess
 from sdk.samplers import Sampler, StreamingSampler
+from sdk.video import FrameFolder, FrameSource, StreamCapture, VideoFile, open_source
 
 __version__ = "0.1.0"
 
@@ -14,6 +15,11 @@ __all__ = [
     "Preprocess",
     "Sampler",
     "StreamingSampler",
+    "FrameSource",
+    "VideoFile",
+    "StreamCapture",
+    "FrameFolder",
+    "open_source",
     "SdkError",
     "ConfigError",
     "DecodeError",

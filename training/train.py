@@ -2,7 +2,7 @@
 
 A first end-to-end path (the training issue extends it with YAML recipes, DDP and resumable state): any registry model,
 sampling and preprocessing from ``sdk``, SGD (Nesterov) or AdamW with warm-up + cosine, label smoothing, gradient
-clipping, AMP and channels_last on CUDA, tqdm progress, ``metrics.jsonl``, atomic ``last.pt`` / ``best.pt``.
+clipping, AMP on CUDA, channels_last, tqdm progress, ``metrics.jsonl``, atomic ``last.pt`` / ``best.pt``.
 """
 from __future__ import annotations
 
@@ -132,8 +132,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     val_loader = make_loader(val_set, batch_size=cfg.batch_size, workers=cfg.workers, shuffle=False, pin_memory=cuda)
 
     model = create(cfg.arch, num_classes=len(info.labels), frames=cfg.frames, pretrained=cfg.pretrained).to(device)
-    if cuda:
-        model = model.to(memory_format=torch.channels_last)
+    model = model.to(memory_format=torch.channels_last)  # faster convolutions on CUDA and on x86 CPUs alike
     optimizer = build_optimizer(model, cfg)
     steps_per_epoch = len(train_loader)
     scheduler = torch.optim.lr_scheduler.LambdaLR(

@@ -1,0 +1,42 @@
+"""The first end-to-end training path: train.py on the tiny benchmark, and the README main job (pipeline)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from sdk.preprocess import Preprocess
+from sdk.samplers import Sampler
+from training import pipeline
+from training.train import main as train_main
+
+
+def test_train_writes_metrics_and_loadable_checkpoints(tiny_benchmark: Path, tmp_path: Path, capsys):
+    out = tmp_path / "run"
+    args = ["--data", str(tiny_benchmark), "--out", str(out), "--epochs", "2", "--frames", "4", "--size", "64",
+            "--resize", "72", "--batch-size", "16", "--workers", "0", "--no-pretrained"]
+    assert train_main(args) == 0
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2]
+    for r in rows:
+        assert 0.0 <= r["val_top1"] <= 1.0 and 0.0 <= r["val_within_pair_acc"] <= 1.0 and r["train_loss"] > 0
+    ckpt = torch.load(out / "best.pt", map_location="cpu", weights_only=True)  # no pickled code in checkpoints
+    assert Sampler.from_dict(ckpt["sampler"]) == Sampler("uniform_segments", 4)
+    assert Preprocess.from_dict(ckpt["preprocess"]) == Preprocess(size=64, resize=72)
+    assert len(ckpt["labels"]) == 16 and ckpt["epoch"] in (1, 2)
+    assert not list(out.glob("*.tmp")), "atomic writes leave no temporary files"
+    assert "best val top-1" in capsys.readouterr().out
+
+
+def test_pipeline_main_job_on_tiny(tmp_path: Path, capsys):
+    """README command (a) on the CI-sized preset: generate -> train -> summary table; a rerun reuses the benchmark."""
+    args = ["--preset", "tiny", "--out", str(tmp_path), "--epochs", "1", "--workers", "1"]
+    assert pipeline.main(args) == 0
+    out = capsys.readouterr().out
+    assert "within-pair" in out and "tsn_mobilenet_v2" in out
+    summary = json.loads((tmp_path / "tsn_mobilenet_v2" / "summary.json").read_text())
+    assert summary["val_clips"] == 32 and 0.0 <= summary["best"]["top1"] <= 1.0
+    data = tmp_path / "data-tiny-seed0"
+    assert pipeline.ensure_benchmark(data, "tiny", seed=0, workers=1) == data
+    assert "reusing" in capsys.readouterr().out
