@@ -41,7 +41,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", default=None, help="generate into this directory instead of a temporary one")
     args = parser.parse_args(argv)
 
-    import numpy as np
 
     from training.data import synthetic as syn
 

@@ -22,6 +22,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from sdk._spec import spec_from_dict
 from sdk.errors import BackendUnavailableError, ConfigError, FrameError
 
 __all__ = ["Preprocess", "IMAGENET_MEAN", "IMAGENET_STD"]
@@ -168,9 +169,4 @@ class Preprocess:
     @classmethod
     def from_dict(cls, spec: Mapping[str, Any]) -> "Preprocess":
         """Inverse of :meth:`to_dict`; unknown keys raise :class:`ConfigError`."""
-        if not isinstance(spec, Mapping):
-            raise ConfigError(f"preprocess spec must be a mapping, got {type(spec).__name__}")
-        unknown = set(spec) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ConfigError(f"unknown preprocess field(s) {sorted(unknown)}; valid: {sorted(cls.__dataclass_fields__)}")
-        return cls(**spec)
+        return spec_from_dict(cls, spec, "preprocess")

@@ -28,6 +28,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from sdk._spec import spec_from_dict
 from sdk.errors import ConfigError
 
 __all__ = ["Sampler", "StreamingSampler", "SAMPLER_KINDS", "SEE_VERY_LITTLE_KINDS"]
@@ -117,10 +118,10 @@ class Sampler:
             return np.arange(k, dtype=np.int64) + (g - k) // 2
         # first_middle_last_k: three blocks, the first takes the remainder; the middle block is centred but kept
         # between the others so that positions stay distinct whenever g >= k.
-        m = l = k // 3
-        f = k - m - l
-        mid = min(max((g - m) // 2, f), g - l - m)
-        return np.concatenate([np.arange(f), mid + np.arange(m), np.arange(g - l, g)]).astype(np.int64)
+        n_mid = n_last = k // 3
+        n_first = k - n_mid - n_last
+        mid = min(max((g - n_mid) // 2, n_first), g - n_last - n_mid)
+        return np.concatenate([np.arange(n_first), mid + np.arange(n_mid), np.arange(g - n_last, g)]).astype(np.int64)
 
     def multi_view(self, num_frames: int, num_clips: int) -> np.ndarray:
         """``(num_clips, frames)`` indices for multi-clip evaluation, deterministic and evenly spread over the video.
@@ -162,12 +163,7 @@ class Sampler:
     @classmethod
     def from_dict(cls, spec: Mapping[str, Any]) -> "Sampler":
         """Inverse of :meth:`to_dict`; unknown keys raise :class:`ConfigError` (a manifest typo must not pass silently)."""
-        if not isinstance(spec, Mapping):
-            raise ConfigError(f"sampler spec must be a mapping, got {type(spec).__name__}")
-        unknown = set(spec) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ConfigError(f"unknown sampler field(s) {sorted(unknown)}; valid: {sorted(cls.__dataclass_fields__)}")
-        return cls(**spec)
+        return spec_from_dict(cls, spec, "sampler")
 
 
 class StreamingSampler:

@@ -147,9 +147,12 @@ class VideoFile(FrameSource):
     frames ahead (and, where the container indexes every frame, a keyframe lies in between). ``None`` (automatic):
     with such an index, seek whenever that skips at least 8 decodes; without, beyond two keyframe intervals.
     ``frames_decoded`` counts the frames :meth:`read_indices` decoded: its cost, for tests and benchmarks.
+    ``autorotate`` (default) returns frames upright when the file carries a display rotation (phone videos);
+    ``width`` / ``height`` are the stored (coded) size, before that rotation.
     """
 
-    def __init__(self, path: str | os.PathLike, *, threads: int = 0, seek_gap: int | None = None):
+    def __init__(self, path: str | os.PathLike, *, threads: int = 0, seek_gap: int | None = None,
+                 autorotate: bool = True):
         self.source = os.fsdecode(os.fspath(path))
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
             raise ConfigError(f"threads must be an int >= 0 (0 = FFmpeg's choice), got {threads!r}")
@@ -158,6 +161,7 @@ class VideoFile(FrameSource):
         self._av = _import_av()
         self._threads = threads
         self._seek_gap = seek_gap
+        self._autorotate = autorotate
         _check_file(self.source)
         self._container, self._stream = self._open()
         self.frames_decoded = 0
@@ -284,7 +288,7 @@ class VideoFile(FrameSource):
                     raise self._truncated(n, str(e)) from e
                 if frame is None:
                     break
-                yield _to_rgb(frame)
+                yield _to_rgb(frame, self._autorotate)
                 n += 1
             if n < self.num_frames:
                 raise self._truncated(n)
@@ -381,7 +385,7 @@ class VideoFile(FrameSource):
                 frame = self._next_frame(expect)
                 if self._pos > t:  # a seek landed past the target
                     raise _SeekMismatch
-            out[t] = _to_rgb(frame)
+            out[t] = _to_rgb(frame, self._autorotate)
         return out
 
     def read_indices(self, indices: Sequence[int]) -> np.ndarray:
@@ -412,10 +416,16 @@ class VideoFile(FrameSource):
             self._container = None
 
 
-def _to_rgb(frame: Any) -> np.ndarray:
-    """RGB copy of a decoded frame. One swscale thread: PyAV's default (automatic threads) sets up a thread pool per
-    frame and made decoding 2-4x slower at 224p and 720p; the pixels are identical. The copy drops row padding."""
-    return np.ascontiguousarray(frame.to_ndarray(format="rgb24", threads=1))
+def _to_rgb(frame: Any, autorotate: bool = True) -> np.ndarray:
+    """RGB copy of a decoded frame, upright. One swscale thread: PyAV's default (automatic threads) sets up a thread
+    pool per frame and made decoding 2-4x slower at 224p and 720p; the pixels are identical. The copy drops row padding.
+
+    ``autorotate`` applies the display rotation phones record (a portrait video is stored landscape + "rotate 90"),
+    as OpenCV does by default, so both decoders give the same upright frames.
+    """
+    rgb = frame.to_ndarray(format="rgb24", threads=1)
+    turns = round(frame.rotation / 90) % 4 if autorotate else 0  # counter-clockwise quarter turns
+    return np.ascontiguousarray(np.rot90(rgb, turns) if turns else rgb)
 
 
 def probe(path: str | os.PathLike) -> VideoInfo:

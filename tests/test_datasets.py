@@ -1,7 +1,6 @@
 """Training datasets: sampling and preprocessing through sdk, flips with label swap, lists, loaders, bad input."""
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import cv2
@@ -89,7 +88,7 @@ def test_loader_output_does_not_depend_on_the_worker_count(bench):
     ds = ClipDataset(records[:6], sampler=SAMPLER, preprocess=PREP, train=True, seed=3)
     batches = {w: list(make_loader(ds, batch_size=3, workers=w, shuffle=True, seed=5)) for w in (0, 2)}
     assert batches[0][0][0].shape == (3, 4, 3, 64, 64)
-    for (x0, y0), (x2, y2) in zip(batches[0], batches[2]):
+    for (x0, y0), (x2, y2) in zip(batches[0], batches[2], strict=True):
         torch.testing.assert_close(x0, x2, rtol=0, atol=0)
         assert torch.equal(y0, y2)
 

@@ -1,7 +1,6 @@
 """Models of the first training path: MobileNetV2 with torchvision keys + offline ImageNet weights, TSN, registry."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 

@@ -251,7 +251,7 @@ def test_cli_module_entry_point(tmp_path: Path):
 def test_forward_actions_do_what_their_names_say():
     idx = {c: i for i, c in enumerate(CLASSES)}
     for seed in range(3):
-        def ann(name):
+        def ann(name, seed=seed):
             return render_clip(idx[name], 100 + seed, SMALL_MEM)[1]
 
         a = ann("moving_right")

@@ -140,7 +140,7 @@ def test_read_indices_decodes_only_what_is_needed(videos, monkeypatch):
 
     converted = []
     to_rgb = sdk.video._to_rgb
-    monkeypatch.setattr(sdk.video, "_to_rgb", lambda f: converted.append(f) or to_rgb(f))
+    monkeypatch.setattr(sdk.video, "_to_rgb", lambda f, *a: converted.append(f) or to_rgb(f, *a))
     with VideoFile(videos["default"]) as v:  # one keyframe: sequential, stops at the last index
         v.read_indices([5, 2, 5])
         assert v.frames_decoded == 6 and len(converted) == 2
@@ -330,3 +330,28 @@ print("ok")
     r = _python(code)
     assert r.returncode == 0 and "ok" in r.stdout, r.stderr
     assert issubclass(BackendUnavailableError, ImportError)
+
+
+@pytest.mark.parametrize("degrees", [90, -90, 180])
+def test_display_rotation_is_applied_like_opencv(tmp_path, degrees):
+    """Phone videos are stored landscape with a display rotation: both decoders must give the same upright frames."""
+    path = tmp_path / f"rot{degrees}.mp4"
+    frame = np.zeros((48, 64, 3), np.uint8)
+    frame[:8, :16] = 255  # a corner marker makes every orientation distinct
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=15)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        s.set_display_rotation(degrees)
+        for _ in range(3):
+            for p in s.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    with VideoFile(path) as v:
+        upright = v.read_indices([0])[0]
+        assert (v.width, v.height) == (64, 48)  # stored size
+    with VideoFile(path, autorotate=False) as v:
+        stored = next(iter(v))
+    assert stored.shape == (48, 64, 3) and upright.shape == ((64, 48, 3) if degrees % 180 else (48, 64, 3))
+    with StreamCapture(str(path)) as s:
+        np.testing.assert_array_equal(upright, next(iter(s)))
