@@ -9,6 +9,7 @@ import sys
 BENCHMARKS = {
     "decode": "benchmarks.decode",
     "generate": "benchmarks.generate",
+    "probe": "benchmarks.probe",
 }
 
 
