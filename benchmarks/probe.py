@@ -59,6 +59,22 @@ def fit_linear(x: torch.Tensor, y: torch.Tensor, classes: int, steps: int, seed:
     return probe
 
 
+def run_probes(data: str | Path, *, frames: int = 8, size: int = 112, steps: int = 500, workers: int = 2,
+               seed: int = 0) -> dict[str, dict[str, float]]:
+    """Metrics of the ``average`` and ``ordered`` probes on a benchmark's val split."""
+    info = DatasetInfo.from_dir(data)
+    (xtr, ytr), (xva, yva) = (extract(info.root, s, info.labels, frames, size, workers) for s in ("train", "val"))
+    views = {"average": lambda f: f.mean(1), "ordered": lambda f: f.reshape(len(f), -1)}
+    results = {}
+    for name, view in views.items():
+        tr, va = torch.from_numpy(view(xtr)), torch.from_numpy(view(xva))
+        mean, std = tr.mean(0), tr.std(0) + 1e-6
+        probe = fit_linear((tr - mean) / std, torch.from_numpy(ytr).long(), len(info.labels), steps, seed)
+        with torch.no_grad():
+            results[name] = classification_metrics(probe((va - mean) / std), torch.from_numpy(yva).long(), info.pairs)
+    return results
+
+
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks probe", description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True, help="a generated benchmark (python -m training.data.synthetic)")
@@ -71,20 +87,13 @@ def main(argv: list[str]) -> int:
 
     info = DatasetInfo.from_dir(args.data)
     start = time.perf_counter()
-    (xtr, ytr), (xva, yva) = (extract(info.root, s, info.labels, args.frames, args.size, args.workers)
-                              for s in ("train", "val"))
-    extract_s = time.perf_counter() - start
-    views = {"average": lambda f: f.mean(1), "ordered": lambda f: f.reshape(len(f), -1)}
-    print(f"data {info.root} (seed {info.meta.get('seed')}, preset {info.meta.get('preset')}): {len(ytr)} train / "
-          f"{len(yva)} val clips, T={args.frames} frames at {args.size}px, frozen ImageNet MobileNetV2 "
-          f"(features {extract_s:.0f}s)")
+    results = run_probes(args.data, frames=args.frames, size=args.size, steps=args.steps, workers=args.workers,
+                         seed=args.seed)
+    n = results["average"]["n"]
+    print(f"data {info.root} (seed {info.meta.get('seed')}, preset {info.meta.get('preset')}): {n} val clips, "
+          f"T={args.frames} frames at {args.size}px, frozen ImageNet MobileNetV2, {time.perf_counter() - start:.0f}s")
     print(f"{'probe':<10} {'top-1':>7} {'pair':>7} {'within-pair':>12}")
-    for name, view in views.items():
-        tr, va = torch.from_numpy(view(xtr)), torch.from_numpy(view(xva))
-        mean, std = tr.mean(0), tr.std(0) + 1e-6
-        probe = fit_linear((tr - mean) / std, torch.from_numpy(ytr).long(), len(info.labels), args.steps, args.seed)
-        with torch.no_grad():
-            m = classification_metrics(probe((va - mean) / std), torch.from_numpy(yva).long(), info.pairs)
+    for name, m in results.items():
         print(f"{name:<10} {m['top1']:>7.3f} {m['pair_acc']:>7.3f} {m['within_pair_acc']:>12.3f}")
     print(f"chance: top-1 {1 / len(info.labels):.3f}, pair {1 / max(1, len(info.pairs)):.3f}, within-pair 0.500")
     return 0
