@@ -139,6 +139,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         optimizer, warmup_cosine(cfg.epochs * steps_per_epoch, max(1, int(cfg.warmup_epochs * steps_per_epoch))))
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     amp_dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler(device.type, enabled=cuda and amp_dtype == torch.float16)  # fp16 needs loss scaling
 
     best: dict[str, Any] = {"top1": -1.0}
     metrics_file = (out / "metrics.jsonl").open("a")
@@ -154,9 +155,11 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                 logits = model(clips)
                 loss = criterion(logits.float(), labels)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
             nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
-            optimizer.step()
+            scaler.step(optimizer)
+            scaler.update()
             scheduler.step()
             seen += len(labels)
             loss_sum += loss.item() * len(labels)
