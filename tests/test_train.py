@@ -26,6 +26,7 @@ def test_train_writes_metrics_and_loadable_checkpoints(tiny_benchmark: Path, tmp
     assert Preprocess.from_dict(ckpt["preprocess"]) == Preprocess(size=64, resize=72)
     assert len(ckpt["labels"]) == 16 and ckpt["epoch"] in (1, 2)
     assert not list(out.glob("*.tmp")), "atomic writes leave no temporary files"
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "best val top-1" in capsys.readouterr().out
 
 

@@ -2,7 +2,7 @@
 
 A first end-to-end path (the training issue extends it with YAML recipes, DDP and resumable state): any registry model,
 sampling and preprocessing from ``sdk``, SGD (Nesterov) or AdamW with warm-up + cosine, label smoothing, gradient
-clipping, AMP on CUDA, channels_last, tqdm progress, ``metrics.jsonl``, atomic ``last.pt`` / ``best.pt``.
+clipping, AMP on CUDA, channels_last, tqdm progress, ``metrics.jsonl`` + ``curves.png``, atomic ``last.pt`` / ``best.pt``.
 """
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from sdk.samplers import Sampler
 from training.data.datasets import ClipDataset, DatasetInfo, make_loader, read_video_csv
 from training.metrics import classification_metrics
 from training.models import create, list_models
+from training.plots import plot_curves
 
 
 @dataclass
@@ -179,6 +180,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             best = {**val, "epoch": epoch + 1}
             atomic_save(state, out / "best.pt")
     metrics_file.close()
+    plot_curves(out / "metrics.jsonl", out / "curves.png")
     summary = {"best": best, "checkpoint": str(out / "best.pt"), "train_seconds": round(time.perf_counter() - start, 1),
                "device": str(device), "train_clips": len(train_set), "val_clips": len(val_set)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
