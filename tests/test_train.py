@@ -41,3 +41,33 @@ def test_pipeline_main_job_on_tiny(tmp_path: Path, capsys):
     data = tmp_path / "data-tiny-seed0"
     assert pipeline.ensure_benchmark(data, "tiny", seed=0, workers=1) == data
     assert "reusing" in capsys.readouterr().out
+
+
+def test_train_on_frame_folders_in_the_list_format(tiny_benchmark: Path, tmp_path: Path):
+    """The TSN/bLVNet layout: frames/<clip>/img_00001.jpg ... and 'folder num_frames label' lists."""
+    import shutil
+
+    import cv2
+
+    from sdk.video import VideoFile
+    from training.data.datasets import read_video_csv
+
+    data = tmp_path / "frames_dataset"
+    (data / "frames").mkdir(parents=True)
+    shutil.copy(tiny_benchmark / "labels.txt", data / "labels.txt")
+    lines = []
+    for i, rec in enumerate(read_video_csv(tiny_benchmark / "val.csv")[::2]):  # one clip per class
+        folder = data / "frames" / f"clip{i}"
+        folder.mkdir()
+        with VideoFile(rec.path) as v:
+            for t, frame in enumerate(v):
+                cv2.imwrite(str(folder / f"img_{t + 1:05d}.jpg"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        lines.append(f"clip{i} {t + 1} {rec.label}")
+    (data / "frames" / "list.txt").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "run"
+    args = ["--data", str(data), "--train-split", "frames/list.txt", "--val-split", "frames/list.txt",
+            "--out", str(out), "--epochs", "1", "--frames", "4", "--size", "64", "--resize", "72",
+            "--workers", "0", "--no-pretrained"]
+    assert train_main(args) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["train_clips"] == summary["val_clips"] == 16

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from sdk.preprocess import Preprocess
 from sdk.samplers import Sampler
-from training.data.datasets import ClipDataset, DatasetInfo, make_loader, read_video_csv
+from training.data.datasets import ClipDataset, DatasetInfo, make_loader, read_records
 from training.metrics import classification_metrics
 from training.models import create, list_models
 from training.plots import plot_curves
@@ -31,6 +31,9 @@ from training.plots import plot_curves
 @dataclass
 class TrainConfig:
     data: str = "data/tiny"
+    train_split: str = "train.csv"  # .csv of videos, or a TSN/bLVNet frame list (folder num_frames label)
+    val_split: str = "val.csv"
+    frame_template: str = "img_{:05d}.jpg"  # file names inside frame folders (1-based)
     out: str = "runs/train"
     arch: str = "tsn_mobilenet_v2"
     pretrained: bool = True
@@ -46,7 +49,7 @@ class TrainConfig:
     warmup_epochs: float = 0.5
     label_smoothing: float = 0.1
     clip_grad: float = 20.0
-    hflip: bool = True
+    hflip: bool = True  # only where the dataset says how labels change (meta.json hflip_map)
     workers: int = 2
     eval_clips: int = 1
     device: str = "auto"
@@ -122,11 +125,11 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
 
     info = DatasetInfo.from_dir(cfg.data)
-    train_set = ClipDataset(read_video_csv(info.root / "train.csv", info.labels), sampler=cfg.sampler_spec,
-                            preprocess=cfg.preprocess_spec, train=True,
-                            hflip_map=info.hflip_map if cfg.hflip else None, seed=cfg.seed)
-    val_set = ClipDataset(read_video_csv(info.root / "val.csv", info.labels), sampler=cfg.sampler_spec,
-                          preprocess=cfg.preprocess_spec, train=False, num_clips=cfg.eval_clips)
+    common = dict(sampler=cfg.sampler_spec, preprocess=cfg.preprocess_spec, template=cfg.frame_template)
+    train_set = ClipDataset(read_records(info.root / cfg.train_split, info.labels), train=True,
+                            hflip_map=info.hflip_map if cfg.hflip else None, seed=cfg.seed, **common)
+    val_set = ClipDataset(read_records(info.root / cfg.val_split, info.labels), train=False,
+                          num_clips=cfg.eval_clips, **common)
     cuda = device.type == "cuda"
     train_loader = make_loader(train_set, batch_size=cfg.batch_size, workers=cfg.workers, shuffle=True,
                                drop_last=len(train_set) > cfg.batch_size, pin_memory=cuda, seed=cfg.seed)

@@ -25,7 +25,7 @@ from sdk.samplers import Sampler
 from sdk.video import FrameFolder, VideoFile
 
 __all__ = [
-    "VideoRecord", "DatasetInfo", "read_video_csv", "read_frame_list", "ClipDataset", "EpochSampler", "make_loader",
+    "VideoRecord", "DatasetInfo", "read_video_csv", "read_frame_list", "read_records", "ClipDataset", "EpochSampler", "make_loader",
 ]
 
 
@@ -100,6 +100,15 @@ def read_frame_list(list_path: str | Path, root: str | Path, labels: Sequence[st
             raise ConfigError(f"{list_path}:{i + 1}: expected 'path num_frames label', got {line!r}")
         records.append(VideoRecord(Path(root) / parts[0], _label(parts[2], labels, f"{list_path}:{i + 1}"), int(parts[1])))
     return records
+
+
+def read_records(path: str | Path, labels: Sequence[str] | None = None, root: str | Path | None = None) -> list[VideoRecord]:
+    """A split file by its suffix: ``.csv`` -> :func:`read_video_csv`, anything else -> :func:`read_frame_list`
+    (frame folders relative to ``root``, default the list's folder)."""
+    path = Path(path)
+    if path.suffix == ".csv":
+        return read_video_csv(path, labels, root)
+    return read_frame_list(path, root if root is not None else path.parent, labels)
 
 
 class ClipDataset(Dataset):
