@@ -1,0 +1,1 @@
+"""Video datasets (datasets.py) and the time-reversal benchmark generator (synthetic.py)."""
