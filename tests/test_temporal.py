@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from training.models.temporal import CausalTAM, TAM, TemporalShift, shift_time
+from training.models.temporal import CausalTAM, TAM, TemporalShift, shift_time, temporal_mean
 
 N, T, C, H, W = 2, 5, 16, 3, 4
 
@@ -76,3 +76,8 @@ def test_offline_shift_moves_one_fold_each_way():
     torch.testing.assert_close(y[:, :, 4:], xf[:, :, 4:])
     with pytest.raises(RuntimeError, match="online"):
         TemporalShift(C, T).step(xf[:, 0], torch.zeros(N, 2, H, W))
+
+
+def test_temporal_mean():
+    x = torch.randn(3, 5, 7)
+    torch.testing.assert_close(temporal_mean(x), x.mean(1))

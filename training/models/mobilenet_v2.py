@@ -97,7 +97,7 @@ class MobileNetV2(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Pooled features (N, num_features)."""
-        return self.features(x).mean((2, 3))
+        return self.features(x).mean((2, 3), keepdim=True).flatten(1)  # keepdim: XNNPACK delegates it
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.forward_features(x))

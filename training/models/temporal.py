@@ -25,6 +25,12 @@ def shift_time(x: torch.Tensor, frames: int, offset: int) -> torch.Tensor:
     return y.reshape(nt, c, h, w)
 
 
+def temporal_mean(x: torch.Tensor) -> torch.Tensor:
+    """Mean over time of ``(N, T, F)`` -> ``(N, F)``, written as a rank-4 spatial mean: XNNPACK delegates that one,
+    while a plain ``x.mean(1)`` stays on ExecuTorch's portable path (measured with executorch 1.5.1)."""
+    return x.transpose(1, 2).unsqueeze(-1).mean((2, 3), keepdim=True).flatten(1)
+
+
 def _depthwise_1x1(channels: int) -> nn.Conv2d:
     return nn.Conv2d(channels, channels, kernel_size=1, groups=channels, bias=False)
 

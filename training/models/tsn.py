@@ -9,6 +9,7 @@ from torch import nn
 
 from training.models.mobilenet_v2 import MobileNetV2, load_imagenet_weights
 from training.models.registry import register_model
+from training.models.temporal import temporal_mean
 
 
 class TSN(nn.Module):
@@ -29,7 +30,7 @@ class TSN(nn.Module):
 
     def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Average consensus over time, then the classifier (``pre_logits``: stop before it)."""
-        pooled = features.mean(1)
+        pooled = temporal_mean(features)
         return pooled if pre_logits else self.fc(self.dropout(pooled))
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
