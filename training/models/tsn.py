@@ -12,7 +12,37 @@ from training.models.registry import register_model
 from training.models.temporal import temporal_mean
 
 
-class TSN(nn.Module):
+class ConsensusHead(nn.Module):
+    """The one clip head: average consensus of per-frame features over time, dropout, linear.
+
+    Subclasses provide ``forward_features(clips) -> (N, T, F)`` and set ``self.dropout`` / ``self.fc``. Since the head
+    is linear, the clip logits are the mean over time of the per-frame logits (:meth:`forward_frames`), which is what
+    the streaming models emit one frame at a time.
+    """
+
+    dropout: nn.Module
+    fc: nn.Linear
+
+    def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Average consensus over time, then the classifier (``pre_logits``: stop before it)."""
+        pooled = temporal_mean(features)
+        return pooled if pre_logits else self.fc(self.dropout(pooled))
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(clips))
+
+    def forward_frames(self, clips: torch.Tensor) -> torch.Tensor:
+        """Per-frame logits ``(N, T, num_classes)``; their mean over time is ``forward(clips)`` in eval mode."""
+        return self.fc(self.dropout(self.forward_features(clips)))
+
+    def init_state(self, batch: int, height: int, width: int) -> tuple[torch.Tensor, ...]:
+        """Zero streaming state (start of a stream; what ``reset()`` means) for models with a ``state_spec``."""
+        p = self.fc.weight
+        return tuple(torch.zeros(shape, dtype=p.dtype, device=p.device)
+                     for _, shape in self.state_spec(height, width, batch))
+
+
+class TSN(ConsensusHead):
     """Clips ``(N, T, 3, H, W)`` -> logits ``(N, num_classes)``: per-frame features, averaged over T, linear head."""
 
     def __init__(self, backbone: nn.Module, num_features: int, num_classes: int, frames: int, dropout: float = 0.5):
@@ -27,14 +57,6 @@ class TSN(nn.Module):
         """Per-frame pooled features ``(N, T, F)``."""
         n, t = clips.shape[:2]
         return self.backbone.forward_features(clips.flatten(0, 1)).unflatten(0, (n, t))
-
-    def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Average consensus over time, then the classifier (``pre_logits``: stop before it)."""
-        pooled = temporal_mean(features)
-        return pooled if pre_logits else self.fc(self.dropout(pooled))
-
-    def forward(self, clips: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(clips))
 
 
 @register_model
