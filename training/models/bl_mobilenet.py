@@ -6,7 +6,7 @@ Input: clips of **2T** frames ``(N, 2T, 3, H, W)`` where ``T`` is the builder's 
 (little frame ``2t``, big frame ``2t + 1``).
 
 * **Big branch**: a full-width MobileNetV2 (ImageNet-initialisable, torchvision keys under ``big.features.*``) on the
-  big frames downsampled 2x (2x2 average pool, ``ceil_mode``), i.e. at half resolution. Its residual blocks carry a TAM
+  big frames downsampled 2x (2x2 average pool; frame sides must be multiples of 32), i.e. at half resolution. Its residual blocks carry a TAM
   (kernel 3, offline: t-1, t, t+1 over the T big frames) placed on the expanded activations and initialised to the
   identity, exactly as in :mod:`training.models.tam_mobilenet` -- so every TAM after a merge point operates on the
   *merged* big features.
@@ -14,7 +14,7 @@ Input: clips of **2T** frames ``(N, 2T, 3, H, W)`` where ``T`` is the builder's 
   (each stage's repeats ``n -> max(1, n - beta)``, default ``beta=1``), covering the stages up to the 96-channel
   stage (output stride 16); randomly initialised. No temporal modules.
 * **Merges** after the 24-, 32- and 96-channel stages: the little branch is at twice the big branch's resolution there,
-  so its output is 2x2 average pooled (``ceil_mode``) to the big resolution, projected to the big channels with a 1x1
+  so its output is 2x2 average pooled to the big resolution, projected to the big channels with a 1x1
   conv + BN, and added to the big features. The merge BN's scale starts at **zero**, so at initialisation the model is
   exactly TAM-MobileNetV2 on the half-resolution big frames (ImageNet init preserved; the little branch is learned in).
 * The last stages (160, 320 channels, 1x1 conv to 1280) run on the merged big features only (T frames); head =
@@ -100,8 +100,12 @@ class BigLittleMobileNetV2(ConsensusHead):
         if clips.shape[1] != self.input_frames:
             raise ValueError(f"bl_mobilenet_v2_tam built with frames={self.frames} takes 2*frames = "
                              f"{self.input_frames} input frames, got {clips.shape[1]}")
-        big = F.avg_pool2d(clips[:, 1::2].flatten(0, 1), 2, ceil_mode=True)
-        return big, clips[:, 0::2].flatten(0, 1)
+        if clips.shape[-2] % 32 or clips.shape[-1] % 32:
+            raise ValueError(f"bl_mobilenet_v2_tam needs frame sides that are a multiple of 32 (the branches merge at "
+                             f"matching resolutions), got {tuple(clips.shape[-2:])}")
+        # Frames 2t and 2t+1 side by side on channels: contiguous slices, no strided gather (it stays off XNNPACK).
+        pairs = clips.reshape(-1, 6, clips.shape[-2], clips.shape[-1])
+        return F.avg_pool2d(pairs[:, 3:], 2), pairs[:, :3]
 
     def _run(self, xb: torch.Tensor, xl: torch.Tensor,
              state: tuple[torch.Tensor, ...] | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -120,7 +124,7 @@ class BigLittleMobileNetV2(ConsensusHead):
             else:
                 xb = layer(xb)
             if i in self._big_taps:
-                xb = xb + self.merges[k](F.avg_pool2d(little_out[k], 2, ceil_mode=True))
+                xb = xb + self.merges[k](F.avg_pool2d(little_out[k], 2))
                 k += 1
         return xb.mean((2, 3), keepdim=True).flatten(1), new_state
 
@@ -143,7 +147,7 @@ class BigLittleMobileNetV2(ConsensusHead):
     def state_spec(self, height: int, width: int, batch: int = 1) -> list[tuple[str, tuple[int, int, int, int]]]:
         """``[(name, shape)]`` of the streaming state for ``height x width`` frames (the big branch sees half of it)."""
         self._require_causal()
-        spec, h, w = [], (height + 1) // 2, (width + 1) // 2
+        spec, h, w = [], height // 2, width // 2
         for i, layer in enumerate(self.big.features):
             if isinstance(layer, TemporalInvertedResidual):
                 spec.append((f"state_big_features_{i}", tuple(layer.temporal.state_shape(batch, h, w))))
@@ -158,7 +162,7 @@ class BigLittleMobileNetV2(ConsensusHead):
         if pair.shape[1] != 6:
             raise ValueError("step takes a big + little frame pair concatenated on channels (N, 6, H, W), "
                              f"got {tuple(pair.shape)}")
-        features, new_state = self._run(F.avg_pool2d(pair[:, 3:], 2, ceil_mode=True), pair[:, :3], tuple(state))
+        features, new_state = self._run(F.avg_pool2d(pair[:, 3:], 2), pair[:, :3], tuple(state))
         return (self.fc(self.dropout(features)), features, *new_state)
 
 
