@@ -67,11 +67,19 @@ class Bottleneck(nn.Module):
         return self.relu(out) if self.last_relu else out
 
 
+class PaddedAvgPool(nn.Module):
+    """``AvgPool2d(3, 2, padding=1)`` (zeros counted, as PyTorch's default) written as zero pad + unpadded pool: the
+    same numbers, and XNNPACK delegates it (it rejects pooling whose padding counts in the average)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(F.pad(x, (1, 1, 1, 1)), 3, stride=2)
+
+
 def _downsample(inplanes: int, planes: int, stride: int) -> nn.Sequential | None:
     """Official shortcut: ``AvgPool2d(3, 2, 1)`` when strided, then 1x1 conv + BN when the width changes."""
     layers: list[nn.Module] = []
     if stride != 1:
-        layers.append(nn.AvgPool2d(3, stride=2, padding=1))
+        layers.append(PaddedAvgPool())
     if inplanes != planes:
         layers += [nn.Conv2d(inplanes, planes, 1, bias=False), nn.BatchNorm2d(planes)]
     return nn.Sequential(*layers) if layers else None
@@ -100,7 +108,18 @@ def _split(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def _duplicate(x: torch.Tensor) -> torch.Tensor:
     """``(N*T, C, H, W)`` -> ``(N*2T, C, H, W)`` with frames ``2j`` and ``2j+1`` both equal to ``x[j]``."""
     n, c, h, w = x.shape
-    return torch.cat([x, x], dim=1).reshape(2 * n, c, h, w)
+    # ``x + 0``: XNNPACK rejects a cat of a tensor with itself (executorch 1.5.1); a second node keeps it delegated.
+    return torch.cat([x, x + 0], dim=1).reshape(2 * n, c, h, w)
+
+
+def upsample_nearest(x: torch.Tensor, size: torch.Size, ones: torch.Tensor) -> torch.Tensor:
+    """Nearest upsampling to ``size``; an exact 2x is a depthwise stride-2 transposed conv with the unit 2x2 kernels
+    ``ones`` ``(C, 1, 2, 2)`` (identical values, and delegated by XNNPACK, which has no nearest resize), anything else
+    ``F.interpolate``."""
+    n, c, h, w = x.shape
+    if tuple(size) == (2 * h, 2 * w):
+        return F.conv_transpose2d(x, ones, stride=2, groups=c)
+    return F.interpolate(x, size=size, mode="nearest")
 
 
 class BLModule(nn.Module):
@@ -119,12 +138,14 @@ class BLModule(nn.Module):
                                       nn.BatchNorm2d(out_channels))
         self.fusion = _make_layer(out_channels, out_channels, 1, stride=stride)
         self.tam = TAM(in_channels, num_frames, blending_frames)
+        # A constant of upsample_nearest, not a parameter: kept out of the state_dict (official keys unchanged).
+        self.register_buffer("upsample_ones", torch.ones(out_channels, 1, 2, 2), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         little, big = _split(self.tam(x))
         big = self.big(big)
         little = self.little_e(self.little(little))
-        big = F.interpolate(big, size=little.shape[2:], mode="nearest")
+        big = upsample_nearest(big, little.shape[2:], self.upsample_ones)
         return _duplicate(self.fusion(self.relu(big + little)))
 
 
