@@ -31,3 +31,9 @@ def test_cli_compare_prints_ratios(capsys):
                  "--repeats", "2"]) == 0
     out = capsys.readouterr().out
     assert "ratios to tsn_mobilenet_v2" in out and "gmacs 1.00x" in out
+
+
+def test_cli_per_model_frames(capsys):
+    assert main(["--compare", "tsn_mobilenet_v2:2", "tsn_mobilenet_v2:4", "--size", "64", "--no-latency"]) == 0
+    out = capsys.readouterr().out
+    assert "gmacs 2.00x" in out and "latency_ms" not in out

@@ -10,6 +10,7 @@ Peak memory is counted, not sampled: every tensor storage created during the ste
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import time
 import weakref
@@ -103,8 +104,10 @@ def interleaved_latency(models: Sequence[nn.Module], clips: Sequence[torch.Tenso
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m training.profile", description=__doc__.splitlines()[0])
-    p.add_argument("--arch", choices=list_models(), help="one model")
-    p.add_argument("--compare", nargs="+", choices=list_models(), metavar="ARCH", help="several models, ratios to the first")
+    p.add_argument("--arch", metavar="ARCH[:T]", help="one model (optionally with its own T)")
+    p.add_argument("--compare", nargs="+", metavar="ARCH[:T]",
+                   help="several models, ratios to the first; ARCH:T overrides --frames for that model "
+                        "(e.g. tsn_resnet50:16 blvnet_tam_r50:8 compares the same 16 input frames)")
     p.add_argument("--frames", type=int, default=8, help="T (big-little models take 2T input frames)")
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--repeats", type=int, default=5, help="latency runs per model")
@@ -116,27 +119,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.error("give --arch NAME or --compare A B ...")
     if args.threads:
         torch.set_num_threads(args.threads)
+    specs = []
+    for item in archs:
+        name, _, t = item.partition(":")
+        if name not in list_models() or (t and not t.isdigit()):
+            p.error(f"{item!r}: expected ARCH[:T] with ARCH one of {', '.join(list_models())}")
+        specs.append((name, int(t) if t else args.frames))
 
-    results = [measure(a, args.frames, args.size) for a in archs]
+    results = [measure(name, t, args.size) for name, t in specs]
     profiles = [r[0] for r in results]
     if not args.no_latency:
         for prof, ms in zip(profiles, interleaved_latency([r[1] for r in results], [r[2] for r in results],
                                                           args.repeats), strict=True):
             prof.latency_ms = ms
-    print(f"batch 1, {args.size}x{args.size}, T={args.frames}, torch threads {torch.get_num_threads()}, "
+    print(f"batch 1, {args.size}x{args.size}, torch threads {torch.get_num_threads()}, "
           f"latency: median of {args.repeats} interleaved eval runs")
     head = f"{'arch':<26} {'frames':>6} {'params M':>9} {'GMACs':>8} {'train peak MB':>14} {'latency ms':>11}"
     print(head)
     for prof in profiles:
+        latency = "-" if math.isnan(prof.latency_ms) else f"{prof.latency_ms:.1f}"
         print(f"{prof.arch:<26} {prof.input_frames:>6} {prof.params_m:>9.2f} {prof.gmacs:>8.2f} "
-              f"{prof.train_peak_mb:>14.0f} {prof.latency_ms:>11.1f}")
+              f"{prof.train_peak_mb:>14.0f} {latency:>11}")
     if len(profiles) > 1:
         base = asdict(profiles[0])
         print(f"\nratios to {profiles[0].arch}:")
         for prof in profiles[1:]:
             row = asdict(prof)
-            print(f"{prof.arch:<26} " + "  ".join(f"{k} {row[k] / base[k]:.2f}x"
-                                                   for k in ("params_m", "gmacs", "train_peak_mb", "latency_ms")))
+            keys = ("params_m", "gmacs", "train_peak_mb") + (() if args.no_latency else ("latency_ms",))
+            print(f"{prof.arch:<26} " + "  ".join(f"{k} {row[k] / base[k]:.2f}x" for k in keys))
     return 0
 
 
