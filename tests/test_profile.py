@@ -1,6 +1,8 @@
 """The profiler: counted peak memory, MACs against known figures, the CLI with --compare."""
 from __future__ import annotations
 
+import re
+
 import torch
 
 from training.profile import PeakMemory, main, measure
@@ -36,4 +38,4 @@ def test_cli_compare_prints_ratios(capsys):
 def test_cli_per_model_frames(capsys):
     assert main(["--compare", "tsn_mobilenet_v2:2", "tsn_mobilenet_v2:4", "--size", "64", "--no-latency"]) == 0
     out = capsys.readouterr().out
-    assert "gmacs 2.00x" in out and "latency_ms" not in out
+    assert re.search(r"gmacs (1\.9\d|2\.0\d)x", out) and "latency_ms" not in out  # ~2x: the head is per clip
