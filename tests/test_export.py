@@ -47,11 +47,6 @@ def _check_model(name: str) -> None:
     assert not report.temporal_on_portable_path, f"{name}: {report}"
 
 
-def test_tsn_mobilenet_v2_lowers_without_portable_ops():
-    _check_model("tsn_mobilenet_v2")
-
-
-@pytest.mark.slow
 @pytest.mark.parametrize("name", list_models())
 def test_every_registered_model_exports_and_keeps_temporal_ops_delegated(name: str):
     _check_model(name)
