@@ -11,13 +11,14 @@ from training.models.mobilenet_v2 import MobileNetV2, load_imagenet_weights
 
 
 def test_imagenet_weights_load_strictly_and_recognise_a_real_photo():
-    """Key names, weights and the ImageNet preprocessing together: skimage's coffee photo is a cup / espresso."""
+    """Key names, weights and the ImageNet preprocessing together: skimage's coffee photo is espresso (class 967;
+    measured p=0.993)."""
     skimage_data = pytest.importorskip("skimage.data")
     model = load_imagenet_weights(MobileNetV2(), with_classifier=True).eval()
     x = torch.from_numpy(Preprocess(size=224, resize=256)(skimage_data.coffee()))[None]
     with torch.no_grad():
-        top5 = model(x).topk(5).indices[0].tolist()
-    assert {967, 968} & set(top5), f"espresso (967) / cup (968) not in top-5 {top5}"
+        probs = model(x).softmax(-1)[0]
+    assert probs.argmax().item() == 967 and probs[967] > 0.9, f"top-5 {probs.topk(5)}"
 
 
 def test_imagenet_head_size_conflict_raises():
