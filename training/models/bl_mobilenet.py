@@ -33,7 +33,8 @@ from torch import nn
 from training.models.mobilenet_v2 import (INVERTED_RESIDUAL_SETTING, ConvBNReLU6, InvertedResidual, MobileNetV2,
                                           load_imagenet_weights, make_divisible)
 from training.models.registry import register_model
-from training.models.tam_mobilenet import TemporalInvertedResidual, _spatial_after, identity_init_tam, insert_temporal
+from training.models.tam_mobilenet import (TemporalInvertedResidual, identity_init_tam, insert_temporal,
+                                          temporal_state_spec)
 from training.models.temporal import TAM, CausalTAM
 from training.models.tsn import ConsensusHead
 
@@ -147,12 +148,7 @@ class BigLittleMobileNetV2(ConsensusHead):
     def state_spec(self, height: int, width: int, batch: int = 1) -> list[tuple[str, tuple[int, int, int, int]]]:
         """``[(name, shape)]`` of the streaming state for ``height x width`` frames (the big branch sees half of it)."""
         self._require_causal()
-        spec, h, w = [], height // 2, width // 2
-        for i, layer in enumerate(self.big.features):
-            if isinstance(layer, TemporalInvertedResidual):
-                spec.append((f"state_big_features_{i}", tuple(layer.temporal.state_shape(batch, h, w))))
-            h, w = _spatial_after(layer, h, w)
-        return spec
+        return temporal_state_spec(self.big.features, height // 2, width // 2, batch, "state_big_features")
 
     def step(self, pair: torch.Tensor, *state: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """One **frame pair** ``(N, 6, H, W)`` = little frame (channels 0-2) and big frame (3-5), i.e. input frames

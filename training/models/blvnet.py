@@ -24,33 +24,24 @@ import torch.nn.functional as F
 from torch import nn
 
 from sdk.errors import ConfigError
+from training.models import resnet
 from training.models.registry import register_model
 from training.models.temporal import TAM, temporal_mean
 
 DEPTHS = {50: (3, 4, 6, 3), 101: (4, 8, 18, 3), 152: (5, 12, 30, 3)}
 
 
-class Bottleneck(nn.Module):
-    """The official bLVNet bottleneck: ``planes`` is the *output* width (inner width ``planes // 4``).
+class Bottleneck(resnet.Bottleneck):
+    """The official bLVNet bottleneck: the torchvision layers (same keys), with ``planes`` the *output* width.
 
     With ``tam`` the block aggregates time before ``conv1``; as in the official code the shortcut then takes the
-    TAM output when there is a ``downsample`` and the raw input when there is not.
+    TAM output when there is a ``downsample`` and the raw input when there is not. ``last_relu=False`` ends the big
+    path of a bLModule without ReLU (upstream).
     """
-
-    expansion = 4
 
     def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
                  last_relu: bool = True, tam: nn.Module | None = None):
-        super().__init__()
-        width = planes // self.expansion
-        self.conv1 = nn.Conv2d(inplanes, width, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(width)
-        self.conv2 = nn.Conv2d(width, width, 3, stride=stride, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(width)
-        self.conv3 = nn.Conv2d(width, planes, 1, bias=False)
-        self.bn3 = nn.BatchNorm2d(planes)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = downsample
+        super().__init__(inplanes, planes // self.expansion, stride, downsample)
         self.last_relu = last_relu
         self.tam = tam
 

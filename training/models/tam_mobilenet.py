@@ -134,6 +134,18 @@ def identity_init_tam(tam: nn.Module) -> nn.Module:
     return tam
 
 
+def temporal_state_spec(features: nn.Sequential, height: int, width: int, batch: int,
+                        prefix: str) -> list[tuple[str, tuple[int, int, int, int]]]:
+    """``[(f"{prefix}_{i}", shape)]`` of the state of every temporal block in ``features`` on ``height x width``
+    input, in ``step`` order."""
+    spec, h, w = [], height, width
+    for i, layer in enumerate(features):
+        if isinstance(layer, TemporalInvertedResidual):
+            spec.append((f"{prefix}_{i}", tuple(layer.temporal.state_shape(batch, h, w))))
+        h, w = _spatial_after(layer, h, w)
+    return spec
+
+
 class TemporalMobileNetV2(TSN):
     """Clips ``(N, T, 3, H, W)`` -> logits ``(N, num_classes)``; a MobileNetV2 with temporal modules + TSN head."""
 
@@ -168,13 +180,7 @@ class TemporalMobileNetV2(TSN):
     def state_spec(self, height: int, width: int, batch: int = 1) -> list[tuple[str, tuple[int, int, int, int]]]:
         """``[(name, shape)]`` of the streaming state tensors for ``height x width`` frames, in ``step`` order."""
         self._require_causal()
-        spec: list[tuple[str, tuple[int, int, int, int]]] = []
-        h, w = height, width
-        for i, layer in enumerate(self.backbone.features):
-            if isinstance(layer, TemporalInvertedResidual):
-                spec.append((f"state_features_{i}", tuple(layer.temporal.state_shape(batch, h, w))))
-            h, w = _spatial_after(layer, h, w)
-        return spec
+        return temporal_state_spec(self.backbone.features, height, width, batch, "state_features")
 
     def step(self, frame: torch.Tensor, *state: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """One frame ``(N, 3, H, W)`` -> ``(logits (N, K), features (N, F), *new_state)``."""
