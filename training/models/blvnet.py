@@ -173,15 +173,7 @@ class BLResNetTAMBackbone(nn.Module):
                                   blending_frames=blending_frames)
         self.gappool = nn.AdaptiveAvgPool2d(1)
         self.num_features = ch[3] * e
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-        for m in self.modules():
-            if isinstance(m, Bottleneck):
-                nn.init.zeros_(m.bn3.weight)
+        resnet.init_weights(self, zero_init_residual=True)  # official: zero-init last BN of each block
 
     def _layer0(self, x: torch.Tensor) -> torch.Tensor:
         little, big = _split(self.tam(x))

@@ -54,6 +54,19 @@ class Bottleneck(nn.Module):
         return self.relu(out + identity)
 
 
+def init_weights(model: nn.Module, zero_init_residual: bool) -> None:
+    """ResNet initialisation: kaiming (fan_out) convs, unit BN; ``zero_init_residual`` zeroes the last BN of every
+    bottleneck so each block starts as its shortcut."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        if zero_init_residual and isinstance(m, Bottleneck):
+            nn.init.zeros_(m.bn3.weight)
+
+
 class ResNet(nn.Module):
     """Image ResNet ``(N, 3, H, W) -> (N, num_classes)``; ``shift_frames > 0`` adds TSM shifts over that many frames."""
 
@@ -67,7 +80,7 @@ class ResNet(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
         inplanes = 64
-        for i, (blocks, width) in enumerate(zip(DEPTHS[depth], (64, 128, 256, 512))):
+        for i, (blocks, width) in enumerate(zip(DEPTHS[depth], (64, 128, 256, 512), strict=True)):
             stride = 1 if i == 0 else 2
             layers = []
             for b in range(blocks):
@@ -82,16 +95,7 @@ class ResNet(nn.Module):
         self.num_features = inplanes
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(inplanes, num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-        if zero_init_residual:
-            for m in self.modules():
-                if isinstance(m, Bottleneck):
-                    nn.init.zeros_(m.bn3.weight)
+        init_weights(self, zero_init_residual)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Pooled features ``(N, num_features)``."""
