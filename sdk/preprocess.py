@@ -5,10 +5,12 @@ defined precisely so that a device integration can reproduce them without Python
 
 1. resize so that the shorter side is ``resize`` pixels (aspect ratio kept; bilinear or area interpolation with
    OpenCV semantics: pixel centres at +0.5);
-2. crop a ``size`` x ``size`` square: centred for evaluation (offset ``floor((side - size) / 2)``), or -- training only --
-   TSN's multi-scale crop (:meth:`Preprocess.train`): a random crop whose sides are ``base * scale`` for scales in
-   ``train_scales`` (aspect distortion limited by ``max_distort``), at one of five fixed positions (corners, centre),
-   resized to ``size`` x ``size``;
+2. crop a ``size`` x ``size`` square: centred for evaluation (offset ``floor((side - size) / 2)``; offline evaluation
+   may also take TSN's three crops, :meth:`Preprocess.crops`: offsets ``0``, the centre and ``side - size`` along the
+   longer side, the width for square frames), or -- training only -- TSN's multi-scale crop
+   (:meth:`Preprocess.train`): a random crop whose sides are ``base * scale`` for scales in ``train_scales`` (aspect
+   distortion limited by ``max_distort``), at one of five fixed positions (corners, centre), resized to ``size`` x
+   ``size``;
 3. ``value * scale`` then per-channel ``(value - mean) / std`` in float32, RGB order;
 4. layout ``TCHW`` or ``THWC`` for a clip (``CHW`` / ``HWC`` per frame).
 
@@ -30,6 +32,7 @@ __all__ = ["Preprocess", "IMAGENET_MEAN", "IMAGENET_STD"]
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 LAYOUTS = ("TCHW", "THWC")
+CROP_COUNTS = (1, 3)
 INTERPOLATIONS = ("bilinear", "area")
 
 
@@ -95,6 +98,28 @@ class Preprocess:
         out = np.stack([self._centre_crop(self._resize_short(f)) for f in clip])
         out = self._normalise(out)
         return out[0] if single else out
+
+    def crops(self, frames: np.ndarray, num_crops: int = 1) -> np.ndarray:
+        """Evaluation views ``(num_crops, T, ...)`` in ``layout`` (``(num_crops, ...)`` for one ``(H, W, 3)`` frame).
+
+        One crop is exactly :meth:`__call__`. Three crops (TSN/TSM's offline protocol) see the parts of a wide frame
+        that the centre crop cuts off: after the shorter-side resize, ``size`` squares at the start, centre and end
+        of the longer side (the width when the frame is square), centred on the shorter one.
+        """
+        if num_crops not in CROP_COUNTS:
+            raise ConfigError(f"num_crops must be one of {', '.join(map(str, CROP_COUNTS))}, got {num_crops!r}")
+        clip, single = self._check(frames)
+        resized = np.stack([self._resize_short(f) for f in clip])
+        h, w = resized.shape[1:3]
+        centre = ((h - self.size) // 2, (w - self.size) // 2)
+        if num_crops == 1:
+            offsets = [centre]
+        elif h > w:
+            offsets = [(0, centre[1]), centre, (h - self.size, centre[1])]
+        else:
+            offsets = [(centre[0], 0), centre, (centre[0], w - self.size)]
+        out = np.stack([self._normalise(resized[:, y:y + self.size, x:x + self.size]) for y, x in offsets])
+        return out[:, 0] if single else out
 
     # ------------------------------------------------------------------ training path
     def train(self, frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -100,10 +100,15 @@ class Sampler:
             start = (lo + hi) // 2 if rng is None else int(rng.integers(lo, hi + 1))
             return np.clip(start + self.stride * np.arange(self.frames), 0, n - 1).astype(np.int64)
         grid = np.arange(n) if self.of is None else Sampler("uniform_segments", self.of).indices(n, rng)
-        return grid[self._grid_positions(len(grid), rng)]
+        return grid[self.grid_positions(len(grid), rng)]
 
-    def _grid_positions(self, g: int, rng: np.random.Generator | None) -> np.ndarray:
-        """Positions of the k see-very-little frames in a grid of ``g`` (sorted; repeats only when g < k)."""
+    def grid_positions(self, g: int, rng: np.random.Generator | None) -> np.ndarray:
+        """Positions of the k see-very-little frames in a grid of ``g`` (sorted; repeats only when g < k).
+
+        Distillation uses it directly: the student's frames are these positions of the clip the teacher was given.
+        """
+        if self.kind not in SEE_VERY_LITTLE_KINDS:
+            raise ConfigError(f"grid positions are defined for the see-very-little samplers, not {self.kind!r}")
         k = self.frames
         if g < k or self.kind == "uniform_k":
             return _segment_picks(k, g)
@@ -148,7 +153,7 @@ class Sampler:
         views = []
         for s in shifts:
             grid = np.arange(n) if self.of is None else _segment_picks(self.of, n, s)
-            views.append(grid[self._grid_positions(len(grid), None)])
+            views.append(grid[self.grid_positions(len(grid), None)])
         return np.stack(views)
 
     # ------------------------------------------------------------------ streaming

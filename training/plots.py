@@ -1,8 +1,11 @@
-"""Plots a person would rather look at than read: training curves from ``metrics.jsonl``."""
+"""Plots a person would rather look at than read: training curves from ``metrics.jsonl``, confusion matrices."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Sequence
+
+import numpy as np
 
 
 def plot_curves(metrics_jsonl: str | Path, png: str | Path) -> Path:
@@ -29,5 +32,42 @@ def plot_curves(metrics_jsonl: str | Path, png: str | Path) -> Path:
     ax_acc.legend()
     fig.tight_layout()
     fig.savefig(png, dpi=100)
+    plt.close(fig)
+    return Path(png)
+
+
+def plot_confusion(conf: np.ndarray, labels: Sequence[str], png: str | Path,
+                   pairs: Sequence[tuple[int, int]] = ()) -> Path:
+    """Row-normalised confusion matrix (rows = true class) with class names, each reversal pair's 2x2 block outlined
+    so that direction errors (inside a box, off the diagonal) stand apart from action errors; headless (Agg)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    conf = np.asarray(conf, np.float64)
+    rates = conf / np.maximum(conf.sum(1, keepdims=True), 1)
+    n = len(labels)
+    side = max(5.0, 0.45 * n + 2.5)
+    fig, ax = plt.subplots(figsize=(side + 1.0, side))
+    image = ax.imshow(rates, cmap="Blues", vmin=0.0, vmax=1.0)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
+    for (i, j), rate in np.ndenumerate(rates):
+        if rate >= 0.005:
+            ax.text(j, i, f"{100 * rate:.0f}", ha="center", va="center", fontsize=7,
+                    color="white" if rate > 0.6 else "black")
+    for a, b in pairs:
+        # Adjacent classes form one 2x2 block; otherwise the pair's four cells are outlined one by one.
+        boxes = [(min(a, b), min(a, b), 2)] if abs(a - b) == 1 else [(r, c, 1) for r in (a, b) for c in (a, b)]
+        for r, c, k in boxes:
+            ax.add_patch(Rectangle((c - 0.5, r - 0.5), k, k, fill=False, edgecolor="tab:orange", linewidth=1.2))
+    ax.set_xticks(range(n), labels, rotation=60, ha="right", rotation_mode="anchor", fontsize=8)
+    ax.set_yticks(range(n), labels, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title("confusion (% of each true class)" + (", reversal pairs outlined" if pairs else ""))
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
     plt.close(fig)
     return Path(png)

@@ -71,12 +71,20 @@ def example_clip(model: nn.Module, frames: int, size: int, batch: int = 1) -> to
     return torch.randn(batch, getattr(model, "input_frames", frames), 3, size, size)
 
 
-def measure(arch: str, frames: int, size: int, num_classes: int = 400) -> tuple[Profile, nn.Module, torch.Tensor]:
-    model = create(arch, num_classes=num_classes, frames=frames, pretrained=False)
-    clip = example_clip(model, frames, size)
+def count_gmacs(model: nn.Module, clip: torch.Tensor) -> float:
+    """GMACs of one eval forward pass on ``clip`` (FLOPs / 2, ``torch.utils.flop_counter``); restores the mode."""
+    was_training = model.training
     model.eval()
     with torch.no_grad(), FlopCounterMode(display=False) as flops:
         model(clip)
+    model.train(was_training)
+    return flops.get_total_flops() / 2e9
+
+
+def measure(arch: str, frames: int, size: int, num_classes: int = 400) -> tuple[Profile, nn.Module, torch.Tensor]:
+    model = create(arch, num_classes=num_classes, frames=frames, pretrained=False)
+    clip = example_clip(model, frames, size)
+    gmacs = count_gmacs(model, clip)
     model.train()
     param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     with PeakMemory() as mem:
@@ -84,7 +92,7 @@ def measure(arch: str, frames: int, size: int, num_classes: int = 400) -> tuple[
     model.zero_grad(set_to_none=True)
     model.eval()
     profile = Profile(arch, clip.shape[1], size, sum(p.numel() for p in model.parameters()) / 1e6,
-                      flops.get_total_flops() / 2e9, (param_bytes + mem.peak) / 2**20)
+                      gmacs, (param_bytes + mem.peak) / 2**20)
     return profile, model, clip
 
 

@@ -1,95 +1,140 @@
-"""Train a clip classifier: ``python -m training.train --data DIR --arch tsn_mobilenet_v2 --epochs 3``.
+"""Train a clip classifier: ``python -m training.train --config tam_mobilenet_v2_small [key=value ...]``.
 
-A first end-to-end path (the training issue extends it with YAML recipes, DDP and resumable state): any registry model,
-sampling and preprocessing from ``sdk``, SGD (Nesterov) or AdamW with warm-up + cosine, label smoothing, gradient
-clipping, AMP on CUDA, channels_last, tqdm progress, ``metrics.jsonl`` + ``curves.png``, atomic ``last.pt`` / ``best.pt``.
+Any registry model; sampling and preprocessing are ``sdk``'s (what the device runs). SGD (Nesterov) or AdamW with
+warm-up + cosine, label smoothing, gradient clipping and accumulation; AMP and channels_last on CUDA; torchrun +
+DistributedDataParallel (``torchrun --nproc_per_node N -m training.train ...``; gloo on CPU, NCCL on GPU). Every epoch
+(and every ``checkpoint_every`` optimiser steps) ``last.pt`` is written atomically with the model, optimiser, scheduler,
+loss scaler, data position and RNG state: ``--resume`` continues a killed run exactly where its last checkpoint was.
+``best.pt`` (by validation top-1) holds the deployable model only. Metrics go to ``metrics.jsonl`` and ``curves.png``.
+
+The loop itself (:func:`fit`) is shared with distillation and quantization-aware training: they pass a :class:`Job`.
 """
 from __future__ import annotations
 
-import argparse
-import dataclasses
+import contextlib
 import json
 import math
-import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from sdk.errors import ConfigError
 from sdk.preprocess import Preprocess
 from sdk.samplers import Sampler
+from training import distributed
+from training.checkpoint import atomic_save, load_checkpoint
+from training.config import parse_config
 from training.data.datasets import ClipDataset, DatasetInfo, make_loader, read_records
+from training.evaluate import predict
 from training.metrics import classification_metrics
-from training.models import create, list_models
+from training.models import create
 from training.plots import plot_curves
+
+__all__ = ["TrainConfig", "Job", "fit", "train", "classifier_job", "build_optimizer", "warmup_cosine", "main"]
 
 
 @dataclass
 class TrainConfig:
+    """Every key of a recipe (``training/configs/*.yaml``) and of the command line."""
+
+    # data
     data: str = "data/tiny"
     train_split: str = "train.csv"  # .csv of videos, or a TSN/bLVNet frame list (folder num_frames label)
     val_split: str = "val.csv"
     frame_template: str = "img_{:05d}.jpg"  # file names inside frame folders (1-based)
     out: str = "runs/train"
+    # model and input
     arch: str = "tsn_mobilenet_v2"
     pretrained: bool = True
-    frames: int = 8
+    frames: int = 8  # frames the model sees (big-little models read 2 x frames from the sampler)
     sampler: str = "uniform_segments"
     size: int = 112
     resize: int = 128
+    hflip: bool = True  # only where the dataset says how labels change (meta.json hflip_map)
+    # optimisation
     epochs: int = 3
-    batch_size: int = 8
-    optimizer: str = "sgd"
+    batch_size: int = 8  # per process; effective batch = batch_size x accumulate x processes
+    accumulate: int = 1  # micro-batches per optimiser step
+    optimizer: str = "sgd"  # sgd (Nesterov, momentum 0.9) | adamw
     lr: float = 0.01
     weight_decay: float = 5e-4
     warmup_epochs: float = 0.5
     label_smoothing: float = 0.1
-    clip_grad: float = 20.0
-    hflip: bool = True  # only where the dataset says how labels change (meta.json hflip_map)
+    clip_grad: float = 20.0  # max gradient norm; 0 disables
+    # evaluation
+    eval_clips: int = 1  # views along time
+    eval_crops: int = 1  # 1 (centre) or 3 spatial crops
+    # system
     workers: int = 2
-    eval_clips: int = 1
     device: str = "auto"
+    amp: bool = True  # mixed precision on CUDA (bf16 where supported, else fp16 with loss scaling); no effect on CPU
+    channels_last: bool = True
+    sync_bn: bool = False  # SyncBatchNorm across processes (CUDA only)
+    checkpoint_every: int = 0  # also write last.pt every this many optimiser steps (0: at epoch ends only)
+    resume: bool = False  # continue from OUT/last.pt when it exists
     seed: int = 0
 
-    @property
-    def sampler_spec(self) -> Sampler:
-        return Sampler(self.sampler, self.frames)
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "accumulate", "frames", "size", "eval_clips"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.eval_crops not in (1, 3):
+            raise ConfigError(f"eval_crops must be 1 or 3, got {self.eval_crops}")
+        if self.optimizer not in ("sgd", "adamw"):
+            raise ConfigError(f"unknown optimizer {self.optimizer!r}; valid: sgd, adamw")
+        if self.workers < 0 or self.checkpoint_every < 0:
+            raise ConfigError("workers and checkpoint_every must be >= 0")
 
     @property
     def preprocess_spec(self) -> Preprocess:
         return Preprocess(size=self.size, resize=self.resize)
 
-
-def atomic_save(obj: Any, path: Path) -> None:
-    """Write to a temporary file and rename: a run killed mid-write never leaves a truncated checkpoint."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    def sampler_spec(self, input_frames: int | None = None) -> Sampler:
+        """The data side's sampler: ``input_frames`` (a big-little model's 2T) when the model reads more than ``frames``."""
+        return Sampler(self.sampler, input_frames or self.frames)
 
 
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+@dataclass
+class Job:
+    """What one run trains and how; :func:`fit` does the rest (optimiser, schedule, AMP, DDP, checkpoints, resume, logs).
+
+    Attributes:
+        module: everything with trained parameters (moved to the device, wrapped in DDP under torchrun).
+        model: the deployable model inside ``module`` -- what ``best.pt`` holds (the same object for plain training).
+        loss: ``(module, batch) -> (loss, logits, labels)`` on a batch already on the device.
+        train_set: the training dataset (its loader is made here: sampler, workers, resume position).
+        validate: ``(model) -> metrics`` with at least ``top1``; runs on every rank and must agree across ranks.
+        meta: saved in every checkpoint beside the weights (labels, sampler, preprocess, config, ...).
+        set_training: switches train/eval mode (exported quantization graphs need their own functions).
+    """
+
+    module: nn.Module
+    model: nn.Module
+    loss: Callable[[nn.Module, Sequence[torch.Tensor]], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+    train_set: ClipDataset
+    validate: Callable[[nn.Module], dict[str, float]]
+    meta: dict[str, Any] = field(default_factory=dict)
+    set_training: Callable[[nn.Module, bool], None] = lambda m, mode: m.train(mode)
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """No weight decay on norms and biases (1-D parameters)."""
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.ndim > 1], "weight_decay": cfg.weight_decay},
+              {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, nesterov=True)
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr)
-    raise ValueError(f"unknown optimizer {cfg.optimizer!r}; valid: sgd, adamw")
+    return torch.optim.AdamW(groups, lr=cfg.lr)
 
 
-def warmup_cosine(total_steps: int, warmup_steps: int):
+def warmup_cosine(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
+    """Linear warm-up to the base learning rate, then a cosine down to zero at ``total_steps``."""
     def factor(step: int) -> float:
         if step < warmup_steps:
             return (step + 1) / warmup_steps
@@ -98,116 +143,230 @@ def warmup_cosine(total_steps: int, warmup_steps: int):
     return factor
 
 
-@torch.no_grad()
-def evaluate(model: nn.Module, loader, device: torch.device, pairs: Sequence[tuple[int, int]] = (),
-             desc: str = "val") -> dict[str, float]:
-    """Metrics over a loader; multi-view batches ``(N, V, T, C, H, W)`` average the views' softmax scores."""
-    model.eval()
-    all_scores, all_labels = [], []
-    for clips, labels in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True):
-        clips = clips.to(device, non_blocking=True)
-        if clips.ndim == 6:
-            n, v = clips.shape[:2]
-            scores = model(clips.flatten(0, 1)).float().softmax(-1).unflatten(0, (n, v)).mean(1)
-        else:
-            scores = model(clips).float().softmax(-1)
-        all_scores.append(scores.cpu())
-        all_labels.append(labels)
-    return classification_metrics(torch.cat(all_scores).log(), torch.cat(all_labels), pairs)
+def _to_device(batch: Sequence[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
+    return [t.to(device, non_blocking=True) for t in batch]
 
 
-def train(cfg: TrainConfig) -> dict[str, Any]:
-    """Train and validate every epoch; returns the best validation metrics and the output paths."""
-    torch.manual_seed(cfg.seed)
-    device = pick_device(cfg.device)
+def _rng_state() -> dict[str, Any]:
+    """Torch's generators (dropout, ...): data randomness derives from (seed, epoch, index) and needs no state."""
+    state = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+_RESUME_MUST_MATCH = ("arch", "frames", "sampler", "size", "batch_size", "accumulate", "data", "train_split", "seed")
+
+
+def _check_resumable(saved: dict[str, Any], cfg: dict[str, Any], world_size: int, saved_world: int, path: Path) -> None:
+    diff = [k for k in _RESUME_MUST_MATCH if k in saved and saved[k] != cfg.get(k)]
+    if saved_world != world_size:
+        diff.append(f"processes ({saved_world} -> {world_size})")
+    if diff:
+        raise ConfigError(f"cannot resume from {path}: the run's {', '.join(diff)} changed; resume with the original "
+                          "settings or start a new run in another --out")
+
+
+def _rewrite_metrics(path: Path, epochs_done: int) -> None:
+    """Drop rows of epochs that the checkpoint does not include (written just before a kill)."""
+    if path.is_file():
+        rows = [r for r in path.read_text().splitlines() if r.strip() and json.loads(r)["epoch"] <= epochs_done]
+        path.write_text("".join(r + "\n" for r in rows))
+
+
+def fit(cfg: TrainConfig, job: Job, ctx: distributed.Context) -> dict[str, Any]:
+    """The training loop: epochs of (accumulated) optimiser steps, validation, checkpoints; returns the summary."""
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
-
-    info = DatasetInfo.from_dir(cfg.data)
-    common = dict(sampler=cfg.sampler_spec, preprocess=cfg.preprocess_spec, template=cfg.frame_template)
-    train_set = ClipDataset(read_records(info.root / cfg.train_split, info.labels), train=True,
-                            hflip_map=info.hflip_map if cfg.hflip else None, seed=cfg.seed, **common)
-    val_set = ClipDataset(read_records(info.root / cfg.val_split, info.labels), train=False,
-                          num_clips=cfg.eval_clips, **common)
+    device = ctx.device
     cuda = device.type == "cuda"
-    train_loader = make_loader(train_set, batch_size=cfg.batch_size, workers=cfg.workers, shuffle=True,
-                               drop_last=len(train_set) > cfg.batch_size, pin_memory=cuda, seed=cfg.seed)
-    val_loader = make_loader(val_set, batch_size=cfg.batch_size, workers=cfg.workers, shuffle=False, pin_memory=cuda)
+    if ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed + ctx.rank)  # dropout differs between ranks, and is reproducible
 
-    model = create(cfg.arch, num_classes=len(info.labels), frames=cfg.frames, pretrained=cfg.pretrained).to(device)
-    model = model.to(memory_format=torch.channels_last)  # faster convolutions on CUDA and on x86 CPUs alike
-    optimizer = build_optimizer(model, cfg)
-    steps_per_epoch = len(train_loader)
+    job.module.to(device)
+    if cfg.channels_last:
+        job.module.to(memory_format=torch.channels_last)  # faster convolutions on CUDA and on x86 CPUs alike
+    module: nn.Module = job.module
+    if ctx.distributed:
+        if cfg.sync_bn and cuda:
+            module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
+        module = DistributedDataParallel(module, device_ids=[device.index] if cuda else None)
+
+    loader = make_loader(job.train_set, batch_size=cfg.batch_size, workers=cfg.workers, shuffle=True,
+                         drop_last=len(job.train_set) >= cfg.batch_size * ctx.world_size, distributed=ctx.distributed,
+                         pin_memory=cuda, seed=cfg.seed)
+    batches_per_epoch = len(loader)
+    steps_per_epoch = math.ceil(batches_per_epoch / cfg.accumulate)
+    optimizer = build_optimizer(job.module, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, warmup_cosine(cfg.epochs * steps_per_epoch, max(1, int(cfg.warmup_epochs * steps_per_epoch))))
-    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     amp_dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler(device.type, enabled=cuda and amp_dtype == torch.float16)  # fp16 needs loss scaling
+    use_amp = cfg.amp and cuda
+    scaler = torch.amp.GradScaler(device.type, enabled=use_amp and amp_dtype == torch.float16)
 
-    best: dict[str, Any] = {"top1": -1.0}
-    metrics_file = (out / "metrics.jsonl").open("a")
+    epoch, batches_done, best = 0, 0, {"top1": -1.0}
+    last, metrics_path = out / "last.pt", out / "metrics.jsonl"
+    if cfg.resume and last.is_file():
+        ckpt = load_checkpoint(last, device)
+        trainer = ckpt["trainer"]
+        _check_resumable(ckpt["config"], asdict(cfg), ctx.world_size, trainer["world_size"], last)
+        job.module.load_state_dict(trainer["module"])
+        optimizer.load_state_dict(trainer["optimizer"])
+        scheduler.load_state_dict(trainer["scheduler"])
+        scaler.load_state_dict(trainer["scaler"])
+        epoch, batches_done, best = trainer["epoch"], trainer["batches_done"], trainer["best"]
+        _set_rng_state(trainer["rng"][ctx.rank])
+        if ctx.is_main:
+            _rewrite_metrics(metrics_path, epoch)
+            print(f"[resume] {last}: epoch {epoch + 1}, batch {batches_done}/{batches_per_epoch}")
+    elif cfg.resume and ctx.is_main:
+        print(f"[resume] no {last} yet: starting a new run")
+    elif last.is_file() and ctx.is_main:
+        raise ConfigError(f"{out} already holds a run (last.pt): pass --resume to continue it, or choose another --out")
+    if ctx.is_main:
+        (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+
+    def checkpoint(path: Path, trainer_state: bool) -> None:
+        rngs = distributed.gather_objects(ctx, _rng_state()) if trainer_state else None
+        if not ctx.is_main:
+            return
+        state = {"model": job.model.state_dict(), "config": asdict(cfg), "epoch": epoch, **job.meta}
+        if trainer_state:
+            state["trainer"] = {
+                "module": job.module.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch,
+                "batches_done": batches_done, "best": best, "rng": rngs, "world_size": ctx.world_size}
+        atomic_save(state, path)
+
     start = time.perf_counter()
-    for epoch in range(cfg.epochs):
-        model.train()
-        train_loader.sampler.set_epoch(epoch)
+    while epoch < cfg.epochs:
+        job.set_training(job.module, True)
+        loader.sampler.set_epoch(epoch, start=batches_done * cfg.batch_size)
         seen, loss_sum, correct = 0, 0.0, 0
-        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", dynamic_ncols=True)
-        for clips, labels in bar:
-            clips, labels = clips.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=cuda):
-                logits = model(clips)
-                loss = criterion(logits.float(), labels)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", dynamic_ncols=True, disable=not ctx.is_main,
+                   initial=batches_done, total=batches_per_epoch)
+        for batch in bar:
+            group_start = batches_done - batches_done % cfg.accumulate
+            group = min(cfg.accumulate, batches_per_epoch - group_start)  # the last group of an epoch may be short
+            steps_now = (batches_done + 1 - group_start) == group
+            sync = steps_now or not ctx.distributed
+            with module.no_sync() if not sync else contextlib.nullcontext():
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+                    loss, logits, labels = job.loss(module, _to_device(batch, device))
+                scaler.scale(loss / group).backward()
+            batches_done += 1
             seen += len(labels)
             loss_sum += loss.item() * len(labels)
             correct += (logits.argmax(1) == labels).sum().item()
-            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
-        val = evaluate(model, val_loader, device, info.pairs)
-        row = {"epoch": epoch + 1, "train_loss": loss_sum / max(1, seen), "train_acc": correct / max(1, seen),
-               "lr": scheduler.get_last_lr()[0], "elapsed_s": round(time.perf_counter() - start, 1),
-               **{f"val_{k}": v for k, v in val.items()}}
-        metrics_file.write(json.dumps(row) + "\n")
-        metrics_file.flush()
-        print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
-        state = {"model": model.state_dict(), "config": asdict(cfg), "labels": info.labels, "epoch": epoch + 1,
-                 "metrics": val, "sampler": cfg.sampler_spec.to_dict(), "preprocess": cfg.preprocess_spec.to_dict()}
-        atomic_save(state, out / "last.pt")
+            if steps_now:
+                if cfg.clip_grad > 0:
+                    scaler.unscale_(optimizer)
+                    nn.utils.clip_grad_norm_(job.module.parameters(), cfg.clip_grad)
+                scaler.step(optimizer)
+                scaler.update()
+                optimizer.zero_grad(set_to_none=True)
+                scheduler.step()
+                if cfg.checkpoint_every and scheduler.last_epoch % cfg.checkpoint_every == 0 \
+                        and batches_done < batches_per_epoch:
+                    checkpoint(last, trainer_state=True)
+            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}",
+                            lr=f"{scheduler.get_last_lr()[0]:.2e}")
+        bar.close()
+        job.set_training(job.module, False)
+        val = job.validate(job.model)
+        train_stats = distributed.gather_objects(ctx, (seen, loss_sum, correct))
+        seen_all = sum(s[0] for s in train_stats)
+        epoch, batches_done = epoch + 1, 0
+        row = {"epoch": epoch, "train_loss": sum(s[1] for s in train_stats) / max(1, seen_all),
+               "train_acc": sum(s[2] for s in train_stats) / max(1, seen_all), "lr": scheduler.get_last_lr()[0],
+               "elapsed_s": round(time.perf_counter() - start, 1), **{f"val_{k}": v for k, v in val.items()}}
         if val["top1"] > best["top1"]:
-            best = {**val, "epoch": epoch + 1}
-            atomic_save(state, out / "best.pt")
-    metrics_file.close()
-    plot_curves(out / "metrics.jsonl", out / "curves.png")
-    summary = {"best": best, "checkpoint": str(out / "best.pt"), "train_seconds": round(time.perf_counter() - start, 1),
-               "device": str(device), "train_clips": len(train_set), "val_clips": len(val_set)}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+            best = {**val, "epoch": epoch}
+            checkpoint(out / "best.pt", trainer_state=False)
+        if ctx.is_main:
+            with metrics_path.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+            print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+        checkpoint(last, trainer_state=True)
+        ctx.barrier()
+
+    summary = {"best": best, "checkpoint": str(out / "best.pt"), "last": str(last),
+               "train_seconds": round(time.perf_counter() - start, 1), "device": str(device),
+               "processes": ctx.world_size, "train_clips": len(job.train_set)}
+    if ctx.is_main:
+        if metrics_path.is_file():
+            plot_curves(metrics_path, out / "curves.png")
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
 
+def validation_metrics(model: nn.Module, dataset: ClipDataset, cfg: TrainConfig, ctx: distributed.Context,
+                       pairs: Sequence[tuple[int, int]] = ()) -> dict[str, float]:
+    """Top-1/top-5 (and pair metrics) of ``model`` on ``dataset``, each rank predicting its share of the clips."""
+    loader = make_loader(dataset, batch_size=cfg.batch_size, workers=0, shuffle=False, distributed=ctx.distributed,
+                         pad=False, pin_memory=ctx.device.type == "cuda")
+    scores, labels = predict(model, loader, ctx.device, desc="val") if len(loader.sampler) else (None, None)
+    shares = [s for s in distributed.gather_objects(ctx, (scores, labels)) if s[0] is not None]
+    return classification_metrics(torch.cat([s[0] for s in shares]).clamp_min(1e-12).log(),
+                                  torch.cat([s[1] for s in shares]), pairs)
+
+
+def eval_dataset(info: DatasetInfo, cfg: TrainConfig, sampler: Sampler, split: str | None = None) -> ClipDataset:
+    """The validation clips of ``split`` with the multi-view settings of ``cfg``."""
+    records = read_records(info.root / (split or cfg.val_split), info.labels)
+    return ClipDataset(records, sampler=sampler, preprocess=cfg.preprocess_spec, train=False,
+                       num_clips=cfg.eval_clips, num_crops=cfg.eval_crops, template=cfg.frame_template)
+
+
+def classifier_job(cfg: TrainConfig, ctx: distributed.Context) -> Job:
+    """Plain supervised training of ``cfg.arch`` with cross-entropy (label smoothing)."""
+    info = DatasetInfo.from_dir(cfg.data)
+    model = create(cfg.arch, num_classes=len(info.labels), frames=cfg.frames, pretrained=cfg.pretrained)
+    sampler = cfg.sampler_spec(getattr(model, "input_frames", cfg.frames))
+    train_set = ClipDataset(read_records(info.root / cfg.train_split, info.labels), sampler=sampler,
+                            preprocess=cfg.preprocess_spec, train=True, template=cfg.frame_template,
+                            hflip_map=info.hflip_map if cfg.hflip else None, seed=cfg.seed)
+    val_set = eval_dataset(info, cfg, sampler)
+    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+
+    def loss(module: nn.Module, batch: Sequence[torch.Tensor]):
+        clips, labels = batch
+        logits = module(clips).float()
+        return criterion(logits, labels), logits, labels
+
+    meta = {"labels": info.labels, "sampler": sampler.to_dict(), "preprocess": cfg.preprocess_spec.to_dict(),
+            "dataset": {"root": str(info.root), "preset": info.meta.get("preset"), "seed": info.meta.get("seed")}}
+    return Job(module=model, model=model, loss=loss, train_set=train_set, meta=meta,
+               validate=lambda m: validation_metrics(m, val_set, cfg, ctx, info.pairs))
+
+
+def train(cfg: TrainConfig) -> dict[str, Any]:
+    """Train and validate every epoch (one process, or one of torchrun's); returns the summary on every rank."""
+    ctx = distributed.setup(cfg.device)
+    torch.manual_seed(cfg.seed)  # the same initial weights in every run and on every rank
+    try:
+        job = classifier_job(cfg, ctx)
+        summary = fit(cfg, job, ctx)
+        summary["val_clips"] = len(read_records(Path(cfg.data) / cfg.val_split))
+        return summary
+    finally:
+        distributed.teardown(ctx)
+
+
 def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
-    """Every TrainConfig field is a flag (``--batch-size 16``; booleans as ``--hflip`` / ``--no-hflip``)."""
-    parser = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.splitlines()[0])
-    for f in dataclasses.fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
-        if f.type in ("bool", bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
-        else:
-            kind = {"int": int, "float": float, "str": str}[f.type if isinstance(f.type, str) else f.type.__name__]
-            choices = list_models() if f.name == "arch" else None
-            parser.add_argument(flag, type=kind, default=f.default, choices=choices)
-    return TrainConfig(**vars(parser.parse_args(argv)))
+    return parse_config(TrainConfig, argv, prog="python -m training.train", description=__doc__.splitlines()[0])[0]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     summary = train(parse_args(argv))
     b = summary["best"]
-    print(f"best val top-1 {b['top1']:.3f} (epoch {b['epoch']}, {summary['val_clips']} clips)"
+    print(f"best val top-1 {b['top1']:.3f} (epoch {b.get('epoch')}, {summary['val_clips']} clips)"
           + (f", within-pair {b['within_pair_acc']:.3f}" if "within_pair_acc" in b else "")
           + f" -> {summary['checkpoint']}")
     return 0

@@ -112,7 +112,7 @@ def read_records(path: str | Path, labels: Sequence[str] | None = None, root: st
 
 
 class ClipDataset(Dataset):
-    """Sampled, preprocessed clips ``(T, 3, H, W)`` float32 (or ``(V, T, 3, H, W)`` for ``num_clips`` views) + label.
+    """Sampled, preprocessed clips ``(T, 3, H, W)`` float32 (or ``(V, T, 3, H, W)`` for several views) + label.
 
     Args:
         records: videos (files) or frame folders (records with ``num_frames``, read with ``template``).
@@ -122,17 +122,26 @@ class ClipDataset(Dataset):
         hflip_map: label after a horizontal flip (e.g. moving_left -> moving_right); None disables flipping, since
             flipping without it would teach wrong labels on direction-sensitive classes.
         num_clips: evaluation views along time (``Sampler.multi_view``); ignored in training.
+        num_crops: evaluation views in space (``Preprocess.crops``: 1 or 3); ignored in training. The
+            ``V = num_clips * num_crops`` views are clip-major (the crops of clip 0 first).
+        subset: see-very-little distillation (training only): a student sampler (``Sampler(kind, k, of=T)``) whose k
+            frames are taken from the T frames ``sampler`` gave the teacher -- one decode, the same crop and flip.
+            Items are then ``(clip, student_clip, positions, label)`` with ``student_clip = clip[positions]``.
     """
 
     def __init__(self, records: Sequence[VideoRecord], *, sampler: Sampler, preprocess: Preprocess, train: bool,
-                 hflip_map: Sequence[int] | None = None, flip_prob: float = 0.5, num_clips: int = 1, seed: int = 0,
-                 template: str = "img_{:05d}.jpg"):
+                 hflip_map: Sequence[int] | None = None, flip_prob: float = 0.5, num_clips: int = 1,
+                 num_crops: int = 1, subset: Sampler | None = None, seed: int = 0, template: str = "img_{:05d}.jpg"):
         if not records:
             raise ConfigError("the dataset has no videos")
         self.records = list(records)
         self.sampler, self.preprocess, self.train = sampler, preprocess, train
         self.hflip_map = None if hflip_map is None else list(hflip_map)
         self.flip_prob, self.num_clips, self.seed, self.template = flip_prob, num_clips, seed, template
+        self.num_crops, self.subset = num_crops, subset
+        if subset is not None and subset.of != sampler.frames:
+            raise ConfigError(f"the student's sampler must pick from the teacher's {sampler.frames} frames "
+                              f"(of={sampler.frames}), got of={subset.of}")
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -147,7 +156,7 @@ class ClipDataset(Dataset):
             return FrameFolder(record.path, template=self.template)
         return VideoFile(record.path, threads=1)
 
-    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple:
         """``key`` is an index (epoch from :meth:`set_epoch`) or an ``(epoch, index)`` pair from :class:`EpochSampler`."""
         epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
         record = self.records[index]
@@ -157,8 +166,9 @@ class ClipDataset(Dataset):
             if not self.train:
                 views = self.sampler.multi_view(n, self.num_clips)
                 frames = source.read_indices(views.reshape(-1))
-                clips = [self.preprocess(f) for f in frames.reshape(views.shape + frames.shape[1:])]
-                clip = clips[0] if self.num_clips == 1 else np.stack(clips)
+                clips = np.concatenate([self.preprocess.crops(f, self.num_crops)
+                                        for f in frames.reshape(views.shape + frames.shape[1:])])
+                clip = clips[0] if len(clips) == 1 else clips
                 return torch.from_numpy(clip), label
             rng = np.random.default_rng([self.seed, epoch, index])
             frames = source.read_indices(self.sampler.indices(n, rng))
@@ -166,32 +176,47 @@ class ClipDataset(Dataset):
         if self.hflip_map is not None and rng.random() < self.flip_prob:
             clip = np.ascontiguousarray(clip[..., ::-1] if self.preprocess.layout == "TCHW" else clip[:, :, ::-1])
             label = self.hflip_map[label]
+        if self.subset is not None:
+            positions = self.subset.grid_positions(len(clip), rng)
+            return torch.from_numpy(clip), torch.from_numpy(clip[positions]), torch.from_numpy(positions), label
         return torch.from_numpy(clip), label
 
 
 class EpochSampler(torch.utils.data.Sampler[tuple[int, int]]):
     """Yields ``(epoch, index)`` keys: the order is a function of ``(seed, epoch)`` only (resumable), and persistent
     DataLoader workers learn the epoch from the key instead of from a dataset copy that ``set_epoch`` cannot reach.
-    Under torchrun each rank takes its strided share, padded to equal length like ``DistributedSampler``.
+
+    Under torchrun each rank takes its strided share. ``pad`` (training) repeats the first indices so that every rank
+    has the same number of batches, like ``DistributedSampler``; evaluation passes ``pad=False`` to see each clip once.
+    ``set_epoch(e, start=s)`` skips the first ``s`` keys of this rank's share: a run resumed mid-epoch goes on with
+    exactly the clips it had not seen yet.
     """
 
-    def __init__(self, size: int, *, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1):
+    def __init__(self, size: int, *, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1,
+                 pad: bool = True):
         self.size, self.shuffle, self.seed, self.rank, self.world_size = size, shuffle, seed, rank, world_size
-        self.epoch = 0
+        self.pad = pad
+        self.epoch, self.start = 0, 0
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.epoch, self.start = epoch, start
 
-    def __len__(self) -> int:
-        return math.ceil(self.size / self.world_size)
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:
+    def _share(self) -> list[int]:
         if self.shuffle:
             order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed + self.epoch)).tolist()
         else:
             order = list(range(self.size))
-        order += order[: len(self) * self.world_size - self.size]
-        return iter([(self.epoch, i) for i in order[self.rank::self.world_size]])
+        if self.pad:
+            order += order[: math.ceil(self.size / self.world_size) * self.world_size - self.size]
+        return order[self.rank::self.world_size]
+
+    def __len__(self) -> int:
+        if self.pad:
+            return math.ceil(self.size / self.world_size) - self.start
+        return len(range(self.rank, self.size, self.world_size)) - self.start
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        return iter([(self.epoch, i) for i in self._share()[self.start:]])
 
 
 def _worker_init(_: int) -> None:
@@ -203,14 +228,16 @@ def _worker_init(_: int) -> None:
 
 
 def make_loader(dataset: ClipDataset, *, batch_size: int, workers: int, shuffle: bool, drop_last: bool = False,
-                distributed: bool = False, pin_memory: bool = False, seed: int = 0) -> DataLoader:
+                distributed: bool = False, pad: bool = True, pin_memory: bool = False, seed: int = 0) -> DataLoader:
     """A DataLoader whose persistent workers decode and preprocess in parallel; call ``loader.sampler.set_epoch(e)``.
 
     Workers start with ``forkserver``, not ``fork``: a process forked after OpenCV has started its thread pool
     deadlocks in the child (seen here with ``cv2.setNumThreads``), and the parent often has used OpenCV already.
     """
     rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
-    sampler = EpochSampler(len(dataset), shuffle=shuffle, seed=seed, rank=rank, world_size=world)
+    sampler = EpochSampler(len(dataset), shuffle=shuffle, seed=seed, rank=rank, world_size=world, pad=pad)
+    # Its own generator: creating an epoch's iterator draws a base seed, and drawing it from torch's global generator
+    # would shift the dropout stream -- a run resumed mid-epoch would then diverge from an uninterrupted one.
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, drop_last=drop_last,
-                      pin_memory=pin_memory, worker_init_fn=_worker_init if workers > 0 else None,
+                      generator=torch.Generator().manual_seed(seed), pin_memory=pin_memory, worker_init_fn=_worker_init if workers > 0 else None,
                       persistent_workers=workers > 0, multiprocessing_context="forkserver" if workers > 0 else None)

@@ -1,0 +1,175 @@
+"""The training loop's guarantees: recipes + overrides, exact resume after a kill, torchrun DDP, distillation."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from sdk.errors import ConfigError
+from sdk.preprocess import Preprocess
+from sdk.samplers import Sampler
+from training.config import RECIPES, load_recipe, parse_config
+from training.data.datasets import ClipDataset, read_records
+from training.train import TrainConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+# A run small enough for CI: random init, 2 frames of 32 px, 8 steps per epoch on the tiny benchmark.
+TINY_RUN = ["--arch", "tsn_mobilenet_v2", "--no-pretrained", "--frames", "2", "--size", "32", "--resize", "36",
+            "--batch-size", "8", "--workers", "0", "--optimizer", "sgd", "--lr", "0.05"]
+
+
+def _run(module: str, args: list[str], **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", module, *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, **kwargs)
+
+
+def _finish(proc: subprocess.Popen, timeout: float = 600) -> str:
+    out, _ = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, out[-3000:]
+    return out
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, map_location="cpu", weights_only=True)["model"]
+
+
+def test_recipe_and_overrides(tmp_path: Path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("arch: tam_mobilenet_v2\nlr: 0.1\nepochs: 4\nhflip: false\n")
+    cfg, _ = parse_config(TrainConfig, ["--config", str(recipe), "--lr", "0.02", "epochs=7"], prog="t", description="")
+    assert (cfg.arch, cfg.lr, cfg.epochs, cfg.hflip) == ("tam_mobilenet_v2", 0.02, 7, False)
+    cfg, _ = parse_config(TrainConfig, ["--config", str(recipe), "lr=0.5", "--lr", "0.03"], prog="t", description="")
+    assert cfg.lr == 0.03, "the later of --flag and key=value wins"
+    recipe.write_text("lr: 0.1\nlearning_rate: 3\n")
+    with pytest.raises(ConfigError, match="learning_rate"):
+        parse_config(TrainConfig, ["--config", str(recipe)], prog="t", description="")
+    with pytest.raises(ConfigError, match="epochs"):
+        parse_config(TrainConfig, ["epochs=three"], prog="t", description="")
+    with pytest.raises(ConfigError, match="eval_crops"):
+        parse_config(TrainConfig, ["eval_crops=2"], prog="t", description="")
+    from training.distill import DistillConfig
+
+    assert parse_config(DistillConfig, ["--no-teacher"], prog="t", description="")[0].no_teacher is True
+    assert parse_config(TrainConfig, ["--no-hflip"], prog="t", description="")[0].hflip is False
+
+
+def test_builtin_recipes_parse():
+    names = sorted(p.stem for p in RECIPES.glob("*.yaml"))
+    assert names, "training/configs/ has recipes"
+    for name in names:
+        values = load_recipe(name)
+        cls = TrainConfig
+        if "teacher" in values or values.get("no_teacher"):
+            from training.distill import DistillConfig as cls
+        parse_config(cls, ["--config", name], prog="t", description="")
+
+
+def test_distillation_dataset_gives_the_student_a_subset_of_the_teacher_clip(tiny_benchmark: Path):
+    teacher, student = Sampler("uniform_segments", 8), Sampler("random_k", 2, of=8)
+    ds = ClipDataset(read_records(tiny_benchmark / "train.csv"), sampler=teacher, subset=student,
+                     preprocess=Preprocess(size=32, resize=36), train=True, seed=0)
+    clip, small, positions, label = ds[(0, 3)]
+    assert clip.shape == (8, 3, 32, 32) and small.shape == (2, 3, 32, 32) and positions.shape == (2,)
+    assert torch.equal(small, clip[positions])
+    again = ds[(0, 3)]
+    assert torch.equal(again[2], positions), "positions derive from (seed, epoch, index)"
+    with pytest.raises(ConfigError, match="of=8"):
+        ClipDataset(ds.records, sampler=teacher, subset=Sampler("uniform_k", 2, of=16), preprocess=ds.preprocess,
+                    train=True)
+
+
+def test_a_killed_run_resumes_to_the_same_weights(tiny_benchmark: Path, tmp_path: Path):
+    """Kill -9 mid-epoch (right after a step checkpoint), resume: the final weights equal an uninterrupted run's."""
+    common = ["--data", str(tiny_benchmark), *TINY_RUN, "--epochs", "2", "checkpoint_every=1"]
+    reference = _run("training.train", [*common, "--out", str(tmp_path / "ref")])
+    killed = tmp_path / "killed"
+    proc = _run("training.train", [*common, "--out", str(killed)])
+    deadline = time.time() + 600
+    while time.time() < deadline and proc.poll() is None:
+        last = killed / "last.pt"
+        if last.is_file():
+            trainer = torch.load(last, map_location="cpu", weights_only=True)["trainer"]
+            if trainer["epoch"] == 1 and trainer["batches_done"] > 0:  # mid second epoch
+                break
+        time.sleep(0.2)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    state = torch.load(killed / "last.pt", map_location="cpu", weights_only=True)["trainer"]
+    assert state["epoch"] < 2
+
+    out = _finish(_run("training.train", [*common, "--out", str(killed), "--resume"]))
+    assert "[resume]" in out
+    _finish(reference)
+    a, b = _weights(tmp_path / "ref" / "last.pt"), _weights(killed / "last.pt")
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=0, atol=1e-6, msg=k)
+    rows = [json.loads(r) for r in (killed / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2], "no duplicate metric rows after the resume"
+    ref_rows = [json.loads(r) for r in (tmp_path / "ref" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["val_top1"] == ref_rows[-1]["val_top1"]
+
+
+def test_starting_over_an_existing_run_needs_resume(tiny_benchmark: Path, tmp_path: Path):
+    from training.train import main
+
+    out = tmp_path / "run"
+    out.mkdir()
+    torch.save({"model": {}}, out / "last.pt")
+    with pytest.raises(ConfigError, match="--resume"):
+        main(["--data", str(tiny_benchmark), "--out", str(out), *TINY_RUN, "--epochs", "1"])
+
+
+def test_torchrun_two_processes_on_cpu(tiny_benchmark: Path, tmp_path: Path):
+    """DDP with gloo: two ranks split the data; rank 0 writes a checkpoint a single process can evaluate."""
+    from training.evaluate import evaluate_checkpoint
+
+    out = tmp_path / "ddp"
+    args = ["--nproc_per_node", "2", "--standalone", "-m", "training.train", "--data", str(tiny_benchmark),
+            "--out", str(out), *TINY_RUN, "--epochs", "1", "--batch-size", "4"]
+    log = _finish(_run("torch.distributed.run", args))
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["processes"] == 2
+    rows = [json.loads(r) for r in (out / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 1 and rows[0]["val_n"] == 32, "validation gathers every clip exactly once"
+    trainer = torch.load(out / "last.pt", map_location="cpu", weights_only=True)["trainer"]
+    assert trainer["world_size"] == 2 and len(trainer["rng"]) == 2
+    assert log.count("epoch=1 ") == 1, "only rank 0 logs"
+    result = evaluate_checkpoint(out / "best.pt", tiny_benchmark, workers=0, out=tmp_path / "eval")
+    assert result["n"] == 32
+
+
+@pytest.mark.parametrize("mode", ["serial", "parallel", "no_teacher"])
+def test_distillation_modes(tiny_benchmark: Path, tmp_path: Path, mode: str):
+    from training.distill import main as distill_main
+    from training.train import main as train_main
+
+    teacher = tmp_path / "teacher"
+    base = ["--data", str(tiny_benchmark), *TINY_RUN, "--epochs", "1"]
+    train_main([*base, "--out", str(teacher), "--frames", "4"])
+    args = [*base, "--out", str(tmp_path / mode), "--teacher", str(teacher / "best.pt"), "--sampler", "random_k",
+            "--frames", "1", "inter_weight=0.5"]
+    args += {"serial": [], "parallel": ["--mode", "parallel"], "no_teacher": ["--no-teacher"]}[mode]
+    assert distill_main(args) == 0
+    report = json.loads((tmp_path / mode / "distill.json").read_text())
+    assert report["mode"] == ("no_teacher" if mode == "no_teacher" else mode)
+    assert report["student"]["frames"] == 1 and report["teacher"]["frames"] == 4
+    assert 0.2 < report["macs_ratio"] < 0.3  # 1 of 4 frames through the same backbone
+    ckpt = torch.load(tmp_path / mode / "best.pt", map_location="cpu", weights_only=True)
+    assert Sampler.from_dict(ckpt["sampler"]) == Sampler("random_k", 1, of=4)
+    assert not any(k.startswith("teacher") for k in ckpt["model"]), "best.pt is the student alone"
+    if mode == "serial":
+        t0 = _weights(teacher / "best.pt")
+        t1 = torch.load(tmp_path / mode / "last.pt", map_location="cpu", weights_only=True)["trainer"]["module"]
+        for k, v in t0.items():
+            assert torch.equal(t1["teacher." + k], v), f"a serial teacher is frozen ({k})"

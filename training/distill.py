@@ -1,0 +1,243 @@
+"""See-very-little distillation: ``python -m training.distill --teacher runs/teacher/best.pt --arch tam_mobilenet_v2 --frames 2``.
+
+A teacher that sees all N frames of its clip trains a student that sees k of them (Bhardwaj et al., "Efficient Video
+Classification Using Fewer Frames", CVPR 2019). Both are decoded once: the student's frames are the positions
+``Sampler(kind, k, of=N).grid_positions(N)`` of the teacher's clip, the same crop and flip -- and at deployment the same
+sampler picks them from the video. The student's loss::
+
+    ce_weight * CE(student, labels)
+    + kd_weight * T^2 * KL(softmax(teacher / T) || softmax(student / T))
+    + rep_weight * MSE(project(student representation), teacher representation)
+    + inter_weight * MSE(project(student per-frame features), teacher features at the same frames)   [optional]
+
+Representations are the pooled features before the classifier; ``project`` is a learned linear map when the widths
+differ (identity otherwise). ``mode=serial`` freezes a trained teacher (eval mode: BN statistics and dropout fixed);
+``mode=parallel`` trains teacher and student together, the teacher on its own cross-entropy (the student's terms see a
+detached teacher, so the student cannot pull the teacher towards itself). ``no_teacher`` trains the same student on the
+same data with the cross-entropy only: the baseline the distilled student must beat.
+
+Writes the same files as ``training.train`` (``best.pt`` holds the student with its own sampler, so evaluation, QAT and
+export take it like any checkpoint) and ``distill.json``: teacher and student top-1, GMACs and their ratio.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sdk.errors import ConfigError
+from sdk.preprocess import Preprocess
+from sdk.samplers import SEE_VERY_LITTLE_KINDS, Sampler
+from training import distributed
+from training.checkpoint import load_checkpoint
+from training.config import parse_config
+from training.data.datasets import ClipDataset, DatasetInfo, read_records
+from training.models import create
+from training.profile import count_gmacs
+from training.train import Job, TrainConfig, eval_dataset, fit, validation_metrics
+
+__all__ = ["DistillConfig", "SeeVeryLittle", "load_teacher", "distill", "main"]
+
+
+@dataclass
+class DistillConfig(TrainConfig):
+    """TrainConfig keys describe the student (``arch``, ``frames`` = k, ``sampler`` = a see-very-little kind)."""
+
+    out: str = "runs/distill"
+    arch: str = "tam_mobilenet_v2"
+    frames: int = 2
+    sampler: str = "uniform_k"
+    teacher: str = ""  # teacher checkpoint (training.train's best.pt); required unless no_teacher or teacher_arch
+    teacher_arch: str = ""  # parallel mode from an ImageNet-initialised teacher instead of a checkpoint
+    teacher_frames: int = 16  # with teacher_arch: the N frames the teacher sees
+    mode: str = "serial"  # serial (frozen trained teacher) | parallel (trained together)
+    temperature: float = 4.0
+    ce_weight: float = 1.0
+    kd_weight: float = 1.0
+    rep_weight: float = 1.0
+    inter_weight: float = 0.0  # per-frame feature matching at the student's frame positions
+    no_teacher: bool = False  # baseline: the same student and data, cross-entropy only
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.sampler not in SEE_VERY_LITTLE_KINDS:
+            raise ConfigError(f"the student's sampler must be one of {', '.join(SEE_VERY_LITTLE_KINDS)}, "
+                              f"got {self.sampler!r}")
+        if self.mode not in ("serial", "parallel"):
+            raise ConfigError(f"mode must be serial or parallel, got {self.mode!r}")
+        if self.temperature <= 0:
+            raise ConfigError(f"temperature must be > 0, got {self.temperature}")
+        if not self.no_teacher and not (self.teacher or self.teacher_arch):
+            raise ConfigError("give the teacher: --teacher CHECKPOINT (or --teacher-arch NAME with --mode parallel), "
+                              "or --no-teacher for the baseline")
+        if self.teacher_arch and not self.teacher and self.mode != "parallel":
+            raise ConfigError("a teacher built from --teacher-arch is untrained: it needs --mode parallel")
+
+
+def _per_frame(features: torch.Tensor) -> torch.Tensor:
+    """``(N, T, F)`` per-frame features (models with a pooled map give ``(N, T, F)`` already)."""
+    return features if features.ndim == 3 else features.flatten(2)
+
+
+class SeeVeryLittle(nn.Module):
+    """Student + (teacher) + projections; ``forward(teacher_clips, student_clips, positions, labels)`` -> loss terms.
+
+    ``positions`` ``(N, k)`` are the student's frames as indices into the teacher's clip (for intermediate matching).
+    """
+
+    def __init__(self, student: nn.Module, teacher: nn.Module | None, cfg: DistillConfig):
+        super().__init__()
+        self.student, self.teacher = student, teacher
+        self.serial = cfg.mode == "serial"
+        self.temperature = cfg.temperature
+        self.weights = {"ce": cfg.ce_weight, "kd": cfg.kd_weight, "rep": cfg.rep_weight, "inter": cfg.inter_weight}
+        self.label_smoothing = cfg.label_smoothing
+        if teacher is not None:
+            if self.serial:
+                teacher.requires_grad_(False)
+            s, t = student.num_features, teacher.num_features
+            self.project = nn.Linear(s, t) if s != t else nn.Identity()
+
+    def train(self, mode: bool = True) -> "SeeVeryLittle":
+        super().train(mode)
+        if self.teacher is not None and self.serial:
+            self.teacher.eval()  # a frozen teacher keeps its BN statistics and no dropout
+        return self
+
+    def forward(self, teacher_clips: torch.Tensor, student_clips: torch.Tensor, positions: torch.Tensor,
+                labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        s_feat = self.student.forward_features(student_clips)
+        s_logits = self.student.forward_head(s_feat).float()
+        terms = {"ce": F.cross_entropy(s_logits, labels, label_smoothing=self.label_smoothing)}
+        total = self.weights["ce"] * terms["ce"]
+        if self.teacher is None:
+            return total, s_logits, terms
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.serial):
+            t_feat = self.teacher.forward_features(teacher_clips)
+            t_logits = self.teacher.forward_head(t_feat).float()
+        if not self.serial:
+            terms["teacher_ce"] = F.cross_entropy(t_logits, labels, label_smoothing=self.label_smoothing)
+            total = total + terms["teacher_ce"]
+        t_logits, t_feat = t_logits.detach(), t_feat.detach()
+        temp = self.temperature
+        terms["kd"] = F.kl_div(F.log_softmax(s_logits / temp, 1), F.log_softmax(t_logits / temp, 1),
+                               reduction="batchmean", log_target=True) * temp ** 2
+        s_rep = self.project(self.student.forward_head(s_feat, pre_logits=True).float())
+        terms["rep"] = F.mse_loss(s_rep, self.teacher.forward_head(t_feat, pre_logits=True).float())
+        total = total + self.weights["kd"] * terms["kd"] + self.weights["rep"] * terms["rep"]
+        if self.weights["inter"]:
+            t_frames = _per_frame(t_feat).float()
+            # teacher feature step of each student frame (a big-little teacher has one feature step per frame pair)
+            index = positions * t_frames.shape[1] // teacher_clips.shape[1]
+            target = t_frames.gather(1, index[..., None].expand(-1, -1, t_frames.shape[2]))
+            terms["inter"] = F.mse_loss(self.project(_per_frame(s_feat).float()), target)
+            total = total + self.weights["inter"] * terms["inter"]
+        return total, s_logits, terms
+
+
+def load_teacher(path: str | Path, num_classes: int) -> tuple[nn.Module, dict[str, Any]]:
+    """A trained teacher and its checkpoint dict (config, sampler, preprocess, metrics)."""
+    ckpt = load_checkpoint(path)
+    cfg = ckpt["config"]
+    model = create(cfg["arch"], num_classes=num_classes, frames=cfg["frames"], pretrained=False)
+    model.load_state_dict(ckpt["model"])
+    return model, ckpt
+
+
+def distill(cfg: DistillConfig) -> dict[str, Any]:
+    """Train the student (with or without the teacher); returns the summary with teacher/student accuracy and MACs."""
+    ctx = distributed.setup(cfg.device)
+    torch.manual_seed(cfg.seed)  # the same initial weights (student, projection) in every run and on every rank
+    try:
+        return _distill(cfg, ctx)
+    finally:
+        distributed.teardown(ctx)
+
+
+def _distill(cfg: DistillConfig, ctx: distributed.Context) -> dict[str, Any]:
+    info = DatasetInfo.from_dir(cfg.data)
+    teacher, teacher_ckpt = None, None
+    if cfg.teacher:
+        teacher, teacher_ckpt = load_teacher(cfg.teacher, len(info.labels))
+        teacher_sampler = Sampler.from_dict(teacher_ckpt["sampler"])
+        if Preprocess.from_dict(teacher_ckpt["preprocess"]) != cfg.preprocess_spec:
+            raise ConfigError(f"the teacher {cfg.teacher} was trained on {teacher_ckpt['preprocess']}: set the "
+                              "student's size/resize to the teacher's (both see the same crops)")
+    elif cfg.teacher_arch:
+        teacher = create(cfg.teacher_arch, num_classes=len(info.labels), frames=cfg.teacher_frames,
+                         pretrained=cfg.pretrained)
+        teacher_sampler = Sampler("uniform_segments", getattr(teacher, "input_frames", cfg.teacher_frames))
+    else:
+        teacher_sampler = Sampler("uniform_segments", cfg.teacher_frames)
+    if cfg.no_teacher:
+        teacher = None
+    n = teacher_sampler.frames
+    student_sampler = Sampler(cfg.sampler, cfg.frames, of=n)
+    student = create(cfg.arch, num_classes=len(info.labels), frames=cfg.frames, pretrained=cfg.pretrained)
+    if getattr(student, "input_frames", cfg.frames) != cfg.frames:
+        raise ConfigError(f"{cfg.arch} reads {student.input_frames} frames for frames={cfg.frames}: use a student that "
+                          "sees exactly the sampled frames")
+
+    train_set = ClipDataset(read_records(info.root / cfg.train_split, info.labels), sampler=teacher_sampler,
+                            subset=student_sampler, preprocess=cfg.preprocess_spec, train=True,
+                            hflip_map=info.hflip_map if cfg.hflip else None, seed=cfg.seed, template=cfg.frame_template)
+    val_student = eval_dataset(info, cfg, student_sampler)
+    val_teacher = eval_dataset(info, cfg, teacher_sampler)
+    module = SeeVeryLittle(student, teacher, cfg)
+
+    def loss(m: nn.Module, batch: Sequence[torch.Tensor]):
+        teacher_clips, student_clips, positions, labels = batch
+        total, logits, _ = m(teacher_clips, student_clips, positions, labels)
+        return total, logits, labels
+
+    meta = {"labels": info.labels, "sampler": student_sampler.to_dict(), "preprocess": cfg.preprocess_spec.to_dict(),
+            "dataset": {"root": str(info.root), "preset": info.meta.get("preset"), "seed": info.meta.get("seed")},
+            "teacher": {"checkpoint": cfg.teacher or None, "arch": (teacher_ckpt or {}).get("config", {}).get("arch",
+                        cfg.teacher_arch or None), "sampler": teacher_sampler.to_dict()}}
+    job = Job(module=module, model=student, loss=loss, train_set=train_set, meta=meta,
+              validate=lambda m: validation_metrics(m, val_student, cfg, ctx, info.pairs))
+    summary = fit(cfg, job, ctx)
+
+    size = cfg.size
+    student_gmacs = count_gmacs(student, torch.zeros(1, cfg.frames, 3, size, size, device=ctx.device))
+    report: dict[str, Any] = {"student": {"arch": cfg.arch, "frames": cfg.frames, "sampler": student_sampler.to_dict(),
+                                          "gmacs": student_gmacs, "top1": summary["best"]["top1"],
+                                          "within_pair_acc": summary["best"].get("within_pair_acc")},
+                              "mode": "no_teacher" if cfg.no_teacher else cfg.mode}
+    if teacher is not None or teacher_ckpt is not None:
+        if teacher is None:
+            teacher, _ = load_teacher(cfg.teacher, len(info.labels))
+        teacher.to(ctx.device)
+        t_metrics = validation_metrics(teacher.eval(), val_teacher, cfg, ctx, info.pairs)
+        t_gmacs = count_gmacs(teacher, torch.zeros(1, n, 3, size, size, device=ctx.device))
+        report["teacher"] = {"arch": meta["teacher"]["arch"], "frames": n, "gmacs": t_gmacs, "top1": t_metrics["top1"],
+                             "within_pair_acc": t_metrics.get("within_pair_acc")}
+        report["macs_ratio"] = student_gmacs / t_gmacs
+        report["top1_ratio"] = summary["best"]["top1"] / max(t_metrics["top1"], 1e-12)
+    summary["distill"] = report
+    if ctx.is_main:
+        Path(cfg.out, "distill.json").write_text(json.dumps(report, indent=2))
+        (Path(cfg.out) / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    cfg, _ = parse_config(DistillConfig, argv, prog="python -m training.distill", description=__doc__.splitlines()[0])
+    report = distill(cfg)["distill"]
+    s = report["student"]
+    print(f"student {s['arch']} sees {s['frames']} frames: top-1 {s['top1']:.3f}, {s['gmacs']:.3f} GMACs "
+          f"({report['mode']})")
+    if "teacher" in report:
+        t = report["teacher"]
+        print(f"teacher {t['arch']} sees {t['frames']} frames: top-1 {t['top1']:.3f}, {t['gmacs']:.3f} GMACs; "
+              f"student/teacher: top-1 {report['top1_ratio']:.3f}x at {report['macs_ratio']:.3f}x the MACs")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

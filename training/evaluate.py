@@ -1,0 +1,223 @@
+"""Evaluate a checkpoint on a split: ``python -m training.evaluate --checkpoint runs/x/best.pt --data DIR``.
+
+Multi-view testing (``--clips`` along time x ``--crops`` in space, TSN/TSM's protocol) averages the views' softmax
+scores per video. Writes ``eval.json`` (settings, top-1/top-5, pair and within-pair accuracy, per-class accuracy, the
+confusion matrix and each reversal pair's 2x2 confusion) and ``confusion.png``, by default into
+``eval-<split stem>-<clips>x<crops>/`` next to the checkpoint.
+
+Two kinds of model files:
+
+- ``.pt``: a training checkpoint, ``{"model": state_dict, "config": {"arch", "frames", ...}, "labels", "sampler",
+  "preprocess", ...}`` (see ``training.train``); the model is rebuilt from the registry.
+- ``.pt2``: a program written by ``torch.export.save`` (e.g. after int8 quantization). It carries no metadata, so a
+  sidecar ``NAME.json`` next to it holds the same keys as a checkpoint (``config``, ``labels``, ``sampler``,
+  ``preprocess``) as JSON.
+
+The sampler and preprocessing of the data side always come from the file's ``sampler`` / ``preprocess`` entries, never
+from ``config["frames"]``: big-little models are configured with T but take 2T input frames.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from sdk.errors import ConfigError, SdkError
+from sdk.preprocess import CROP_COUNTS, Preprocess
+from sdk.samplers import Sampler
+from training.data.datasets import ClipDataset, DatasetInfo, make_loader, read_records
+from training.metrics import classification_metrics, confusion_matrix, pair_confusion, per_class_accuracy
+from training.models import create
+from training.plots import plot_confusion
+
+__all__ = ["predict", "evaluation_report", "load_checkpoint_model", "evaluate_checkpoint", "format_summary", "main"]
+
+METADATA_KEYS = ("config", "labels", "sampler", "preprocess")
+
+
+def _set_eval(model: nn.Module) -> None:
+    """Eval mode (dropout off, BatchNorm running statistics); an exported graph cannot ``.eval()``, so its
+    training-mode ops are rewritten instead (a no-op for a program exported in eval mode)."""
+    if isinstance(model, torch.fx.GraphModule):
+        from torchao.quantization.pt2e import move_exported_model_to_eval
+
+        move_exported_model_to_eval(model)
+    else:
+        model.eval()
+
+
+@torch.no_grad()
+def predict(model: nn.Module, loader, device: torch.device, *, desc: str = "eval") -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-video scores ``(N, C)`` float32 (softmax averaged over the views) and labels ``(N,)``.
+
+    Batches are ``(N, T, C, H, W)`` or multi-view ``(N, V, T, C, H, W)``; the views run as one batch of ``N * V``
+    clips. Averaging probabilities rather than logits keeps one over-confident view from outvoting the others.
+    ``model`` must already be on ``device``.
+    """
+    _set_eval(model)
+    all_scores, all_labels = [], []
+    for clips, labels in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True):
+        clips = clips.to(device, non_blocking=True)
+        views = clips.shape[1] if clips.ndim == 6 else 1
+        scores = model(clips.flatten(0, 1) if clips.ndim == 6 else clips).float().softmax(-1)
+        all_scores.append(scores.unflatten(0, (-1, views)).mean(1).cpu())
+        all_labels.append(labels)
+    return torch.cat(all_scores), torch.cat(all_labels)
+
+
+def evaluation_report(scores: torch.Tensor, labels: torch.Tensor, label_names: Sequence[str],
+                      pairs: Sequence[tuple[int, int]] = ()) -> dict[str, Any]:
+    """JSON-ready report: :func:`classification_metrics` keys, ``per_class_accuracy`` (name -> accuracy, None for a
+    class without clips), ``confusion`` (rows = true class) and ``pair_confusion`` (each pair's 2x2 block, named)."""
+    num_classes = len(label_names)
+    if scores.ndim != 2 or scores.shape[1] != num_classes:
+        raise ConfigError(f"scores shaped {tuple(scores.shape)} do not match the {num_classes} labels")
+    conf = confusion_matrix(scores.argmax(1), labels, num_classes)
+    accuracy = per_class_accuracy(conf)
+    pair_blocks = [{**p, "names": [label_names[i] for i in p["pair"]]} for p in pair_confusion(conf, pairs)]
+    return {
+        **classification_metrics(scores, labels, pairs),  # scores rank like log-scores: same top-k and pair order
+        "labels": list(label_names),
+        "per_class_accuracy": {name: None if np.isnan(a) else float(a) for name, a in zip(label_names, accuracy)},
+        "confusion": conf.tolist(),
+        "pair_confusion": pair_blocks,
+    }
+
+
+def _read_metadata(path: Path) -> dict[str, Any]:
+    """The ``.pt2`` sidecar ``NAME.json``: what a checkpoint would carry besides the weights."""
+    sidecar = path.with_suffix(".json")
+    if not sidecar.is_file():
+        raise ConfigError(f"{path} is an exported program without metadata: {sidecar} is missing (it holds the "
+                          f"checkpoint's {', '.join(METADATA_KEYS)} as JSON)")
+    return json.loads(sidecar.read_text())
+
+
+def _check_metadata(meta: dict[str, Any], where: Path) -> None:
+    missing = [k for k in METADATA_KEYS if k not in meta]
+    if missing:
+        raise ConfigError(f"{where} lacks {', '.join(missing)}; a checkpoint needs {', '.join(METADATA_KEYS)}")
+
+
+def load_checkpoint_model(path: str | Path, device: str | torch.device) -> tuple[nn.Module, dict[str, Any]]:
+    """``(model on device, metadata)`` from a ``.pt`` checkpoint or a ``.pt2`` exported program + sidecar JSON.
+
+    The model of a ``.pt`` is rebuilt with ``create(config["arch"], frames=config["frames"])`` (no pretrained download)
+    and loaded strictly; the metadata is the checkpoint dict itself.
+    """
+    path, device = Path(path), torch.device(device)
+    if not path.is_file():
+        raise ConfigError(f"checkpoint {path} does not exist")
+    if path.suffix == ".pt2":
+        meta = _read_metadata(path)
+        _check_metadata(meta, path.with_suffix(".json"))
+        program = torch.export.load(str(path))
+        if device.type != "cpu":
+            program = torch.export.passes.move_to_device_pass(program, device)
+        return program.module(), meta
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    _check_metadata(ckpt, path)
+    if "model" not in ckpt:
+        raise ConfigError(f"{path} has no 'model' state dict")
+    cfg = ckpt["config"]
+    model = create(cfg["arch"], num_classes=len(ckpt["labels"]), frames=cfg["frames"], pretrained=False)
+    model.load_state_dict(ckpt["model"])
+    return model.to(device), ckpt
+
+
+def _pick_device(name: str) -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else torch.device(name)
+
+
+def _check_views(clips: int, crops: int) -> None:
+    if not isinstance(clips, int) or clips < 1:
+        raise ConfigError(f"clips must be a positive integer, got {clips!r}")
+    if crops not in CROP_COUNTS:
+        raise ConfigError(f"crops must be one of {', '.join(map(str, CROP_COUNTS))}, got {crops!r}")
+
+
+def _dataset(info: DatasetInfo, split: str, meta: dict[str, Any], clips: int, crops: int) -> ClipDataset:
+    split_path = info.root / split
+    if not split_path.is_file():
+        raise ConfigError(f"split {split_path} does not exist")
+    if list(meta["labels"]) != info.labels:
+        raise ConfigError(f"the checkpoint's {len(meta['labels'])} labels differ from {info.root}/labels.txt "
+                          f"({len(info.labels)} labels): scores would be compared with the wrong classes")
+    template = meta["config"].get("frame_template", "img_{:05d}.jpg")
+    return ClipDataset(read_records(split_path, info.labels), sampler=Sampler.from_dict(meta["sampler"]),
+                       preprocess=Preprocess.from_dict(meta["preprocess"]), train=False, num_clips=clips,
+                       num_crops=crops, template=template)
+
+
+def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, *, split: str = "val.csv", clips: int = 1,
+                        crops: int = 1, batch_size: int = 8, workers: int = 2, device: str = "auto",
+                        out: str | Path | None = None) -> dict[str, Any]:
+    """Evaluate ``checkpoint`` on ``data/split`` with ``clips`` x ``crops`` views; write ``eval.json`` and
+    ``confusion.png`` into ``out`` (default ``eval-<split stem>-<clips>x<crops>/`` next to the checkpoint).
+
+    Returns what ``eval.json`` holds: the settings (checkpoint, data, split, clips, crops, device, seconds, out) and
+    the :func:`evaluation_report`.
+    """
+    _check_views(clips, crops)
+    checkpoint = Path(checkpoint)
+    info = DatasetInfo.from_dir(data)
+    dev = _pick_device(device)
+    model, meta = load_checkpoint_model(checkpoint, dev)
+    dataset = _dataset(info, split, meta, clips, crops)
+    loader = make_loader(dataset, batch_size=batch_size, workers=workers, shuffle=False, pin_memory=dev.type == "cuda")
+    start = time.perf_counter()
+    scores, labels = predict(model, loader, dev, desc=f"eval {clips}x{crops}")
+    out = Path(out) if out is not None else checkpoint.parent / f"eval-{Path(split).stem}-{clips}x{crops}"
+    out.mkdir(parents=True, exist_ok=True)
+    result = {"checkpoint": str(checkpoint), "data": str(info.root), "split": split, "clips": clips, "crops": crops,
+              "device": str(dev), "seconds": round(time.perf_counter() - start, 2), "out": str(out),
+              **evaluation_report(scores, labels, info.labels, info.pairs)}
+    (out / "eval.json").write_text(json.dumps(result, indent=2))
+    plot_confusion(np.asarray(result["confusion"]), info.labels, out / "confusion.png", info.pairs)
+    return result
+
+
+def format_summary(result: dict[str, Any], worst: int = 3) -> str:
+    """A short table: the headline accuracies, then the ``worst`` classes by accuracy."""
+    rows = [("top-1", "top1"), ("top-5", "top5"), ("pair", "pair_acc"), ("within-pair", "within_pair_acc")]
+    lines = [f"{Path(result['checkpoint']).name} on {result['split']}: {result['n']} videos, "
+             f"{result['clips']} clips x {result['crops']} crops"]
+    lines += [f"  {name:<12} {result[key]:.3f}" for name, key in rows if key in result]
+    known = sorted((acc, name) for name, acc in result["per_class_accuracy"].items() if acc is not None)
+    lines.append("  worst: " + ", ".join(f"{name} {acc:.3f}" for acc, name in known[:worst]))
+    lines.append(f"  -> {Path(result['out']) / 'eval.json'}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", required=True, help=".pt checkpoint or .pt2 exported program (+ NAME.json)")
+    parser.add_argument("--data", required=True, help="dataset directory (labels.txt, meta.json, split files)")
+    parser.add_argument("--split", default="val.csv", help="split file inside --data (.csv or a frame list)")
+    parser.add_argument("--clips", type=int, default=1, help="views along time per video")
+    parser.add_argument("--crops", type=int, default=1, choices=CROP_COUNTS, help="views in space per clip")
+    parser.add_argument("--batch-size", type=int, default=8, help="videos per batch (each with clips x crops views)")
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    parser.add_argument("--out", default=None, help="output directory (default: next to the checkpoint)")
+    args = parser.parse_args(argv)
+    try:
+        result = evaluate_checkpoint(args.checkpoint, args.data, split=args.split, clips=args.clips, crops=args.crops,
+                                     batch_size=args.batch_size, workers=args.workers, device=args.device, out=args.out)
+    except SdkError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(format_summary(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
