@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from sdk.preprocess import Preprocess
@@ -30,17 +31,25 @@ def test_train_writes_metrics_and_loadable_checkpoints(tiny_benchmark: Path, tmp
     assert "best val top-1" in capsys.readouterr().out
 
 
+@pytest.mark.timeout(1800)  # five stages, three torch.export round trips for int8
 def test_pipeline_main_job_on_tiny(tmp_path: Path, capsys):
-    """README command (a) on the CI-sized preset: generate -> train -> summary table; a rerun reuses the benchmark."""
-    args = ["--preset", "tiny", "--out", str(tmp_path), "--epochs", "1", "--workers", "1"]
+    """README command (a) on the CI-sized preset: generate -> teacher -> distil -> QAT -> evaluate -> summary table;
+    a rerun reuses the benchmark and every finished stage."""
+    args = ["--preset", "tiny", "--out", str(tmp_path), "--workers", "0"]
     assert pipeline.main(args) == 0
     out = capsys.readouterr().out
-    assert "within-pair" in out and "tsn_mobilenet_v2" in out
-    summary = json.loads((tmp_path / "tsn_mobilenet_v2" / "summary.json").read_text())
-    assert summary["val_clips"] == 32 and 0.0 <= summary["best"]["top1"] <= 1.0
-    data = tmp_path / "data-tiny-seed0"
-    assert pipeline.ensure_benchmark(data, "tiny", seed=0, workers=1) == data
-    assert "reusing" in capsys.readouterr().out
+    assert "top-1 int8" in out and "student tam_mobilenet_v2" in out
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    teacher, student = summary["models"]
+    assert (teacher["frames"], student["frames"]) == (16, 2)
+    assert student["gmacs"] / teacher["gmacs"] <= 0.15
+    assert 0.0 <= student["top1_int8"] <= 1.0 and summary["ptq_top1"] is not None
+    for name in ("teacher", "student"):
+        assert (tmp_path / name / "eval-val-1x1" / "confusion.png").is_file()
+    assert (tmp_path / "int8" / "int8_qat.pt2").is_file()
+    assert pipeline.main(args) == 0
+    again = capsys.readouterr().out
+    assert "reusing" in again and again.count("done before") == 3
 
 
 def test_train_on_frame_folders_in_the_list_format(tiny_benchmark: Path, tmp_path: Path):

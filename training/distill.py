@@ -34,14 +34,14 @@ from sdk.errors import ConfigError
 from sdk.preprocess import Preprocess
 from sdk.samplers import SEE_VERY_LITTLE_KINDS, Sampler
 from training import distributed
-from training.checkpoint import load_checkpoint
 from training.config import parse_config
+from training.evaluate import load_checkpoint_model
 from training.data.datasets import ClipDataset, DatasetInfo, read_records
 from training.models import create
 from training.profile import count_gmacs
 from training.train import Job, TrainConfig, eval_dataset, fit, validation_metrics
 
-__all__ = ["DistillConfig", "SeeVeryLittle", "load_teacher", "distill", "main"]
+__all__ = ["DistillConfig", "SeeVeryLittle", "distill", "main"]
 
 
 @dataclass
@@ -140,15 +140,6 @@ class SeeVeryLittle(nn.Module):
         return total, s_logits, terms
 
 
-def load_teacher(path: str | Path, num_classes: int) -> tuple[nn.Module, dict[str, Any]]:
-    """A trained teacher and its checkpoint dict (config, sampler, preprocess, metrics)."""
-    ckpt = load_checkpoint(path)
-    cfg = ckpt["config"]
-    model = create(cfg["arch"], num_classes=num_classes, frames=cfg["frames"], pretrained=False)
-    model.load_state_dict(ckpt["model"])
-    return model, ckpt
-
-
 def distill(cfg: DistillConfig) -> dict[str, Any]:
     """Train the student (with or without the teacher); returns the summary with teacher/student accuracy and MACs."""
     ctx = distributed.setup(cfg.device)
@@ -163,7 +154,9 @@ def _distill(cfg: DistillConfig, ctx: distributed.Context) -> dict[str, Any]:
     info = DatasetInfo.from_dir(cfg.data)
     teacher, teacher_ckpt = None, None
     if cfg.teacher:
-        teacher, teacher_ckpt = load_teacher(cfg.teacher, len(info.labels))
+        teacher, teacher_ckpt = load_checkpoint_model(cfg.teacher, "cpu")
+        if teacher_ckpt["labels"] != info.labels:
+            raise ConfigError(f"the teacher {cfg.teacher} was trained on other labels than {info.root}/labels.txt")
         teacher_sampler = Sampler.from_dict(teacher_ckpt["sampler"])
         if Preprocess.from_dict(teacher_ckpt["preprocess"]) != cfg.preprocess_spec:
             raise ConfigError(f"the teacher {cfg.teacher} was trained on {teacher_ckpt['preprocess']}: set the "
@@ -211,7 +204,7 @@ def _distill(cfg: DistillConfig, ctx: distributed.Context) -> dict[str, Any]:
                               "mode": "no_teacher" if cfg.no_teacher else cfg.mode}
     if teacher is not None or teacher_ckpt is not None:
         if teacher is None:
-            teacher, _ = load_teacher(cfg.teacher, len(info.labels))
+            teacher, _ = load_checkpoint_model(cfg.teacher, ctx.device)
         teacher.to(ctx.device)
         t_metrics = validation_metrics(teacher.eval(), val_teacher, cfg, ctx, info.pairs)
         t_gmacs = count_gmacs(teacher, torch.zeros(1, n, 3, size, size, device=ctx.device))

@@ -33,6 +33,7 @@ from tqdm import tqdm
 from sdk.errors import ConfigError, SdkError
 from sdk.preprocess import CROP_COUNTS, Preprocess
 from sdk.samplers import Sampler
+from training.checkpoint import load_checkpoint
 from training.data.datasets import ClipDataset, DatasetInfo, make_loader, read_records
 from training.metrics import classification_metrics, confusion_matrix, pair_confusion, per_class_accuracy
 from training.models import create
@@ -123,10 +124,8 @@ def load_checkpoint_model(path: str | Path, device: str | torch.device) -> tuple
         if device.type != "cpu":
             program = torch.export.passes.move_to_device_pass(program, device)
         return program.module(), meta
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    ckpt = load_checkpoint(path)
     _check_metadata(ckpt, path)
-    if "model" not in ckpt:
-        raise ConfigError(f"{path} has no 'model' state dict")
     cfg = ckpt["config"]
     model = create(cfg["arch"], num_classes=len(ckpt["labels"]), frames=cfg["frames"], pretrained=False)
     model.load_state_dict(ckpt["model"])

@@ -1,0 +1,158 @@
+"""Int8 by quantization-aware training: ``python -m training.qat --checkpoint runs/student/best.pt --epochs 1``.
+
+PT2E with XNNPACK's scheme (symmetric, per-channel weights; ``training.quantize``): the trained fp32 model is exported,
+fake-quantized (``is_qat=True``), fine-tuned for a few epochs with the same loop as ``training.train`` (so resume, logs
+and checkpoints work alike), converted to int8 and saved with ``torch.export.save`` (``int8_qat.pt2`` + a JSON sidecar
+with labels, sampler, preprocessing and metrics; ``python -m training.evaluate --checkpoint int8_qat.pt2`` reads it).
+For comparison the same model is also quantized post-training (calibration only, ``int8_ptq.pt2``).
+
+Model, sampler and preprocessing come from the checkpoint; of the training keys, data, optimiser, schedule, epochs,
+batch size and workers apply. ``qat.json`` holds fp32 vs PTQ vs QAT top-1. One process: the fake-quant graph is not
+run under DistributedDataParallel here.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from sdk.errors import ConfigError
+from sdk.preprocess import Preprocess
+from sdk.samplers import Sampler
+from training import distributed, quantize
+from training.checkpoint import load_checkpoint
+from training.config import parse_config
+from training.data.datasets import ClipDataset, DatasetInfo, make_loader, read_records
+from training.evaluate import load_checkpoint_model
+from training.train import Job, TrainConfig, fit, validation_metrics
+
+__all__ = ["QATConfig", "quantize_checkpoint", "main"]
+
+
+@dataclass
+class QATConfig(TrainConfig):
+    checkpoint: str = ""  # the fp32 model (training.train / training.distill best.pt)
+    out: str = "runs/qat"
+    epochs: int = 1
+    optimizer: str = "adamw"
+    lr: float = 1e-4  # fine-tuning of a trained model: a small learning rate
+    weight_decay: float = 0.0
+    warmup_epochs: float = 0.0
+    label_smoothing: float = 0.0
+    channels_last: bool = False  # the exported graph keeps the layout it was traced with
+    freeze_observers_after: int = 0  # epochs with moving quantization ranges, then fixed ones (0: never freeze)
+    per_channel: bool = True
+    calibration_batches: int = 16  # for PTQ (and the QAT starting ranges)
+    ptq: bool = True  # also quantize post-training, for comparison
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.checkpoint:
+            raise ConfigError("give the fp32 model: --checkpoint runs/.../best.pt")
+        if self.calibration_batches < 1:
+            raise ConfigError("calibration_batches must be >= 1")
+
+
+def _calibration_batches(dataset: ClipDataset, cfg: QATConfig, device: torch.device):
+    loader = make_loader(dataset, batch_size=cfg.batch_size, workers=cfg.workers, shuffle=True, seed=cfg.seed)
+    for i, (clips, _) in enumerate(loader):
+        if i >= cfg.calibration_batches:
+            break
+        yield clips.to(device)
+
+
+def quantize_checkpoint(cfg: QATConfig) -> dict[str, Any]:
+    """PTQ and QAT of ``cfg.checkpoint``; returns the report written to ``OUT/qat.json``."""
+    ctx = distributed.setup(cfg.device)
+    if ctx.distributed:
+        raise ConfigError("training.qat runs in one process (launch it with python -m, not torchrun)")
+    torch.manual_seed(cfg.seed)
+    info = DatasetInfo.from_dir(cfg.data)
+    model, ckpt = load_checkpoint_model(cfg.checkpoint, ctx.device)
+    if ckpt.get("labels") != info.labels:
+        raise ConfigError(f"{cfg.checkpoint} was trained on other labels than {info.root}/labels.txt")
+    sampler, preprocess = Sampler.from_dict(ckpt["sampler"]), Preprocess.from_dict(ckpt["preprocess"])
+    cfg = replace(cfg, size=preprocess.size, resize=preprocess.resize_to)  # what the checkpoint's data side uses
+    train_records = read_records(info.root / cfg.train_split, info.labels)
+    val_set = ClipDataset(read_records(info.root / cfg.val_split, info.labels), sampler=sampler, preprocess=preprocess,
+                          train=False, num_clips=cfg.eval_clips, num_crops=cfg.eval_crops, template=cfg.frame_template)
+    calib_set = ClipDataset(train_records, sampler=sampler, preprocess=preprocess, train=False,
+                            template=cfg.frame_template)
+    example = torch.zeros(2, sampler.frames, 3, preprocess.size, preprocess.size, device=ctx.device)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    model.eval()
+
+    report: dict[str, Any] = {"checkpoint": cfg.checkpoint, "arch": ckpt["config"]["arch"],
+                              "frames": sampler.frames, "scheme": {"quantizer": "XNNPACKQuantizer", "symmetric": True,
+                                                                   "per_channel": cfg.per_channel}}
+    report["fp32"] = validation_metrics(model, val_set, cfg, ctx, info.pairs)
+    meta = {"config": ckpt["config"], "labels": info.labels, "sampler": sampler.to_dict(),
+            "preprocess": preprocess.to_dict(), "dataset": ckpt.get("dataset")}
+
+    if cfg.ptq:
+        ptq = quantize.prepare(model, example, qat=False, per_channel=cfg.per_channel)
+        seen = quantize.calibrate(ptq, _calibration_batches(calib_set, cfg, ctx.device), progress=True)
+        ptq = quantize.convert(ptq)
+        report["int8_ptq"] = {**validation_metrics(ptq, val_set, cfg, ctx, info.pairs), "calibration_clips": seen}
+        quantize.save_program(ptq, example, out / "int8_ptq.pt2",
+                              {**meta, "metrics": report["int8_ptq"], "quantization": {"method": "ptq"}})
+
+    gm = quantize.prepare(model, example, qat=True, per_channel=cfg.per_channel)
+    quantize.calibrate(gm, _calibration_batches(calib_set, cfg, ctx.device))  # start from calibrated ranges
+
+    train_set = ClipDataset(train_records, sampler=sampler, preprocess=preprocess, train=True, seed=cfg.seed,
+                            hflip_map=info.hflip_map if cfg.hflip else None, template=cfg.frame_template)
+    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+
+    def loss(m: nn.Module, batch: Sequence[torch.Tensor]):
+        clips, labels = batch
+        logits = m(clips).float()
+        return criterion(logits, labels), logits, labels
+
+    epochs_seen = {"n": 0}
+
+    def set_training(m: nn.Module, training: bool) -> None:
+        if training and cfg.freeze_observers_after and epochs_seen["n"] >= cfg.freeze_observers_after:
+            quantize.freeze_observers(m)
+        quantize.set_training(m, training)
+        epochs_seen["n"] += int(not training)
+
+    job = Job(module=gm, model=gm, loss=loss, train_set=train_set, set_training=set_training,
+              validate=lambda m: validation_metrics(m, val_set, cfg, ctx, info.pairs),
+              meta={**meta, "note": "fake-quantized PT2E graph state: see int8_qat.pt2 for the int8 program"})
+    summary = fit(cfg, job, ctx)
+    gm.load_state_dict(load_checkpoint(out / "best.pt")["model"])
+    int8 = quantize.convert(gm)
+    report["qat_fake_quant"] = summary["best"]
+    report["int8_qat"] = validation_metrics(int8, val_set, cfg, ctx, info.pairs)
+    quantize.save_program(int8, example, out / "int8_qat.pt2",
+                          {**meta, "metrics": report["int8_qat"],
+                           "quantization": {"method": "qat", "epochs": cfg.epochs, "lr": cfg.lr}})
+    report["top1_drop_points"] = {k: 100 * (report["fp32"]["top1"] - report[k]["top1"])
+                                  for k in ("int8_qat", "int8_ptq") if k in report}
+    report["files"] = {k: str(out / f"{k}.pt2") for k in ("int8_qat", "int8_ptq") if k in report}
+    report["bytes"] = {"fp32_state_dict": sum(t.numel() * t.element_size() for t in ckpt["model"].values()),
+                       **{k: Path(v).stat().st_size for k, v in report["files"].items()}}
+    (out / "qat.json").write_text(json.dumps(report, indent=2))
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    cfg, _ = parse_config(QATConfig, argv, prog="python -m training.qat", description=__doc__.splitlines()[0])
+    report = quantize_checkpoint(cfg)
+    print(f"{'model':<12} {'top-1':>7} {'within-pair':>12}")
+    for key in ("fp32", "int8_ptq", "int8_qat"):
+        if key in report:
+            m = report[key]
+            print(f"{key:<12} {m['top1']:>7.3f} {m.get('within_pair_acc', float('nan')):>12.3f}")
+    print("top-1 drop (points): " + ", ".join(f"{k} {v:+.1f}" for k, v in report["top1_drop_points"].items()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
