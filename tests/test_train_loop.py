@@ -9,7 +9,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -77,7 +76,7 @@ def test_distillation_dataset_gives_the_student_a_subset_of_the_teacher_clip(tin
     teacher, student = Sampler("uniform_segments", 8), Sampler("random_k", 2, of=8)
     ds = ClipDataset(read_records(tiny_benchmark / "train.csv"), sampler=teacher, subset=student,
                      preprocess=Preprocess(size=32, resize=36), train=True, seed=0)
-    clip, small, positions, label = ds[(0, 3)]
+    clip, small, positions, _ = ds[(0, 3)]
     assert clip.shape == (8, 3, 32, 32) and small.shape == (2, 3, 32, 32) and positions.shape == (2,)
     assert torch.equal(small, clip[positions])
     again = ds[(0, 3)]

@@ -17,7 +17,7 @@ import yaml
 
 from sdk.errors import ConfigError
 
-__all__ = ["RECIPES", "parse_config", "load_recipe", "config_from_mapping"]
+__all__ = ["RECIPES", "config_from_mapping", "load_recipe", "parse_config"]
 
 RECIPES = Path(__file__).parent / "configs"
 C = TypeVar("C")

@@ -22,7 +22,7 @@ export take it like any checkpoint) and ``distill.json``: teacher and student to
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -35,8 +35,8 @@ from sdk.preprocess import Preprocess
 from sdk.samplers import SEE_VERY_LITTLE_KINDS, Sampler
 from training import distributed
 from training.config import parse_config
-from training.evaluate import load_checkpoint_model
 from training.data.datasets import ClipDataset, DatasetInfo, read_records
+from training.evaluate import load_checkpoint_model
 from training.models import create
 from training.profile import count_gmacs
 from training.train import Job, TrainConfig, eval_dataset, fit, validation_metrics
@@ -103,7 +103,7 @@ class SeeVeryLittle(nn.Module):
             s, t = student.num_features, teacher.num_features
             self.project = nn.Linear(s, t) if s != t else nn.Identity()
 
-    def train(self, mode: bool = True) -> "SeeVeryLittle":
+    def train(self, mode: bool = True) -> SeeVeryLittle:
         super().train(mode)
         if self.teacher is not None and self.serial:
             self.teacher.eval()  # a frozen teacher keeps its BN statistics and no dropout

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import distributed as dist
 
-__all__ = ["Context", "setup", "teardown", "gather_objects", "broadcast_object"]
+__all__ = ["Context", "broadcast_object", "gather_objects", "setup", "teardown"]
 
 
 @dataclass(frozen=True)

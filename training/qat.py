@@ -30,7 +30,7 @@ from training.data.datasets import ClipDataset, DatasetInfo, make_loader, read_r
 from training.evaluate import load_checkpoint_model
 from training.train import Job, TrainConfig, fit, validation_metrics
 
-__all__ = ["QATConfig", "quantize_checkpoint", "main"]
+__all__ = ["QATConfig", "main", "quantize_checkpoint"]
 
 
 @dataclass

@@ -36,7 +36,7 @@ from training.metrics import classification_metrics
 from training.models import create
 from training.plots import plot_curves
 
-__all__ = ["TrainConfig", "Job", "fit", "train", "classifier_job", "build_optimizer", "warmup_cosine", "main"]
+__all__ = ["Job", "TrainConfig", "build_optimizer", "classifier_job", "fit", "main", "train", "warmup_cosine"]
 
 
 @dataclass
