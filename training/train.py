@@ -298,7 +298,7 @@ def fit(cfg: TrainConfig, job: Job, ctx: distributed.Context) -> dict[str, Any]:
 
     summary = {"best": best, "checkpoint": str(out / "best.pt"), "last": str(last),
                "train_seconds": round(time.perf_counter() - start, 1), "device": str(device),
-               "processes": ctx.world_size, "train_clips": len(job.train_set)}
+               "processes": ctx.world_size, "train_clips": len(job.train_set), "val_clips": best.get("n")}
     if ctx.is_main:
         if metrics_path.is_file():
             plot_curves(metrics_path, out / "curves.png")
@@ -352,9 +352,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)  # the same initial weights in every run and on every rank
     try:
         job = classifier_job(cfg, ctx)
-        summary = fit(cfg, job, ctx)
-        summary["val_clips"] = len(read_records(Path(cfg.data) / cfg.val_split))
-        return summary
+        return fit(cfg, job, ctx)
     finally:
         distributed.teardown(ctx)
 
