@@ -76,11 +76,16 @@ def _trace_example(example: torch.Tensor, dynamic_batch: bool) -> torch.Tensor:
     return example
 
 
-def _export(model: nn.Module, example: torch.Tensor, dynamic_batch: bool) -> torch.export.ExportedProgram:
+def _export(model: nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...],
+            dynamic_batch: bool) -> torch.export.ExportedProgram:
     if isinstance(model, GraphModule):
         set_training(model, False)
     else:
         model.eval()
+    if isinstance(example, tuple):  # several inputs (a streaming step): static shapes
+        if dynamic_batch:
+            raise ValueError("a dynamic batch needs a single example tensor; pass dynamic_batch=False")
+        return torch.export.export(model, example)
     dynamic_shapes = ({0: torch.export.Dim("batch", min=1)},) if dynamic_batch else None
     try:
         return torch.export.export(model, (_trace_example(example, dynamic_batch),), dynamic_shapes=dynamic_shapes)
@@ -92,8 +97,10 @@ def _export(model: nn.Module, example: torch.Tensor, dynamic_batch: bool) -> tor
                            f"torch.export said: {e}") from e
 
 
-def export_model(model: nn.Module, example: torch.Tensor, *, dynamic_batch: bool = True) -> GraphModule:
-    """``torch.export`` ``model`` in eval mode on ``(example,)``, batch dimension dynamic (min 1) when asked.
+def export_model(model: nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...], *,
+                 dynamic_batch: bool = True) -> GraphModule:
+    """``torch.export`` ``model`` in eval mode on ``(example,)``, batch dimension dynamic (min 1) when asked; a tuple
+    ``example`` is several inputs with static shapes (``dynamic_batch=False``).
 
     Puts ``model`` in eval mode. Also accepts an already exported/converted ``GraphModule`` (re-export, e.g. to save).
     """
@@ -125,15 +132,17 @@ def make_quantizer(*, qat: bool, per_channel: bool = True) -> XNNPACKQuantizer:
     return XNNPACKQuantizer().set_global(config)
 
 
-def prepare(model: nn.Module, example: torch.Tensor, *, qat: bool, per_channel: bool = True) -> GraphModule:
+def prepare(model: nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...], *, qat: bool,
+            per_channel: bool = True, dynamic_batch: bool = True) -> GraphModule:
     """Export (dynamic batch) and insert fake-quant modules (``qat``) or observers (PTQ).
 
     QAT: ``prepare_qat_pt2e`` folds every conv + batch-norm pair into one fake-quantized conv that still normalises
     with batch statistics in training mode (the PT2E QAT fusion), so the returned module -- already in training mode --
     trains with an optimizer over ``gm.parameters()``. PTQ: the returned module is in eval mode, ready for
-    :func:`calibrate`.
+    :func:`calibrate`. The converters prepare programs with fixed shapes and several inputs (``dynamic_batch=False``,
+    a tuple ``example``).
     """
-    gm = export_model(model, example, dynamic_batch=True)
+    gm = export_model(model, example, dynamic_batch=dynamic_batch)
     quantizer = make_quantizer(qat=qat, per_channel=per_channel)
     gm = prepare_qat_pt2e(gm, quantizer) if qat else prepare_pt2e(gm, quantizer)
     return set_training(_with_train_eval(gm), qat)
@@ -173,9 +182,10 @@ def freeze_observers(gm: GraphModule) -> GraphModule:
     return gm
 
 
-def calibrate(gm: GraphModule, batches: Iterable[torch.Tensor], *, max_batches: int | None = None,
-              progress: bool = False) -> int:
-    """Run clips through ``gm`` in eval mode to record activation ranges; returns the number of clips seen.
+def calibrate(gm: GraphModule, batches: Iterable[torch.Tensor | tuple[torch.Tensor, ...]], *,
+              max_batches: int | None = None, progress: bool = False) -> int:
+    """Run clips (or input tuples) through ``gm`` in eval mode to record activation ranges; returns the number of
+    clips seen (the first input's leading dimension, summed).
 
     Works on PTQ modules and on QAT modules (e.g. to start QAT from calibrated ranges): the fake-quant observers are
     on during calibration and off afterwards (eval mode).
@@ -191,8 +201,9 @@ def calibrate(gm: GraphModule, batches: Iterable[torch.Tensor], *, max_batches: 
         for i, clips in enumerate(batches):
             if max_batches is not None and i >= max_batches:
                 break
-            gm(clips)
-            seen += clips.shape[0]
+            inputs = clips if isinstance(clips, tuple) else (clips,)
+            gm(*inputs)
+            seen += inputs[0].shape[0]
     gm.apply(disable_observer)
     return seen
 

@@ -8,20 +8,26 @@ at zeros) equals the offline ``forward`` on the same frames.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 
 def shift_time(x: torch.Tensor, frames: int, offset: int) -> torch.Tensor:
-    """``out[t] = x[t + offset]`` along time for ``(N*T, C, H, W)`` activations, zeros where ``t + offset`` is outside."""
+    """``out[t] = x[t + offset]`` along time for ``(N*T, C, H, W)`` activations, zeros where ``t + offset`` is outside.
+
+    Written as slice + cat with zeros (``slice * 0``), not ``F.pad``: XNNPACK runs an int8 constant pad only when its
+    input and output share quantization parameters, which the PT2E XNNPACK quantizer does not arrange, so an int8
+    program with a padded TAM lowered but failed to load (``StaticConstantPad ... invalid_parameter``, executorch
+    1.5.1); ``cat`` is quantized with shared parameters and runs.
+    """
     if offset == 0:
         return x
     nt, c, h, w = x.shape
     y = x.reshape(nt // frames, frames, c * h * w)
+    k = min(abs(offset), frames)
     if offset > 0:
-        y = F.pad(y, (0, 0, 0, offset))[:, offset:]
+        y = torch.cat([y[:, k:], y[:, :k] * 0], dim=1)
     else:
-        y = F.pad(y, (0, 0, -offset, 0))[:, :frames]
+        y = torch.cat([y[:, :k] * 0, y[:, :frames - k]], dim=1)
     return y.reshape(nt, c, h, w)
 
 

@@ -1,0 +1,135 @@
+"""``python -m converters export ...`` (checkpoint -> verified bundle) and ``python -m converters inspect BUNDLE``."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from converters.parity import ParityError, Tolerance
+from sdk.bundle import Bundle
+from sdk.errors import SdkError
+
+
+def describe(bundle: Bundle) -> str:
+    """A readable page about a bundle: what it classifies, what to feed it, its programs and their parity."""
+    m = bundle.manifest
+    pre = m.input.preprocess
+    lines = [
+        f"bundle   {bundle.source}  (schema {m.schema_version}, created {m.created or '?'}, "
+        f"by {m.producer.get('package', '?')} {m.producer.get('version', '')})",
+        f"name     {m.name}",
+        f"labels   {len(m.labels)}: {', '.join(m.labels[:8])}{', ...' if len(m.labels) > 8 else ''}",
+        f"sampler  {m.sampler.kind}, {m.sampler.frames} frames"
+        + (f" of a {m.sampler.of}-frame grid" if m.sampler.of else ""),
+        f"input    {m.input.dtype} RGB in [{m.input.value_range[0]:g}, {m.input.value_range[1]:g}], {pre.layout}; "
+        f"runtime: resize shorter side to {pre.resize_to}, centre-crop {pre.size}x{pre.size} "
+        f"({pre.interpolation}); in the program: {', '.join(m.input.in_program) or 'nothing'} "
+        f"(scale {pre.scale:g}, mean {list(pre.mean)}, std {list(pre.std)})",
+        "",
+        "programs",
+    ]
+    for p in m.programs:
+        par = p.parity
+        if par is None:
+            status = "no parity record"
+        elif par.status == "verified":
+            status = (f"verified vs {par.reference}: max|diff| {par.max_abs_diff:.2e}, top-1 agreement "
+                      f"{par.top1_agreement:.3f} on {par.clips} clips")
+            if par.vs_fp32:
+                status += f"; vs fp32 top-1 agreement {par.vs_fp32['top1_agreement']:.3f}"
+        else:
+            status = f"NOT VERIFIED: {par.reason}"
+        io = ", ".join(f"{t.name}{list(t.shape)}:{t.dtype}" for t in p.inputs)
+        out = ", ".join(f"{t.name}{list(t.shape)}:{t.dtype}" for t in p.outputs)
+        lines += [f"  {p.id}  {p.file}  {p.size_bytes / 1e6:.2f} MB  sha256 {p.sha256[:12]}...",
+                  f"      ({io}) -> ({out})" + (f"  + {len(p.state)} state tensors" if p.state else ""),
+                  f"      parity: {status}"]
+        nd = p.details.get("non_delegated_ops")
+        if nd is not None:
+            lines.append(f"      outside the XNNPACK delegate: {nd or 'nothing'}")
+        if p.details.get("quantization") and p.precision == "int8":
+            lines.append(f"      quantization: {p.details['quantization']}")
+    prov = m.provenance
+    ds = prov.get("dataset") or {}
+    metrics = prov.get("metrics") or {}
+    lines += ["", "provenance",
+              f"  checkpoint {((prov.get('checkpoint') or {}).get('path'))}",
+              f"  dataset    preset {ds.get('preset')}, seed {ds.get('seed')}",
+              f"  GMACs      {prov.get('gmacs_per_clip')} per clip",
+              f"  metrics    {json.dumps(metrics) if metrics else 'none recorded'}"]
+    return "\n".join(lines)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from converters.export import ExportOptions, export_bundle
+
+    opts = ExportOptions(
+        checkpoint=args.checkpoint, out=args.out, formats=[f.strip() for f in args.to.split(",") if f.strip()],
+        precision=args.precision, mode=args.mode, data=args.data, split=args.split,
+        calibration_clips=args.calibration_clips, parity_clips=args.parity_clips, golden_clips=args.golden_clips,
+        tolerance=Tolerance(fp32=args.atol_fp32, fp16=args.atol_fp16, int8=args.atol_int8,
+                            int8_min_top1=args.int8_min_agreement),
+        name=args.name, force=args.force, zip=args.zip, threads=args.threads)
+    report = export_bundle(opts)
+    print()
+    print(report.table())
+    print(f"\nbundle {report.bundle} written in {report.timings['total']:.1f} s"
+          + (f" (and {report.bundle}.zip)" if args.zip else ""))
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    with Bundle(args.bundle) as bundle:
+        if args.verify:
+            bundle.verify()
+        if args.json:
+            print(json.dumps(bundle.manifest.to_dict(), indent=2))
+        else:
+            print(describe(bundle))
+            if args.verify:
+                print("\nall file hashes verified")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m converters", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    e = sub.add_parser("export", help="checkpoint -> verified bundle (.pte, .mlpackage, .tflite, .onnx)")
+    e.add_argument("--checkpoint", type=Path, required=True, help="best.pt (training) or int8_qat.pt2 (training.qat)")
+    e.add_argument("--to", default="pte,coreml,tflite,onnx", help="comma-separated formats: pte,coreml,tflite,onnx")
+    e.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32")
+    e.add_argument("--mode", choices=("clip", "stream"), default="clip",
+                   help="clip: (T,3,H,W) -> logits; stream: one frame + explicit state per call (causal models)")
+    e.add_argument("--out", type=Path, required=True, help="NAME.vbundle directory to write")
+    e.add_argument("--data", type=Path, default=None,
+                   help="benchmark for calibration and parity (default: the checkpoint's dataset)")
+    e.add_argument("--split", default="val.csv", help="held-out split for parity (default: val.csv)")
+    e.add_argument("--parity-clips", type=int, default=100)
+    e.add_argument("--calibration-clips", type=int, default=32, help="int8 post-training calibration clips")
+    e.add_argument("--golden-clips", type=int, default=2, help="clips stored in golden.npz")
+    e.add_argument("--atol-fp32", type=float, default=1e-3, help="max |logit diff| for fp32 programs")
+    e.add_argument("--atol-fp16", type=float, default=5e-2, help="max |logit diff| for fp16 programs")
+    e.add_argument("--atol-int8", type=float, default=None, help="max |logit diff| for int8 programs (default: none)")
+    e.add_argument("--int8-min-agreement", type=float, default=0.9,
+                   help="smallest top-1 agreement of an int8 program with its reference")
+    e.add_argument("--threads", type=int, default=None, help="runtime threads for the parity runs")
+    e.add_argument("--name", default=None, help="bundle name (default: from --out)")
+    e.add_argument("--force", action="store_true", help="replace an existing bundle")
+    e.add_argument("--zip", action="store_true", help="also write NAME.vbundle.zip")
+    e.set_defaults(func=_export)
+    i = sub.add_parser("inspect", help="print a bundle readably")
+    i.add_argument("bundle", type=Path)
+    i.add_argument("--verify", action="store_true", help="check every file's sha256")
+    i.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    i.set_defaults(func=_inspect)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (SdkError, ParityError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""Parity at export: a program run in its real runtime against the torch reference, on golden and held-out inputs.
+
+Clip programs are compared output by output on every clip. Stream programs run each clip frame by frame from zero
+state in the runtime *and* in torch; every step's outputs are compared, and the clip's prediction is the mean of its
+per-step logits (what the offline model computes, see ``ConsensusHead``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+from sdk.bundle import Parity
+
+__all__ = ["Tolerance", "ParityError", "run_clips", "measure"]
+
+Run = Callable[[Sequence[np.ndarray]], list[np.ndarray]]
+
+
+class ParityError(RuntimeError):
+    """An exported program disagrees with its torch reference beyond the tolerance: the export fails."""
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Largest max-abs-diff of the logits allowed per precision (None: not checked), and the smallest top-1
+    agreement for int8 (quantization moves logits by more than any fixed bound on a trained model)."""
+
+    fp32: float = 1e-3
+    fp16: float = 5e-2
+    int8: float | None = None
+    int8_min_top1: float = 0.9
+
+    def atol(self, precision: str) -> float | None:
+        return getattr(self, precision)
+
+    def min_top1(self, precision: str) -> float | None:
+        return self.int8_min_top1 if precision == "int8" else None
+
+
+def run_clips(run: Run, mode: str, inputs: Sequence[tuple[np.ndarray, ...]],
+              zero_state: Sequence[np.ndarray] = ()) -> tuple[np.ndarray, np.ndarray]:
+    """``(per-call logits (C, S, K), clip logits (C, K))`` of ``run`` on each input.
+
+    ``mode="clip"``: each input is ``(clip,)``, S = 1. ``mode="stream"``: each input is ``(frames (T, 1, 3, H, W),)``,
+    stepped from ``zero_state``; S = T and the clip logits are the mean over steps.
+    """
+    steps_all, clip_all = [], []
+    for (x,) in inputs:
+        if mode == "clip":
+            logits = run([x])[0].reshape(1, -1)
+        else:
+            state, rows = [np.array(s) for s in zero_state], []
+            for frame in x:
+                out = run([frame, *state])
+                rows.append(out[0].reshape(-1))
+                state = out[2:]
+            logits = np.stack(rows)
+        steps_all.append(logits)
+        clip_all.append(logits.mean(0))
+    return np.stack(steps_all), np.stack(clip_all)
+
+
+def measure(program_steps: np.ndarray, program_clips: np.ndarray, ref_steps: np.ndarray, ref_clips: np.ndarray, *,
+            precision: str, reference: str, tolerance: Tolerance, golden_diff: float,
+            fp32_clips: np.ndarray | None = None) -> Parity:
+    """The :class:`Parity` of a program's outputs against the reference's; raises :class:`ParityError` beyond the
+    tolerance."""
+    diff = float(np.abs(program_steps - ref_steps).max())
+    agree = float((program_clips.argmax(-1) == ref_clips.argmax(-1)).mean())
+    vs = None
+    if fp32_clips is not None:
+        vs = {"max_abs_diff": float(np.abs(program_clips - fp32_clips).max()),
+              "top1_agreement": float((program_clips.argmax(-1) == fp32_clips.argmax(-1)).mean())}
+    atol, min_top1 = tolerance.atol(precision), tolerance.min_top1(precision)
+    parity = Parity(status="verified", reference=reference, clips=int(len(program_clips)), max_abs_diff=diff,
+                    top1_agreement=agree, golden_max_abs_diff=golden_diff, tolerance=atol,
+                    min_top1_agreement=min_top1, vs_fp32=vs)
+    problems = []
+    if atol is not None and max(diff, golden_diff) > atol:
+        problems.append(f"max-abs-diff {max(diff, golden_diff):.3g} > tolerance {atol:g}")
+    if min_top1 is not None and agree < min_top1:
+        problems.append(f"top-1 agreement {agree:.3f} < {min_top1:g}")
+    if problems:
+        raise ParityError(f"{'; '.join(problems)} (against {reference}, {len(program_clips)} clips)")
+    return parity

@@ -1,0 +1,72 @@
+"""Inference runtimes behind one small interface: ``load_runner(backend, path).run(inputs) -> outputs``.
+
+A :class:`Runner` takes and returns float32 numpy arrays in the program's order (``sdk/bundle.py``: inputs then state,
+outputs then new state); a program with int8 inputs/outputs is quantized/dequantized inside the runner with the
+parameters stored in the program file. Each runtime is imported only when its runner is created, so ``import sdk``
+stays numpy-only; a missing runtime raises :class:`~sdk.errors.BackendUnavailableError` saying what to install.
+
+==============  =====================================  ==========================================================
+backend         runtime                                notes
+==============  =====================================  ==========================================================
+``executorch``  ``executorch.runtime`` (XNNPACK)       imports torch (the Python bindings do); threads: see there
+``tflite``      ``ai_edge_litert.interpreter``         torch-free
+``onnx``        ``onnxruntime`` (CPU provider)         torch-free
+``coreml``      ``coremltools`` ``MLModel.predict``    macOS only: elsewhere BackendUnavailableError
+==============  =====================================  ==========================================================
+"""
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from sdk.errors import BackendUnavailableError, ConfigError
+
+__all__ = ["Runner", "load_runner", "RUNNER_MODULES"]
+
+RUNNER_MODULES = {
+    "executorch": "sdk.backends.executorch",
+    "tflite": "sdk.backends.litert",
+    "onnx": "sdk.backends.onnxruntime",
+    "coreml": "sdk.backends.coreml",
+}
+
+
+class Runner:
+    """One loaded program. Subclasses implement :meth:`run`; not thread-safe (one runner per thread)."""
+
+    backend: str = ""
+
+    def run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+def load_runner(backend: str, path: str | Path, *, threads: int | None = None) -> Runner:
+    """The runner of ``backend`` for the program file (or .mlpackage directory) at ``path``.
+
+    ``threads``: intra-op threads (None = the runtime's default).
+    """
+    if backend not in RUNNER_MODULES:
+        raise ConfigError(f"unknown backend {backend!r}; valid: {', '.join(RUNNER_MODULES)}")
+    if threads is not None and (not isinstance(threads, int) or threads < 1):
+        raise ConfigError(f"threads must be a positive integer or None, got {threads!r}")
+    module = importlib.import_module(RUNNER_MODULES[backend])
+    return module.load(Path(path), threads=threads)
+
+
+def as_float32(arrays: Sequence[np.ndarray], what: str) -> list[np.ndarray]:
+    """Inputs as C-contiguous float32 arrays (a runner's first step)."""
+    out = []
+    for i, a in enumerate(arrays):
+        a = np.asarray(a)
+        if a.dtype.kind not in "fiu":
+            raise ConfigError(f"{what}: input {i} has dtype {a.dtype}, expected numbers")
+        out.append(np.ascontiguousarray(a, dtype=np.float32))
+    return out
+
+
+def unavailable(backend: str, install: str, error: BaseException | None = None) -> BackendUnavailableError:
+    reason = f": {error}" if error is not None else ""
+    return BackendUnavailableError(f"the {backend} runtime is not available{reason}; install it with {install}")

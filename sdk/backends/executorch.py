@@ -1,0 +1,47 @@
+"""ExecuTorch runner (``executorch.runtime``, XNNPACK kernels).
+
+The Python bindings import torch, so this backend is loaded only when asked for. Threads: ExecuTorch's threadpool is
+process-wide and ignores ``torch.set_num_threads``; ``threads`` resets it (``_unsafe_reset_threadpool``), which affects
+every ExecuTorch program in the process. By default it uses all cores.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from sdk.backends import Runner, as_float32, unavailable
+from sdk.errors import FrameError
+
+
+class ExecuTorchRunner(Runner):
+    backend = "executorch"
+
+    def __init__(self, path: Path, threads: int | None):
+        try:
+            import torch
+            from executorch.runtime import Runtime
+        except ImportError as e:
+            raise unavailable("executorch", "pip install executorch==1.5.1", e) from e
+        if threads is not None:
+            from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
+
+            _unsafe_reset_threadpool(threads)
+        self._torch = torch
+        program = Runtime.get().load_program(Path(path))
+        self._method = program.load_method("forward")
+        meta = self._method.metadata
+        self._shapes = [tuple(meta.input_tensor_meta(i).sizes()) for i in range(meta.num_inputs())]
+
+    def run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        arrays = as_float32(inputs, "executorch program")
+        if [a.shape for a in arrays] != self._shapes:
+            raise FrameError(f"executorch program expects inputs of shapes {self._shapes}, "
+                             f"got {[a.shape for a in arrays]}")
+        outputs = self._method.execute([self._torch.from_numpy(a) for a in arrays])
+        return [np.asarray(o.detach().numpy() if hasattr(o, "detach") else o, dtype=np.float32) for o in outputs]
+
+
+def load(path: Path, *, threads: int | None = None) -> Runner:
+    return ExecuTorchRunner(path, threads)

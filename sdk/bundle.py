@@ -1,0 +1,498 @@
+"""The model bundle: a directory ``NAME.vbundle/`` (or the same content zipped) that is all a device needs.
+
+Layout::
+
+    NAME.vbundle/
+        manifest.json        what is inside (schema: sdk/schema/manifest-v1.schema.json)
+        golden.npz           inputs and expected outputs, so that any integration can check itself
+        programs/            one file (a directory for .mlpackage) per backend x precision x mode
+
+Loading executes no code (JSON and ``np.load(allow_pickle=False)`` only), checks every field's type, and verifies the
+sha256 of every file it hands out; anything wrong raises :class:`~sdk.errors.BundleError` naming the problem.
+
+The program contract (DESIGN.md contracts 2 and 3):
+
+* ``mode="clip"``: ``(clip,) -> (logits,)``; ``clip`` is ``(T, 3, H, W)`` float32 RGB in ``[0, 255]`` -- the sampled
+  frames after resize and crop (``input.preprocess``); the steps listed in ``input.in_program`` (scaling, mean/std
+  normalisation) happen inside the program.
+* ``mode="stream"``: ``(frame, *state) -> (logits, features, *new_state)``; ``frame`` is ``(1, 3, H, W)``, the state
+  tensors are listed in ``state`` (start at zeros; ``reset()`` means zeros) and come back in the same order.
+* Every tensor at a program boundary has rank <= 4. Quantized (int8) inputs/outputs carry ``quantization``
+  (``real = scale * (q - zero_point)``).
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import os
+import shutil
+import tempfile
+import zipfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, Mapping
+
+import numpy as np
+
+from sdk.errors import BundleError, ConfigError
+from sdk.preprocess import Preprocess
+from sdk.samplers import Sampler
+
+__all__ = [
+    "SCHEMA_VERSION", "MANIFEST_FILE", "GOLDEN_FILE", "BACKENDS", "PRECISIONS", "MODES", "DTYPES",
+    "Quantization", "TensorSpec", "Parity", "Program", "InputSpec", "Manifest", "Bundle", "sha256_of", "open_bundle",
+]
+
+SCHEMA_VERSION = "1.0"
+MANIFEST_FILE = "manifest.json"
+GOLDEN_FILE = "golden.npz"
+BACKENDS = ("executorch", "coreml", "tflite", "onnx")
+PRECISIONS = ("fp32", "fp16", "int8")
+MODES = ("clip", "stream")
+DTYPES = ("float32", "float16", "int8", "uint8", "int32", "int64")
+PARITY_STATUSES = ("verified", "not_verified")
+IN_PROGRAM_STEPS = ("scale", "normalize")
+SCHEMA_FILE = Path(__file__).parent / "schema" / "manifest-v1.schema.json"
+
+
+# ---------------------------------------------------------------------------------------------------- strict parsing
+def _fail(where: str, problem: str) -> BundleError:
+    return BundleError(f"manifest: {where}: {problem}")
+
+
+def _get(obj: Mapping[str, Any], key: str, where: str, kind: type | tuple[type, ...], optional: bool = False) -> Any:
+    if not isinstance(obj, Mapping):
+        raise _fail(where, f"expected an object, got {type(obj).__name__}")
+    if key not in obj:
+        if optional:
+            return None
+        raise _fail(f"{where}.{key}", "missing")
+    value = obj[key]
+    if value is None and optional:
+        return None
+    # bool is an int in Python; a manifest's true/false must not pass as a number (nor a number as a bool).
+    ok = isinstance(value, kind) and not (isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple)
+                                                                                     else (kind,)))
+    if not ok:
+        names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+        raise _fail(f"{where}.{key}", f"expected {names}, got {type(value).__name__} {value!r:.60}")
+    return value
+
+
+def _choice(obj: Mapping[str, Any], key: str, where: str, choices: tuple[str, ...]) -> str:
+    value = _get(obj, key, where, str)
+    if value not in choices:
+        raise _fail(f"{where}.{key}", f"{value!r} is not one of {', '.join(choices)}")
+    return value
+
+
+def _no_extra(obj: Mapping[str, Any], where: str, allowed: set[str]) -> None:
+    extra = set(obj) - allowed
+    if extra:
+        raise _fail(where, f"unknown field(s) {sorted(extra)}")
+
+
+def _number(obj: Mapping[str, Any], key: str, where: str, optional: bool = False) -> float | None:
+    value = _get(obj, key, where, (int, float), optional)
+    if value is not None and not math.isfinite(value):
+        raise _fail(f"{where}.{key}", f"must be finite, got {value!r}")
+    return value
+
+
+def _relative_file(value: str, where: str) -> str:
+    path = PurePosixPath(value)
+    if not value or path.is_absolute() or ".." in path.parts or "\\" in value:
+        raise _fail(where, f"{value!r} must be a relative path inside the bundle")
+    return value
+
+
+# ------------------------------------------------------------------------------------------------------- the schema
+@dataclass(frozen=True)
+class Quantization:
+    """Affine int8/uint8 quantization of a program input/output: ``real = scale * (q - zero_point)``."""
+
+    scale: float
+    zero_point: int
+
+    @classmethod
+    def parse(cls, obj: Any, where: str) -> "Quantization":
+        _no_extra(obj, where, {"scale", "zero_point"})
+        scale = _number(obj, "scale", where)
+        if scale <= 0:
+            raise _fail(f"{where}.scale", f"must be > 0, got {scale}")
+        return cls(float(scale), _get(obj, "zero_point", where, int))
+
+    def quantize(self, x: np.ndarray, dtype: str) -> np.ndarray:
+        info = np.iinfo(dtype)
+        return np.clip(np.round(x / self.scale) + self.zero_point, info.min, info.max).astype(dtype)
+
+    def dequantize(self, q: np.ndarray) -> np.ndarray:
+        return ((q.astype(np.float32) - self.zero_point) * self.scale).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A named program input/output: fixed shape (rank <= 4), dtype, and quantization for int8/uint8 tensors."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str = "float32"
+    quantization: Quantization | None = None
+
+    @classmethod
+    def parse(cls, obj: Any, where: str) -> "TensorSpec":
+        _no_extra(obj, where, {"name", "shape", "dtype", "quantization"})
+        name = _get(obj, "name", where, str)
+        shape = _get(obj, "shape", where, list)
+        if not 1 <= len(shape) <= 4 or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0
+                                                for d in shape):
+            raise _fail(f"{where}.shape", f"expected 1 to 4 positive integers, got {shape!r}")
+        dtype = _choice(obj, "dtype", where, DTYPES)
+        q = obj.get("quantization")
+        quant = None if q is None else Quantization.parse(q, f"{where}.quantization")
+        if dtype in ("int8", "uint8") and quant is None:
+            raise _fail(where, f"{dtype} tensor {name!r} needs its quantization (scale, zero_point)")
+        return cls(name, tuple(shape), dtype, quant)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["shape"] = list(self.shape)
+        return d
+
+
+@dataclass(frozen=True)
+class Parity:
+    """How closely a program matched the torch reference when it was exported, run in its real runtime.
+
+    ``status`` is ``verified`` (it ran here and met the tolerance) or ``not_verified`` (its runtime does not exist on
+    the exporting host, e.g. Core ML off macOS; ``reason`` says so). Figures are over the golden inputs and ``clips``
+    held-out benchmark clips; ``reference`` names what it was compared with.
+    """
+
+    status: str
+    reference: str
+    reason: str | None = None
+    clips: int = 0
+    max_abs_diff: float | None = None
+    top1_agreement: float | None = None
+    golden_max_abs_diff: float | None = None
+    tolerance: float | None = None
+    min_top1_agreement: float | None = None
+    vs_fp32: dict[str, float] | None = None
+
+    @classmethod
+    def parse(cls, obj: Any, where: str) -> "Parity":
+        _no_extra(obj, where, set(cls.__dataclass_fields__))
+        status = _choice(obj, "status", where, PARITY_STATUSES)
+        vs = _get(obj, "vs_fp32", where, dict, optional=True)
+        if vs is not None:
+            vs = {k: float(_number(vs, k, f"{where}.vs_fp32")) for k in vs}
+        return cls(status=status, reference=_get(obj, "reference", where, str),
+                   reason=_get(obj, "reason", where, str, optional=True),
+                   clips=_get(obj, "clips", where, int, optional=True) or 0,
+                   max_abs_diff=_number(obj, "max_abs_diff", where, optional=True),
+                   top1_agreement=_number(obj, "top1_agreement", where, optional=True),
+                   golden_max_abs_diff=_number(obj, "golden_max_abs_diff", where, optional=True),
+                   tolerance=_number(obj, "tolerance", where, optional=True),
+                   min_top1_agreement=_number(obj, "min_top1_agreement", where, optional=True), vs_fp32=vs)
+
+
+@dataclass(frozen=True)
+class Program:
+    """One exported program file and how to call it (see the module docstring for the calling convention)."""
+
+    id: str
+    backend: str
+    precision: str
+    mode: str
+    file: str
+    sha256: str
+    size_bytes: int
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    state: tuple[TensorSpec, ...] = ()
+    parity: Parity | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, obj: Any, where: str) -> "Program":
+        _no_extra(obj, where, set(cls.__dataclass_fields__))
+        pid = _get(obj, "id", where, str)
+        where = f"programs[{pid!r}]"
+        sha = _get(obj, "sha256", where, str)
+        if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+            raise _fail(f"{where}.sha256", f"expected 64 lowercase hex digits, got {sha!r:.70}")
+        tensors = {key: tuple(TensorSpec.parse(t, f"{where}.{key}[{i}]")
+                              for i, t in enumerate(_get(obj, key, where, list, optional=key == "state") or []))
+                   for key in ("inputs", "outputs", "state")}
+        mode = _choice(obj, "mode", where, MODES)
+        if mode == "stream" and not tensors["state"]:
+            raise _fail(where, "a stream program needs its state tensors")
+        if not tensors["inputs"] or not tensors["outputs"]:
+            raise _fail(where, "a program needs at least one input and one output")
+        parity = obj.get("parity")
+        return cls(id=pid, backend=_choice(obj, "backend", where, BACKENDS),
+                   precision=_choice(obj, "precision", where, PRECISIONS), mode=mode,
+                   file=_relative_file(_get(obj, "file", where, str), f"{where}.file"), sha256=sha,
+                   size_bytes=_get(obj, "size_bytes", where, int), **tensors,
+                   parity=None if parity is None else Parity.parse(parity, f"{where}.parity"),
+                   details=_get(obj, "details", where, dict, optional=True) or {})
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        for key in ("inputs", "outputs", "state"):
+            d[key] = [t.to_dict() for t in getattr(self, key)]
+        return d
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What the runtime does to frames before a program (``preprocess`` minus ``in_program``), and what the program
+    takes: ``dtype`` values in ``value_range`` (RGB, after resize and crop)."""
+
+    preprocess: Preprocess
+    in_program: tuple[str, ...] = IN_PROGRAM_STEPS
+    dtype: str = "float32"
+    value_range: tuple[float, float] = (0.0, 255.0)
+
+    @classmethod
+    def parse(cls, obj: Any, where: str = "input") -> "InputSpec":
+        _no_extra(obj, where, set(cls.__dataclass_fields__))
+        try:
+            pre = Preprocess.from_dict(_get(obj, "preprocess", where, dict))
+        except (ConfigError, TypeError) as e:
+            raise _fail(f"{where}.preprocess", str(e)) from e
+        steps = _get(obj, "in_program", where, list)
+        bad = [s for s in steps if s not in IN_PROGRAM_STEPS]
+        if bad:
+            raise _fail(f"{where}.in_program", f"unknown step(s) {bad}; valid: {', '.join(IN_PROGRAM_STEPS)}")
+        lo_hi = _get(obj, "value_range", where, list)
+        if len(lo_hi) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in lo_hi):
+            raise _fail(f"{where}.value_range", f"expected [low, high], got {lo_hi!r}")
+        return cls(pre, tuple(steps), _choice(obj, "dtype", where, DTYPES), (float(lo_hi[0]), float(lo_hi[1])))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"preprocess": self.preprocess.to_dict(), "in_program": list(self.in_program), "dtype": self.dtype,
+                "value_range": list(self.value_range)}
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The parsed, type-checked ``manifest.json``."""
+
+    name: str
+    labels: tuple[str, ...]
+    input: InputSpec
+    sampler: Sampler
+    programs: tuple[Program, ...]
+    golden: dict[str, str]
+    provenance: dict[str, Any] = field(default_factory=dict)
+    created: str = ""
+    producer: dict[str, str] = field(default_factory=dict)
+    schema_version: str = SCHEMA_VERSION
+
+    @classmethod
+    def parse(cls, obj: Any) -> "Manifest":
+        if not isinstance(obj, Mapping):
+            raise _fail("top level", f"expected an object, got {type(obj).__name__}")
+        version = _get(obj, "schema_version", "manifest", str)
+        if version.split(".")[0] != SCHEMA_VERSION.split(".")[0]:
+            raise BundleError(f"manifest: schema_version {version!r} is not supported by this sdk (it reads "
+                              f"{SCHEMA_VERSION.split('.')[0]}.x): re-export the bundle or upgrade the sdk")
+        _no_extra(obj, "manifest", set(cls.__dataclass_fields__))
+        labels = _get(obj, "labels", "manifest", list)
+        if not labels or not all(isinstance(x, str) and x for x in labels):
+            raise _fail("labels", "expected a non-empty list of non-empty strings")
+        try:
+            sampler = Sampler.from_dict(_get(obj, "sampler", "manifest", dict))
+        except (ConfigError, TypeError) as e:
+            raise _fail("sampler", str(e)) from e
+        programs = tuple(Program.parse(p, f"programs[{i}]")
+                         for i, p in enumerate(_get(obj, "programs", "manifest", list)))
+        ids = [p.id for p in programs]
+        if len(set(ids)) != len(ids):
+            raise _fail("programs", f"duplicate program ids in {ids}")
+        golden = _get(obj, "golden", "manifest", dict)
+        _no_extra(golden, "golden", {"file", "sha256"})
+        _relative_file(_get(golden, "file", "golden", str), "golden.file")
+        _get(golden, "sha256", "golden", str)
+        for p in programs:
+            if p.outputs[0].shape[-1] != len(labels):
+                raise _fail(f"programs[{p.id!r}].outputs[0]", f"logits have {p.outputs[0].shape[-1]} classes but "
+                            f"there are {len(labels)} labels")
+        return cls(name=_get(obj, "name", "manifest", str), labels=tuple(labels),
+                   input=InputSpec.parse(_get(obj, "input", "manifest", dict)), sampler=sampler, programs=programs,
+                   golden=dict(golden), provenance=_get(obj, "provenance", "manifest", dict, optional=True) or {},
+                   created=_get(obj, "created", "manifest", str, optional=True) or "",
+                   producer=_get(obj, "producer", "manifest", dict, optional=True) or {}, schema_version=version)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema_version": self.schema_version, "name": self.name, "created": self.created,
+                "producer": dict(self.producer), "labels": list(self.labels), "input": self.input.to_dict(),
+                "sampler": self.sampler.to_dict(), "programs": [p.to_dict() for p in self.programs],
+                "golden": dict(self.golden), "provenance": self.provenance}
+
+    def program(self, backend: str | None = None, precision: str | None = None, mode: str | None = None) -> Program:
+        """The first program matching the given backend / precision / mode (``None`` = any)."""
+        for p in self.programs:
+            if all(want is None or got == want for want, got in
+                   ((backend, p.backend), (precision, p.precision), (mode, p.mode))):
+                return p
+        have = ", ".join(p.id for p in self.programs) or "none"
+        raise BundleError(f"no {mode or ''} {backend or ''} {precision or ''} program in this bundle "
+                          f"(it has: {have})".replace("  ", " "))
+
+
+# ------------------------------------------------------------------------------------------------- files and hashes
+def sha256_of(path: str | Path) -> str:
+    """sha256 of a file, or of a directory (an .mlpackage): over the sorted ``relative/path\\0<file sha256>\\n`` lines."""
+    path = Path(path)
+    if path.is_dir():
+        lines = "".join(f"{f.relative_to(path).as_posix()}\0{sha256_of(f)}\n"
+                        for f in sorted(path.rglob("*")) if f.is_file())
+        return hashlib.sha256(lines.encode()).hexdigest()
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class Bundle:
+    """An opened bundle: the parsed manifest and verified access to its files.
+
+    ``Bundle(path)`` accepts the directory or a zip of it (the zip may hold the files at its root or inside one
+    top-level ``*.vbundle/`` folder). A zip is extracted to a private temporary directory, removed by :meth:`close`
+    (or the ``with`` block). Every program file is hash-checked when :meth:`path` hands it out.
+    """
+
+    def __init__(self, path: str | Path):
+        self.source = Path(path)
+        self._tmp: str | None = None
+        if not self.source.exists():
+            raise BundleError(f"bundle {self.source} does not exist")
+        if self.source.is_dir():
+            self.root = self.source
+        elif zipfile.is_zipfile(self.source):
+            self.root = self._extract(self.source)
+        else:
+            raise BundleError(f"bundle {self.source} is neither a bundle directory nor a zip file")
+        manifest_path = self.root / MANIFEST_FILE
+        if not manifest_path.is_file():
+            self.close()
+            raise BundleError(f"bundle {self.source} has no {MANIFEST_FILE}")
+        try:
+            raw = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            self.close()
+            raise BundleError(f"bundle {self.source}: {MANIFEST_FILE} is not valid JSON: {e}") from e
+        try:
+            self.manifest = Manifest.parse(raw)
+        except BundleError:
+            self.close()
+            raise
+        self._verified: set[str] = set()
+
+    def _extract(self, archive: Path) -> Path:
+        self._tmp = tempfile.mkdtemp(prefix="vbundle-")
+        try:
+            with zipfile.ZipFile(archive) as z:
+                for name in z.namelist():
+                    p = PurePosixPath(name)
+                    if p.is_absolute() or ".." in p.parts:
+                        raise BundleError(f"bundle {archive}: unsafe path {name!r} in the zip")
+                z.extractall(self._tmp)
+        except (zipfile.BadZipFile, OSError) as e:
+            self.close()
+            raise BundleError(f"bundle {archive}: cannot read the zip: {e}") from e
+        except BundleError:
+            self.close()
+            raise
+        root = Path(self._tmp)
+        if not (root / MANIFEST_FILE).exists():
+            inner = [d for d in root.iterdir() if d.is_dir() and (d / MANIFEST_FILE).exists()]
+            if len(inner) == 1:
+                return inner[0]
+        return root
+
+    def close(self) -> None:
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+
+    def __enter__(self) -> "Bundle":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+    # ---- verified file access ---------------------------------------------------------------------------------
+    def _checked(self, relative: str, sha256: str, what: str) -> Path:
+        path = self.root / relative
+        if not path.exists():
+            raise BundleError(f"bundle {self.source}: {what} file {relative} is missing")
+        if relative not in self._verified:
+            got = sha256_of(path)
+            if got != sha256:
+                raise BundleError(f"bundle {self.source}: {what} file {relative} does not match its sha256 "
+                                  f"(manifest {sha256[:12]}..., file {got[:12]}...): the bundle was modified or "
+                                  "damaged; export it again")
+            self._verified.add(relative)
+        return path
+
+    def path(self, program: Program | str) -> Path:
+        """Local path of a program's file (hash-verified)."""
+        if isinstance(program, str):
+            program = self.get(program)
+        return self._checked(program.file, program.sha256, f"program {program.id!r}")
+
+    def get(self, program_id: str) -> Program:
+        for p in self.manifest.programs:
+            if p.id == program_id:
+                return p
+        raise BundleError(f"bundle {self.source} has no program {program_id!r} "
+                          f"(it has: {', '.join(p.id for p in self.manifest.programs)})")
+
+    def golden(self) -> dict[str, np.ndarray]:
+        """The golden arrays (hash-verified): ``{mode}/input/{name}``, ``{mode}/reference/{name}`` (torch) and
+        ``{program id}/{name}`` (what that program returned in its runtime at export)."""
+        path = self._checked(self.manifest.golden["file"], self.manifest.golden["sha256"], "golden")
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return {k: z[k] for k in z.files}
+        except (ValueError, OSError, zipfile.BadZipFile) as e:
+            raise BundleError(f"bundle {self.source}: golden file cannot be read: {e}") from e
+
+    def verify(self) -> None:
+        """Check the sha256 of every file the manifest lists (raises :class:`BundleError` on the first mismatch)."""
+        for p in self.manifest.programs:
+            self.path(p)
+        self.golden()
+
+
+def open_bundle(path: str | Path) -> Bundle:
+    """Open and check a bundle directory or zip (see :class:`Bundle`)."""
+    return Bundle(path)
+
+
+def write_manifest(manifest: Manifest, directory: str | Path) -> Path:
+    """Write ``manifest.json`` into ``directory`` (pretty-printed, stable key order, fsynced)."""
+    path = Path(directory) / MANIFEST_FILE
+    text = json.dumps(manifest.to_dict(), indent=2, allow_nan=False)
+    Manifest.parse(json.loads(text))  # what is written must read back
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    return path
+
+
+def golden_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+    return buf.getvalue()
