@@ -12,7 +12,8 @@ from typing import Any
 import torch
 from torch import nn
 
-# Non-delegated ops that are expected and cheap: a memory-format conversion of the program input.
+# Non-delegated ops that are expected and cheap: memory-format / dtype conversions of the program input and of scalar
+# constants (e.g. the zeros that the TAM time shift concatenates, ``slice * 0``).
 HARMLESS_OPS = frozenset({"dim_order_ops._to_dim_order_copy.default"})
 # What the temporal modules are made of: any of these outside the delegate means a temporal op fell off the fast path.
 TEMPORAL_OPS = frozenset({

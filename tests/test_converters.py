@@ -1,0 +1,148 @@
+"""``python -m converters export`` end to end on the tiny benchmark with random-init checkpoints (small, CPU)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from converters.__main__ import main as converters_main
+from converters.delegation import HARMLESS_OPS
+from converters.export import ExportOptions, export_bundle
+from converters.parity import ParityError, Tolerance
+from sdk.backends import load_runner
+from sdk.bundle import Bundle
+from sdk.errors import ConfigError
+from sdk.preprocess import Preprocess
+from sdk.samplers import Sampler
+from training.checkpoint import atomic_save
+from training.data.datasets import DatasetInfo
+from training.models.registry import create
+
+SIZE = 32
+
+
+def make_checkpoint(path: Path, data: Path, arch: str, frames: int) -> Path:
+    """A random-init checkpoint with the metadata training writes (labels, sampler, preprocess, dataset)."""
+    info = DatasetInfo.from_dir(data)
+    torch.manual_seed(0)
+    model = create(arch, num_classes=len(info.labels), frames=frames, pretrained=False)
+    atomic_save({"model": model.state_dict(), "config": {"arch": arch, "frames": frames}, "labels": info.labels,
+                 "sampler": Sampler("uniform_segments", frames).to_dict(),
+                 "preprocess": Preprocess(size=SIZE, resize=36).to_dict(),
+                 "dataset": {"root": str(data), "preset": "tiny", "seed": 0}}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def clip_checkpoint(tiny_benchmark: Path, tmp_path_factory) -> Path:
+    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "tam2.pt", tiny_benchmark, "tam_mobilenet_v2", 2)
+
+
+@pytest.fixture(scope="module")
+def causal_checkpoint(tiny_benchmark: Path, tmp_path_factory) -> Path:
+    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "causal4.pt", tiny_benchmark,
+                           "tam_mobilenet_v2_causal", 4)
+
+
+def test_clip_bundle_pte_onnx(clip_checkpoint: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "student.vbundle"
+    rc = converters_main(["export", "--checkpoint", str(clip_checkpoint), "--to", "pte,onnx", "--out", str(out),
+                          "--parity-clips", "6", "--zip"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "clip_executorch_fp32" in printed and "clip_onnx_fp32" in printed and "verified" in printed
+    with Bundle(out) as b:
+        b.verify()
+        m = b.manifest
+        assert [p.id for p in m.programs] == ["clip_executorch_fp32", "clip_onnx_fp32"]
+        for p in m.programs:
+            assert p.parity.status == "verified" and p.parity.clips == 6
+            assert p.parity.max_abs_diff <= 1e-3 and p.parity.top1_agreement == 1.0
+            assert p.inputs[0].shape == (2, 3, SIZE, SIZE) and p.outputs[0].shape == (1, len(m.labels))
+        pte = m.program(backend="executorch")
+        # outside the delegate only dtype casts of scalar constants (the zeros of the TAM time shift), done once
+        assert set(pte.details["non_delegated_ops"]) <= HARMLESS_OPS and pte.details["delegated_subgraphs"] == 1
+        assert pte.details["temporal_ops_outside_delegate"] == []
+        assert m.provenance["dataset"]["preset"] == "tiny" and m.provenance["gmacs_per_clip"] > 0
+        # the golden arrays reproduce in the runtime from the bundle alone
+        golden = b.golden()
+        x = golden["clip/input/clip"]
+        for p in m.programs:
+            runner = load_runner(p.backend, b.path(p))
+            got = np.stack([runner.run([clip])[0] for clip in x])
+            np.testing.assert_allclose(got, golden[f"{p.id}/logits"], atol=1e-5)
+            np.testing.assert_allclose(got, golden["clip/reference_fp32/logits"], atol=1e-3)
+    with Bundle(out.with_name(out.name + ".zip")) as zipped:
+        zipped.verify()
+    assert converters_main(["inspect", str(out), "--verify"]) == 0
+    page = capsys.readouterr().out
+    assert "verified vs torch fp32" in page and "all file hashes verified" in page
+
+
+def test_existing_bundle_needs_force_and_failed_parity_leaves_nothing(clip_checkpoint: Path, tmp_path: Path) -> None:
+    out = tmp_path / "b.vbundle"
+    out.mkdir()
+    with pytest.raises(ConfigError, match="exists; pass --force"):
+        export_bundle(ExportOptions(clip_checkpoint, out, formats=["onnx"], parity_clips=2))
+    # an impossible tolerance fails the export; the old bundle stays and no temporary directory is left
+    (out / "keep").write_text("old")
+    with pytest.raises(ParityError, match="clip_onnx_fp32: max-abs-diff"):
+        export_bundle(ExportOptions(clip_checkpoint, out, formats=["onnx"], parity_clips=2, force=True,
+                                    tolerance=Tolerance(fp32=-1.0)))
+    assert (out / "keep").read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["b.vbundle"]
+
+
+def test_offline_model_cannot_stream(clip_checkpoint: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot stream"):
+        export_bundle(ExportOptions(clip_checkpoint, tmp_path / "s.vbundle", formats=["pte"], mode="stream"))
+
+
+def test_stream_bundle_steps_match_the_offline_model(causal_checkpoint: Path, tmp_path: Path) -> None:
+    """A clip fed frame by frame through the .pte step program (state carried by the caller) gives the offline
+    model's per-frame logits, and their mean is the offline clip logits."""
+    out = tmp_path / "stream.vbundle"
+    report = export_bundle(ExportOptions(causal_checkpoint, out, formats=["pte"], mode="stream", parity_clips=3))
+    prog = report.manifest.programs[0]
+    assert prog.mode == "stream" and len(prog.state) == 10 and all(len(s.shape) == 4 for s in prog.state)
+    assert [t.name for t in prog.outputs] == ["logits", "features"]
+    with Bundle(out) as b:
+        golden = b.golden()
+        frames = golden["stream/input/frame"][0]  # (T, 1, 3, H, W) in [0, 255]
+        runner = load_runner("executorch", b.path(prog))
+        state = [np.zeros(s.shape, np.float32) for s in prog.state]
+        steps = []
+        for frame in frames:
+            logits, _, *state = runner.run([frame, *state])
+            steps.append(logits[0])
+    from training.evaluate import load_checkpoint_model
+
+    model, meta = load_checkpoint_model(causal_checkpoint, "cpu")
+    pre = Preprocess.from_dict(meta["preprocess"])
+    clip = torch.from_numpy(frames[:, 0])
+    x = (clip * pre.scale - torch.tensor(pre.mean).view(1, 3, 1, 1)) / torch.tensor(pre.std).view(1, 3, 1, 1)
+    with torch.no_grad():
+        per_frame = model.eval().forward_frames(x.unsqueeze(0))[0].numpy()
+        offline = model(x.unsqueeze(0))[0].numpy()
+    np.testing.assert_allclose(np.stack(steps), per_frame, atol=1e-4)
+    np.testing.assert_allclose(np.mean(steps, 0), offline, atol=1e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_all_formats_fp32_and_int8(clip_checkpoint: Path, tmp_path: Path) -> None:
+    for precision in ("fp32", "int8"):
+        out = tmp_path / f"{precision}.vbundle"
+        report = export_bundle(ExportOptions(clip_checkpoint, out, precision=precision, parity_clips=8,
+                                             calibration_clips=8, tolerance=Tolerance(int8_min_top1=0.0)))
+        by_backend = {p.backend: p for p in report.manifest.programs}
+        assert set(by_backend) == {"executorch", "coreml", "tflite", "onnx"}
+        assert by_backend["coreml"].parity.status == "not_verified"
+        assert "macOS" in by_backend["coreml"].parity.reason
+        for backend in ("executorch", "tflite", "onnx"):
+            assert by_backend[backend].parity.status == "verified"
+        manifest = json.loads((out / "manifest.json").read_text())
+        assert manifest["programs"][0]["precision"] == precision
