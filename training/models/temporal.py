@@ -21,9 +21,11 @@ def shift_time(x: torch.Tensor, frames: int, offset: int) -> torch.Tensor:
     """
     if offset == 0:
         return x
+    if abs(offset) >= frames:
+        return x * 0  # every frame shifted out (e.g. a causal kernel wider than a 2-frame clip); no empty slice in cat
     nt, c, h, w = x.shape
     y = x.reshape(nt // frames, frames, c * h * w)
-    k = min(abs(offset), frames)
+    k = abs(offset)
     if offset > 0:
         y = torch.cat([y[:, k:], y[:, :k] * 0], dim=1)
     else:

@@ -1,0 +1,200 @@
+"""ONNX exporter (converters.to_onnx) + ONNX Runtime runner (sdk.backends.onnxruntime) on tiny random models.
+
+The models are random-init but *settled* (:func:`settled`): a fresh model (identity TAMs, unit BN statistics,
+0.01-std head) gives nearly the same tiny logits for every input and ignores time, which would make every comparison
+below trivially pass. Settling randomises the TAM taps, measures the BatchNorm statistics on a few clips, damps the
+residual branches and scales up the head. Without the damping a random MobileNetV2 with measured BN statistics is
+chaotic (+-0.5 grey levels of input noise move its logits by ~40% of their spread), and no int8 program can follow it.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxscript")
+
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
+
+from converters import to_onnx  # noqa: E402
+from converters.program import ClipProgram, ProgramJob, StreamProgram  # noqa: E402
+from sdk.backends import load_runner  # noqa: E402
+from sdk.errors import FrameError  # noqa: E402
+from sdk.preprocess import Preprocess  # noqa: E402
+from training.models.registry import create  # noqa: E402
+from training.models.tam_mobilenet import TemporalInvertedResidual  # noqa: E402
+from training.models.temporal import TAM, CausalTAM  # noqa: E402
+
+SIZE, CLASSES = 32, 4
+PRE = Preprocess(size=SIZE)
+
+
+def rgb_clips(n: int, frames: int, seed: int) -> torch.Tensor:
+    """``(n, frames, 3, SIZE, SIZE)`` float32 RGB in [0, 255]: random textures (upsampled 16x16 noise)."""
+    g = torch.Generator().manual_seed(seed)
+    low = torch.rand(n * frames, 3, SIZE // 2, SIZE // 2, generator=g) * 255
+    up = F.interpolate(low, size=(SIZE, SIZE), mode="bilinear", align_corners=False)
+    return up.reshape(n, frames, 3, SIZE, SIZE).clamp(0, 255)
+
+
+def settled(name: str, frames: int, seed: int = 0, damp: float = 0.2) -> nn.Module:
+    """A random model whose logits depend on the input and on time, and that is not chaotic (module docstring)."""
+    torch.manual_seed(seed)
+    model = create(name, num_classes=CLASSES, frames=frames, pretrained=False)
+    mean = torch.tensor(PRE.mean).view(1, 1, 3, 1, 1)
+    std = torch.tensor(PRE.std).view(1, 1, 3, 1, 1)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (TAM, CausalTAM)):
+                for conv in m.modules():  # identity init (current tap 1, others 0) + U(0, 0.5) on every tap
+                    if isinstance(conv, nn.Conv2d):
+                        conv.weight.add_(torch.rand_like(conv.weight) * 0.5)
+            if isinstance(m, nn.BatchNorm2d):
+                m.reset_running_stats()
+                m.momentum = None  # cumulative average
+        model.train()
+        for i in range(2):
+            model((rgb_clips(8, frames, 100 + i) / 255 - mean) / std)
+        for block in model.modules():
+            if isinstance(block, TemporalInvertedResidual):
+                last_bn = [b for b in block.conv.modules() if isinstance(b, nn.BatchNorm2d)][-1]
+                last_bn.weight.mul_(damp)
+                last_bn.bias.mul_(damp)
+        nn.init.normal_(model.fc.weight, 0, 0.3)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def clip_program():
+    return ClipProgram(settled("tam_mobilenet_v2", frames=2), PRE).eval()
+
+
+@pytest.fixture(scope="module")
+def clip_fp32(clip_program, tmp_path_factory):
+    example = (rgb_clips(1, 2, 0)[0],)
+    job = ProgramJob("clip", clip_program, example, ["clip"], ["logits"], "fp32")
+    path = tmp_path_factory.mktemp("onnx") / f"clip_fp32{to_onnx.SUFFIX}"
+    return path, to_onnx.export(job, path)
+
+
+def torch_logits(program: nn.Module, clip: torch.Tensor) -> np.ndarray:
+    with torch.no_grad():
+        return program(clip).numpy()
+
+
+def test_fp32_clip_program_matches_torch(clip_program, clip_fp32):
+    path, result = clip_fp32
+    onnx.checker.check_model(str(path), full_check=True)
+    assert result.details["opset"] >= 17
+    assert {o.domain: o.version for o in onnx.load(str(path)).opset_import}[""] == result.details["opset"]
+    assert not [p for p in path.parent.iterdir() if p != path], "external data written next to the .onnx"
+    assert [(s.name, s.shape, s.dtype) for s in result.inputs] == [("clip", (2, 3, SIZE, SIZE), "float32")]
+    assert [(s.name, s.shape, s.dtype) for s in result.outputs] == [("logits", (1, CLASSES), "float32")]
+    assert result.reference == "fp32"
+
+    runner = load_runner("onnx", path, threads=1)
+    assert runner.backend == "onnx"
+    clips = rgb_clips(4, 2, 1)
+    refs = [torch_logits(clip_program, c) for c in clips]
+    assert np.ptp([r.ravel() for r in refs], axis=0).max() > 0.3, "the test model ignores its input"
+    for clip, ref in zip(clips, refs):
+        (out,) = runner.run([clip.numpy()])
+        assert out.dtype == np.float32 and out.shape == (1, CLASSES)
+        assert np.abs(out - ref).max() <= 1e-4
+
+
+def test_runner_rejects_wrong_inputs(clip_fp32):
+    runner = load_runner("onnx", clip_fp32[0])
+    with pytest.raises(FrameError, match="expects 1 input"):
+        runner.run([np.zeros((3, 3, SIZE, SIZE), np.float32)])
+    with pytest.raises(FrameError):
+        runner.run([np.zeros((2, 3, SIZE, SIZE), np.float32)] * 2)
+
+
+def test_stream_program_steps_match_torch_and_offline(tmp_path):
+    frames = 4
+    model = settled("tam_mobilenet_v2_causal", frames=frames, seed=1)
+    program = StreamProgram(model, PRE).eval()
+    spec = model.state_spec(SIZE, SIZE)
+    state0 = tuple(model.init_state(1, SIZE, SIZE))
+    assert [tuple(s.shape) for s in state0] == [shape for _, shape in spec]
+    inputs = ["frame"] + [name for name, _ in spec]
+    outputs = ["logits", "features"] + [f"{name}_out" for name, _ in spec]
+    clip = rgb_clips(1, frames, 7)[0]  # (T, 3, H, W)
+    job = ProgramJob("stream", program, (clip[:1], *state0), inputs, outputs, "fp32")
+    path = tmp_path / f"stream{to_onnx.SUFFIX}"
+    result = to_onnx.export(job, path)
+    assert [s.name for s in result.inputs] == inputs and [s.name for s in result.outputs] == outputs
+    assert [s.shape for s in result.inputs] == [(1, 3, SIZE, SIZE)] + [shape for _, shape in spec]
+    runner = load_runner("onnx", path, threads=1)
+
+    state_ort = [s.numpy() for s in state0]
+    state_pt = state0
+    step_logits = []
+    for t in range(frames):
+        frame = clip[t:t + 1]
+        got = runner.run([frame.numpy(), *state_ort])
+        with torch.no_grad():
+            ref = program(frame, *state_pt)
+        assert len(got) == len(ref) == 2 + len(spec)
+        for g, r in zip(got, ref):
+            assert np.abs(g - r.numpy()).max() <= 1e-4
+        state_ort, state_pt = got[2:], ref[2:]  # each side carries its own state
+        step_logits.append(got[0])
+
+    normalized = (clip / 255 - torch.tensor(PRE.mean).view(1, 3, 1, 1)) / torch.tensor(PRE.std).view(1, 3, 1, 1)
+    with torch.no_grad():
+        offline = model(normalized.unsqueeze(0)).numpy()
+    assert np.abs(np.mean(step_logits, axis=0) - offline).max() <= 1e-4
+    # time matters in this model: the last step differs from the first (state is carried, not ignored)
+    assert np.abs(step_logits[-1] - step_logits[0]).max() > 1e-2
+
+
+def test_int8_qdq_close_to_fp32(clip_program, clip_fp32, tmp_path):
+    calibration = [(c,) for c in rgb_clips(16, 2, 2)]
+    job = ProgramJob("clip", clip_program, calibration[0], ["clip"], ["logits"], "int8", calibration)
+    path = tmp_path / f"clip_int8{to_onnx.SUFFIX}"
+    result = to_onnx.export(job, path)
+    onnx.checker.check_model(str(path), full_check=True)
+    assert result.reference == "fp32"
+    assert "onnxruntime" in result.details["quantization"] and "QDQ" in result.details["quantization"]
+    assert [(s.name, s.shape, s.dtype) for s in result.inputs] == [("clip", (2, 3, SIZE, SIZE), "float32")]
+    assert [(s.name, s.shape, s.dtype) for s in result.outputs] == [("logits", (1, CLASSES), "float32")]
+    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    assert path.stat().st_size < 0.4 * clip_fp32[0].stat().st_size
+
+    int8 = load_runner("onnx", path, threads=1)
+    fp32 = load_runner("onnx", clip_fp32[0], threads=1)
+    clips = rgb_clips(16, 2, 3)  # held out from calibration
+    q = np.concatenate([int8.run([c.numpy()])[0] for c in clips])
+    f = np.concatenate([fp32.run([c.numpy()])[0] for c in clips])
+    # Error relative to how much the logits vary between inputs (what a classifier uses): a correct PTQ program is
+    # ~0.25 on this model, a broken one (wrong scales, shuffled channels, constant output) >= 1.
+    signal = f.std(axis=0).mean()
+    relative = np.sqrt(((q - f) ** 2).mean()) / signal
+    assert relative <= 0.5, (relative, signal)
+    assert np.corrcoef(q.ravel(), f.ravel())[0, 1] >= 0.95
+    assert (q.argmax(1) == f.argmax(1)).mean() >= 0.8
+
+
+def test_int8_needs_calibration(clip_program, tmp_path):
+    job = ProgramJob("clip", clip_program, (rgb_clips(1, 2, 0)[0],), ["clip"], ["logits"], "int8")
+    with pytest.raises(ValueError, match="calibration"):
+        to_onnx.export(job, tmp_path / "x.onnx")
+
+
+def test_runner_is_torch_free(clip_fp32):
+    code = ("import sys, numpy as np\n"
+            "from sdk.backends import load_runner\n"
+            f"r = load_runner('onnx', {str(clip_fp32[0])!r}, threads=1)\n"
+            f"r.run([np.zeros((2, 3, {SIZE}, {SIZE}), np.float32)])\n"
+            "assert 'torch' not in sys.modules, 'the onnx runner imported torch'\n")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
