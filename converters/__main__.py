@@ -20,12 +20,12 @@ def describe(bundle: Bundle) -> str:
         f"by {m.producer.get('package', '?')} {m.producer.get('version', '')})",
         f"name     {m.name}",
         f"labels   {len(m.labels)}: {', '.join(m.labels[:8])}{', ...' if len(m.labels) > 8 else ''}",
-        f"sampler  {m.sampler.kind}, {m.sampler.frames} frames"
-        + (f" of a {m.sampler.of}-frame grid" if m.sampler.of else ""),
-        f"input    {m.input.dtype} RGB in [{m.input.value_range[0]:g}, {m.input.value_range[1]:g}], {pre.layout}; "
-        f"runtime: resize shorter side to {pre.resize_to}, centre-crop {pre.size}x{pre.size} "
-        f"({pre.interpolation}); in the program: {', '.join(m.input.in_program) or 'nothing'} "
-        f"(scale {pre.scale:g}, mean {list(pre.mean)}, std {list(pre.std)})",
+        (f"sampler  {m.sampler.kind}, {m.sampler.frames} frames"
+         + (f" of a {m.sampler.of}-frame grid" if m.sampler.of else "")),
+        (f"input    {m.input.dtype} RGB in [{m.input.value_range[0]:g}, {m.input.value_range[1]:g}], {pre.layout}; "
+         f"runtime: resize shorter side to {pre.resize_to}, centre-crop {pre.size}x{pre.size} "
+         f"({pre.interpolation}); in the program: {', '.join(m.input.in_program) or 'nothing'} "
+         f"(scale {pre.scale:g}, mean {list(pre.mean)}, std {list(pre.std)})"),
         "",
         "programs",
     ]

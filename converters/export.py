@@ -23,9 +23,10 @@ import os
 import shutil
 import time
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,7 +37,15 @@ from converters import parity as parity_mod
 from converters.program import ClipProgram, ExportResult, ProgramJob, StreamProgram
 from sdk.backends import load_runner
 from sdk.bundle import (
-    GOLDEN_FILE, MANIFEST_FILE, SCHEMA_VERSION, InputSpec, Manifest, Parity, Program, golden_bytes, sha256_of,
+    GOLDEN_FILE,
+    MANIFEST_FILE,
+    SCHEMA_VERSION,
+    InputSpec,
+    Manifest,
+    Parity,
+    Program,
+    golden_bytes,
+    sha256_of,
     write_manifest,
 )
 from sdk.errors import BackendUnavailableError, ConfigError
@@ -339,7 +348,7 @@ def export_bundle(opts: ExportOptions) -> ExportReport:
             input=InputSpec(source.preprocess), sampler=source.sampler, programs=tuple(entries),
             golden={"file": GOLDEN_FILE, "sha256": sha256_of(tmp / GOLDEN_FILE)},
             provenance=_provenance(opts, source, root, gmacs, time.perf_counter() - started),
-            created=dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
+            created=dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
             producer={"package": "edgevideo", "version": sdk.__version__, "torch": torch.__version__},
             schema_version=SCHEMA_VERSION)
         write_manifest(manifest, tmp)

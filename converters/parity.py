@@ -6,14 +6,14 @@ per-step logits (what the offline model computes, see ``ConsensusHead``).
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 
 from sdk.bundle import Parity
 
-__all__ = ["Tolerance", "ParityError", "run_clips", "measure"]
+__all__ = ["ParityError", "Tolerance", "measure", "run_clips"]
 
 Run = Callable[[Sequence[np.ndarray]], list[np.ndarray]]
 
@@ -74,7 +74,7 @@ def measure(program_steps: np.ndarray, program_clips: np.ndarray, ref_steps: np.
         vs = {"max_abs_diff": float(np.abs(program_clips - fp32_clips).max()),
               "top1_agreement": float((program_clips.argmax(-1) == fp32_clips.argmax(-1)).mean())}
     atol, min_top1 = tolerance.atol(precision), tolerance.min_top1(precision)
-    parity = Parity(status="verified", reference=reference, clips=int(len(program_clips)), max_abs_diff=diff,
+    parity = Parity(status="verified", reference=reference, clips=len(program_clips), max_abs_diff=diff,
                     top1_agreement=agree, golden_max_abs_diff=golden_diff, tolerance=atol,
                     min_top1_agreement=min_top1, vs_fp32=vs)
     problems = []

@@ -24,7 +24,7 @@ from torch import nn
 from sdk.bundle import TensorSpec
 from sdk.preprocess import Preprocess
 
-__all__ = ["ProgramJob", "ExportResult", "Normalize", "ClipProgram", "StreamProgram"]
+__all__ = ["ClipProgram", "ExportResult", "Normalize", "ProgramJob", "StreamProgram"]
 
 
 @dataclass

@@ -16,13 +16,14 @@ tolerance. A stream program's state inputs/outputs are quantized too (every step
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from converters.program import ExportResult, ProgramJob
 from sdk.bundle import TensorSpec
 
-__all__ = ["PRECISIONS", "SUFFIX", "MIN_OPSET", "export"]
+__all__ = ["MIN_OPSET", "PRECISIONS", "SUFFIX", "export"]
 
 PRECISIONS = ("fp32", "int8")
 SUFFIX = ".onnx"
@@ -96,8 +97,13 @@ def _check(path: Path) -> int:
 
 def _quantize(job: ProgramJob, fp32: Path, pre: Path, out: Path) -> None:
     try:
-        from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                              quantize_static)
+        from onnxruntime.quantization import (
+            CalibrationDataReader,
+            CalibrationMethod,
+            QuantFormat,
+            QuantType,
+            quantize_static,
+        )
         from onnxruntime.quantization.shape_inference import quant_pre_process
     except ImportError as e:
         raise RuntimeError(f"int8 ONNX export needs onnxruntime (pip install onnxruntime==1.31.1): {e}") from e

@@ -1,11 +1,5 @@
-"""ONNX exporter (converters.to_onnx) + ONNX Runtime runner (sdk.backends.onnxruntime) on tiny random models.
-
-The models are random-init but *settled* (:func:`settled`): a fresh model (identity TAMs, unit BN statistics,
-0.01-std head) gives nearly the same tiny logits for every input and ignores time, which would make every comparison
-below trivially pass. Settling randomises the TAM taps, measures the BatchNorm statistics on a few clips, damps the
-residual branches and scales up the head. Without the damping a random MobileNetV2 with measured BN statistics is
-chaotic (+-0.5 grey levels of input noise move its logits by ~40% of their spread), and no int8 program can follow it.
-"""
+"""ONNX exporter (converters.to_onnx) + ONNX Runtime runner (sdk.backends.onnxruntime) on tiny settled random
+models (tests/settled_models.py)."""
 from __future__ import annotations
 
 import subprocess
@@ -20,55 +14,13 @@ onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
-import torch.nn.functional as F  # noqa: E402
-from torch import nn  # noqa: E402
+from settled_models import CLASSES, PRE, SIZE, rgb_clips, settled
+from torch import nn
 
-from converters import to_onnx  # noqa: E402
-from converters.program import ClipProgram, ProgramJob, StreamProgram  # noqa: E402
-from sdk.backends import load_runner  # noqa: E402
-from sdk.errors import FrameError  # noqa: E402
-from sdk.preprocess import Preprocess  # noqa: E402
-from training.models.registry import create  # noqa: E402
-from training.models.tam_mobilenet import TemporalInvertedResidual  # noqa: E402
-from training.models.temporal import TAM, CausalTAM  # noqa: E402
-
-SIZE, CLASSES = 32, 4
-PRE = Preprocess(size=SIZE)
-
-
-def rgb_clips(n: int, frames: int, seed: int) -> torch.Tensor:
-    """``(n, frames, 3, SIZE, SIZE)`` float32 RGB in [0, 255]: random textures (upsampled 16x16 noise)."""
-    g = torch.Generator().manual_seed(seed)
-    low = torch.rand(n * frames, 3, SIZE // 2, SIZE // 2, generator=g) * 255
-    up = F.interpolate(low, size=(SIZE, SIZE), mode="bilinear", align_corners=False)
-    return up.reshape(n, frames, 3, SIZE, SIZE).clamp(0, 255)
-
-
-def settled(name: str, frames: int, seed: int = 0, damp: float = 0.2) -> nn.Module:
-    """A random model whose logits depend on the input and on time, and that is not chaotic (module docstring)."""
-    torch.manual_seed(seed)
-    model = create(name, num_classes=CLASSES, frames=frames, pretrained=False)
-    mean = torch.tensor(PRE.mean).view(1, 1, 3, 1, 1)
-    std = torch.tensor(PRE.std).view(1, 1, 3, 1, 1)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, (TAM, CausalTAM)):
-                for conv in m.modules():  # identity init (current tap 1, others 0) + U(0, 0.5) on every tap
-                    if isinstance(conv, nn.Conv2d):
-                        conv.weight.add_(torch.rand_like(conv.weight) * 0.5)
-            if isinstance(m, nn.BatchNorm2d):
-                m.reset_running_stats()
-                m.momentum = None  # cumulative average
-        model.train()
-        for i in range(2):
-            model((rgb_clips(8, frames, 100 + i) / 255 - mean) / std)
-        for block in model.modules():
-            if isinstance(block, TemporalInvertedResidual):
-                last_bn = [b for b in block.conv.modules() if isinstance(b, nn.BatchNorm2d)][-1]
-                last_bn.weight.mul_(damp)
-                last_bn.bias.mul_(damp)
-        nn.init.normal_(model.fc.weight, 0, 0.3)
-    return model.eval()
+from converters import to_onnx
+from converters.program import ClipProgram, ProgramJob, StreamProgram
+from sdk.backends import load_runner
+from sdk.errors import FrameError
 
 
 @pytest.fixture(scope="module")

@@ -17,14 +17,14 @@ backend         runtime                                notes
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from sdk.errors import BackendUnavailableError, ConfigError
 
-__all__ = ["Runner", "load_runner", "RUNNER_MODULES"]
+__all__ = ["RUNNER_MODULES", "Runner", "load_runner"]
 
 RUNNER_MODULES = {
     "executorch": "sdk.backends.executorch",

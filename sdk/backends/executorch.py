@@ -6,8 +6,8 @@ every ExecuTorch program in the process. By default it uses all cores.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 

@@ -7,8 +7,8 @@ intra-op thread pool; the inter-op pool is 1 (the programs are single chains).
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
