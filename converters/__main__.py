@@ -70,7 +70,7 @@ def _export(args: argparse.Namespace) -> int:
         calibration_clips=args.calibration_clips, parity_clips=args.parity_clips, golden_clips=args.golden_clips,
         tolerance=Tolerance(fp32=args.atol_fp32, fp16=args.atol_fp16, int8=args.atol_int8,
                             int8_min_top1=args.int8_min_agreement),
-        name=args.name, force=args.force, zip=args.zip, threads=args.threads)
+        name=args.name, force=args.force, zip=args.zip, threads=args.threads, coreml_format=args.coreml_format)
     report = export_bundle(opts)
     print()
     print(report.table())
@@ -113,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--atol-int8", type=float, default=None, help="max |logit diff| for int8 programs (default: none)")
     e.add_argument("--int8-min-agreement", type=float, default=0.9,
                    help="smallest top-1 agreement of an int8 program with its reference")
+    e.add_argument("--coreml-format", choices=("mlpackage", "mlmodel"), default="mlpackage",
+                   help="Core ML container: ML program .mlpackage (default) or legacy NeuralNetwork .mlmodel (fp32)")
     e.add_argument("--threads", type=int, default=None, help="runtime threads for the parity runs")
     e.add_argument("--name", default=None, help="bundle name (default: from --out)")
     e.add_argument("--force", action="store_true", help="replace an existing bundle")

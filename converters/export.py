@@ -79,6 +79,7 @@ class ExportOptions:
     force: bool = False
     zip: bool = False
     threads: int | None = None
+    coreml_format: str = "mlpackage"  # or "mlmodel": the legacy NeuralNetwork format, fp32 only (to_coreml)
 
     def __post_init__(self) -> None:
         self.checkpoint, self.out = Path(self.checkpoint), Path(self.out)
@@ -89,6 +90,10 @@ class ExportOptions:
             raise ConfigError(f"precision must be fp32, fp16 or int8, got {self.precision!r}")
         if self.mode not in ("clip", "stream"):
             raise ConfigError(f"mode must be clip or stream, got {self.mode!r}")
+        if self.coreml_format not in ("mlpackage", "mlmodel"):
+            raise ConfigError(f"coreml_format must be mlpackage or mlmodel, got {self.coreml_format!r}")
+        if self.coreml_format == "mlmodel" and "coreml" in self.formats and self.precision != "fp32":
+            raise ConfigError(f"a legacy .mlmodel is fp32 only, not {self.precision}; use the .mlpackage")
         for key in ("calibration_clips", "parity_clips", "golden_clips"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
@@ -319,13 +324,14 @@ def export_bundle(opts: ExportOptions) -> ExportReport:
     try:
         for fmt, (backend, module) in exporters.items():
             pid = f"{opts.mode}_{backend}_{opts.precision}"
-            path = tmp / "programs" / f"{pid}{module.SUFFIX}"
+            legacy = fmt == "coreml" and opts.coreml_format == "mlmodel"
+            path = tmp / "programs" / f"{pid}{module.LEGACY_SUFFIX if legacy else module.SUFFIX}"
             job = ProgramJob(opts.mode, programs.fp32 if programs.fp32 is not None else programs.quantized,
                              programs.example, programs.input_names, programs.output_names, opts.precision,
                              calibration, programs.quantized)
             _say(f"{pid}: exporting")
             t0 = time.perf_counter()
-            result: ExportResult = module.export(job, path)
+            result: ExportResult = module.export(job, path, legacy=True) if legacy else module.export(job, path)
             timings[pid] = time.perf_counter() - t0
             par = _check(backend, path, result, refs, opts, golden_inputs, parity_inputs, zero, golden, pid)
             _say(f"{pid}: {timings[pid]:.1f} s, {_size(_disk_size(path))}, parity {par.status}"
