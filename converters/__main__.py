@@ -16,8 +16,8 @@ def describe(bundle: Bundle) -> str:
     m = bundle.manifest
     pre = m.input.preprocess
     lines = [
-        f"bundle   {bundle.source}  (schema {m.schema_version}, created {m.created or '?'}, "
-        f"by {m.producer.get('package', '?')} {m.producer.get('version', '')})",
+        (f"bundle   {bundle.source}  (schema {m.schema_version}, created {m.created or '?'}, "
+         f"by {m.producer.get('package', '?')} {m.producer.get('version', '')})"),
         f"name     {m.name}",
         f"labels   {len(m.labels)}: {', '.join(m.labels[:8])}{', ...' if len(m.labels) > 8 else ''}",
         (f"sampler  {m.sampler.kind}, {m.sampler.frames} frames"

@@ -81,8 +81,11 @@ def export(job: ProgramJob, path: Path, *, legacy: bool = False) -> ExportResult
             details.update(format="mlprogram (.mlpackage)", minimum_deployment_target="iOS16/macOS13",
                            compute_precision="float32" if fp32 else "float16", quantization="none")
             if job.precision == "int8":
-                from coremltools.optimize.coreml import (OpLinearQuantizerConfig, OptimizationConfig,
-                                                         linear_quantize_weights)
+                from coremltools.optimize.coreml import (
+                    OpLinearQuantizerConfig,
+                    OptimizationConfig,
+                    linear_quantize_weights,
+                )
 
                 config = OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", granularity="per_channel",
                                                  weight_threshold=0)

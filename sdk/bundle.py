@@ -30,9 +30,10 @@ import os
 import shutil
 import tempfile
 import zipfile
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -41,8 +42,22 @@ from sdk.preprocess import Preprocess
 from sdk.samplers import Sampler
 
 __all__ = [
-    "SCHEMA_VERSION", "MANIFEST_FILE", "GOLDEN_FILE", "BACKENDS", "PRECISIONS", "MODES", "DTYPES",
-    "Quantization", "TensorSpec", "Parity", "Program", "InputSpec", "Manifest", "Bundle", "sha256_of", "open_bundle",
+    "BACKENDS",
+    "DTYPES",
+    "GOLDEN_FILE",
+    "MANIFEST_FILE",
+    "MODES",
+    "PRECISIONS",
+    "SCHEMA_VERSION",
+    "Bundle",
+    "InputSpec",
+    "Manifest",
+    "Parity",
+    "Program",
+    "Quantization",
+    "TensorSpec",
+    "open_bundle",
+    "sha256_of",
 ]
 
 SCHEMA_VERSION = "1.0"
@@ -117,7 +132,7 @@ class Quantization:
     zero_point: int
 
     @classmethod
-    def parse(cls, obj: Any, where: str) -> "Quantization":
+    def parse(cls, obj: Any, where: str) -> Quantization:
         _no_extra(obj, where, {"scale", "zero_point"})
         scale = _number(obj, "scale", where)
         if scale <= 0:
@@ -142,7 +157,7 @@ class TensorSpec:
     quantization: Quantization | None = None
 
     @classmethod
-    def parse(cls, obj: Any, where: str) -> "TensorSpec":
+    def parse(cls, obj: Any, where: str) -> TensorSpec:
         _no_extra(obj, where, {"name", "shape", "dtype", "quantization"})
         name = _get(obj, "name", where, str)
         shape = _get(obj, "shape", where, list)
@@ -183,7 +198,7 @@ class Parity:
     vs_fp32: dict[str, float] | None = None
 
     @classmethod
-    def parse(cls, obj: Any, where: str) -> "Parity":
+    def parse(cls, obj: Any, where: str) -> Parity:
         _no_extra(obj, where, set(cls.__dataclass_fields__))
         status = _choice(obj, "status", where, PARITY_STATUSES)
         vs = _get(obj, "vs_fp32", where, dict, optional=True)
@@ -217,7 +232,7 @@ class Program:
     details: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def parse(cls, obj: Any, where: str) -> "Program":
+    def parse(cls, obj: Any, where: str) -> Program:
         _no_extra(obj, where, set(cls.__dataclass_fields__))
         pid = _get(obj, "id", where, str)
         where = f"programs[{pid!r}]"
@@ -258,7 +273,7 @@ class InputSpec:
     value_range: tuple[float, float] = (0.0, 255.0)
 
     @classmethod
-    def parse(cls, obj: Any, where: str = "input") -> "InputSpec":
+    def parse(cls, obj: Any, where: str = "input") -> InputSpec:
         _no_extra(obj, where, set(cls.__dataclass_fields__))
         try:
             pre = Preprocess.from_dict(_get(obj, "preprocess", where, dict))
@@ -294,7 +309,7 @@ class Manifest:
     schema_version: str = SCHEMA_VERSION
 
     @classmethod
-    def parse(cls, obj: Any) -> "Manifest":
+    def parse(cls, obj: Any) -> Manifest:
         if not isinstance(obj, Mapping):
             raise _fail("top level", f"expected an object, got {type(obj).__name__}")
         version = _get(obj, "schema_version", "manifest", str)
@@ -422,7 +437,7 @@ class Bundle:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
 
-    def __enter__(self) -> "Bundle":
+    def __enter__(self) -> Bundle:
         return self
 
     def __exit__(self, *exc: object) -> None:

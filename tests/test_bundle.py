@@ -10,8 +10,18 @@ import numpy as np
 import pytest
 
 from sdk.bundle import (
-    GOLDEN_FILE, MANIFEST_FILE, SCHEMA_FILE, Bundle, InputSpec, Manifest, Parity, Program, TensorSpec, golden_bytes,
-    sha256_of, write_manifest,
+    GOLDEN_FILE,
+    MANIFEST_FILE,
+    SCHEMA_FILE,
+    Bundle,
+    InputSpec,
+    Manifest,
+    Parity,
+    Program,
+    TensorSpec,
+    golden_bytes,
+    sha256_of,
+    write_manifest,
 )
 from sdk.errors import BundleError
 from sdk.preprocess import Preprocess
