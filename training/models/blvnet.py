@@ -59,18 +59,24 @@ class Bottleneck(resnet.Bottleneck):
 
 
 class PaddedAvgPool(nn.Module):
-    """``AvgPool2d(3, 2, padding=1)`` (zeros counted, as PyTorch's default) written as zero pad + unpadded pool: the
-    same numbers, and XNNPACK delegates it (it rejects pooling whose padding counts in the average)."""
+    """``AvgPool2d(3, 2, padding=1)`` (zeros counted, as PyTorch's default) written as a depthwise 3x3 convolution with
+    fixed weights 1/9: the same average, and XNNPACK runs it in fp32 and int8 (it rejects pooling whose padding counts
+    in the average, and an int8 zero ``F.pad`` lowered but failed to load: ``StaticConstantPad ...
+    invalid_parameter``, executorch 1.5.1). The weights are a non-persistent buffer: checkpoints are unchanged."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.register_buffer("weight", torch.full((channels, 1, 3, 3), 1 / 9), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.avg_pool2d(F.pad(x, (1, 1, 1, 1)), 3, stride=2)
+        return F.conv2d(x, self.weight, stride=2, padding=1, groups=x.shape[1])
 
 
 def _downsample(inplanes: int, planes: int, stride: int) -> nn.Sequential | None:
     """Official shortcut: ``AvgPool2d(3, 2, 1)`` when strided, then 1x1 conv + BN when the width changes."""
     layers: list[nn.Module] = []
     if stride != 1:
-        layers.append(PaddedAvgPool())
+        layers.append(PaddedAvgPool(inplanes))
     if inplanes != planes:
         layers += [nn.Conv2d(inplanes, planes, 1, bias=False), nn.BatchNorm2d(planes)]
     return nn.Sequential(*layers) if layers else None
