@@ -146,3 +146,11 @@ def test_all_formats_fp32_and_int8(clip_checkpoint: Path, tmp_path: Path) -> Non
             assert by_backend[backend].parity.status == "verified"
         manifest = json.loads((out / "manifest.json").read_text())
         assert manifest["programs"][0]["precision"] == precision
+
+
+@pytest.mark.parametrize("backend,suffix", [("executorch", ".pte"), ("tflite", ".tflite"), ("onnx", ".onnx")])
+def test_unloadable_program_is_a_config_error(backend: str, suffix: str, tmp_path: Path) -> None:
+    junk = tmp_path / f"junk{suffix}"
+    junk.write_bytes(b"not a program" * 16)
+    with pytest.raises(ConfigError, match="cannot load"):
+        load_runner(backend, junk)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from sdk.backends import Runner, as_float32, unavailable
-from sdk.errors import FrameError
+from sdk.errors import ConfigError, FrameError
 
 
 class ExecuTorchRunner(Runner):
@@ -29,8 +29,10 @@ class ExecuTorchRunner(Runner):
 
             _unsafe_reset_threadpool(threads)
         self._torch = torch
-        program = Runtime.get().load_program(Path(path))
-        self._method = program.load_method("forward")
+        try:
+            self._method = Runtime.get().load_program(Path(path)).load_method("forward")
+        except (RuntimeError, ValueError) as e:  # e.g. a delegate that fails to initialise (XNNPACK compile error)
+            raise ConfigError(f"cannot load the executorch program {path}: {e}") from e
         meta = self._method.metadata
         self._shapes = [tuple(meta.input_tensor_meta(i).sizes()) for i in range(meta.num_inputs())]
 
