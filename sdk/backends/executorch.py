@@ -1,6 +1,9 @@
 """ExecuTorch runner (``executorch.runtime``, XNNPACK kernels).
 
-The Python bindings import torch, so this backend is loaded only when asked for. Threads: ExecuTorch's threadpool is
+ExecuTorch's Python bindings load torch themselves and accept only ``torch.Tensor`` inputs (numpy arrays are rejected:
+"Unsupported python type <class 'numpy.ndarray'>", executorch 1.5.1), so this runner imports torch -- inside its
+constructor, never at module level: ``import sdk`` and the LiteRT / ONNX Runtime / Core ML runners stay torch-free
+(tests/test_import.py). A torch-free ExecuTorch path is the native C++ runtime (sdk/native, a later issue). Threads: ExecuTorch's threadpool is
 process-wide and ignores ``torch.set_num_threads``; ``threads`` resets it (``_unsafe_reset_threadpool``), which affects
 every ExecuTorch program in the process. By default it uses all cores.
 """
