@@ -68,7 +68,7 @@ def _export(args: argparse.Namespace) -> int:
         checkpoint=args.checkpoint, out=args.out, formats=[f.strip() for f in args.to.split(",") if f.strip()],
         precision=args.precision, mode=args.mode, data=args.data, split=args.split,
         calibration_clips=args.calibration_clips, parity_clips=args.parity_clips, golden_clips=args.golden_clips,
-        tolerance=Tolerance(fp32=args.atol_fp32, fp16=args.atol_fp16, int8=args.atol_int8,
+        tolerance=Tolerance(fp32=args.atol_fp32, fp16=args.atol_fp16, int8=args.atol_int8, rtol=args.rtol,
                             int8_min_top1=args.int8_min_agreement),
         name=args.name, force=args.force, zip=args.zip, threads=args.threads, coreml_format=args.coreml_format)
     report = export_bundle(opts)
@@ -111,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--atol-fp32", type=float, default=1e-3, help="max |logit diff| for fp32 programs")
     e.add_argument("--atol-fp16", type=float, default=5e-2, help="max |logit diff| for fp16 programs")
     e.add_argument("--atol-int8", type=float, default=None, help="max |logit diff| for int8 programs (default: none)")
+    e.add_argument("--rtol", type=float, default=1e-4,
+                   help="added to each atol, times the largest |logit| of the reference (like numpy.allclose)")
     e.add_argument("--int8-min-agreement", type=float, default=0.9,
                    help="smallest top-1 agreement of an int8 program with its reference")
     e.add_argument("--coreml-format", choices=("mlpackage", "mlmodel"), default="mlpackage",

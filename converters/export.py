@@ -230,6 +230,12 @@ def _step_inputs(programs: Programs, clip: torch.Tensor) -> tuple[torch.Tensor, 
     return (clip,) if programs.mode == "clip" else (clip.unsqueeze(1),)
 
 
+def _representative_input(programs: Programs, clip: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """A real program input: the clip, or its middle frame with the state torch reached there."""
+    steps = _calibration_inputs(programs, [clip])
+    return steps[len(steps) // 2]
+
+
 def _calibration_inputs(programs: Programs, clips: list[torch.Tensor]) -> list[tuple[torch.Tensor, ...]]:
     """Representative program inputs: clips, or every step of each clip with the state torch reached there."""
     if programs.mode == "clip":
@@ -293,13 +299,12 @@ def export_bundle(opts: ExportOptions) -> ExportReport:
     _say(f"{opts.parity_clips} parity clips from {root / opts.split}")
     held_out = _clips(root, opts.split, source, opts.parity_clips + opts.golden_clips)
     golden_clips, parity_clips = held_out[:opts.golden_clips], held_out[opts.golden_clips:]
-    calibration: list[tuple[torch.Tensor, ...]] = []
-    if opts.precision == "int8" and programs.quantized is None or opts.precision == "int8" and programs.fp32:
-        _say(f"{opts.calibration_clips} calibration clips from {root / opts.calibration_split}")
-        calibration = _calibration_inputs(programs, _clips(root, opts.calibration_split, source,
-                                                           opts.calibration_clips)) if programs.fp32 else []
+    programs.example = _representative_input(programs, held_out[0])
     if opts.precision == "int8" and programs.quantized is None:
-        _say("post-training int8 calibration (PT2E, XNNPACK scheme)")
+        _say(f"post-training int8 calibration (PT2E, XNNPACK scheme) on {opts.calibration_clips} clips from "
+             f"{root / opts.calibration_split}")
+        calibration = _calibration_inputs(programs, _clips(root, opts.calibration_split, source,
+                                                           opts.calibration_clips))
         programs.quantized = _quantize(programs, calibration)
 
     # torch references on the golden and parity inputs
@@ -328,7 +333,7 @@ def export_bundle(opts: ExportOptions) -> ExportReport:
             path = tmp / "programs" / f"{pid}{module.LEGACY_SUFFIX if legacy else module.SUFFIX}"
             job = ProgramJob(opts.mode, programs.fp32 if programs.fp32 is not None else programs.quantized,
                              programs.example, programs.input_names, programs.output_names, opts.precision,
-                             calibration, programs.quantized)
+                             programs.quantized)
             _say(f"{pid}: exporting")
             t0 = time.perf_counter()
             result: ExportResult = module.export(job, path, legacy=True) if legacy else module.export(job, path)

@@ -34,14 +34,14 @@ class ProgramJob:
     Attributes:
         mode: ``clip`` or ``stream``.
         module: the fp32 program (eval mode), inputs/outputs as in ``input_names``/``output_names``.
-        example: example inputs (batch of one, the exact shapes the program takes; static shapes).
+        example: example inputs (batch of one, the exact shapes the program takes; static shapes); real values where
+            possible (a clip, a frame with a reached state): the LiteRT exporter tells outputs apart by them.
         input_names, output_names: tensor names for the manifest, in call order (stream: state names included).
         precision: ``fp32`` | ``fp16`` | ``int8``.
-        calibration: representative inputs (tuples like ``example``) for post-training int8 calibration.
         quantized: the int8 program as a PT2E-converted module with the XNNPACK scheme (from ``training.qat``, or
-            calibrated by the export on ``calibration``), same inputs/outputs as ``module``; None for fp32/fp16.
-            Backends that can consume it do (ExecuTorch); others quantize ``module`` their own way and say so in
-            ``ExportResult.details["quantization"]``.
+            calibrated by ``converters.export``), same inputs/outputs as ``module``; None for fp32/fp16. Every int8
+            program of a bundle (.pte, .tflite, .onnx) is built from it, so they are one int8 model in several
+            runtimes; Core ML's int8 is weight-only and quantizes ``module``'s weights itself.
     """
 
     mode: str
@@ -50,7 +50,6 @@ class ProgramJob:
     input_names: list[str]
     output_names: list[str]
     precision: str = "fp32"
-    calibration: list[tuple[torch.Tensor, ...]] = field(default_factory=list)
     quantized: nn.Module | None = None
 
 

@@ -130,15 +130,12 @@ def _torch_outputs(module: nn.Module, inputs: Sequence[np.ndarray]) -> list[np.n
 
 
 def _check_inputs(job: ProgramJob) -> list[np.ndarray]:
-    """Inputs that tell equal-shaped tensors apart: a calibration input for int8 (values in range), else the example
-    frame/clip with random non-negative state (the example state is usually zeros, which any order reproduces)."""
-    if job.precision == "int8" and job.calibration:
-        first = job.calibration[0]
-        return [t.detach().numpy().astype(np.float32) for t in (first if isinstance(first, (tuple, list)) else (first,))]
+    """Inputs that tell equal-shaped tensors apart: the example (``converters.export`` passes a real clip, or a frame
+    with the state torch reached on it), with any all-zero state replaced by random non-negative values (zero state
+    is reproduced by any order of equal-shaped outputs)."""
     generator = torch.Generator().manual_seed(0)
-    arrays = [job.example[0].detach().numpy().astype(np.float32)]
-    arrays += [torch.rand(t.shape, generator=generator).numpy() for t in job.example[1:]]
-    return arrays
+    return [t.detach().float().numpy() if i == 0 or bool(t.any()) else torch.rand(t.shape, generator=generator).numpy()
+            for i, t in enumerate(job.example)]
 
 
 def _relative_error(a: np.ndarray, b: np.ndarray) -> float:

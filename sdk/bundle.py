@@ -183,7 +183,8 @@ class Parity:
 
     ``status`` is ``verified`` (it ran here and met the tolerance) or ``not_verified`` (its runtime does not exist on
     the exporting host, e.g. Core ML off macOS; ``reason`` says so). Figures are over the golden inputs and ``clips``
-    held-out benchmark clips; ``reference`` names what it was compared with.
+    held-out benchmark clips; ``reference`` names what it was compared with; ``tolerance`` is the max-abs-diff bound
+    that was applied (``atol + rtol * max|reference logit|``, see ``converters.parity.Tolerance``).
     """
 
     status: str

@@ -54,3 +54,13 @@ def settled(name: str, frames: int, seed: int = 0, damp: float = 0.2) -> nn.Modu
                 last_bn.bias.mul_(damp)
         nn.init.normal_(model.fc.weight, 0, 0.3)
     return model.eval()
+
+
+def ptq(program: nn.Module, calibration: list[tuple[torch.Tensor, ...]]) -> nn.Module:
+    """The int8 PT2E program (XNNPACK scheme) of ``program``, calibrated on ``calibration``: what converters.export
+    builds every int8 program of a bundle from."""
+    from training import quantize
+
+    gm = quantize.prepare(program, calibration[0], qat=False, dynamic_batch=False)
+    quantize.calibrate(gm, calibration)
+    return quantize.convert(gm)

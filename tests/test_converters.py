@@ -11,7 +11,7 @@ import torch
 from converters.__main__ import main as converters_main
 from converters.delegation import HARMLESS_OPS
 from converters.export import ExportOptions, export_bundle
-from converters.parity import ParityError, Tolerance
+from converters.parity import ParityError, Tolerance, measure
 from sdk.backends import load_runner
 from sdk.bundle import Bundle
 from sdk.errors import ConfigError
@@ -154,3 +154,20 @@ def test_unloadable_program_is_a_config_error(backend: str, suffix: str, tmp_pat
     junk.write_bytes(b"not a program" * 16)
     with pytest.raises(ConfigError, match="cannot load"):
         load_runner(backend, junk)
+
+
+def test_parity_bound_grows_with_the_logits() -> None:
+    """atol + rtol * max|reference|: the same float error passes on large logits and fails on small ones."""
+    ref = np.array([[[40.0, -3.0, 1.0]]], np.float32)
+    prog = ref + np.float32(2e-3)
+    parity = measure(prog, prog[:, 0], ref, ref[:, 0], precision="fp32", reference="torch fp32",
+                     tolerance=Tolerance(), golden_diff=0.0)
+    assert parity.tolerance == pytest.approx(1e-3 + 1e-4 * 40) and parity.max_abs_diff == pytest.approx(2e-3, rel=1e-3)
+    with pytest.raises(ParityError, match=r"max-abs-diff 0.002 > tolerance 0.0011 \(atol 0.001 \+ rtol 0.0001"):
+        small = ref / 40
+        measure(small + 2e-3, small[:, 0] + 2e-3, small, small[:, 0], precision="fp32", reference="torch fp32",
+                tolerance=Tolerance(), golden_diff=0.0)
+    with pytest.raises(ParityError, match="top-1 agreement 0.000 < 0.9"):
+        flipped = ref[..., ::-1].copy()
+        measure(flipped, flipped[:, 0], ref, ref[:, 0], precision="int8", reference="torch int8",
+                tolerance=Tolerance(), golden_diff=0.0)

@@ -9,14 +9,13 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("litert_torch")
 pytest.importorskip("ai_edge_litert")
 
-from settled_models import CLASSES, PRE, SIZE, rgb_clips, settled
+from settled_models import CLASSES, PRE, SIZE, ptq, rgb_clips, settled
 from torch import nn
 
 from converters import to_tflite
 from converters.program import ClipProgram, ProgramJob, StreamProgram
 from sdk.backends import load_runner
 from sdk.errors import FrameError
-from training import quantize
 
 
 @pytest.fixture(scope="module")
@@ -61,10 +60,8 @@ def test_runner_rejects_wrong_inputs(clip_fp32):
 def test_int8_from_the_pt2e_program_records_io_quantization(clip_program, clip_fp32, tmp_path):
     """int8 .tflite built from the project's PT2E (XNNPACK scheme) program follows that program, not just fp32."""
     calibration = [(c,) for c in rgb_clips(16, 2, 2)]
-    gm = quantize.prepare(clip_program, calibration[0], qat=False, dynamic_batch=False)
-    quantize.calibrate(gm, calibration)
-    quantized = quantize.convert(gm)
-    job = ProgramJob("clip", clip_program, calibration[0], ["clip"], ["logits"], "int8", calibration, quantized)
+    quantized = ptq(clip_program, calibration)
+    job = ProgramJob("clip", clip_program, calibration[0], ["clip"], ["logits"], "int8", quantized)
     path = tmp_path / f"clip_int8{to_tflite.SUFFIX}"
     result = to_tflite.export(job, path)
     assert result.reference == "quantized", result.details.get("direct_conversion_error")
