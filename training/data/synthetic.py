@@ -19,6 +19,10 @@ at any fixed frame index the only thing that differs between the two classes of 
   spin, both symmetric in sign;
 * exposure: slow sinusoidal gain drift with a uniformly random phase, i.i.d. Gaussian noise per frame.
 
+Longer videos (the FASTER long-video benchmark, ``training.data.long_video``) are continuous scenes from
+:func:`render_scene`: the same renderer over more frames, the action inside a window, the main object absent outside
+it (the frames there are those of the scene's idle twin).
+
 Scenes use real photos from ``skimage.data`` (loaded offline, once per process) for backgrounds and object
 textures. Randomness of a clip derives only from ``(seed, split, label, index)`` through ``np.random.SeedSequence``,
 so the output does not depend on the number of worker processes.
@@ -38,6 +42,7 @@ Layout written (atomically: into ``DIR.partial-*`` then renamed)::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import dataclasses
 import functools
@@ -48,9 +53,10 @@ import shutil
 import sys
 import time
 import uuid
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -69,6 +75,8 @@ __all__ = [
     "partner",
     "is_reversed_class",
     "render_clip",
+    "SCENE_ANNOTATION_KEYS",
+    "render_scene",
     "photo_pool",
     "write_mp4",
     "x264_needs_plain_c",
@@ -509,13 +517,14 @@ def _noise_bank() -> np.ndarray:
     return np.random.default_rng(np.random.SeedSequence(0x5EED)).standard_normal(1 << 22, dtype=np.float32)
 
 
-def _progress(rng: np.random.Generator, cfg: SyntheticConfig) -> np.ndarray:
+def _progress(rng: np.random.Generator, cfg: SyntheticConfig, frames: int | None = None) -> np.ndarray:
     """Action progress in [0, 1] per frame: still, then moving with a symmetric speed profile, then still.
 
     Duration D = frac * (T - 1), start s ~ U(0, T - 1 - D): start slack and end slack are exchangeable, and the
     profile satisfies f(1 - u) = 1 - f(u), so a reversed progress curve 1 - p(T-1-t) has the same law as p.
+    T is ``frames`` (the action window of a scene), by default ``cfg.frames``.
     """
-    T = cfg.frames
+    T = cfg.frames if frames is None else frames
     D = rng.uniform(*cfg.action_frac) * (T - 1)
     s = rng.uniform(0.0, T - 1 - D)
     u = np.clip((np.arange(T) - s) / D, 0.0, 1.0)
@@ -573,19 +582,34 @@ def _action_track(action: str, rng: np.random.Generator, p: np.ndarray, W: int, 
             "axis": np.full(T, axis)}
 
 
-def _render_forward(pair: int, ss: np.random.SeedSequence, cfg: SyntheticConfig):
+def _render_forward(pair: int, ss: np.random.SeedSequence, cfg: SyntheticConfig, frames: int | None = None,
+                    window: tuple[int, int] | None = None, show: bool = True):
+    """Render the forward action of ``pair``: (frames, annotations, progress).
+
+    By default a clip of ``cfg.frames`` frames with the action over all of them. A scene (:func:`render_scene`) has
+    ``frames`` frames and the main object (and the cover's occluder) only in ``window = (start, stop)``, where the
+    action's progress runs; ``show=False`` draws the same random numbers but never composites them (the idle twin
+    of the scene). Distractors move and spin per frame as in a ``cfg.frames`` clip; camera pan and exposure drift
+    span the scene. With the defaults every step below is the clip's, so render_clip's output is unchanged.
+    """
     import cv2
 
     pool = photo_pool()
-    W, H, T = cfg.width, cfg.height, cfg.frames
+    W, H, T = cfg.width, cfg.height, cfg.frames if frames is None else frames
+    w0, w1 = (0, T) if window is None else window
+    pace = cfg.frames  # distractor speed and spin are per frame of a cfg.frames clip
     L = min(W, H)
     mid = (T - 1) / 2
     tt = np.arange(T, dtype=np.float64)
     r_act, r_scene, r_cam, r_photo = (_child(ss, k) for k in range(4))
 
-    # ---- main object and action
+    # ---- main object and action: progress 0 before the window, the action inside it, 1 after it
     action = FORWARD_ACTIONS[pair]
-    p = _progress(r_act, cfg)
+    p = np.zeros(T)
+    p[w0:w1] = _progress(r_act, cfg, w1 - w0)
+    p[w1:] = 1.0
+    present = np.zeros(T, bool)
+    present[w0:w1] = show
     tr = _action_track(action, r_act, p, W, H)
     max_extent = float((tr["diam"] * np.sqrt(tr["stretch"])).max())
     main_sprite, main_photo = _make_sprite(r_act, pool, math.ceil(max_extent) + 2)
@@ -623,12 +647,12 @@ def _render_forward(pair: int, ss: np.random.SeedSequence, cfg: SyntheticConfig)
     for _ in range(int(r_scene.integers(cfg.distractors[0], cfg.distractors[1] + 1))):
         dd = r_scene.uniform(0.12, 0.22) * L
         sprite, _ = _make_sprite(r_scene, pool, math.ceil(dd) + 2, edge=bool(r_scene.random() < 0.5))
-        speed = r_scene.uniform(0.15, 0.8) * L / (T - 1)
+        speed = r_scene.uniform(0.15, 0.8) * L / (pace - 1)
         heading = r_scene.uniform(0, 2 * np.pi)
         pm = (r_scene.uniform(0.1, 0.9) * W, r_scene.uniform(0.1, 0.9) * H)
         xs = _fold(pm[0] + speed * math.cos(heading) * (tt - mid), 0.05 * W, 0.95 * W)
         ys = _fold(pm[1] + speed * math.sin(heading) * (tt - mid), 0.05 * H, 0.95 * H)
-        th = r_scene.uniform(0, 2 * np.pi) + r_scene.uniform(-1, 1) * (np.pi / 2) / (T - 1) * (tt - mid)
+        th = r_scene.uniform(0, 2 * np.pi) + r_scene.uniform(-1, 1) * (np.pi / 2) / (pace - 1) * (tt - mid)
         front = bool(r_scene.random() < 0.3)
         distractors.append((sprite, dd, xs, ys, th, front))
 
@@ -671,13 +695,13 @@ def _render_forward(pair: int, ss: np.random.SeedSequence, cfg: SyntheticConfig)
                 _composite(out, sprite, camm @ _sprite_to_scene(sprite, (xs[t], ys[t]), dd, th[t]))
         mm = camm @ _sprite_to_scene(main_sprite, (tr["cx"][t], tr["cy"][t]), tr["diam"][t], tr["theta"][t],
                                      tr["stretch"][t], tr["axis"][t])
-        vis = _composite(out, main_sprite, mm, float(tr["opacity"][t]))
+        vis = _composite(out, main_sprite, mm, float(tr["opacity"][t])) if present[t] else None
         if vis is not None:
             vis = (vis[0], vis[1], vis[2].copy())
         for sprite, dd, xs, ys, th, front in distractors:
             if front:
                 _occlude(vis, _composite(out, sprite, camm @ _sprite_to_scene(sprite, (xs[t], ys[t]), dd, th[t])))
-        if occluder is not None:
+        if occluder is not None and present[t]:
             osprite, odiam, odir, ocenter = occluder
             _occlude(vis, _composite(out, osprite, camm @ _sprite_to_scene(osprite, ocenter[t], odiam, odir)))
         nominal = main_sprite.alpha_sum * abs(np.linalg.det(mm[:2, :2]))
@@ -693,7 +717,7 @@ def _render_forward(pair: int, ss: np.random.SeedSequence, cfg: SyntheticConfig)
         np.clip(out, 0.0, 255.0, out=out)
         frames[t] = np.rint(out)
     ann["scale"][:] = tr["diam"] / L
-    ann["opacity"][:] = tr["opacity"]
+    ann["opacity"][:] = np.where(present, tr["opacity"], 0.0)
     ann["angle"][:] = np.rad2deg(tr["theta"])
     ann["aspect"][:] = tr["stretch"]
     ann["world_x"][:], ann["world_y"][:] = tr["cx"], tr["cy"]
@@ -701,7 +725,7 @@ def _render_forward(pair: int, ss: np.random.SeedSequence, cfg: SyntheticConfig)
     ann["cam_roll"][:] = np.rad2deg(roll)
     ann["gain"][:] = gain
 
-    return frames, ann
+    return frames, ann, p
 
 
 def render_clip(label: int, seed: int | np.random.SeedSequence,
@@ -714,11 +738,48 @@ def render_clip(label: int, seed: int | np.random.SeedSequence,
     """
     _check_label(label)
     ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(int(seed))
-    frames, ann = _render_forward(label // 2, ss, cfg)
+    frames, ann, _ = _render_forward(label // 2, ss, cfg)
     if is_reversed_class(label):
         frames = np.ascontiguousarray(frames[::-1])
         ann = {k: np.ascontiguousarray(v[::-1]) for k, v in ann.items()}
     return frames, ann
+
+
+# Extra per-frame annotations of render_scene: the forward action's progress (0 -> 1; reversed, like the frames, for
+# the second class of a pair) and whether the main object is in the scene at all (1) or absent (0).
+SCENE_ANNOTATION_KEYS: tuple[str, ...] = ANNOTATION_KEYS + ("progress", "present")
+
+
+def render_scene(label: int, seed: int | np.random.SeedSequence, cfg: SyntheticConfig, frames: int,
+                 action: tuple[int, int], *, idle: bool = False) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Render one continuous scene of ``frames`` frames in which the action of ``label`` takes frames
+    ``action = (start, stop)`` of the output. ``idle=True`` renders its idle twin: the same scene without the main
+    object (every random draw is the same, the object and the cover's occluder are never composited).
+
+    One background, camera and set of distractors for the whole scene; the main object (and the cover's occluder)
+    is in it during the action window only, so outside the window the frames are exactly the idle twin's.
+    Distractors move as in a ``cfg.frames`` clip; camera pan and exposure drift span the scene, so every nuisance
+    keeps its time-symmetric law. The second class of a pair is the forward scene with the mirrored window reversed
+    in time: ``render_scene(partner(a), s, cfg, n, (i, j))[0] == render_scene(a, s, cfg, n, (n - j, n - i))[0][::-1]``
+    for a forward class ``a``, and ``render_scene(label, s, cfg, cfg.frames, (0, cfg.frames)) == render_clip(label,
+    s, cfg)`` (frames and the ``ANNOTATION_KEYS``). Annotations: ``SCENE_ANNOTATION_KEYS``; where the object is
+    absent, ``present``, ``opacity`` and ``visible`` are 0 and the pose keys hold where it would be.
+    """
+    _check_label(label)
+    n = int(frames)
+    start, stop = (int(v) for v in action)
+    if not 0 <= start <= stop - 2 or stop > n:
+        raise ValueError(f"action window must satisfy 0 <= start <= stop - 2 and stop <= frames={n}, got {action!r}")
+    window = (n - stop, n - start) if is_reversed_class(label) else (start, stop)
+    ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(int(seed))
+    out, ann, p = _render_forward(label // 2, ss, cfg, n, window, show=not idle)
+    ann["progress"] = p.astype(np.float32)
+    ann["present"] = np.zeros(n, np.float32)
+    ann["present"][window[0]:window[1]] = 0.0 if idle else 1.0
+    if is_reversed_class(label):
+        out = np.ascontiguousarray(out[::-1])
+        ann = {k: np.ascontiguousarray(v[::-1]) for k, v in ann.items()}
+    return out, ann
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -798,6 +859,21 @@ def _work(job: tuple[str, int, int]) -> tuple[str, int, int, dict[str, np.ndarra
     return split, label, index, ann
 
 
+def _scene_work(job: tuple[str, int, np.random.SeedSequence, int, tuple[int, int]],
+                ) -> tuple[str, dict[str, np.ndarray]]:
+    """Pool job of the long-video generator (``training.data.long_video``): ``render_scene(label, ss, cfg, frames,
+    window)`` written to ``root/rel``; returns ``(rel, annotations)``. It lives here so that worker processes import
+    this module only, not the long-video module (which brings torch for its dataset class: seconds per worker)."""
+    rel, label, ss, frames, window = job
+    cfg: SyntheticConfig = _WORKER["cfg"]
+    out, ann = render_scene(label, ss, cfg, frames, window)
+    final = Path(_WORKER["root"]) / rel
+    tmp = final.with_name(final.stem + ".tmp.mp4")
+    write_mp4(tmp, out, cfg.fps, cfg.crf, cfg.x264_preset)
+    os.replace(tmp, final)
+    return rel, ann
+
+
 def _pool_context():
     """A multiprocessing context whose workers start from a clean process.
 
@@ -815,11 +891,69 @@ def _pool_context():
     return mp.get_context("spawn")
 
 
-def _is_dataset(path: Path) -> bool:
+def _is_dataset(path: Path, generator: str = GENERATOR_NAME) -> bool:
     try:
-        return json.loads((path / "meta.json").read_text()).get("generator") == GENERATOR_NAME
+        return json.loads((path / "meta.json").read_text()).get("generator") == generator
     except (OSError, ValueError, AttributeError):
         return False
+
+
+def _check_output(out: Path, overwrite: bool, generator: str = GENERATOR_NAME) -> None:
+    """Refuse a file, a foreign non-empty directory, or (without ``overwrite``) a dataset of ``generator``."""
+    if out.exists():
+        if not out.is_dir():
+            raise FileExistsError(f"{out} exists and is not a directory")
+        if any(out.iterdir()):
+            if not _is_dataset(out, generator):
+                raise FileExistsError(f"{out} is not empty and is not a dataset written by this generator; "
+                                      "refusing to replace it (choose another --out)")
+            if not overwrite:
+                raise FileExistsError(f"{out} already holds a dataset; pass --overwrite (overwrite=True) to replace it")
+
+
+def _resolve_workers(workers: int | None) -> int:
+    if workers is None:
+        try:
+            workers = len(os.sched_getaffinity(0))
+        except AttributeError:  # pragma: no cover - not Linux
+            workers = os.cpu_count() or 1
+    return max(1, int(workers))
+
+
+@contextlib.contextmanager
+def _atomic_output(out: Path) -> Iterator[Path]:
+    """Yield a fresh sibling ``OUT.partial-*`` directory; once the block completes it replaces ``out`` (per rename),
+    on any exception (SIGTERM included, turned into SystemExit meanwhile) it is removed and ``out`` is untouched."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.parent / f"{out.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    old_sigterm = _raise_on_sigterm()
+    try:
+        partial.mkdir()
+        yield partial
+        # swap in atomically (per rename)
+        if out.exists():
+            if any(out.iterdir()):
+                old = out.parent / f"{out.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+                os.replace(out, old)
+                os.replace(partial, out)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                out.rmdir()
+                os.replace(partial, out)
+        else:
+            os.replace(partial, out)
+    except BaseException:
+        for _ in range(10):  # a worker killed mid-write may still be closing a file: retry briefly
+            shutil.rmtree(partial, ignore_errors=True)
+            if not partial.exists():
+                break
+            time.sleep(0.1)
+        raise
+    finally:
+        if old_sigterm is not None:
+            import signal
+
+            signal.signal(signal.SIGTERM, old_sigterm)
 
 
 def _resolve_config(preset: str | SyntheticConfig) -> SyntheticConfig:
@@ -844,28 +978,12 @@ def generate(out: str | Path, preset: str | SyntheticConfig = "tiny", seed: int 
     if seed < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
     out = Path(out).absolute()
-    if out.exists():
-        if not out.is_dir():
-            raise FileExistsError(f"{out} exists and is not a directory")
-        if any(out.iterdir()):
-            if not _is_dataset(out):
-                raise FileExistsError(f"{out} is not empty and is not a dataset written by this generator; "
-                                      "refusing to replace it (choose another --out)")
-            if not overwrite:
-                raise FileExistsError(f"{out} already holds a dataset; pass --overwrite (overwrite=True) to replace it")
-    if workers is None:
-        try:
-            workers = len(os.sched_getaffinity(0))
-        except AttributeError:  # pragma: no cover - not Linux
-            workers = os.cpu_count() or 1
-    workers = max(1, int(workers))
+    _check_output(out, overwrite)
+    workers = _resolve_workers(workers)
 
     jobs = _jobs(cfg)
     t0 = time.perf_counter()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.parent / f"{out.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    old_sigterm = _raise_on_sigterm()
-    try:
+    with _atomic_output(out) as partial:
         for split in SPLITS:
             (partial / "videos" / split).mkdir(parents=True)
         results: dict[tuple[str, int, int], dict[str, np.ndarray]] = {}
@@ -933,31 +1051,6 @@ def generate(out: str | Path, preset: str | SyntheticConfig = "tiny", seed: int 
             "wall_time_s": round(time.perf_counter() - t0, 3),
         }
         (partial / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-
-        # swap in atomically (per rename)
-        if out.exists():
-            if any(out.iterdir()):
-                old = out.parent / f"{out.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-                os.replace(out, old)
-                os.replace(partial, out)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                out.rmdir()
-                os.replace(partial, out)
-        else:
-            os.replace(partial, out)
-    except BaseException:
-        for _ in range(10):  # a worker killed mid-write may still be closing a file: retry briefly
-            shutil.rmtree(partial, ignore_errors=True)
-            if not partial.exists():
-                break
-            time.sleep(0.1)
-        raise
-    finally:
-        if old_sigterm is not None:
-            import signal
-
-            signal.signal(signal.SIGTERM, old_sigterm)
     return out
 
 

@@ -1,0 +1,495 @@
+"""FASTER long-video benchmark: one time-reversal action hidden in a long continuous video.
+
+A long video is ``segments`` consecutive segments of ``base.frames`` frames each (a segment is exactly one clip of
+the base time-reversal preset: same size, fps, scene statistics), rendered as **one continuous scene** by
+:func:`training.data.synthetic.render_scene`: one background, one hand-held camera, the same distractors and
+photometry from the first frame to the last, no cuts. The labelled action (one of the 16 time-reversal classes)
+occupies a contiguous run of ``k ~ U{span}`` segments starting at a uniformly random segment; the main object is
+in the scene during that run only (the action's progress runs over it, so a 2-segment action is a 2-clip-long
+action). Every other segment is *idle*: the same scene going on without the object -- pixel for pixel the frames
+of the idle twin of the scene, which do not depend on the label.
+
+Why this design:
+
+* A model that looks at one random segment sees the action with probability ``E[k] / segments`` (tiny 3/8, small
+  3/16, full 1/8) and is at chance otherwise; averaging segment predictions or features dilutes the one informative
+  segment with ``segments - k`` uninformative ones; a recurrent aggregator can keep what it saw. The label needs the
+  whole video in the sense that no fixed subset of segments holds it.
+* Continuity (rather than cut-editing unrelated clips) removes the shortcut "the segment whose scene differs holds
+  the action" and is free: the renderer draws a scene of any length.
+* The time-reversal property holds for whole videos: a video of class ``b`` is a forward video of class ``a`` with
+  its frame order reversed (window mirrored; the window's start is uniform, so its law is unchanged), and every
+  nuisance is time-symmetric over the whole scene. An order-invariant aggregator over order-invariant clip features
+  is still at pair chance.
+* Segment boundaries are exact multiples of ``base.frames``, so the clip models of the base preset see segments
+  with the statistics they were trained on (distractors move per frame as in a base clip; camera pan and exposure
+  drift span the video instead of each clip).
+
+Randomness of a video derives only from ``(seed, split, label, index)`` through ``video_seed``, whose spawn key is
+disjoint from the base benchmark's ``clip_seed``: a long video never replays a training clip of the base preset.
+
+CLI::
+
+    python -m training.data.long_video --out DIR --preset tiny|small|full --seed S [--workers N] [--overwrite]
+
+Layout written (atomically: into ``DIR.partial-*`` then renamed)::
+
+    DIR/videos/{train,val}/{label_name}_{index:06d}.mp4   H.264 (libx264, yuv420p), segments * base.frames frames
+    DIR/train.csv, DIR/val.csv                           header ``path,label`` (read_video_csv)
+    DIR/labels.txt                                       line i = name of label i (DatasetInfo)
+    DIR/meta.json                                        generator, config, seed, classes, pairs, hflip_map, and per
+                                                         video which segments hold the action / its motion
+    DIR/annotations.npz                                  per split, per video, per frame: SCENE_ANNOTATION_KEYS
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from sdk.errors import ConfigError
+from sdk.preprocess import Preprocess
+from sdk.samplers import Sampler
+from training.data import synthetic
+from training.data.datasets import ClipDataset, DatasetInfo, VideoRecord, read_video_csv
+from training.data.synthetic import (
+    CLASSES,
+    HFLIP_MAP,
+    PAIRS,
+    SCENE_ANNOTATION_KEYS,
+    SPLITS,
+    SyntheticConfig,
+    render_scene,
+)
+
+__all__ = [
+    "GENERATOR_NAME",
+    "GENERATOR_VERSION",
+    "PRESETS",
+    "LongVideoConfig",
+    "LongVideoDataset",
+    "VideoAnnotation",
+    "action_layout",
+    "generate",
+    "main",
+    "render_video",
+    "video_seed",
+]
+
+GENERATOR_NAME = "training.data.long_video"
+GENERATOR_VERSION = "1.0.0"
+# First spawn-key word of every long-video seed ("LV"): the base benchmark's clip seeds have 3-word keys, these 4.
+_SEED_KEY = 0x4C56
+
+
+@dataclass(frozen=True)
+class LongVideoConfig:
+    """Everything that defines a long-video dataset (besides the seed).
+
+    Args:
+        name: preset name (recorded in meta.json).
+        base: the time-reversal preset (or its name) a segment is a clip of: size, frames per segment, fps, scene
+            statistics, encoding. Its own per-class counts are not used.
+        segments: segments per video (L).
+        span: the action covers ``k ~ U{span[0]..span[1]}`` consecutive segments.
+        train_per_class, val_per_class: videos per class and split.
+    """
+
+    name: str
+    base: SyntheticConfig
+    segments: int
+    span: tuple[int, int]
+    train_per_class: int
+    val_per_class: int
+
+    def __post_init__(self) -> None:
+        if isinstance(self.base, str):
+            if self.base not in synthetic.PRESETS:
+                raise ConfigError(f"unknown base preset {self.base!r}; choose one of {sorted(synthetic.PRESETS)}")
+            object.__setattr__(self, "base", synthetic.PRESETS[self.base])
+        if not isinstance(self.base, SyntheticConfig):
+            raise ConfigError(f"base must be a SyntheticConfig or a preset name, got {type(self.base).__name__}")
+        object.__setattr__(self, "span", tuple(int(v) for v in self.span))
+        if isinstance(self.segments, bool) or not isinstance(self.segments, int) or self.segments < 1:
+            raise ConfigError(f"segments must be an int >= 1, got {self.segments!r}")
+        if len(self.span) != 2 or not 1 <= self.span[0] <= self.span[1] <= self.segments:
+            raise ConfigError(f"span must be (low, high) with 1 <= low <= high <= segments={self.segments}, "
+                              f"got {self.span}")
+        if self.train_per_class < 0 or self.val_per_class < 0:
+            raise ConfigError("train_per_class / val_per_class must be >= 0")
+
+    @property
+    def segment_frames(self) -> int:
+        return self.base.frames
+
+    @property
+    def frames(self) -> int:
+        """Frames per video."""
+        return self.segments * self.base.frames
+
+    def per_class(self, split: str) -> int:
+        return {"train": self.train_per_class, "val": self.val_per_class}[split]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "base": self.base.to_dict(), "segments": self.segments, "span": list(self.span),
+                "train_per_class": self.train_per_class, "val_per_class": self.val_per_class}
+
+
+PRESETS: dict[str, LongVideoConfig] = {
+    # CI: 48 videos of 4 x 16 frames at 128x128 (3072 frames); a few seconds on 2 cores.
+    "tiny": LongVideoConfig(name="tiny", base="tiny", segments=4, span=(1, 2), train_per_class=2, val_per_class=1),
+    # CPU experiments: 800 videos of 8 x 32 frames at 128x128 (205k frames, ~140 MB); minutes on 2 cores.
+    "small": LongVideoConfig(name="small", base="small", segments=8, span=(1, 2), train_per_class=40,
+                             val_per_class=10),
+    # GPU scale: 4800 videos of 16 x 48 frames at 256x256 (3.7M frames, ~3 GB); build it on a many-core machine.
+    "full": LongVideoConfig(name="full", base="full", segments=16, span=(1, 3), train_per_class=250,
+                            val_per_class=50),
+}
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# one video
+# --------------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class VideoAnnotation:
+    """Where the action is in one video. Frame ranges are ``[start, stop)``; segments are indices in ``[0, L)``.
+
+    ``action_*``: the main object is in the scene (the action window); ``motion_*``: its progress changes there
+    (the still frames at either end of the window excluded). Idle segments are the ones not in ``action_segments``.
+    """
+
+    action_segments: tuple[int, ...]
+    action_frames: tuple[int, int]
+    motion_segments: tuple[int, ...]
+    motion_frames: tuple[int, int]
+
+    def to_dict(self) -> dict[str, list[int]]:
+        return {k: list(v) for k, v in dataclasses.asdict(self).items()}
+
+
+def video_seed(seed: int, split: str, label: int, index: int) -> np.random.SeedSequence:
+    """The only source of randomness of one long video: a function of (seed, split, label, index) alone."""
+    if split not in SPLITS:
+        raise ConfigError(f"split must be one of {SPLITS}, got {split!r}")
+    return np.random.SeedSequence(int(seed), spawn_key=(_SEED_KEY, SPLITS.index(split), int(label), int(index)))
+
+
+def _sub(ss: np.random.SeedSequence, k: int) -> np.random.SeedSequence:
+    return np.random.SeedSequence(ss.entropy, spawn_key=tuple(ss.spawn_key) + (k,))
+
+
+def action_layout(cfg: LongVideoConfig, seed: int | np.random.SeedSequence) -> tuple[int, int]:
+    """``(first, count)``: the action covers segments ``first .. first + count - 1`` (uniform count in ``span``,
+    uniform first segment; mirrored by time reversal onto the same law)."""
+    ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(int(seed))
+    rng = np.random.default_rng(_sub(ss, 0))
+    count = int(rng.integers(cfg.span[0], cfg.span[1] + 1))
+    first = int(rng.integers(0, cfg.segments - count + 1))
+    return first, count
+
+
+def _window(cfg: LongVideoConfig, ss: np.random.SeedSequence) -> tuple[int, int]:
+    first, count = action_layout(cfg, ss)
+    return first * cfg.segment_frames, (first + count) * cfg.segment_frames
+
+
+def _annotation(cfg: LongVideoConfig, window: tuple[int, int], progress: np.ndarray) -> VideoAnnotation:
+    T = cfg.segment_frames
+    moving = np.flatnonzero(np.diff(progress) != 0)
+    motion = (int(moving[0]), int(moving[-1]) + 2) if len(moving) else window
+    return VideoAnnotation(
+        action_segments=tuple(range(window[0] // T, window[1] // T)),
+        action_frames=window,
+        motion_segments=tuple(range(motion[0] // T, (motion[1] - 1) // T + 1)),
+        motion_frames=motion,
+    )
+
+
+def render_video(label: int, seed: int | np.random.SeedSequence, cfg: LongVideoConfig, *,
+                 idle: bool = False) -> tuple[np.ndarray, dict[str, np.ndarray], VideoAnnotation]:
+    """Render one long video in memory (no encoding): frames ``(L * T, H, W, 3)`` uint8 RGB, per-frame annotations
+    (``SCENE_ANNOTATION_KEYS``) and where the action is. ``idle=True`` renders its idle twin: the same video
+    without the main object (the frames of every idle segment of the video are exactly the twin's)."""
+    ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(int(seed))
+    window = _window(cfg, ss)
+    frames, ann = render_scene(label, _sub(ss, 1), cfg.base, cfg.frames, window, idle=idle)
+    return frames, ann, _annotation(cfg, window, ann["progress"])
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# dataset generation
+# --------------------------------------------------------------------------------------------------------------------
+def _relpath(split: str, label: int, index: int) -> str:
+    return f"videos/{split}/{CLASSES[label]}_{index:06d}.mp4"
+
+
+def _jobs(cfg: LongVideoConfig, seed: int) -> dict[tuple[str, int, int], tuple]:
+    """Per video: the scene job of ``synthetic._scene_work`` (what render_video renders, written to its path)."""
+    jobs = {}
+    for split in SPLITS:
+        for label in range(len(CLASSES)):
+            for index in range(cfg.per_class(split)):
+                ss = video_seed(seed, split, label, index)
+                jobs[(split, label, index)] = (_relpath(split, label, index), label, _sub(ss, 1), cfg.frames,
+                                               _window(cfg, ss))
+    return jobs
+
+
+def _resolve_config(preset: str | LongVideoConfig) -> LongVideoConfig:
+    if isinstance(preset, LongVideoConfig):
+        return preset
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    return PRESETS[preset]
+
+
+def generate(out: str | Path, preset: str | LongVideoConfig = "tiny", seed: int = 0, workers: int | None = None,
+             overwrite: bool = False, progress: bool = True) -> Path:
+    """Generate a long-video dataset into ``out`` (see the module docstring) and return its path.
+
+    Like :func:`training.data.synthetic.generate`: written into a sibling ``OUT.partial-*`` directory that replaces
+    ``out`` only once complete (an interrupted run leaves ``out`` untouched); an existing dataset of this generator
+    is replaced only with ``overwrite=True``, anything else never; the output does not depend on ``workers``.
+    Each video is :func:`render_video` encoded with ``write_mp4``; the workers run ``synthetic._scene_work``.
+    """
+    cfg = _resolve_config(preset)
+    seed = int(seed)
+    if seed < 0:
+        raise ConfigError(f"seed must be >= 0, got {seed}")
+    out = Path(out).absolute()
+    synthetic._check_output(out, overwrite, GENERATOR_NAME)
+    workers = synthetic._resolve_workers(workers)
+    jobs = _jobs(cfg, seed)
+    t0 = time.perf_counter()
+    from tqdm import tqdm
+
+    with synthetic._atomic_output(out) as partial:
+        for split in SPLITS:
+            (partial / "videos" / split).mkdir(parents=True)
+        anns: dict[str, dict[str, np.ndarray]] = {}
+        init = (str(partial), cfg.base, seed)
+        with tqdm(total=len(jobs), desc=f"long_video[{cfg.name}]", unit="video", disable=not progress) as bar:
+            if workers == 1 or len(jobs) <= 1:
+                synthetic._worker_init(*init)
+                for job in jobs.values():
+                    rel, ann = synthetic._scene_work(job)
+                    anns[rel] = ann
+                    bar.update()
+            else:
+                chunk = max(1, min(4, len(jobs) // (workers * 8)))
+                with synthetic._pool_context().Pool(min(workers, len(jobs)), initializer=synthetic._worker_init,
+                                                    initargs=init) as pool:
+                    for rel, ann in pool.imap_unordered(synthetic._scene_work, jobs.values(), chunksize=chunk):
+                        anns[rel] = ann
+                        bar.update()
+
+        videos: dict[str, list[dict[str, Any]]] = {}
+        arrays: dict[str, np.ndarray] = {}
+        for split in SPLITS:
+            keys = [k for k in jobs if k[0] == split]
+            rels = [jobs[k][0] for k in keys]
+            with open(partial / f"{split}.csv", "w", newline="") as f:
+                w = csv.writer(f)
+                w.writerow(["path", "label"])
+                w.writerows([rel, k[1]] for rel, k in zip(rels, keys))
+            videos[split] = [{"path": rel, "label": k[1],
+                              **_annotation(cfg, jobs[k][4], anns[rel]["progress"]).to_dict()}
+                             for rel, k in zip(rels, keys)]
+            arrays[f"{split}_path"] = np.array(rels, dtype=np.str_)
+            arrays[f"{split}_label"] = np.array([k[1] for k in keys], dtype=np.int64)
+            for name in SCENE_ANNOTATION_KEYS:
+                arrays[f"{split}_{name}"] = (np.stack([anns[rel][name] for rel in rels]) if keys
+                                             else np.zeros((0, cfg.frames), np.float32))
+        (partial / "labels.txt").write_text("".join(c + "\n" for c in CLASSES))
+        np.savez_compressed(partial / "annotations.npz", **arrays)
+        base = cfg.base
+        meta = {
+            "generator": GENERATOR_NAME,
+            "generator_version": GENERATOR_VERSION,
+            "preset": cfg.name,
+            "config": cfg.to_dict(),
+            "seed": seed,
+            "num_classes": len(CLASSES),
+            "classes": list(CLASSES),
+            "segments": cfg.segments,
+            "segment_frames": cfg.segment_frames,
+            "frames": cfg.frames,
+            "width": base.width,
+            "height": base.height,
+            "fps": base.fps,
+            "pairs": [list(p) for p in PAIRS],
+            "pair_semantics": "[a, b]: every video of b is a freshly rendered video of a (action window mirrored) "
+                              "with its frame order reversed",
+            "hflip_map": list(HFLIP_MAP),
+            "scene": "one continuous scene per video (no cuts); the main object is present in the action segments "
+                     "only; idle segments are the same scene without it",
+            "counts": {s: len(videos[s]) for s in SPLITS},
+            "counts_per_class": {s: cfg.per_class(s) for s in SPLITS},
+            "encoder": {"codec": "libx264", "pix_fmt": "yuv420p", "crf": base.crf, "preset": base.x264_preset,
+                        "container": "mp4", "threads": 1,
+                        "asm": "off" if synthetic.x264_needs_plain_c(base.width) else "auto"},
+            "photos": [p.name for p in synthetic.photo_pool()],
+            "annotation_keys": list(SCENE_ANNOTATION_KEYS),
+            "seed_derivation": f"np.random.SeedSequence(seed, spawn_key=({_SEED_KEY:#x}, split_id, label, index)); "
+                               "split_id: train=0, val=1; child 0: action layout, child 1: scene",
+            "videos": videos,
+            "workers": workers,
+            "wall_time_s": round(time.perf_counter() - t0, 3),
+        }
+        (partial / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return out
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# training dataset
+# --------------------------------------------------------------------------------------------------------------------
+class LongVideoDataset(ClipDataset):
+    """Long videos as sequences of clips: items ``(clips, label)`` with ``clips`` ``(L, T, 3, H, W)`` float32
+    (``(L, T, H, W, 3)`` for a ``THWC`` preprocess).
+
+    The video is cut into ``segments`` equal segments (boundaries ``floor(i * n / L)``, exact multiples of the
+    segment length for this benchmark); ``sampler`` picks the T frames of each segment (random offsets in
+    training, the deterministic positions otherwise) and ``preprocess`` turns them into model input -- the same sdk
+    objects as :class:`~training.data.datasets.ClipDataset`, of which this is a subclass (records, loaders,
+    ``(epoch, index)`` keys and training randomness from ``(seed, epoch, index)`` work the same). Only the sampled
+    frames are converted; one decode pass per video. In training one crop box and one flip (with ``hflip_map``)
+    apply to the whole video: it is one continuous scene.
+
+    Args:
+        segments: clips per video (L).
+        segment_frames: when given, every video must have exactly ``segments * segment_frames`` frames
+            (:class:`~sdk.errors.ConfigError` otherwise): segments then line up with the annotations.
+        annotations: optional per-record :class:`VideoAnnotation` (``from_dir`` reads them from meta.json).
+    """
+
+    def __init__(self, records: Sequence[VideoRecord], *, segments: int, sampler: Sampler, preprocess: Preprocess,
+                 train: bool, segment_frames: int | None = None, hflip_map: Sequence[int] | None = None,
+                 flip_prob: float = 0.5, seed: int = 0, annotations: Sequence[VideoAnnotation] | None = None,
+                 template: str = "img_{:05d}.jpg"):
+        super().__init__(records, sampler=sampler, preprocess=preprocess, train=train, hflip_map=hflip_map,
+                         flip_prob=flip_prob, seed=seed, template=template)
+        if isinstance(segments, bool) or not isinstance(segments, (int, np.integer)) or segments < 1:
+            raise ConfigError(f"segments must be an int >= 1, got {segments!r}")
+        if segment_frames is not None and (not isinstance(segment_frames, (int, np.integer)) or segment_frames < 1):
+            raise ConfigError(f"segment_frames must be None or an int >= 1, got {segment_frames!r}")
+        if annotations is not None and len(annotations) != len(self.records):
+            raise ConfigError(f"{len(annotations)} annotations for {len(self.records)} videos")
+        self.segments, self.segment_frames = int(segments), segment_frames
+        self.annotations = None if annotations is None else list(annotations)
+
+    @classmethod
+    def from_dir(cls, root: str | Path, split: str = "train", *, sampler: Sampler, preprocess: Preprocess,
+                 train: bool, hflip: bool = True, **kwargs: Any) -> LongVideoDataset:
+        """The ``split`` of a dataset written by :func:`generate`; flips (with the label map) in training unless
+        ``hflip=False``. ``kwargs`` go to the constructor (``flip_prob``, ``seed``)."""
+        root = Path(root)
+        info = DatasetInfo.from_dir(root)
+        if info.meta.get("generator") != GENERATOR_NAME:
+            raise ConfigError(f"{root} is not a long-video dataset (meta.json generator: "
+                              f"{info.meta.get('generator')!r}); generate one with python -m training.data.long_video")
+        if split not in SPLITS:
+            raise ConfigError(f"split must be one of {SPLITS}, got {split!r}")
+        records = read_video_csv(root / f"{split}.csv", info.labels)
+        by_path = {v["path"]: v for v in info.meta.get("videos", {}).get(split, [])}
+        annotations = []
+        for r in records:
+            v = by_path.get(r.path.relative_to(root).as_posix())
+            if v is None:
+                raise ConfigError(f"{root}/meta.json has no annotation for {r.path}")
+            annotations.append(VideoAnnotation(tuple(v["action_segments"]), tuple(v["action_frames"]),
+                                               tuple(v["motion_segments"]), tuple(v["motion_frames"])))
+        return cls(records, segments=int(info.meta["segments"]), segment_frames=int(info.meta["segment_frames"]),
+                   sampler=sampler, preprocess=preprocess, train=train,
+                   hflip_map=info.hflip_map if (train and hflip) else None, annotations=annotations, **kwargs)
+
+    def segment_bounds(self, num_frames: int) -> np.ndarray:
+        """``(L + 1,)`` frame boundaries: segment i is ``[b[i], b[i + 1])``."""
+        n = int(num_frames)
+        if n < self.segments:
+            raise ConfigError(f"a video of {n} frames cannot be cut into {self.segments} segments")
+        return np.arange(self.segments + 1) * n // self.segments
+
+    def segment_indices(self, num_frames: int, rng: np.random.Generator | None = None) -> np.ndarray:
+        """``(L, T)`` frame indices: the sampler's choice inside each segment (random where it allows with ``rng``)."""
+        b = self.segment_bounds(num_frames)
+        return np.stack([b[i] + self.sampler.indices(b[i + 1] - b[i], rng) for i in range(self.segments)])
+
+    def action_mask(self, index: int) -> np.ndarray:
+        """``(L,)`` bool: the segments of video ``index`` that hold the action (needs annotations)."""
+        if self.annotations is None:
+            raise ConfigError("this dataset has no annotations (build it with LongVideoDataset.from_dir)")
+        mask = np.zeros(self.segments, bool)
+        mask[list(self.annotations[index].action_segments)] = True
+        return mask
+
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
+        """``key`` is an index (epoch from :meth:`set_epoch`) or an ``(epoch, index)`` pair from ``EpochSampler``."""
+        epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
+        record = self.records[index]
+        label = record.label
+        rng = np.random.default_rng([self.seed, epoch, index]) if self.train else None
+        with self._open(record) as source:
+            n = record.num_frames if record.num_frames is not None else source.num_frames
+            if self.segment_frames is not None and n != self.segments * self.segment_frames:
+                raise ConfigError(f"{record.path}: {n} frames, expected {self.segments} segments x "
+                                  f"{self.segment_frames} frames = {self.segments * self.segment_frames}")
+            idx = self.segment_indices(n, rng)
+            frames = source.read_indices(idx.reshape(-1))
+        clip = self.preprocess(frames) if rng is None else self.preprocess.train(frames, rng)
+        clip = clip.reshape(idx.shape + clip.shape[1:])
+        if rng is not None and self.hflip_map is not None and rng.random() < self.flip_prob:
+            clip = np.ascontiguousarray(np.flip(clip, axis=-1 if self.preprocess.layout == "TCHW" else -2))
+            label = self.hflip_map[label]
+        return torch.from_numpy(clip), label
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m training.data.long_video",
+        description="Generate the FASTER long-video benchmark: one time-reversal action hidden among idle segments "
+                    "of a continuous scene (H.264 mp4 + CSV + meta).")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="tiny")
+    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=None, help="processes (default: number of CPUs)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset at --out")
+    parser.add_argument("--train-per-class", type=int, default=None, help="override the preset's count")
+    parser.add_argument("--val-per-class", type=int, default=None, help="override the preset's count")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    cfg = PRESETS[args.preset]
+    over = {k: v for k, v in (("train_per_class", args.train_per_class), ("val_per_class", args.val_per_class))
+            if v is not None}
+    try:
+        if over:
+            cfg = dataclasses.replace(cfg, **over)
+        path = generate(args.out, cfg, seed=args.seed, workers=args.workers, overwrite=args.overwrite,
+                        progress=not args.quiet)
+    except (FileExistsError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    meta = json.loads((path / "meta.json").read_text())
+    print(f"wrote {path}: {meta['counts']} videos, {meta['num_classes']} classes, {cfg.segments} segments x "
+          f"{cfg.segment_frames} frames {meta['width']}x{meta['height']} @ {meta['fps']} fps, "
+          f"{meta['wall_time_s']:.1f} s with {meta['workers']} workers")
+    return 0
+
+
+if __name__ == "__main__":
+    # Run the importable module's main (not this __main__ copy) so worker processes and pickles see one module.
+    from training.data.long_video import main as _main
+
+    sys.exit(_main())
