@@ -29,9 +29,12 @@ Clip features ``x_t`` (``C_x`` channels), hidden state ``h_{t-1}`` (``C_h`` chan
     ñ_t     = ReLU(BN(W_nx * x̄_t + r_t ⊙ (W_nh * h̄_{t-1} + b_n)))   candidate: ReLU instead of tanh
     h_t     = (1 - z_t) ⊙ ñ_t + z_t ⊙ h_{t-1}
 
-The video logits are ``fc(dropout(mean_{H,W} h_t))``. What is the paper's: the 1x1 reductions of input and hidden state
-with BN + ReLU, gates computed from the concatenation of the reduced tensors and expanded back to the hidden width,
-the ReLU candidate instead of tanh, and hidden states that keep the feature maps' layout. Where we had to choose:
+The video logits are ``fc(dropout(mean_{H,W} h_t))``. Taken from the paper (as summarised in DESIGN.md): the 1x1
+reductions of input and hidden state with BN + ReLU, gates computed from the concatenation of the reduced tensors and
+expanded back to the hidden width, the ReLU candidate instead of tanh, hidden states that keep the feature maps'
+layout. The text of the paper's section 3 could not be read where this was written (only its abstract and
+introduction were reachable), so the details below are this project's choices: check them against the paper's
+equations before calling this the reference implementation. Where we had to choose:
 
 1. **No temporal axis.** The paper's clip features (3D CNNs) keep ``T x H x W`` and its convolutions are 1x1x1. A
    ``(B, C, T, H, W)`` state would make the step program's boundary rank 5, which contract 1 forbids, so the clip
