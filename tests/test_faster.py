@@ -1,0 +1,195 @@
+"""Tests of ``python -m training.faster``: schedules, the MACs accounting, the feature cache, the outputs.
+
+The whole pipeline runs once on a 32-video long-video benchmark with tiny random clip models (1 epoch); accuracies of
+such models mean nothing and are only checked to be in [0, 1].
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("av")
+pytest.importorskip("cv2")
+pytest.importorskip("skimage")
+pytest.importorskip("matplotlib")
+
+from sdk.errors import ConfigError
+from training import faster
+from training.config import config_from_mapping, load_recipe
+from training.data.long_video import LongVideoConfig, generate
+from training.data.synthetic import PRESETS
+from training.faster import FasterConfig, parse_schedule, schedule_mask
+
+SEGMENTS = 4
+SCHEDULES = ["expensive-only", "1:1", "1:3", "1:7", "cheap-only"]
+AGGREGATORS = ["average", "gru", "fast_gru_pooled"]
+SMALL_MODELS = {"expensive_frames": 2, "expensive_size": 32, "expensive_width": 0.35, "cheap_frames": 1,
+                "cheap_size": 32, "cheap_width": 0.35, "pretrained": False, "dim": 16, "epochs": 1,
+                "batch_size": 8}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Two intra-op threads on two cores loaded by other jobs run these tiny convs ~8x slower than one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _copy_cache(src: Path, dst: Path) -> None:
+    dst.mkdir(parents=True, exist_ok=True)
+    for f in src.glob("features_*.pt"):
+        shutil.copy(f, dst / f.name)
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory) -> Path:
+    base = dataclasses.replace(PRESETS["tiny"], frames=4)
+    cfg = LongVideoConfig(name="test", base=base, segments=SEGMENTS, span=(1, 2), train_per_class=1,
+                          val_per_class=1)
+    return generate(tmp_path_factory.mktemp("faster") / "lv", cfg, seed=3, workers=1, progress=False)
+
+
+@pytest.fixture(scope="module")
+def first_run(bench, tmp_path_factory):
+    out = tmp_path_factory.mktemp("faster_out")
+    cfg = FasterConfig(data=str(bench), out=str(out), **SMALL_MODELS)
+    return cfg, faster.run(cfg)
+
+
+# ---- schedules ------------------------------------------------------------------------------------------------------
+def test_schedule_masks():
+    assert schedule_mask("expensive-only", 5).tolist() == [True] * 5
+    assert schedule_mask("cheap-only", 5).tolist() == [False] * 5
+    assert schedule_mask("1:1", 5).tolist() == [True, False, True, False, True]
+    assert schedule_mask("1:3", 8).tolist() == [True, False, False, False, True, False, False, False]
+    assert schedule_mask("1:7", 4).tolist() == [True, False, False, False]
+    assert schedule_mask("1:2", 7).tolist() == [True, False, False, True, False, False, True]
+    for n in (1, 3, 7):
+        for length in (1, 4, 8, 16, 17):
+            assert int(schedule_mask(f"1:{n}", length).sum()) == math.ceil(length / (n + 1))
+
+
+def test_parse_schedule_names_and_errors():
+    assert parse_schedule("expensive") == ("expensive-only", 0)
+    assert parse_schedule(" Cheap-Only ") == ("cheap-only", None)
+    assert parse_schedule("1:03") == ("1:3", 3)
+    for bad in ("1:0", "2:3", "1:", "1:-1", "1:x", "every-other", ""):
+        with pytest.raises(ConfigError):
+            parse_schedule(bad)
+
+
+def test_config_errors(bench, tmp_path):
+    with pytest.raises(ConfigError, match="bad schedule"):
+        FasterConfig(data=str(bench), schedules="1:3,1:0")
+    with pytest.raises(ConfigError, match="duplicates"):
+        FasterConfig(data=str(bench), schedules="1:3,1:03")
+    with pytest.raises(ConfigError, match="unknown aggregator"):
+        FasterConfig(data=str(bench), aggregators="average,transformer")
+    with pytest.raises(ConfigError, match="fast_gru_pooled"):
+        FasterConfig(data=str(bench), aggregators="fast_gru")
+    with pytest.raises(ConfigError, match="data="):
+        FasterConfig()
+    with pytest.raises(ConfigError, match="does not exist"):
+        faster.run(FasterConfig(data=str(tmp_path / "missing"), out=str(tmp_path / "o")))
+    with pytest.raises(ConfigError, match="epochs"):
+        faster.main([f"data={bench}", "epochs=0"])
+
+
+def test_recipe_parses():
+    recipe = load_recipe("faster_small")
+    cfg = config_from_mapping(FasterConfig, {**recipe, "data": "x"})
+    assert cfg.schedule_list == SCHEDULES and cfg.aggregator_list == AGGREGATORS
+
+
+# ---- the pipeline ---------------------------------------------------------------------------------------------------
+def test_every_row_and_outputs(first_run):
+    cfg, report = first_run
+    rows = {(r["schedule"], r["aggregator"]): r for r in report["rows"]}
+    assert set(rows) == {(s, a) for s in SCHEDULES for a in AGGREGATORS}
+    for r in rows.values():
+        assert 0.0 <= r["top1"] <= 1.0
+        assert math.isfinite(r["train_loss"])
+    out = Path(cfg.out)
+    for name in ("faster.json", "faster_table.md", "accuracy_vs_macs.png", "config.json"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0
+    assert json.loads((out / "faster.json").read_text())["rows"] == json.loads(json.dumps(report["rows"]))
+    table = (out / "faster_table.md").read_text()
+    assert table.count("\n| ") == len(rows) + 2 + 2 - 1  # header, separator, rows, two clip-model-alone lines
+    assert (out / "accuracy_vs_macs.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert report["dataset"]["segments"] == SEGMENTS and report["dataset"]["seed"] == 3
+    assert report["clip_model_alone"]["expensive"]["top1"] is None  # random model: untrained head, no fake number
+
+
+def test_macs_follow_from_the_schedule(first_run):
+    _, report = first_run
+    e = report["clip_models"]["expensive"]["gmacs_per_clip"]
+    c = report["clip_models"]["cheap"]["gmacs_per_clip"]
+    assert e > c > 0
+    for r in report["rows"]:
+        _, n = parse_schedule(r["schedule"])
+        n_e = 0 if n is None else math.ceil(SEGMENTS / (n + 1))
+        assert r["expensive_clips"] == n_e
+        agg = r["aggregator_gmacs"]
+        assert agg["step"] > 0
+        assert agg["per_video"] == pytest.approx(n_e * agg["projection_expensive"]
+                                                 + (SEGMENTS - n_e) * agg["projection_cheap"] + SEGMENTS * agg["step"])
+        assert r["gmacs_per_video"] == pytest.approx(n_e * e + (SEGMENTS - n_e) * c + agg["per_video"])
+    for a in AGGREGATORS:
+        macs = [next(r for r in report["rows"] if r["schedule"] == s and r["aggregator"] == a)["gmacs_per_video"]
+                for s in SCHEDULES]
+        assert macs == sorted(macs, reverse=True) and macs[0] > macs[-1]
+        rows = [r for r in report["rows"] if r["aggregator"] == a]
+        assert rows[0]["macs_ratio"] == pytest.approx(1.0)
+        assert all(0 < r["macs_ratio"] <= 1.0 + 1e-9 for r in rows)
+
+
+def test_features_cached_reused_and_invalidated(first_run, tmp_path):
+    cfg, report = first_run
+    out = Path(cfg.out)
+    assert not any(report["clip_models"][role]["features_cached"][s] for role in ("expensive", "cheap")
+                   for s in ("train", "val"))
+    for role in ("expensive", "cheap"):
+        for split in ("train", "val"):
+            data = torch.load(out / f"features_{role}_{split}.pt", weights_only=True)
+            assert data["features"].shape[:2] == (len(data["labels"]), SEGMENTS)
+    _copy_cache(out, tmp_path)  # the module's cache stays as the first run left it
+    quick = {"out": str(tmp_path), "schedules": "1:1", "aggregators": "average"}
+    again = faster.run(dataclasses.replace(cfg, **quick))
+    assert all(again["clip_models"][r]["features_cached"] == {"train": True, "val": True}
+               for r in ("expensive", "cheap"))
+    changed = faster.run(dataclasses.replace(cfg, cheap_size=48, **quick))
+    assert changed["clip_models"]["expensive"]["features_cached"] == {"train": True, "val": True}
+    assert changed["clip_models"]["cheap"]["features_cached"] == {"train": False, "val": False}
+    assert changed["clip_models"]["cheap"]["gmacs_per_clip"] > report["clip_models"]["cheap"]["gmacs_per_clip"]
+    (tmp_path / "features_expensive_val.pt").write_bytes(b"not a torch file")  # truncated/foreign: recomputed
+    broken = faster.run(dataclasses.replace(cfg, cheap_size=48, **quick))
+    assert broken["clip_models"]["expensive"]["features_cached"] == {"train": True, "val": False}
+    assert broken["rows"][0]["top1"] == changed["rows"][0]["top1"]
+
+
+def test_deterministic_by_seed(first_run, tmp_path):
+    cfg, report = first_run
+    _copy_cache(Path(cfg.out), tmp_path)
+    quick = {"out": str(tmp_path), "schedules": "1:3", "aggregators": "gru"}
+    a = faster.run(dataclasses.replace(cfg, **quick))["rows"][0]
+    b = faster.run(dataclasses.replace(cfg, **quick))["rows"][0]
+    ref = next(r for r in report["rows"] if r["schedule"] == "1:3" and r["aggregator"] == "gru")
+    assert a["train_loss"] == b["train_loss"] == ref["train_loss"] and a["top1"] == ref["top1"]
+
+
+def test_cli_prints_the_table(first_run, capsys, tmp_path):
+    cfg, _ = first_run
+    _copy_cache(Path(cfg.out), tmp_path)
+    args = [f"{k}={v}" for k, v in SMALL_MODELS.items()]
+    assert faster.main([f"data={cfg.data}", f"out={tmp_path}", "schedules=1:7,cheap-only", "aggregators=average",
+                        *args]) == 0
+    printed = capsys.readouterr().out
+    assert "| 1:7 | average |" in printed and "| cheap-only | average |" in printed

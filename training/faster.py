@@ -1,0 +1,561 @@
+"""FASTER on the long-video benchmark: ``python -m training.faster --config faster_small data=DIR out=DIR``.
+
+A long video is a sequence of ``L`` segments (clips). An *expensive* clip model (TAM-MobileNetV2, 8 frames, 64 px by
+default) runs on one segment in every ``N + 1``, a *cheap* one (a 2D MobileNetV2 on 1 frame at lower resolution, TSN)
+on the others; a learned linear projection per clip model maps both into one ``D``-dimensional feature space, and an
+aggregator (average, GRU, FAST-GRU; :mod:`training.models.fast_gru`) turns the mixed sequence into the video
+prediction (Zhu et al., "FASTER Recurrent Networks for Efficient Video Classification", AAAI 2020, arXiv 1906.04226).
+
+The recipe, as a straight line of named steps:
+
+1. **Clip models.** From training checkpoints (``expensive=`` / ``cheap=``, ``python -m training.train`` files: their
+   sampler and preprocessing are used) or, when no checkpoint is given, built from ``*_arch`` / ``*_frames`` /
+   ``*_size`` (ImageNet-initialised with ``pretrained=true``, random otherwise) and **used as given: nothing is
+   fine-tuned here**. Both are frozen (eval mode).
+2. **Features, once.** Every segment of every video goes through both clip models (eval-mode long-video datasets, so
+   segment ``i`` of video ``j`` is the same frames for both), giving pooled features ``(videos, L, F)`` and per-segment
+   logits ``(videos, L, K)``, cached as ``out/features_{expensive,cheap}_{split}.pt`` with a key (SHA-256 of the
+   model spec and weights, sampler, preprocessing, dataset files) so that a rerun reuses them and any change recomputes
+   them.
+3. **Schedules.** ``"1:N"`` marks segments ``0, N+1, 2(N+1), ...`` expensive and the rest cheap (it starts with an
+   expensive clip, as a stream does); ``expensive-only`` and ``cheap-only`` are the two ends (:func:`schedule_mask`).
+4. **Aggregators**, one per (schedule, aggregator) row, trained on cached features of the train split: features are
+   standardised per clip model with train-split statistics (a fixed affine map that folds into the projection at
+   export), projected to ``D`` by the clip model's own linear layer, mixed per the schedule, and fed to the aggregator;
+   projections + aggregator train jointly with AdamW and cross-entropy on the video label for ``epochs`` epochs.
+   Top-1 on the val split.
+5. **MACs per video** = ``n_expensive * E + n_cheap * C + A``: ``E`` / ``C`` are one clip of each model
+   (:func:`training.profile.count_gmacs`, the whole clip model with its head), ``A`` the projections and ``L`` aggregator
+   steps as counted by ``torch.utils.flop_counter`` (matmuls and convs; element-wise gate arithmetic is not counted, so
+   the average aggregator costs only its classifier). Every step emits logits, as the streaming step program does.
+6. **Outputs**: ``faster.json`` (config, dataset, per-row top-1 and GMACs, ratios to expensive-only with the same
+   aggregator), ``faster_table.md`` (printed), ``accuracy_vs_macs.png`` (one line per aggregator).
+
+Where we had to choose:
+
+* **Pooled vectors only.** The spatial ``fast_gru`` needs both models' feature maps at one ``H x W``; at the edge
+  resolutions used here the maps are ``2 x 2`` (64 px) and ``1 x 1`` (32 px), so a common size is ``1 x 1`` and spatial
+  FAST-GRU *is* ``fast_gru_pooled`` (a 1x1 conv on a 1x1 map is a linear layer). ``fast_gru`` is refused with a
+  :class:`~sdk.errors.ConfigError` that says so.
+* The clip models are not fine-tuned on segments here; train them with ``python -m training.train`` on the base
+  time-reversal preset and pass the checkpoints. Clip-model-alone rows (per-segment softmax averaged over the video)
+  are reported only for a checkpoint, whose head is trained; an untrained head's top-1 would mean nothing.
+* No augmentation when training the aggregator: features are extracted once, in eval mode.
+
+Deterministic by ``seed`` (model initialisation, shuffling, dropout).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import pickle
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from sdk.errors import ConfigError
+from sdk.preprocess import Preprocess
+from sdk.samplers import Sampler
+from training.config import parse_config
+from training.data.datasets import DatasetInfo
+from training.data.long_video import GENERATOR_NAME, LongVideoDataset
+from training.evaluate import load_checkpoint_model
+from training.models import create
+from training.models.fast_gru import Aggregator, create_aggregator, list_aggregators
+from training.profile import count_gmacs
+
+__all__ = [
+    "CACHE_VERSION", "ClipFeatures", "ClipModelSpec", "FasterConfig", "FasterModel", "extract_features",
+    "format_table", "main", "parse_schedule", "plot_accuracy_vs_macs", "run", "schedule_mask",
+]
+
+CACHE_VERSION = 1
+ROLES = ("expensive", "cheap")
+SPLITS = ("train", "val")
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# config
+# --------------------------------------------------------------------------------------------------------------------
+@dataclass
+class FasterConfig:
+    """Lists (``schedules``, ``aggregators``) are comma-separated strings, as on the command line."""
+
+    data: str = ""  # a long-video benchmark directory (python -m training.data.long_video)
+    out: str = "runs/faster"
+    expensive: str = ""  # checkpoint of training.train; empty = build expensive_arch as given (not fine-tuned)
+    expensive_arch: str = "tam_mobilenet_v2"
+    expensive_frames: int = 8
+    expensive_size: int = 64
+    expensive_width: float = 1.0  # MobileNetV2 width multiplier (pretrained weights exist for 1.0 only)
+    cheap: str = ""
+    cheap_arch: str = "tsn_mobilenet_v2"
+    cheap_frames: int = 1
+    cheap_size: int = 32
+    cheap_width: float = 1.0
+    pretrained: bool = True  # ImageNet initialisation of models built here (not of checkpoints)
+    schedules: str = "expensive-only,1:1,1:3,1:7,cheap-only"
+    aggregators: str = "average,gru,fast_gru_pooled"
+    dim: int = 256  # D: the common feature space of both clip models
+    dropout: float = 0.5
+    epochs: int = 30
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    batch_size: int = 32
+    seed: int = 0
+    device: str = "cpu"
+    workers: int = 0  # decode workers for feature extraction
+
+    def __post_init__(self) -> None:
+        if not self.data:
+            raise ConfigError("give the long-video benchmark: data=DIR (python -m training.data.long_video --out DIR)")
+        for key in ("expensive_frames", "expensive_size", "cheap_frames", "cheap_size", "dim", "epochs",
+                    "batch_size"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
+        if self.lr <= 0 or self.weight_decay < 0 or not 0 <= self.dropout < 1 or self.workers < 0:
+            raise ConfigError("need lr > 0, weight_decay >= 0, 0 <= dropout < 1, workers >= 0")
+        _ = self.schedule_list, self.aggregator_list  # validate now, before any work
+
+    @property
+    def schedule_list(self) -> list[str]:
+        names = [parse_schedule(s)[0] for s in _split(self.schedules, "schedules")]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"schedules has duplicates: {self.schedules!r}")
+        return names
+
+    @property
+    def aggregator_list(self) -> list[str]:
+        names = _split(self.aggregators, "aggregators")
+        for name in names:
+            if name == "fast_gru":
+                raise ConfigError("aggregator 'fast_gru' (spatial maps) is not supported by training.faster: the "
+                                  "clip models' maps (2x2 at 64 px, 1x1 at 32 px) meet only at 1x1, where it equals "
+                                  "'fast_gru_pooled'; use fast_gru_pooled")
+            if name not in list_aggregators():
+                raise ConfigError(f"unknown aggregator {name!r}; available: "
+                                  f"{', '.join(a for a in list_aggregators() if a != 'fast_gru')}")
+        if len(set(names)) != len(names):
+            raise ConfigError(f"aggregators has duplicates: {self.aggregators!r}")
+        return names
+
+    def spec(self, role: str) -> ClipModelSpec:
+        return ClipModelSpec(role=role, checkpoint=getattr(self, role), arch=getattr(self, f"{role}_arch"),
+                             frames=getattr(self, f"{role}_frames"), size=getattr(self, f"{role}_size"),
+                             width=getattr(self, f"{role}_width"), pretrained=self.pretrained, seed=self.seed)
+
+
+def _split(value: str, key: str) -> list[str]:
+    items = [s.strip() for s in value.split(",") if s.strip()]
+    if not items:
+        raise ConfigError(f"{key} is empty; give a comma-separated list")
+    return items
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# schedules
+# --------------------------------------------------------------------------------------------------------------------
+_ALIASES = {"expensive-only": "expensive-only", "expensive": "expensive-only", "cheap-only": "cheap-only",
+            "cheap": "cheap-only"}
+
+
+def parse_schedule(text: str) -> tuple[str, int | None]:
+    """``(canonical name, N)``: ``"1:N"`` (N >= 1) -> N; ``expensive-only`` -> 0; ``cheap-only`` -> None."""
+    s = str(text).strip().lower()
+    if s in _ALIASES:
+        name = _ALIASES[s]
+        return name, (0 if name == "expensive-only" else None)
+    head, sep, tail = s.partition(":")
+    if sep and head == "1" and tail.isdigit() and int(tail) >= 1:
+        return f"1:{int(tail)}", int(tail)
+    raise ConfigError(f"bad schedule {text!r}: use '1:N' (one expensive clip then N cheap ones, N >= 1), "
+                      "'expensive-only' or 'cheap-only'")
+
+
+def schedule_mask(schedule: str, segments: int) -> torch.Tensor:
+    """``(segments,)`` bool: True where the expensive model runs. ``1:N`` -> segments ``i`` with ``i % (N+1) == 0``."""
+    if segments < 1:
+        raise ConfigError(f"segments must be >= 1, got {segments}")
+    _, n = parse_schedule(schedule)
+    if n is None:
+        return torch.zeros(segments, dtype=torch.bool)
+    return torch.arange(segments) % (n + 1) == 0
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# clip models and their features
+# --------------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ClipModelSpec:
+    role: str
+    checkpoint: str
+    arch: str
+    frames: int
+    size: int
+    width: float
+    pretrained: bool
+    seed: int
+
+
+@dataclass
+class ClipModel:
+    spec: ClipModelSpec
+    model: nn.Module
+    sampler: Sampler
+    preprocess: Preprocess
+    input_frames: int
+    size: int
+    gmacs: float
+    trained_head: bool
+    identity: dict[str, Any]  # what the features depend on (hashed into the cache key)
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _weights_sha256(model: nn.Module) -> str:
+    h = hashlib.sha256()
+    for k, v in model.state_dict().items():
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def build_clip_model(spec: ClipModelSpec, labels: Sequence[str], device: torch.device) -> ClipModel:
+    """The frozen clip model of ``spec``: loaded from its checkpoint, or built (seeded) and used as given."""
+    if spec.checkpoint:
+        model, ckpt = load_checkpoint_model(spec.checkpoint, device)
+        if list(ckpt["labels"]) != list(labels):
+            raise ConfigError(f"the {spec.role} checkpoint {spec.checkpoint} was trained on other labels than the "
+                              "long-video benchmark's")
+        sampler, preprocess = Sampler.from_dict(ckpt["sampler"]), Preprocess.from_dict(ckpt["preprocess"])
+        identity = {"checkpoint_sha256": _file_sha256(Path(spec.checkpoint)), "arch": ckpt["config"].get("arch")}
+        trained = True
+    else:
+        torch.manual_seed(spec.seed + (0 if spec.role == "expensive" else 1))
+        kwargs: dict[str, Any] = {"pretrained": spec.pretrained}
+        if spec.width != 1.0:
+            kwargs["width_mult"] = spec.width
+        try:
+            model = create(spec.arch, num_classes=len(labels), frames=spec.frames, **kwargs).to(device)
+        except TypeError as e:
+            raise ConfigError(f"{spec.arch} does not take {sorted(kwargs)}: {e}") from e
+        frames = getattr(model, "input_frames", spec.frames)
+        sampler = Sampler("uniform_segments", frames)
+        preprocess = Preprocess(size=spec.size, resize=spec.size)  # the whole (square) frame: no crop
+        identity = {"arch": spec.arch, "frames": spec.frames, "width": spec.width, "pretrained": spec.pretrained,
+                    "seed": spec.seed, "weights_sha256": _weights_sha256(model)}
+        trained = False
+    model.eval().requires_grad_(False)
+    input_frames = sampler.frames
+    size = preprocess.size
+    gmacs = count_gmacs(model, torch.zeros(1, input_frames, 3, size, size, device=device))
+    identity.update(sampler=sampler.to_dict(), preprocess=preprocess.to_dict())
+    return ClipModel(spec, model, sampler, preprocess, input_frames, size, gmacs, trained, identity)
+
+
+@dataclass
+class ClipFeatures:
+    """Cached per-segment outputs of one clip model on one split."""
+
+    features: torch.Tensor  # (videos, L, F) float32, pooled pre-logits
+    logits: torch.Tensor  # (videos, L, K) float32
+    labels: torch.Tensor  # (videos,) int64
+    paths: list[str]
+    key: str
+    cached: bool  # True when read from the cache rather than computed
+
+
+def _dataset_identity(root: Path, split: str) -> dict[str, Any]:
+    meta = json.loads((root / "meta.json").read_text())
+    return {"split_csv_sha256": _file_sha256(root / f"{split}.csv"), "labels_sha256": _file_sha256(root / "labels.txt"),
+            "generator_version": meta.get("generator_version", meta.get("version")), "seed": meta.get("seed"),
+            "preset": meta.get("preset"), "segments": meta.get("segments")}
+
+
+def _cache_key(clip: ClipModel, root: Path, split: str) -> str:
+    payload = {"version": CACHE_VERSION, "model": clip.identity, "dataset": _dataset_identity(root, split)}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@torch.no_grad()
+def extract_features(clip: ClipModel, root: Path, split: str, cache: Path, device: torch.device,
+                     workers: int = 0) -> ClipFeatures:
+    """Features of every segment of every ``split`` video; read from ``cache`` when its key matches, else written."""
+    key = _cache_key(clip, root, split)
+    if cache.is_file():
+        try:
+            data = torch.load(cache, map_location="cpu", weights_only=True)
+        except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError):  # truncated/foreign: recompute
+            data = {}
+        if isinstance(data, dict) and data.get("key") == key:
+            return ClipFeatures(data["features"], data["logits"], data["labels"], list(data["paths"]), key, True)
+    dataset = LongVideoDataset.from_dir(root, split, sampler=clip.sampler, preprocess=clip.preprocess, train=False)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=1, shuffle=False, num_workers=workers)
+    from tqdm import tqdm
+
+    feats, logits, labels = [], [], []
+    for clips, label in tqdm(loader, desc=f"{clip.spec.role} features ({split})", leave=False, dynamic_ncols=True):
+        segs = clips[0].to(device)  # (L, T, C, H, W): the segments are the batch
+        f = clip.model.forward_features(segs)
+        feats.append(clip.model.forward_head(f, pre_logits=True).float().cpu())
+        logits.append(clip.model.forward_head(f).float().cpu())
+        labels.append(label)
+    out = ClipFeatures(torch.stack(feats), torch.stack(logits), torch.cat(labels).long(),
+                       [r.path.relative_to(root).as_posix() for r in dataset.records], key, False)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".pt.partial")
+    torch.save({"key": key, "features": out.features, "logits": out.logits, "labels": out.labels,
+                "paths": out.paths}, tmp)
+    tmp.replace(cache)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# projections + aggregator
+# --------------------------------------------------------------------------------------------------------------------
+class FasterModel(nn.Module):
+    """Both models' cached features ``(B, L, F_e)``, ``(B, L, F_c)`` + a schedule mask ``(L,)`` -> logits ``(B, K)``.
+
+    Each clip model's features are standardised (fixed train-split ``mean`` / ``std`` buffers) and projected to ``D``
+    by its own linear layer; segment ``i`` takes the expensive projection where ``mask[i]``, the cheap one otherwise.
+    """
+
+    def __init__(self, aggregator: Aggregator, expensive_stats: tuple[torch.Tensor, torch.Tensor],
+                 cheap_stats: tuple[torch.Tensor, torch.Tensor], dim: int):
+        super().__init__()
+        self.project_expensive = nn.Linear(expensive_stats[0].numel(), dim)
+        self.project_cheap = nn.Linear(cheap_stats[0].numel(), dim)
+        for role, (mean, std) in zip(ROLES, (expensive_stats, cheap_stats)):
+            self.register_buffer(f"{role}_mean", mean.clone())
+            self.register_buffer(f"{role}_std", std.clone())
+        self.aggregator = aggregator
+
+    def project(self, role: str, features: torch.Tensor) -> torch.Tensor:
+        mean, std = getattr(self, f"{role}_mean"), getattr(self, f"{role}_std")
+        return getattr(self, f"project_{role}")((features - mean) / std)
+
+    def forward(self, expensive: torch.Tensor, cheap: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = torch.where(mask[None, :, None], self.project("expensive", expensive), self.project("cheap", cheap))
+        return self.aggregator(x)
+
+
+def _stats(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    flat = features.flatten(0, 1)
+    return flat.mean(0), flat.std(0, unbiased=False).clamp_min(1e-5)
+
+
+def _count_gmacs(fn, *args: torch.Tensor) -> float:
+    with torch.no_grad(), FlopCounterMode(display=False) as flops:
+        fn(*args)
+    return flops.get_total_flops() / 2e9
+
+
+def aggregator_gmacs(model: FasterModel, mask: torch.Tensor) -> dict[str, float]:
+    """GMACs of the projections and of ``L`` aggregator steps for one video under ``mask`` (eval mode)."""
+    was_training = model.training
+    model.eval()
+    p = model.project_expensive.weight
+    fe = torch.zeros(1, model.project_expensive.in_features, dtype=p.dtype, device=p.device)
+    fc = torch.zeros(1, model.project_cheap.in_features, dtype=p.dtype, device=p.device)
+    proj_e = _count_gmacs(lambda x: model.project("expensive", x), fe)
+    proj_c = _count_gmacs(lambda x: model.project("cheap", x), fc)
+    agg = model.aggregator
+    step = _count_gmacs(agg.step, *agg.example_inputs(1))
+    model.train(was_training)
+    n_e = int(mask.sum())
+    n_c = mask.numel() - n_e
+    return {"projection_expensive": proj_e, "projection_cheap": proj_c, "step": step,
+            "per_video": n_e * proj_e + n_c * proj_c + mask.numel() * step}
+
+
+def train_row(name: str, mask: torch.Tensor, feats: dict[str, dict[str, ClipFeatures]], num_classes: int,
+              cfg: FasterConfig, device: torch.device) -> tuple[FasterModel, float, float]:
+    """Train projections + aggregator ``name`` under ``mask``; returns the model, final train loss and val top-1."""
+    torch.manual_seed(cfg.seed)
+    aggregator = create_aggregator(name, in_channels=cfg.dim, num_classes=num_classes, dropout=cfg.dropout)
+    tr_e, tr_c = feats["expensive"]["train"], feats["cheap"]["train"]
+    model = FasterModel(aggregator, _stats(tr_e.features), _stats(tr_c.features), cfg.dim).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    mask = mask.to(device)
+    x_e, x_c, y = tr_e.features.to(device), tr_c.features.to(device), tr_e.labels.to(device)
+    n = y.numel()
+    loss_value = float("nan")
+    for _ in range(cfg.epochs):
+        model.train()
+        order = torch.randperm(n, generator=gen).to(device)
+        total, seen = 0.0, 0
+        for start in range(0, n, cfg.batch_size):
+            idx = order[start:start + cfg.batch_size]
+            if idx.numel() < 2 and n >= 2:  # BatchNorm needs two samples; the last one joins the next epoch's
+                continue
+            loss = F.cross_entropy(model(x_e[idx], x_c[idx], mask), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total, seen = total + float(loss.detach()) * idx.numel(), seen + idx.numel()
+        loss_value = total / max(seen, 1)
+    va_e, va_c = feats["expensive"]["val"], feats["cheap"]["val"]
+    model.eval()
+    with torch.no_grad():
+        pred = model(va_e.features.to(device), va_c.features.to(device), mask).argmax(1).cpu()
+    return model, loss_value, float((pred == va_e.labels).float().mean())
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# the run
+# --------------------------------------------------------------------------------------------------------------------
+def _check_data(root: Path) -> DatasetInfo:
+    if not root.is_dir():
+        raise ConfigError(f"long-video benchmark {root} does not exist; generate one with "
+                          "python -m training.data.long_video --out DIR --preset small")
+    info = DatasetInfo.from_dir(root)
+    if info.meta.get("generator") != GENERATOR_NAME:
+        raise ConfigError(f"{root} is not a long-video benchmark (meta.json generator: {info.meta.get('generator')!r})")
+    for split in SPLITS:
+        if not (root / f"{split}.csv").is_file():
+            raise ConfigError(f"{root}/{split}.csv is missing")
+    return info
+
+
+def run(cfg: FasterConfig) -> dict[str, Any]:
+    """The whole recipe (module docstring); writes the outputs into ``cfg.out`` and returns the JSON report."""
+    t0 = time.perf_counter()
+    root, out = Path(cfg.data).absolute(), Path(cfg.out)
+    info = _check_data(root)
+    device = torch.device(cfg.device)
+    schedules, aggregators = cfg.schedule_list, cfg.aggregator_list
+    segments = int(info.meta["segments"])
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
+
+    clips = {role: build_clip_model(cfg.spec(role), info.labels, device) for role in ROLES}
+    feats = {role: {split: extract_features(clips[role], root, split, out / f"features_{role}_{split}.pt", device,
+                                            cfg.workers) for split in SPLITS} for role in ROLES}
+    for split in SPLITS:
+        if feats["expensive"][split].paths != feats["cheap"][split].paths:
+            raise ConfigError(f"the two models' {split} features cover different videos; delete {out}/features_*.pt")
+    num_classes = len(info.labels)
+    e_gmacs, c_gmacs = clips["expensive"].gmacs, clips["cheap"].gmacs
+
+    rows = []
+    for schedule in schedules:
+        mask = schedule_mask(schedule, segments)
+        n_e = int(mask.sum())
+        for name in aggregators:
+            model, loss, top1 = train_row(name, mask, feats, num_classes, cfg, device)
+            agg = aggregator_gmacs(model, mask)
+            gmacs = n_e * e_gmacs + (segments - n_e) * c_gmacs + agg["per_video"]
+            rows.append({"schedule": schedule, "aggregator": name, "expensive_clips": n_e,
+                         "cheap_clips": segments - n_e, "top1": top1, "train_loss": loss, "gmacs_per_video": gmacs,
+                         "aggregator_gmacs_per_video": agg["per_video"], "aggregator_gmacs": agg})
+            print(f"{schedule:>14} {name:>16}: top-1 {top1:.3f}, {gmacs:.4f} GMACs/video", flush=True)
+    # ratios to expensive-only with the same aggregator (its MACs follow from the formula even when it is not a row)
+    for row in rows:
+        same = [r for r in rows if r["aggregator"] == row["aggregator"] and r["schedule"] == "expensive-only"]
+        agg = row["aggregator_gmacs"]
+        base_gmacs = segments * (e_gmacs + agg["projection_expensive"] + agg["step"])
+        row["macs_ratio"] = row["gmacs_per_video"] / base_gmacs
+        row["top1_ratio"] = row["top1"] / same[0]["top1"] if same and same[0]["top1"] > 0 else None
+
+    clip_alone = {}
+    for role in ROLES:
+        if clips[role].trained_head:
+            va = feats[role]["val"]
+            pred = va.logits.softmax(-1).mean(1).argmax(1)
+            clip_alone[role] = {"top1": float((pred == va.labels).float().mean()),
+                                "gmacs_per_video": segments * clips[role].gmacs}
+        else:
+            clip_alone[role] = {"top1": None, "gmacs_per_video": segments * clips[role].gmacs,
+                                "note": "not from a checkpoint: its classifier is untrained"}
+
+    report = {
+        "config": dataclasses.asdict(cfg),
+        "dataset": {"root": str(root), "preset": info.meta.get("preset"), "seed": info.meta.get("seed"),
+                    "segments": segments, "classes": num_classes,
+                    "videos": {s: len(feats["expensive"][s].labels) for s in SPLITS}},
+        "clip_models": {role: {"checkpoint": c.spec.checkpoint or None, "arch": c.identity.get("arch"),
+                               "fine_tuned_here": False, "trained_head": c.trained_head,
+                               "input_frames": c.input_frames, "size": c.size, "gmacs_per_clip": c.gmacs,
+                               "feature_dim": int(feats[role]["train"].features.shape[-1]),
+                               "sampler": c.sampler.to_dict(), "preprocess": c.preprocess.to_dict(),
+                               "features_cached": {s: feats[role][s].cached for s in SPLITS}}
+                        for role, c in clips.items()},
+        "clip_model_alone": clip_alone,
+        "rows": rows,
+        "seconds": time.perf_counter() - t0,
+    }
+    (out / "faster.json").write_text(json.dumps(report, indent=2, default=str))
+    table = format_table(report)
+    (out / "faster_table.md").write_text(table + "\n")
+    plot_accuracy_vs_macs(rows, out / "accuracy_vs_macs.png")
+    return report
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """Markdown: one row per (schedule, aggregator), then the clip models alone."""
+    ds = report["dataset"]
+    title = (f"FASTER on long-video `{ds['preset']}` (seed {ds['seed']}, L={ds['segments']} segments, "
+             f"{ds['videos']['train']} train / {ds['videos']['val']} val videos)")
+    lines = [title, "",
+             "| schedule | aggregator | expensive clips | top-1 | GMACs/video | MACs vs expensive-only |",
+             "|---|---|---|---|---|---|"]
+    for r in report["rows"]:
+        lines.append(f"| {r['schedule']} | {r['aggregator']} | {r['expensive_clips']}/{ds['segments']} | "
+                     f"{r['top1']:.3f} | {r['gmacs_per_video']:.4f} | {r['macs_ratio']:.3f}x |")
+    for role, c in report["clip_model_alone"].items():
+        top1 = "n/a (untrained head)" if c["top1"] is None else f"{c['top1']:.3f}"
+        lines.append(f"| {role} clip model alone | mean of segment softmax | - | {top1} | "
+                     f"{c['gmacs_per_video']:.4f} | - |")
+    return "\n".join(lines)
+
+
+def plot_accuracy_vs_macs(rows: Sequence[dict[str, Any]], png: str | Path) -> Path:
+    """Top-1 against GMACs per video, one line per aggregator, points labelled by schedule; headless."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name in dict.fromkeys(r["aggregator"] for r in rows):
+        pts = sorted((r["gmacs_per_video"], r["top1"], r["schedule"]) for r in rows if r["aggregator"] == name)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
+        for x, y, s in pts:
+            ax.annotate(s, (x, y), textcoords="offset points", xytext=(3, 3), fontsize=7)
+    ax.set_xlabel("GMACs per video")
+    ax.set_ylabel("val top-1")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(png, dpi=100)
+    plt.close(fig)
+    return Path(png)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    cfg, _ = parse_config(FasterConfig, argv, prog="python -m training.faster", description=__doc__.splitlines()[0])
+    report = run(cfg)
+    print(format_table(report))
+    cached = {r: c["features_cached"] for r, c in report["clip_models"].items()}
+    print(f"\nfeatures cached: {cached}; outputs in {cfg.out}; {report['seconds']:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
