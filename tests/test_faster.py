@@ -28,9 +28,9 @@ from training.faster import FasterConfig, parse_schedule, schedule_mask
 
 SEGMENTS = 4
 SCHEDULES = ["expensive-only", "1:1", "1:3", "1:7", "cheap-only"]
-AGGREGATORS = ["average", "gru", "fast_gru_pooled"]
-SMALL_MODELS = {"expensive_frames": 2, "expensive_size": 32, "expensive_width": 0.35, "cheap_frames": 1,
-                "cheap_size": 32, "cheap_width": 0.35, "pretrained": False, "dim": 16, "epochs": 1,
+AGGREGATORS = ["average", "gru", "fast_gru_pooled", "fast_gru"]
+SMALL_MODELS = {"expensive_frames": 2, "expensive_size": 64, "expensive_width": 0.35, "cheap_frames": 1,
+                "cheap_size": 48, "cheap_width": 0.35, "pretrained": False, "dim": 16, "epochs": 1,
                 "batch_size": 8}
 
 
@@ -93,8 +93,10 @@ def test_config_errors(bench, tmp_path):
         FasterConfig(data=str(bench), schedules="1:3,1:03")
     with pytest.raises(ConfigError, match="unknown aggregator"):
         FasterConfig(data=str(bench), aggregators="average,transformer")
-    with pytest.raises(ConfigError, match="fast_gru_pooled"):
-        FasterConfig(data=str(bench), aggregators="fast_gru")
+    with pytest.raises(ConfigError, match="map_size"):
+        FasterConfig(data=str(bench), map_size=-1)
+    with pytest.raises(ConfigError, match="larger than the smaller feature map"):
+        faster.run(FasterConfig(data=str(bench), out=str(tmp_path / "o"), **{**SMALL_MODELS, "map_size": 3}))
     with pytest.raises(ConfigError, match="data="):
         FasterConfig()
     with pytest.raises(ConfigError, match="does not exist"):
@@ -106,7 +108,7 @@ def test_config_errors(bench, tmp_path):
 def test_recipe_parses():
     recipe = load_recipe("faster_small")
     cfg = config_from_mapping(FasterConfig, {**recipe, "data": "x"})
-    assert cfg.schedule_list == SCHEDULES and cfg.aggregator_list == AGGREGATORS
+    assert cfg.schedule_list == SCHEDULES and cfg.aggregator_list == AGGREGATORS and cfg.cheap_size == 48
 
 
 # ---- the pipeline ---------------------------------------------------------------------------------------------------
@@ -125,6 +127,7 @@ def test_every_row_and_outputs(first_run):
     assert table.count("\n| ") == len(rows) + 2 + 2 - 1  # header, separator, rows, two clip-model-alone lines
     assert (out / "accuracy_vs_macs.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert report["dataset"]["segments"] == SEGMENTS and report["dataset"]["seed"] == 3
+    assert report["map_size"] == 2  # 64 px and 48 px MobileNetV2 maps are both 2x2
     assert report["clip_model_alone"]["expensive"]["top1"] is None  # random model: untrained head, no fake number
 
 
@@ -165,12 +168,12 @@ def test_features_cached_reused_and_invalidated(first_run, tmp_path):
     again = faster.run(dataclasses.replace(cfg, **quick))
     assert all(again["clip_models"][r]["features_cached"] == {"train": True, "val": True}
                for r in ("expensive", "cheap"))
-    changed = faster.run(dataclasses.replace(cfg, cheap_size=48, **quick))
+    changed = faster.run(dataclasses.replace(cfg, cheap_size=64, **quick))
     assert changed["clip_models"]["expensive"]["features_cached"] == {"train": True, "val": True}
     assert changed["clip_models"]["cheap"]["features_cached"] == {"train": False, "val": False}
     assert changed["clip_models"]["cheap"]["gmacs_per_clip"] > report["clip_models"]["cheap"]["gmacs_per_clip"]
     (tmp_path / "features_expensive_val.pt").write_bytes(b"not a torch file")  # truncated/foreign: recomputed
-    broken = faster.run(dataclasses.replace(cfg, cheap_size=48, **quick))
+    broken = faster.run(dataclasses.replace(cfg, cheap_size=64, **quick))
     assert broken["clip_models"]["expensive"]["features_cached"] == {"train": True, "val": False}
     assert broken["rows"][0]["top1"] == changed["rows"][0]["top1"]
 
@@ -193,3 +196,19 @@ def test_cli_prints_the_table(first_run, capsys, tmp_path):
                         *args]) == 0
     printed = capsys.readouterr().out
     assert "| 1:7 | average |" in printed and "| cheap-only | average |" in printed
+
+
+def test_map_path_features_equal_the_models_own(first_run, tmp_path):
+    """Features taken from the backbone maps (fast_gru runs) are the models' forward_features, pooled."""
+    cfg, _ = first_run
+    plain = faster.run(dataclasses.replace(cfg, out=str(tmp_path), schedules="1:1", aggregators="average"))
+    assert plain["map_size"] is None and not plain["clip_models"]["expensive"]["features_cached"]["val"]
+    for role in ("expensive", "cheap"):
+        a = torch.load(Path(cfg.out) / f"features_{role}_val.pt", weights_only=True)
+        b = torch.load(tmp_path / f"features_{role}_val.pt", weights_only=True)
+        assert a["maps"].shape[-3:] == (a["features"].shape[-1], 2, 2) and b["maps"] is None
+        torch.testing.assert_close(a["features"], b["features"], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(a["logits"], b["logits"], rtol=1e-4, atol=1e-5)
+    # maps asked for on a cache without them: recomputed
+    again = faster.run(dataclasses.replace(cfg, out=str(tmp_path), schedules="1:1", aggregators="fast_gru"))
+    assert again["clip_models"]["cheap"]["features_cached"] == {"train": False, "val": False}

@@ -33,10 +33,12 @@ The recipe, as a straight line of named steps:
 
 Where we had to choose:
 
-* **Pooled vectors only.** The spatial ``fast_gru`` needs both models' feature maps at one ``H x W``; at the edge
-  resolutions used here the maps are ``2 x 2`` (64 px) and ``1 x 1`` (32 px), so a common size is ``1 x 1`` and spatial
-  FAST-GRU *is* ``fast_gru_pooled`` (a 1x1 conv on a 1x1 map is a linear layer). ``fast_gru`` is refused with a
-  :class:`~sdk.errors.ConfigError` that says so.
+* **Feature maps for the spatial FAST-GRU.** ``fast_gru`` consumes maps: the last MobileNetV2 feature maps of each
+  segment, averaged over the clip's frames (the temporal axis is pooled away: the aggregator's state is rank 4, see
+  :mod:`training.models.fast_gru`), brought to one ``map_size x map_size`` by adaptive average pooling (default: the
+  smaller of the two models' maps -- 2x2 for 64 px and 48 px inputs, 1x1 at 32 px, where spatial FAST-GRU equals
+  ``fast_gru_pooled``). Its projections are 1x1 convs. Maps are extracted and cached only when ``fast_gru`` is asked
+  for, and only MobileNetV2-based clip models (``model.backbone.features``) provide them.
 * The clip models are not fine-tuned on segments here; train them with ``python -m training.train`` on the base
   time-reversal preset and pass the checkpoints. Clip-model-alone rows (per-segment softmax averaged over the video)
   are reported only for a checkpoint, whose head is trained; an untrained head's top-1 would mean nothing.
@@ -99,11 +101,12 @@ class FasterConfig:
     cheap: str = ""
     cheap_arch: str = "tsn_mobilenet_v2"
     cheap_frames: int = 1
-    cheap_size: int = 32
+    cheap_size: int = 48  # 48 px: its 2x2 maps meet the expensive model's (64 px) for the spatial FAST-GRU
     cheap_width: float = 1.0
     pretrained: bool = True  # ImageNet initialisation of models built here (not of checkpoints)
     schedules: str = "expensive-only,1:1,1:3,1:7,cheap-only"
-    aggregators: str = "average,gru,fast_gru_pooled"
+    aggregators: str = "average,gru,fast_gru_pooled,fast_gru"
+    map_size: int = 0  # fast_gru: side of the common feature map (0 = the smaller of the two models' maps)
     dim: int = 256  # D: the common feature space of both clip models
     dropout: float = 0.5
     epochs: int = 30
@@ -121,8 +124,8 @@ class FasterConfig:
                     "batch_size"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
-        if self.lr <= 0 or self.weight_decay < 0 or not 0 <= self.dropout < 1 or self.workers < 0:
-            raise ConfigError("need lr > 0, weight_decay >= 0, 0 <= dropout < 1, workers >= 0")
+        if self.lr <= 0 or self.weight_decay < 0 or not 0 <= self.dropout < 1 or self.workers < 0 or self.map_size < 0:
+            raise ConfigError("need lr > 0, weight_decay >= 0, 0 <= dropout < 1, workers >= 0, map_size >= 0")
         _ = self.schedule_list, self.aggregator_list  # validate now, before any work
 
     @property
@@ -136,13 +139,8 @@ class FasterConfig:
     def aggregator_list(self) -> list[str]:
         names = _split(self.aggregators, "aggregators")
         for name in names:
-            if name == "fast_gru":
-                raise ConfigError("aggregator 'fast_gru' (spatial maps) is not supported by training.faster: the "
-                                  "clip models' maps (2x2 at 64 px, 1x1 at 32 px) meet only at 1x1, where it equals "
-                                  "'fast_gru_pooled'; use fast_gru_pooled")
             if name not in list_aggregators():
-                raise ConfigError(f"unknown aggregator {name!r}; available: "
-                                  f"{', '.join(a for a in list_aggregators() if a != 'fast_gru')}")
+                raise ConfigError(f"unknown aggregator {name!r}; available: {', '.join(list_aggregators())}")
         if len(set(names)) != len(names):
             raise ConfigError(f"aggregators has duplicates: {self.aggregators!r}")
         return names
@@ -216,6 +214,12 @@ class ClipModel:
     gmacs: float
     trained_head: bool
     identity: dict[str, Any]  # what the features depend on (hashed into the cache key)
+    map_hw: tuple[int, int] | None  # its last feature map's (H, W); None: the model exposes no maps
+
+
+def _backbone_maps(model: nn.Module) -> nn.Module | None:
+    """``model.backbone.features`` (MobileNetV2-based TSN / TAM models), the per-frame feature maps; else None."""
+    return getattr(getattr(model, "backbone", None), "features", None)
 
 
 def _file_sha256(path: Path) -> str:
@@ -264,7 +268,12 @@ def build_clip_model(spec: ClipModelSpec, labels: Sequence[str], device: torch.d
     size = preprocess.size
     gmacs = count_gmacs(model, torch.zeros(1, input_frames, 3, size, size, device=device))
     identity.update(sampler=sampler.to_dict(), preprocess=preprocess.to_dict())
-    return ClipModel(spec, model, sampler, preprocess, input_frames, size, gmacs, trained, identity)
+    features = _backbone_maps(model)
+    map_hw = None
+    if features is not None:
+        with torch.no_grad():
+            map_hw = tuple(features(torch.zeros(input_frames, 3, size, size, device=device)).shape[-2:])
+    return ClipModel(spec, model, sampler, preprocess, input_frames, size, gmacs, trained, identity, map_hw)
 
 
 @dataclass
@@ -273,6 +282,7 @@ class ClipFeatures:
 
     features: torch.Tensor  # (videos, L, F) float32, pooled pre-logits
     logits: torch.Tensor  # (videos, L, K) float32
+    maps: torch.Tensor | None  # (videos, L, F, S, S) float32, frame-averaged maps pooled to S x S (fast_gru only)
     labels: torch.Tensor  # (videos,) int64
     paths: list[str]
     key: str
@@ -293,33 +303,45 @@ def _cache_key(clip: ClipModel, root: Path, split: str) -> str:
 
 @torch.no_grad()
 def extract_features(clip: ClipModel, root: Path, split: str, cache: Path, device: torch.device,
-                     workers: int = 0) -> ClipFeatures:
-    """Features of every segment of every ``split`` video; read from ``cache`` when its key matches, else written."""
+                     workers: int = 0, map_size: int | None = None) -> ClipFeatures:
+    """Features of every segment of every ``split`` video (and ``map_size x map_size`` maps when given); read from
+    ``cache`` when its key matches and it holds the maps asked for, else computed and written."""
     key = _cache_key(clip, root, split)
     if cache.is_file():
         try:
             data = torch.load(cache, map_location="cpu", weights_only=True)
         except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError):  # truncated/foreign: recompute
             data = {}
-        if isinstance(data, dict) and data.get("key") == key:
-            return ClipFeatures(data["features"], data["logits"], data["labels"], list(data["paths"]), key, True)
+        if isinstance(data, dict) and data.get("key") == key and map_size in (None, data.get("map_size")):
+            return ClipFeatures(data["features"], data["logits"], data.get("maps"), data["labels"],
+                                list(data["paths"]), key, True)
     dataset = LongVideoDataset.from_dir(root, split, sampler=clip.sampler, preprocess=clip.preprocess, train=False)
     loader = torch.utils.data.DataLoader(dataset, batch_size=1, shuffle=False, num_workers=workers)
     from tqdm import tqdm
 
-    feats, logits, labels = [], [], []
+    backbone_maps = _backbone_maps(clip.model) if map_size else None
+    if map_size and backbone_maps is None:
+        raise ConfigError(f"fast_gru needs feature maps, and {clip.spec.role} model {clip.identity.get('arch')} has "
+                          "no backbone.features (MobileNetV2-based TSN/TAM models have)")
+    feats, logits, maps, labels = [], [], [], []
     for clips, label in tqdm(loader, desc=f"{clip.spec.role} features ({split})", leave=False, dynamic_ncols=True):
         segs = clips[0].to(device)  # (L, T, C, H, W): the segments are the batch
-        f = clip.model.forward_features(segs)
+        if backbone_maps is None:
+            f = clip.model.forward_features(segs)
+        else:  # one backbone pass: per-frame maps, whose spatial mean is exactly forward_features
+            fm = backbone_maps(segs.flatten(0, 1)).unflatten(0, segs.shape[:2])  # (L, T, F, h, w)
+            f = fm.mean((3, 4))
+            maps.append(F.adaptive_avg_pool2d(fm.mean(1), map_size).float().cpu())
         feats.append(clip.model.forward_head(f, pre_logits=True).float().cpu())
         logits.append(clip.model.forward_head(f).float().cpu())
         labels.append(label)
-    out = ClipFeatures(torch.stack(feats), torch.stack(logits), torch.cat(labels).long(),
-                       [r.path.relative_to(root).as_posix() for r in dataset.records], key, False)
+    out = ClipFeatures(torch.stack(feats), torch.stack(logits), torch.stack(maps) if maps else None,
+                       torch.cat(labels).long(), [r.path.relative_to(root).as_posix() for r in dataset.records], key,
+                       False)
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_suffix(".pt.partial")
-    torch.save({"key": key, "features": out.features, "logits": out.logits, "labels": out.labels,
-                "paths": out.paths}, tmp)
+    torch.save({"key": key, "features": out.features, "logits": out.logits, "maps": out.maps, "map_size": map_size,
+                "labels": out.labels, "paths": out.paths}, tmp)
     tmp.replace(cache)
     return out
 
@@ -328,34 +350,45 @@ def extract_features(clip: ClipModel, root: Path, split: str, cache: Path, devic
 # projections + aggregator
 # --------------------------------------------------------------------------------------------------------------------
 class FasterModel(nn.Module):
-    """Both models' cached features ``(B, L, F_e)``, ``(B, L, F_c)`` + a schedule mask ``(L,)`` -> logits ``(B, K)``.
+    """Both models' cached features ``(B, L, F_e)``, ``(B, L, F_c)`` + a schedule mask ``(L,)`` -> logits ``(B, K)``
+    (maps ``(B, L, F, S, S)`` for a spatial aggregator).
 
-    Each clip model's features are standardised (fixed train-split ``mean`` / ``std`` buffers) and projected to ``D``
-    by its own linear layer; segment ``i`` takes the expensive projection where ``mask[i]``, the cheap one otherwise.
+    Each clip model's features are standardised per channel (fixed train-split ``mean`` / ``std`` buffers) and
+    projected to ``D`` by its own linear layer (1x1 conv on maps); segment ``i`` takes the expensive projection where
+    ``mask[i]``, the cheap one otherwise.
     """
 
     def __init__(self, aggregator: Aggregator, expensive_stats: tuple[torch.Tensor, torch.Tensor],
                  cheap_stats: tuple[torch.Tensor, torch.Tensor], dim: int):
         super().__init__()
-        self.project_expensive = nn.Linear(expensive_stats[0].numel(), dim)
-        self.project_cheap = nn.Linear(cheap_stats[0].numel(), dim)
+        self.spatial = aggregator.spatial
+        layer = (lambda c: nn.Conv2d(c, dim, 1)) if self.spatial else (lambda c: nn.Linear(c, dim))
+        self.project_expensive = layer(expensive_stats[0].shape[0])
+        self.project_cheap = layer(cheap_stats[0].shape[0])
         for role, (mean, std) in zip(ROLES, (expensive_stats, cheap_stats)):
             self.register_buffer(f"{role}_mean", mean.clone())
             self.register_buffer(f"{role}_std", std.clone())
         self.aggregator = aggregator
+
+    def in_features(self, role: str) -> int:
+        return int(getattr(self, f"{role}_mean").shape[0])
 
     def project(self, role: str, features: torch.Tensor) -> torch.Tensor:
         mean, std = getattr(self, f"{role}_mean"), getattr(self, f"{role}_std")
         return getattr(self, f"project_{role}")((features - mean) / std)
 
     def forward(self, expensive: torch.Tensor, cheap: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        x = torch.where(mask[None, :, None], self.project("expensive", expensive), self.project("cheap", cheap))
-        return self.aggregator(x)
+        b, steps = expensive.shape[:2]
+        e = self.project("expensive", expensive.flatten(0, 1)).unflatten(0, (b, steps))
+        c = self.project("cheap", cheap.flatten(0, 1)).unflatten(0, (b, steps))
+        return self.aggregator(torch.where(mask.view(1, steps, *[1] * (e.ndim - 2)), e, c))
 
 
 def _stats(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    flat = features.flatten(0, 1)
-    return flat.mean(0), flat.std(0, unbiased=False).clamp_min(1e-5)
+    """Per-channel mean and std over videos, segments (and positions): ``(F,)``, or ``(F, 1, 1)`` for maps."""
+    flat = features.flatten(0, 1).transpose(0, 1).flatten(1)  # (F, everything else)
+    shape = (-1,) + (1,) * (features.ndim - 3)
+    return flat.mean(1).view(shape), flat.std(1, unbiased=False).clamp_min(1e-5).view(shape)
 
 
 def _count_gmacs(fn, *args: torch.Tensor) -> float:
@@ -369,8 +402,9 @@ def aggregator_gmacs(model: FasterModel, mask: torch.Tensor) -> dict[str, float]
     was_training = model.training
     model.eval()
     p = model.project_expensive.weight
-    fe = torch.zeros(1, model.project_expensive.in_features, dtype=p.dtype, device=p.device)
-    fc = torch.zeros(1, model.project_cheap.in_features, dtype=p.dtype, device=p.device)
+    hw = model.aggregator.feature_shape(1)[2:]
+    fe = torch.zeros(1, model.in_features("expensive"), *hw, dtype=p.dtype, device=p.device)
+    fc = torch.zeros(1, model.in_features("cheap"), *hw, dtype=p.dtype, device=p.device)
     proj_e = _count_gmacs(lambda x: model.project("expensive", x), fe)
     proj_c = _count_gmacs(lambda x: model.project("cheap", x), fc)
     agg = model.aggregator
@@ -382,17 +416,26 @@ def aggregator_gmacs(model: FasterModel, mask: torch.Tensor) -> dict[str, float]
             "per_video": n_e * proj_e + n_c * proj_c + mask.numel() * step}
 
 
+def _inputs(f: ClipFeatures, spatial: bool) -> torch.Tensor:
+    if spatial and f.maps is None:
+        raise ConfigError("a spatial aggregator needs feature maps: extract them with map_size")
+    return f.maps if spatial else f.features
+
+
 def train_row(name: str, mask: torch.Tensor, feats: dict[str, dict[str, ClipFeatures]], num_classes: int,
-              cfg: FasterConfig, device: torch.device) -> tuple[FasterModel, float, float]:
+              cfg: FasterConfig, device: torch.device, map_size: int | None = None) -> tuple[FasterModel, float, float]:
     """Train projections + aggregator ``name`` under ``mask``; returns the model, final train loss and val top-1."""
     torch.manual_seed(cfg.seed)
-    aggregator = create_aggregator(name, in_channels=cfg.dim, num_classes=num_classes, dropout=cfg.dropout)
+    kwargs: dict[str, Any] = {"feature_size": (map_size, map_size)} if name == "fast_gru" else {}
+    aggregator = create_aggregator(name, in_channels=cfg.dim, num_classes=num_classes, dropout=cfg.dropout, **kwargs)
+    spatial = aggregator.spatial
     tr_e, tr_c = feats["expensive"]["train"], feats["cheap"]["train"]
-    model = FasterModel(aggregator, _stats(tr_e.features), _stats(tr_c.features), cfg.dim).to(device)
+    x_e, x_c = _inputs(tr_e, spatial).to(device), _inputs(tr_c, spatial).to(device)
+    model = FasterModel(aggregator, _stats(x_e), _stats(x_c), cfg.dim).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
     mask = mask.to(device)
-    x_e, x_c, y = tr_e.features.to(device), tr_c.features.to(device), tr_e.labels.to(device)
+    y = tr_e.labels.to(device)
     n = y.numel()
     loss_value = float("nan")
     for _ in range(cfg.epochs):
@@ -412,7 +455,7 @@ def train_row(name: str, mask: torch.Tensor, feats: dict[str, dict[str, ClipFeat
     va_e, va_c = feats["expensive"]["val"], feats["cheap"]["val"]
     model.eval()
     with torch.no_grad():
-        pred = model(va_e.features.to(device), va_c.features.to(device), mask).argmax(1).cpu()
+        pred = model(_inputs(va_e, spatial).to(device), _inputs(va_c, spatial).to(device), mask).argmax(1).cpu()
     return model, loss_value, float((pred == va_e.labels).float().mean())
 
 
@@ -432,6 +475,19 @@ def _check_data(root: Path) -> DatasetInfo:
     return info
 
 
+def _map_size(cfg: FasterConfig, clips: dict[str, ClipModel]) -> int:
+    """The common map side for fast_gru: ``cfg.map_size``, or the smaller of the two models' maps."""
+    for c in clips.values():
+        if c.map_hw is None:
+            raise ConfigError(f"fast_gru needs feature maps, and the {c.spec.role} model has no backbone.features "
+                              "(MobileNetV2-based TSN/TAM models have); drop fast_gru from aggregators")
+    smallest = min(min(c.map_hw) for c in clips.values())
+    if cfg.map_size > smallest:
+        raise ConfigError(f"map_size={cfg.map_size} is larger than the smaller feature map ({smallest}x{smallest}); "
+                          "raise the clip models' sizes or lower map_size")
+    return cfg.map_size or smallest
+
+
 def run(cfg: FasterConfig) -> dict[str, Any]:
     """The whole recipe (module docstring); writes the outputs into ``cfg.out`` and returns the JSON report."""
     t0 = time.perf_counter()
@@ -444,8 +500,9 @@ def run(cfg: FasterConfig) -> dict[str, Any]:
     (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
 
     clips = {role: build_clip_model(cfg.spec(role), info.labels, device) for role in ROLES}
+    map_size = _map_size(cfg, clips) if "fast_gru" in aggregators else None
     feats = {role: {split: extract_features(clips[role], root, split, out / f"features_{role}_{split}.pt", device,
-                                            cfg.workers) for split in SPLITS} for role in ROLES}
+                                            cfg.workers, map_size) for split in SPLITS} for role in ROLES}
     for split in SPLITS:
         if feats["expensive"][split].paths != feats["cheap"][split].paths:
             raise ConfigError(f"the two models' {split} features cover different videos; delete {out}/features_*.pt")
@@ -457,7 +514,7 @@ def run(cfg: FasterConfig) -> dict[str, Any]:
         mask = schedule_mask(schedule, segments)
         n_e = int(mask.sum())
         for name in aggregators:
-            model, loss, top1 = train_row(name, mask, feats, num_classes, cfg, device)
+            model, loss, top1 = train_row(name, mask, feats, num_classes, cfg, device, map_size)
             agg = aggregator_gmacs(model, mask)
             gmacs = n_e * e_gmacs + (segments - n_e) * c_gmacs + agg["per_video"]
             rows.append({"schedule": schedule, "aggregator": name, "expensive_clips": n_e,
@@ -485,12 +542,14 @@ def run(cfg: FasterConfig) -> dict[str, Any]:
 
     report = {
         "config": dataclasses.asdict(cfg),
+        "map_size": map_size,
         "dataset": {"root": str(root), "preset": info.meta.get("preset"), "seed": info.meta.get("seed"),
                     "segments": segments, "classes": num_classes,
                     "videos": {s: len(feats["expensive"][s].labels) for s in SPLITS}},
         "clip_models": {role: {"checkpoint": c.spec.checkpoint or None, "arch": c.identity.get("arch"),
                                "fine_tuned_here": False, "trained_head": c.trained_head,
                                "input_frames": c.input_frames, "size": c.size, "gmacs_per_clip": c.gmacs,
+                               "map_hw": c.map_hw,
                                "feature_dim": int(feats[role]["train"].features.shape[-1]),
                                "sampler": c.sampler.to_dict(), "preprocess": c.preprocess.to_dict(),
                                "features_cached": {s: feats[role][s].cached for s in SPLITS}}
