@@ -444,7 +444,7 @@ def train_row(name: str, mask: torch.Tensor, feats: dict[str, dict[str, ClipFeat
         total, seen = 0.0, 0
         for start in range(0, n, cfg.batch_size):
             idx = order[start:start + cfg.batch_size]
-            if idx.numel() < 2 and n >= 2:  # BatchNorm needs two samples; the last one joins the next epoch's
+            if idx.numel() < 2 and n >= 2:  # a lone last sample sits this epoch out: BatchNorm needs two
                 continue
             loss = F.cross_entropy(model(x_e[idx], x_c[idx], mask), y[idx])
             opt.zero_grad(set_to_none=True)
