@@ -41,7 +41,10 @@ Where we had to choose:
   for, and only MobileNetV2-based clip models (``model.backbone.features``) provide them.
 * The clip models are not fine-tuned on segments here; train them with ``python -m training.train`` on the base
   time-reversal preset and pass the checkpoints. Clip-model-alone rows (per-segment softmax averaged over the video)
-  are reported only for a checkpoint, whose head is trained; an untrained head's top-1 would mean nothing.
+  are reported only for a checkpoint, whose head is trained; an untrained head's top-1 would mean nothing. Without
+  checkpoints the numbers say little about FASTER: an untrained TAM is identity-initialised, i.e. a frame-order
+  invariant TSN, so no row can tell the two classes of a time-reversal pair apart (within-pair chance); the table
+  then measures how well each aggregator finds the action segment among idle ones, not temporal modelling.
 * No augmentation when training the aggregator: features are extracted once, in eval mode.
 
 Deterministic by ``seed`` (model initialisation, shuffling, dropout).
