@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--atol-fp32", type=float, default=1e-3, help="max |logit diff| for fp32 programs")
     e.add_argument("--atol-fp16", type=float, default=5e-2, help="max |logit diff| for fp16 programs")
     e.add_argument("--atol-int8", type=float, default=None, help="max |logit diff| for int8 programs (default: none)")
-    e.add_argument("--rtol", type=float, default=1e-4,
+    e.add_argument("--rtol", type=float, default=1e-5,
                    help="added to each atol, times the largest |logit| of the reference (like numpy.allclose)")
     e.add_argument("--int8-min-agreement", type=float, default=0.9,
                    help="smallest top-1 agreement of an int8 program with its reference")
