@@ -43,7 +43,6 @@ Layout written (atomically: into ``DIR.partial-*`` then renamed)::
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import json
@@ -457,35 +456,14 @@ class LongVideoDataset(ClipDataset):
 # CLI
 # --------------------------------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m training.data.long_video",
+    return synthetic.generator_cli(
+        argv, prog="python -m training.data.long_video",
         description="Generate the FASTER long-video benchmark: one time-reversal action hidden among idle segments "
-                    "of a continuous scene (H.264 mp4 + CSV + meta).")
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="tiny")
-    parser.add_argument("--out", required=True, help="output directory")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workers", type=int, default=None, help="processes (default: number of CPUs)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset at --out")
-    parser.add_argument("--train-per-class", type=int, default=None, help="override the preset's count")
-    parser.add_argument("--val-per-class", type=int, default=None, help="override the preset's count")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    args = parser.parse_args(argv)
-    cfg = PRESETS[args.preset]
-    over = {k: v for k, v in (("train_per_class", args.train_per_class), ("val_per_class", args.val_per_class))
-            if v is not None}
-    try:
-        if over:
-            cfg = dataclasses.replace(cfg, **over)
-        path = generate(args.out, cfg, seed=args.seed, workers=args.workers, overwrite=args.overwrite,
-                        progress=not args.quiet)
-    except (FileExistsError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    meta = json.loads((path / "meta.json").read_text())
-    print(f"wrote {path}: {meta['counts']} videos, {meta['num_classes']} classes, {cfg.segments} segments x "
-          f"{cfg.segment_frames} frames {meta['width']}x{meta['height']} @ {meta['fps']} fps, "
-          f"{meta['wall_time_s']:.1f} s with {meta['workers']} workers")
-    return 0
+                    "of a continuous scene (H.264 mp4 + CSV + meta).",
+        presets=PRESETS, generate_fn=generate,
+        describe=lambda cfg, meta: (f"{meta['counts']} videos, {meta['num_classes']} classes, {cfg.segments} "
+                                    f"segments x {cfg.segment_frames} frames {meta['width']}x{meta['height']} @ "
+                                    f"{meta['fps']} fps"))
 
 
 if __name__ == "__main__":

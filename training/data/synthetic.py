@@ -53,7 +53,7 @@ import shutil
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -1069,11 +1069,12 @@ def _raise_on_sigterm():
     return signal.signal(signal.SIGTERM, handler)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m training.data.synthetic",
-        description="Generate the time-reversal-pairs synthetic video dataset (H.264 mp4 + CSV + meta).")
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="tiny")
+def generator_cli(argv: list[str] | None, *, prog: str, description: str, presets: dict[str, Any],
+                  generate_fn: Callable[..., Path], describe: Callable[[Any, dict[str, Any]], str]) -> int:
+    """The command line shared by this benchmark and the long-video one (``training.data.long_video``): pick a
+    preset, override its per-class counts, generate, print ``describe(config, meta)``."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--preset", choices=sorted(presets), default="tiny")
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=None, help="processes (default: number of CPUs)")
@@ -1082,21 +1083,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--val-per-class", type=int, default=None, help="override the preset's count")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    cfg = PRESETS[args.preset]
+    cfg = presets[args.preset]
     over = {k: v for k, v in (("train_per_class", args.train_per_class), ("val_per_class", args.val_per_class))
             if v is not None}
     try:
         if over:
             cfg = dataclasses.replace(cfg, **over)
-        path = generate(args.out, cfg, seed=args.seed, workers=args.workers, overwrite=args.overwrite,
-                        progress=not args.quiet)
+        path = generate_fn(args.out, cfg, seed=args.seed, workers=args.workers, overwrite=args.overwrite,
+                           progress=not args.quiet)
     except (FileExistsError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    meta = json.loads((path / "meta.json").read_text())
-    print(f"wrote {path}: {meta['counts']} clips, {meta['num_classes']} classes, {cfg.frames} frames "
-          f"{cfg.width}x{cfg.height} @ {cfg.fps} fps, {meta['wall_time_s']:.1f} s with {meta['workers']} workers")
+    meta = json.loads((Path(path) / "meta.json").read_text())
+    print(f"wrote {path}: {describe(cfg, meta)}, {meta['wall_time_s']:.1f} s with {meta['workers']} workers")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return generator_cli(
+        argv, prog="python -m training.data.synthetic",
+        description="Generate the time-reversal-pairs synthetic video dataset (H.264 mp4 + CSV + meta).",
+        presets=PRESETS, generate_fn=generate,
+        describe=lambda cfg, meta: (f"{meta['counts']} clips, {meta['num_classes']} classes, {cfg.frames} frames "
+                                    f"{cfg.width}x{cfg.height} @ {cfg.fps} fps"))
 
 
 if __name__ == "__main__":
