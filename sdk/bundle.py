@@ -17,6 +17,11 @@ The program contract (DESIGN.md contracts 2 and 3):
   normalisation) happen inside the program.
 * ``mode="stream"``: ``(frame, *state) -> (logits, features, *new_state)``; ``frame`` is ``(1, 3, H, W)``, the state
   tensors are listed in ``state`` (start at zeros; ``reset()`` means zeros) and come back in the same order.
+* ``mode="aggregate"`` (FASTER, ``role="aggregator"``): ``(features, *state) -> (logits, *new_state)``, one call per
+  segment of the video; state as for ``stream``. The FASTER clip programs (``role`` ``expensive`` / ``cheap``) are
+  ``mode="clip"`` programs returning ``(logits, features)``, the features already in the aggregator's feature space.
+  ``manifest.faster`` (:class:`FasterSpec`) says which clip program runs on which segment and how each samples and
+  preprocesses its frames.
 * Every tensor at a program boundary has rank <= 4. Quantized (int8) inputs/outputs carry ``quantization``
   (``real = scale * (q - zero_point)``).
 """
@@ -48,8 +53,11 @@ __all__ = [
     "MANIFEST_FILE",
     "MODES",
     "PRECISIONS",
+    "ROLES",
     "SCHEMA_VERSION",
     "Bundle",
+    "FasterClipModel",
+    "FasterSpec",
     "InputSpec",
     "Manifest",
     "Parity",
@@ -60,12 +68,14 @@ __all__ = [
     "sha256_of",
 ]
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"  # 1.1: FASTER bundles (``faster``, ``Program.role``, mode ``aggregate``); 1.0 still reads
 MANIFEST_FILE = "manifest.json"
 GOLDEN_FILE = "golden.npz"
 BACKENDS = ("executorch", "coreml", "tflite", "onnx")
 PRECISIONS = ("fp32", "fp16", "int8")
-MODES = ("clip", "stream")
+MODES = ("clip", "stream", "aggregate")
+ROLES = ("model", "expensive", "cheap", "aggregator")  # "model": the one classifier of an ordinary bundle
+CLIP_ROLES = ("expensive", "cheap")
 DTYPES = ("float32", "float16", "int8", "uint8", "int32", "int64")
 PARITY_STATUSES = ("verified", "not_verified")
 IN_PROGRAM_STEPS = ("scale", "normalize")
@@ -183,8 +193,9 @@ class Parity:
 
     ``status`` is ``verified`` (it ran here and met the tolerance) or ``not_verified`` (its runtime does not exist on
     the exporting host, e.g. Core ML off macOS; ``reason`` says so). Figures are over the golden inputs and ``clips``
-    held-out benchmark clips; ``reference`` names what it was compared with; ``tolerance`` is the max-abs-diff bound
-    that was applied (``atol + rtol * max|reference logit|``, see ``converters.parity.Tolerance``).
+    held-out benchmark clips (FASTER aggregator: feature sequences); ``reference`` names what it was compared with;
+    ``tolerance`` is the max-abs-diff bound that was applied (``atol + rtol * max|reference logit|``, see
+    ``converters.parity.Tolerance``).
     """
 
     status: str
@@ -197,6 +208,7 @@ class Parity:
     tolerance: float | None = None
     min_top1_agreement: float | None = None
     vs_fp32: dict[str, float] | None = None
+    features_max_abs_diff: float | None = None  # FASTER clip programs: their features output, same inputs
 
     @classmethod
     def parse(cls, obj: Any, where: str) -> Parity:
@@ -212,7 +224,8 @@ class Parity:
                    top1_agreement=_number(obj, "top1_agreement", where, optional=True),
                    golden_max_abs_diff=_number(obj, "golden_max_abs_diff", where, optional=True),
                    tolerance=_number(obj, "tolerance", where, optional=True),
-                   min_top1_agreement=_number(obj, "min_top1_agreement", where, optional=True), vs_fp32=vs)
+                   min_top1_agreement=_number(obj, "min_top1_agreement", where, optional=True), vs_fp32=vs,
+                   features_max_abs_diff=_number(obj, "features_max_abs_diff", where, optional=True))
 
 
 @dataclass(frozen=True)
@@ -231,6 +244,7 @@ class Program:
     state: tuple[TensorSpec, ...] = ()
     parity: Parity | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    role: str = "model"
 
     @classmethod
     def parse(cls, obj: Any, where: str) -> Program:
@@ -244,17 +258,23 @@ class Program:
                               for i, t in enumerate(_get(obj, key, where, list, optional=key == "state") or []))
                    for key in ("inputs", "outputs", "state")}
         mode = _choice(obj, "mode", where, MODES)
-        if mode == "stream" and not tensors["state"]:
-            raise _fail(where, "a stream program needs its state tensors")
+        role = _choice(obj, "role", where, ROLES) if "role" in obj else "model"
+        if mode in ("stream", "aggregate") and not tensors["state"]:
+            raise _fail(where, f"a {mode} program needs its state tensors")
         if not tensors["inputs"] or not tensors["outputs"]:
             raise _fail(where, "a program needs at least one input and one output")
+        if (role == "aggregator") != (mode == "aggregate"):
+            raise _fail(where, f"role {role!r} with mode {mode!r}: the aggregator program, and only it, has mode "
+                        "'aggregate'")
+        if role in CLIP_ROLES and (mode != "clip" or len(tensors["outputs"]) < 2):
+            raise _fail(where, f"a FASTER {role} program is a clip program returning (logits, features)")
         parity = obj.get("parity")
         return cls(id=pid, backend=_choice(obj, "backend", where, BACKENDS),
                    precision=_choice(obj, "precision", where, PRECISIONS), mode=mode,
                    file=_relative_file(_get(obj, "file", where, str), f"{where}.file"), sha256=sha,
                    size_bytes=_get(obj, "size_bytes", where, int), **tensors,
                    parity=None if parity is None else Parity.parse(parity, f"{where}.parity"),
-                   details=_get(obj, "details", where, dict, optional=True) or {})
+                   details=_get(obj, "details", where, dict, optional=True) or {}, role=role)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -295,6 +315,76 @@ class InputSpec:
 
 
 @dataclass(frozen=True)
+class FasterClipModel:
+    """How one FASTER clip model sees a segment: its sampler over the segment's frames and its input spec."""
+
+    sampler: Sampler
+    input: InputSpec
+    gmacs_per_clip: float | None = None
+
+    @classmethod
+    def parse(cls, obj: Any, where: str) -> FasterClipModel:
+        _no_extra(obj, where, {"sampler", "input", "gmacs_per_clip"})
+        try:
+            sampler = Sampler.from_dict(_get(obj, "sampler", where, dict))
+        except (ConfigError, TypeError) as e:
+            raise _fail(f"{where}.sampler", str(e)) from e
+        return cls(sampler, InputSpec.parse(_get(obj, "input", where, dict), f"{where}.input"),
+                   _number(obj, "gmacs_per_clip", where, optional=True))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"sampler": self.sampler.to_dict(), "input": self.input.to_dict(), "gmacs_per_clip": self.gmacs_per_clip}
+
+
+@dataclass(frozen=True)
+class FasterSpec:
+    """The FASTER schedule of a bundle (Zhu et al., AAAI 2020): how a runtime drives its clip and aggregator programs.
+
+    A video or stream is cut into consecutive *segments* of ``segment_frames`` frames. Segment ``i`` is seen by the
+    clip model ``pattern[i % len(pattern)]`` (``"expensive"`` or ``"cheap"``; ``"1:3"`` is expensive, cheap, cheap,
+    cheap), which samples its frames from the segment with its own sampler and preprocessing (``clip_models``); its
+    clip program returns ``(logits, features)``, and the aggregator program folds the features into its state and
+    returns the video's logits so far. The models were trained on videos of ``segments`` segments.
+    """
+
+    schedule: str
+    pattern: tuple[str, ...]
+    segment_frames: int
+    segments: int
+    aggregator: str
+    clip_models: dict[str, FasterClipModel]
+
+    def role(self, segment: int) -> str:
+        """The clip model that sees segment ``segment`` (0-based, counted from the start or the last reset)."""
+        return self.pattern[segment % len(self.pattern)]
+
+    @classmethod
+    def parse(cls, obj: Any, where: str = "faster") -> FasterSpec:
+        _no_extra(obj, where, set(cls.__dataclass_fields__))
+        pattern = _get(obj, "pattern", where, list)
+        if not pattern or any(r not in CLIP_ROLES for r in pattern):
+            raise _fail(f"{where}.pattern", f"expected a non-empty list of {' / '.join(CLIP_ROLES)}, got {pattern!r}")
+        ints = {}
+        for key in ("segment_frames", "segments"):
+            ints[key] = _get(obj, key, where, int)
+            if ints[key] < 1:
+                raise _fail(f"{where}.{key}", f"must be >= 1, got {ints[key]}")
+        models = _get(obj, "clip_models", where, dict)
+        _no_extra(models, f"{where}.clip_models", set(CLIP_ROLES))
+        missing = sorted(set(pattern) - set(models))
+        if missing:
+            raise _fail(f"{where}.clip_models", f"the pattern uses {missing} but they are not described")
+        return cls(_get(obj, "schedule", where, str), tuple(pattern), ints["segment_frames"], ints["segments"],
+                   _get(obj, "aggregator", where, str),
+                   {r: FasterClipModel.parse(m, f"{where}.clip_models.{r}") for r, m in models.items()})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schedule": self.schedule, "pattern": list(self.pattern), "segment_frames": self.segment_frames,
+                "segments": self.segments, "aggregator": self.aggregator,
+                "clip_models": {r: m.to_dict() for r, m in self.clip_models.items()}}
+
+
+@dataclass(frozen=True)
 class Manifest:
     """The parsed, type-checked ``manifest.json``."""
 
@@ -308,6 +398,7 @@ class Manifest:
     created: str = ""
     producer: dict[str, str] = field(default_factory=dict)
     schema_version: str = SCHEMA_VERSION
+    faster: FasterSpec | None = None
 
     @classmethod
     def parse(cls, obj: Any) -> Manifest:
@@ -338,27 +429,53 @@ class Manifest:
             if p.outputs[0].shape[-1] != len(labels):
                 raise _fail(f"programs[{p.id!r}].outputs[0]", f"logits have {p.outputs[0].shape[-1]} classes but "
                             f"there are {len(labels)} labels")
+        faster = obj.get("faster")
+        faster = None if faster is None else FasterSpec.parse(faster)
+        _check_roles(programs, faster)
         return cls(name=_get(obj, "name", "manifest", str), labels=tuple(labels),
                    input=InputSpec.parse(_get(obj, "input", "manifest", dict)), sampler=sampler, programs=programs,
                    golden=dict(golden), provenance=_get(obj, "provenance", "manifest", dict, optional=True) or {},
                    created=_get(obj, "created", "manifest", str, optional=True) or "",
-                   producer=_get(obj, "producer", "manifest", dict, optional=True) or {}, schema_version=version)
+                   producer=_get(obj, "producer", "manifest", dict, optional=True) or {}, schema_version=version,
+                   faster=faster)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"schema_version": self.schema_version, "name": self.name, "created": self.created,
-                "producer": dict(self.producer), "labels": list(self.labels), "input": self.input.to_dict(),
-                "sampler": self.sampler.to_dict(), "programs": [p.to_dict() for p in self.programs],
-                "golden": dict(self.golden), "provenance": self.provenance}
+        d = {"schema_version": self.schema_version, "name": self.name, "created": self.created,
+             "producer": dict(self.producer), "labels": list(self.labels), "input": self.input.to_dict(),
+             "sampler": self.sampler.to_dict(), "programs": [p.to_dict() for p in self.programs],
+             "golden": dict(self.golden), "provenance": self.provenance}
+        if self.faster is not None:
+            d["faster"] = self.faster.to_dict()
+        return d
 
-    def program(self, backend: str | None = None, precision: str | None = None, mode: str | None = None) -> Program:
-        """The first program matching the given backend / precision / mode (``None`` = any)."""
+    def program(self, backend: str | None = None, precision: str | None = None, mode: str | None = None,
+                role: str | None = None) -> Program:
+        """The first program matching the given backend / precision / mode / role (``None`` = any)."""
         for p in self.programs:
             if all(want is None or got == want for want, got in
-                   ((backend, p.backend), (precision, p.precision), (mode, p.mode))):
+                   ((backend, p.backend), (precision, p.precision), (mode, p.mode), (role, p.role))):
                 return p
         have = ", ".join(p.id for p in self.programs) or "none"
-        raise BundleError(f"no {mode or ''} {backend or ''} {precision or ''} program in this bundle "
-                          f"(it has: {have})".replace("  ", " "))
+        raise BundleError(f"no {role or ''} {mode or ''} {backend or ''} {precision or ''} program in this bundle "
+                          f"(it has: {have})".replace("  ", " ").replace("  ", " "))
+
+
+def _check_roles(programs: tuple[Program, ...], faster: FasterSpec | None) -> None:
+    """An ordinary bundle holds ``model`` programs only; a FASTER bundle, for every backend x precision it has, the
+    clip programs of the roles its pattern uses and the aggregator program."""
+    roles = {p.role for p in programs}
+    if faster is None:
+        if roles - {"model"}:
+            raise _fail("programs", f"programs with FASTER roles {sorted(roles - {'model'})} need a 'faster' section")
+        return
+    if "model" in roles:
+        raise _fail("programs", "a FASTER bundle's programs have the roles expensive / cheap / aggregator, not model")
+    needed = set(faster.pattern) | {"aggregator"}
+    for backend, precision in sorted({(p.backend, p.precision) for p in programs}):
+        have = {p.role for p in programs if (p.backend, p.precision) == (backend, precision)}
+        if needed - have:
+            raise _fail("programs", f"the {backend} {precision} programs lack the FASTER role(s) "
+                        f"{sorted(needed - have)}")
 
 
 # ------------------------------------------------------------------------------------------------- files and hashes
