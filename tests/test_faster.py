@@ -212,3 +212,47 @@ def test_map_path_features_equal_the_models_own(first_run, tmp_path):
     # maps asked for on a cache without them: recomputed
     again = faster.run(dataclasses.replace(cfg, out=str(tmp_path), schedules="1:1", aggregators="fast_gru"))
     assert again["clip_models"]["cheap"]["features_cached"] == {"train": False, "val": False}
+
+
+# ---- checkpoints ----------------------------------------------------------------------------------------------------
+def test_row_checkpoints_rebuild_the_trained_models(first_run, bench):
+    """Every row leaves a checkpoint; load_faster rebuilds the clip models (same features as the cache) and the
+    projections + aggregator (same val top-1 as the report)."""
+    from training.data.long_video import LongVideoDataset
+
+    cfg, report = first_run
+    for row in report["rows"]:
+        assert Path(row["checkpoint"]).is_file()
+    row = next(r for r in report["rows"] if (r["schedule"], r["aggregator"]) == ("1:3", "fast_gru"))
+    loaded = faster.load_faster(row["checkpoint"])
+    assert loaded.pattern == ["expensive", "cheap", "cheap", "cheap"]
+    assert loaded.meta["segment_frames"] == 4 and loaded.meta["segments"] == SEGMENTS
+    cached = {role: torch.load(Path(cfg.out) / f"features_{role}_val.pt", weights_only=True)
+              for role in ("expensive", "cheap")}
+    with torch.no_grad():
+        pred = loaded.model(cached["expensive"]["maps"], cached["cheap"]["maps"], schedule_mask("1:3", SEGMENTS))
+    assert float((pred.argmax(1) == cached["expensive"]["labels"]).float().mean()) == pytest.approx(row["top1"])
+    for role in ("expensive", "cheap"):
+        video = LongVideoDataset.from_dir(bench, "val", sampler=loaded.samplers[role],
+                                          preprocess=loaded.preprocess[role], train=False)[0][0]
+        with torch.no_grad():
+            features, logits, maps = faster.clip_outputs(loaded.clip_models[role], torch.as_tensor(video), 2)
+        torch.testing.assert_close(features, cached[role]["features"][0], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(logits, cached[role]["logits"][0], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(maps, cached[role]["maps"][0], rtol=1e-4, atol=1e-5)
+
+
+def test_load_faster_refuses_changed_clip_weights(first_run, tmp_path):
+    cfg, report = first_run
+    run_dir = tmp_path / "moved"
+    shutil.copytree(cfg.out, run_dir)  # relative references: a moved run still loads
+    ckpt = run_dir / "models" / Path(report["rows"][0]["checkpoint"]).name
+    faster.load_faster(ckpt)
+    weights = run_dir / "clip_cheap.pt"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ConfigError, match="changed since"):
+        faster.load_faster(ckpt)
+    with pytest.raises(ConfigError, match="not a FASTER checkpoint"):
+        faster.load_faster(run_dir / "clip_expensive.pt")

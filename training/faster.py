@@ -29,7 +29,10 @@ The recipe, as a straight line of named steps:
    steps as counted by ``torch.utils.flop_counter`` (matmuls and convs; element-wise gate arithmetic is not counted, so
    the average aggregator costs only its classifier). Every step emits logits, as the streaming step program does.
 6. **Outputs**: ``faster.json`` (config, dataset, per-row top-1 and GMACs, ratios to expensive-only with the same
-   aggregator), ``faster_table.md`` (printed), ``accuracy_vs_macs.png`` (one line per aggregator).
+   aggregator), ``faster_table.md`` (printed), ``accuracy_vs_macs.png`` (one line per aggregator), and one
+   checkpoint per row, ``models/{schedule}_{aggregator}.pt`` (projections + aggregator, referring to the clip models'
+   checkpoints or to ``clip_{role}.pt`` weights written beside it), which ``python -m converters export-faster``
+   turns into a FASTER bundle.
 
 Where we had to choose:
 
@@ -54,6 +57,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import pickle
 import time
 from collections.abc import Sequence
@@ -78,7 +82,7 @@ from training.models.fast_gru import Aggregator, create_aggregator, list_aggrega
 from training.profile import count_gmacs
 
 __all__ = [
-    "CACHE_VERSION", "ClipFeatures", "ClipModelSpec", "FasterConfig", "FasterModel", "extract_features",
+    "CACHE_VERSION", "ClipFeatures", "ClipModelSpec", "FasterConfig", "FasterModel", "clip_outputs", "extract_features",
     "format_table", "main", "parse_schedule", "plot_accuracy_vs_macs", "run", "schedule_mask",
 ]
 
@@ -304,6 +308,23 @@ def _cache_key(clip: ClipModel, root: Path, split: str) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def clip_outputs(model: nn.Module, clips: torch.Tensor, map_size: int | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """``(features (N, F), logits (N, K), maps (N, F, S, S) or None)`` of a clip model on normalised clips
+    ``(N, T, C, H, W)``: what the aggregator consumes (pooled pre-logits, or the last feature maps averaged over the
+    clip's frames and pooled to ``map_size``). Feature extraction and the exported FASTER clip programs both call it.
+    """
+    backbone_maps = _backbone_maps(model) if map_size else None
+    if backbone_maps is None:
+        f = model.forward_features(clips)
+        maps = None
+    else:  # one backbone pass: per-frame maps, whose spatial mean is exactly forward_features
+        fm = backbone_maps(clips.flatten(0, 1)).unflatten(0, clips.shape[:2])  # (N, T, F, h, w)
+        f = fm.mean((3, 4))
+        maps = F.adaptive_avg_pool2d(fm.mean(1), map_size)
+    return model.forward_head(f, pre_logits=True), model.forward_head(f), maps
+
+
 @torch.no_grad()
 def extract_features(clip: ClipModel, root: Path, split: str, cache: Path, device: torch.device,
                      workers: int = 0, map_size: int | None = None) -> ClipFeatures:
@@ -322,21 +343,16 @@ def extract_features(clip: ClipModel, root: Path, split: str, cache: Path, devic
     loader = torch.utils.data.DataLoader(dataset, batch_size=1, shuffle=False, num_workers=workers)
     from tqdm import tqdm
 
-    backbone_maps = _backbone_maps(clip.model) if map_size else None
-    if map_size and backbone_maps is None:
+    if map_size and _backbone_maps(clip.model) is None:
         raise ConfigError(f"fast_gru needs feature maps, and {clip.spec.role} model {clip.identity.get('arch')} has "
                           "no backbone.features (MobileNetV2-based TSN/TAM models have)")
     feats, logits, maps, labels = [], [], [], []
     for clips, label in tqdm(loader, desc=f"{clip.spec.role} features ({split})", leave=False, dynamic_ncols=True):
-        segs = clips[0].to(device)  # (L, T, C, H, W): the segments are the batch
-        if backbone_maps is None:
-            f = clip.model.forward_features(segs)
-        else:  # one backbone pass: per-frame maps, whose spatial mean is exactly forward_features
-            fm = backbone_maps(segs.flatten(0, 1)).unflatten(0, segs.shape[:2])  # (L, T, F, h, w)
-            f = fm.mean((3, 4))
-            maps.append(F.adaptive_avg_pool2d(fm.mean(1), map_size).float().cpu())
-        feats.append(clip.model.forward_head(f, pre_logits=True).float().cpu())
-        logits.append(clip.model.forward_head(f).float().cpu())
+        f, lg, m = clip_outputs(clip.model, clips[0].to(device), map_size)  # the segments (L, T, C, H, W) are the batch
+        feats.append(f.float().cpu())
+        logits.append(lg.float().cpu())
+        if m is not None:
+            maps.append(m.float().cpu())
         labels.append(label)
     out = ClipFeatures(torch.stack(feats), torch.stack(logits), torch.stack(maps) if maps else None,
                        torch.cat(labels).long(), [r.path.relative_to(root).as_posix() for r in dataset.records], key,
@@ -465,6 +481,104 @@ def train_row(name: str, mask: torch.Tensor, feats: dict[str, dict[str, ClipFeat
 # --------------------------------------------------------------------------------------------------------------------
 # the run
 # --------------------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------------------------
+# checkpoints: what converters.export needs to build a FASTER bundle
+# --------------------------------------------------------------------------------------------------------------------
+FORMAT = "edgevideo-faster"
+FORMAT_VERSION = 1
+
+
+def save_clip_model(clip: ClipModel, out: Path) -> dict[str, Any]:
+    """How a FASTER checkpoint finds this clip model: its training checkpoint (path + sha256), or, for a model built
+    here, its weights written to ``out/clip_{role}.pt`` (rebuilt with ``arch`` / ``frames`` / ``width``)."""
+    common = {"sampler": clip.sampler.to_dict(), "preprocess": clip.preprocess.to_dict(), "gmacs_per_clip": clip.gmacs,
+              "arch": clip.identity.get("arch")}
+    if clip.spec.checkpoint:
+        path = Path(clip.spec.checkpoint).absolute()
+        return {**common, "checkpoint": str(path), "sha256": _file_sha256(path)}
+    path = out / f"clip_{clip.spec.role}.pt"
+    tmp = path.with_suffix(".pt.partial")
+    torch.save({"model": clip.model.state_dict()}, tmp)
+    tmp.replace(path)
+    return {**common, "weights": str(path.absolute()), "sha256": _file_sha256(path), "frames": clip.spec.frames,
+            "width": clip.spec.width}
+
+
+def save_faster(path: Path, model: FasterModel, *, name: str, schedule: str, labels: Sequence[str], segments: int,
+                segment_frames: int, map_size: int | None, clip_models: dict[str, dict[str, Any]], cfg: FasterConfig,
+                metrics: dict[str, Any], dataset: dict[str, Any]) -> Path:
+    """One trained row (projections + aggregator) with everything needed to export it (``load_faster``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    clip_models = {role: {**spec, "weights": os.path.relpath(spec["weights"], path.parent.absolute())}
+                   if "weights" in spec else spec for role, spec in clip_models.items()}  # the run dir may move
+    agg = model.aggregator
+    ckpt = {"format": FORMAT, "version": FORMAT_VERSION, "labels": list(labels), "schedule": schedule,
+            "aggregator": name, "dim": cfg.dim, "dropout": cfg.dropout, "map_size": map_size,
+            "feature_size": list(agg.feature_size) if agg.feature_size else None, "segments": segments,
+            "segment_frames": segment_frames, "model": model.state_dict(), "clip_models": clip_models,
+            "config": dataclasses.asdict(cfg), "metrics": metrics, "dataset": dataset}
+    tmp = path.with_suffix(".pt.partial")
+    torch.save(ckpt, tmp)
+    tmp.replace(path)
+    return path
+
+
+@dataclass
+class LoadedFaster:
+    """A FASTER checkpoint, rebuilt: the frozen clip models and the trained projections + aggregator (eval mode)."""
+
+    model: FasterModel
+    clip_models: dict[str, nn.Module]
+    samplers: dict[str, Sampler]
+    preprocess: dict[str, Preprocess]
+    meta: dict[str, Any]
+
+    @property
+    def pattern(self) -> list[str]:
+        """Roles of one schedule period: ``1:3`` -> expensive, cheap, cheap, cheap."""
+        _, n = parse_schedule(self.meta["schedule"])
+        return ["cheap"] if n is None else ["expensive"] + ["cheap"] * n
+
+
+def load_faster(path: str | Path, device: str | torch.device = "cpu") -> LoadedFaster:
+    """Inverse of :func:`save_faster` (clip checkpoints are checked against their recorded sha256)."""
+    from training.checkpoint import load_checkpoint
+
+    path = Path(path)
+    ckpt = load_checkpoint(path, device)
+    if ckpt.get("format") != FORMAT:
+        raise ConfigError(f"{path} is not a FASTER checkpoint (python -m training.faster writes them under "
+                          "OUT/models/)")
+    if ckpt.get("version") != FORMAT_VERSION:
+        raise ConfigError(f"{path}: FASTER checkpoint version {ckpt.get('version')} is not {FORMAT_VERSION}")
+    labels = ckpt["labels"]
+    models, samplers, preprocess = {}, {}, {}
+    for role, spec in ckpt["clip_models"].items():
+        file = Path(spec["checkpoint"]) if "checkpoint" in spec else path.parent / spec["weights"]
+        if not file.is_file():
+            raise ConfigError(f"the {role} clip model of {path} is missing: {file}")
+        if _file_sha256(file) != spec["sha256"]:
+            raise ConfigError(f"the {role} clip model {file} changed since {path} was trained (sha256 mismatch)")
+        if "checkpoint" in spec:
+            model, _ = load_checkpoint_model(file, device)
+        else:
+            kwargs: dict[str, Any] = {"pretrained": False}
+            if spec["width"] != 1.0:
+                kwargs["width_mult"] = spec["width"]
+            model = create(spec["arch"], num_classes=len(labels), frames=spec["frames"], **kwargs)
+            model.load_state_dict(load_checkpoint(file, device)["model"])
+        models[role] = model.to(device).eval().requires_grad_(False)
+        samplers[role], preprocess[role] = Sampler.from_dict(spec["sampler"]), Preprocess.from_dict(spec["preprocess"])
+    kwargs = {"feature_size": tuple(ckpt["feature_size"])} if ckpt["aggregator"] == "fast_gru" else {}
+    aggregator = create_aggregator(ckpt["aggregator"], in_channels=ckpt["dim"], num_classes=len(labels),
+                                   dropout=ckpt["dropout"], **kwargs)
+    sd = ckpt["model"]
+    stats = {role: (torch.zeros(sd[f"{role}_mean"].shape), torch.ones(sd[f"{role}_std"].shape)) for role in ROLES}
+    model = FasterModel(aggregator, stats["expensive"], stats["cheap"], ckpt["dim"])
+    model.load_state_dict(sd)
+    return LoadedFaster(model.to(device).eval(), models, samplers, preprocess, ckpt)
+
+
 def _check_data(root: Path) -> DatasetInfo:
     if not root.is_dir():
         raise ConfigError(f"long-video benchmark {root} does not exist; generate one with "
@@ -511,6 +625,10 @@ def run(cfg: FasterConfig) -> dict[str, Any]:
             raise ConfigError(f"the two models' {split} features cover different videos; delete {out}/features_*.pt")
     num_classes = len(info.labels)
     e_gmacs, c_gmacs = clips["expensive"].gmacs, clips["cheap"].gmacs
+    clip_files = {role: save_clip_model(c, out) for role, c in clips.items()}
+    dataset = {"root": str(root), "preset": info.meta.get("preset"), "seed": info.meta.get("seed"),
+               "segments": segments, "classes": num_classes,
+               "videos": {s: len(feats["expensive"][s].labels) for s in SPLITS}}
 
     rows = []
     for schedule in schedules:
@@ -520,9 +638,15 @@ def run(cfg: FasterConfig) -> dict[str, Any]:
             model, loss, top1 = train_row(name, mask, feats, num_classes, cfg, device, map_size)
             agg = aggregator_gmacs(model, mask)
             gmacs = n_e * e_gmacs + (segments - n_e) * c_gmacs + agg["per_video"]
+            ckpt = save_faster(out / "models" / f"{schedule.replace(':', '-')}_{name}.pt", model, name=name,
+                               schedule=schedule, labels=info.labels, segments=segments,
+                               segment_frames=int(info.meta["segment_frames"]), map_size=map_size,
+                               clip_models=clip_files, cfg=cfg, metrics={"top1": top1, "gmacs_per_video": gmacs},
+                               dataset=dataset)
             rows.append({"schedule": schedule, "aggregator": name, "expensive_clips": n_e,
                          "cheap_clips": segments - n_e, "top1": top1, "train_loss": loss, "gmacs_per_video": gmacs,
-                         "aggregator_gmacs_per_video": agg["per_video"], "aggregator_gmacs": agg})
+                         "aggregator_gmacs_per_video": agg["per_video"], "aggregator_gmacs": agg,
+                         "checkpoint": str(ckpt)})
             print(f"{schedule:>14} {name:>16}: top-1 {top1:.3f}, {gmacs:.4f} GMACs/video", flush=True)
     # ratios to expensive-only with the same aggregator (its MACs follow from the formula even when it is not a row)
     for row in rows:
@@ -546,9 +670,7 @@ def run(cfg: FasterConfig) -> dict[str, Any]:
     report = {
         "config": dataclasses.asdict(cfg),
         "map_size": map_size,
-        "dataset": {"root": str(root), "preset": info.meta.get("preset"), "seed": info.meta.get("seed"),
-                    "segments": segments, "classes": num_classes,
-                    "videos": {s: len(feats["expensive"][s].labels) for s in SPLITS}},
+        "dataset": dataset,
         "clip_models": {role: {"checkpoint": c.spec.checkpoint or None, "arch": c.identity.get("arch"),
                                "fine_tuned_here": False, "trained_head": c.trained_head,
                                "input_frames": c.input_frames, "size": c.size, "gmacs_per_clip": c.gmacs,
