@@ -1,0 +1,112 @@
+/* edgevideo native core: the sdk bundle contract (manifest, sha256, streaming sampler, explicit state, FASTER
+ * schedule, smoothing, golden self-check) on ExecuTorch's C++ runtime, behind a plain C API for JNI and Swift.
+ *
+ * Semantics are sdk.StreamClassifier's (sdk/classifier.py module docstring): windows, kept frames, state reset
+ * per window (stream bundles), FASTER segments and aggregator state, softmax, EMA + hysteresis smoothing.
+ *
+ * Frames: uint8 RGB, HWC, rows packed, whose shorter side is already ev_frame_request.short_side (the shorter-side
+ * resize of sdk.preprocess -- bilinear/area in OpenCV semantics -- is the caller's: the camera / GPU scaler); the
+ * core centre-crops size x size exactly as sdk.preprocess does, and the program scales and normalises. A kept frame
+ * of another size or buffer length is EV_ERR_BAD_FRAME: it gets no frame number and the stream goes on. Frames the
+ * sampler drops are never inspected (pass NULL: ev_next_frame says which before you decode).
+ *
+ * Errors: every function returns an ev_status; on failure ev_last_error() (thread-local) says what is wrong.
+ * No function throws or aborts on bad input. One ev_classifier is not thread-safe; use one per thread.
+ */
+#ifndef EDGEVIDEO_H
+#define EDGEVIDEO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(__GNUC__) || defined(__clang__)
+#define EV_API __attribute__((visibility("default")))
+#else
+#define EV_API
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum ev_status {
+  EV_OK = 0,
+  EV_ERR_INVALID_ARGUMENT = 1, /* null pointer, bad option value */
+  EV_ERR_IO = 2,               /* bundle directory or a file in it is missing / unreadable */
+  EV_ERR_BAD_BUNDLE = 3,       /* manifest.json is not valid JSON or breaks the schema */
+  EV_ERR_HASH_MISMATCH = 4,    /* a program or golden file does not match its sha256 */
+  EV_ERR_UNSUPPORTED = 5,      /* valid bundle, but something this core does not run (backend, sampler kind) */
+  EV_ERR_BAD_FRAME = 6,        /* wrong frame size / buffer length / null data: the frame is ignored */
+  EV_ERR_RUNTIME = 7,          /* ExecuTorch failed to load or execute a program */
+  EV_ERR_GOLDEN_MISMATCH = 8,  /* the self-check ran and disagreed with golden.npz */
+  EV_ERR_INTERNAL = 9          /* anything else (out of memory, a bug): the message says what */
+} ev_status;
+
+typedef struct ev_classifier ev_classifier;
+
+typedef struct ev_options {
+  const char* precision; /* "fp32" / "int8" / "fp16" / NULL = the first of int8, fp16, fp32 (as sdk.load) */
+  int32_t window;        /* clip/stream bundles: frames per window; 0 = max(32, sampler span) as sdk; FASTER: ignored */
+  double ema;            /* smoothing (sdk.Smoothing): p = ema * p_prev + (1 - ema) * p_new, in [0, 1); 0 = off */
+  double hysteresis;     /* the shown label changes only when another beats it by more than this, in [0, 1) */
+  int32_t smoothing;     /* 1 = smoothing on (even with ema 0 and hysteresis 0, as sdk.Smoothing()) */
+  int32_t verify_golden; /* 1 = run the golden self-check at create (fails with EV_ERR_GOLDEN_MISMATCH) */
+} ev_options;
+
+typedef struct ev_frame_request {
+  int32_t copies;     /* how many times the sampler uses the next frame: 0 = dropped, never inspected (pass NULL) */
+  int32_t size;       /* the program's square input side */
+  int32_t short_side; /* a frame's shorter side must be this (preprocess.resize, or size): the core centre-crops */
+  int32_t window;     /* index of the window / FASTER segment the next frame belongs to */
+  int32_t role;       /* 0 model, 1 expensive, 2 cheap */
+} ev_frame_request;
+
+typedef struct ev_prediction {
+  int32_t ready;       /* 1 when this push completed a prediction; the other fields are valid only then */
+  int32_t top1;        /* the shown class: argmax of the (smoothed) probabilities, or the hysteresis-held one */
+  float score;         /* its (smoothed) probability */
+  int32_t window;      /* index of the window / FASTER segment that produced it, since create or reset */
+  int32_t role;        /* 0 model, 1 expensive, 2 cheap: which clip model saw that segment */
+  int64_t frame_index; /* index of the window's last frame, since create or reset (bad frames get no index) */
+  double timestamp;    /* the timestamp passed with that frame (NAN when none) */
+} ev_prediction;
+
+EV_API void ev_options_default(ev_options* options);
+EV_API ev_status ev_create(const char* bundle_dir, const ev_options* options, ev_classifier** out);
+/* Push the next frame (rgb: width*height*3 bytes, `length` checked when the frame is kept). On success
+ * *prediction says whether a prediction completed. A bad kept frame is EV_ERR_BAD_FRAME and does not advance. */
+EV_API ev_status ev_push_frame(ev_classifier* c, const uint8_t* rgb, size_t length, int32_t width, int32_t height,
+                        double timestamp, ev_prediction* prediction);
+/* timestamp: seconds, strictly increasing, or NAN for none; a non-increasing one is EV_ERR_BAD_FRAME. */
+EV_API ev_status ev_next_frame(const ev_classifier* c, ev_frame_request* request);
+EV_API ev_status ev_reset(ev_classifier* c); /* zeros state, empties windows and smoothing: a new stream */
+EV_API void ev_destroy(ev_classifier* c);
+
+/* After a ready prediction: the raw logits of that window/segment, and the smoothed probabilities. */
+EV_API ev_status ev_last_logits(const ev_classifier* c, float* out, size_t n);
+EV_API ev_status ev_last_probabilities(const ev_classifier* c, float* out, size_t n);
+EV_API int32_t ev_num_classes(const ev_classifier* c);
+EV_API const char* ev_label(const ev_classifier* c, int32_t index); /* NULL when out of range */
+EV_API const char* ev_bundle_kind(const ev_classifier* c);         /* "clip", "stream" or "faster" */
+EV_API const char* ev_precision(const ev_classifier* c);           /* the program set loaded: "fp32", "int8", ... */
+EV_API int32_t ev_window(const ev_classifier* c);                  /* frames per prediction (FASTER: segment_frames) */
+
+/* Golden self-check: run every program of the chosen set on golden.npz's inputs; *max_abs_diff gets the largest
+ * difference from what the program returned at export, *checked the number of program outputs compared. */
+EV_API ev_status ev_self_check(ev_classifier* c, double* max_abs_diff, int32_t* checked);
+
+EV_API const char* ev_last_error(void);
+EV_API const char* ev_status_name(ev_status status);
+EV_API const char* ev_version(void);
+
+/* Utilities exposed for tests and tools. */
+EV_API ev_status ev_sha256_path(const char* path, char out_hex[65]);
+/* copies[i] for i < window: how often position i of a window is sampled, for a sampler given as the manifest's
+ * JSON object (e.g. {"kind": "uniform_segments", "frames": 8, "stride": 1, "of": null, "seed": 0}). */
+EV_API ev_status ev_sampler_copies(const char* sampler_json, int32_t window, int32_t* copies);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* EDGEVIDEO_H */

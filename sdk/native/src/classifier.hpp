@@ -1,0 +1,98 @@
+// sdk.StreamClassifier in C++: see sdk/classifier.py's module docstring for the semantics reproduced here.
+#pragma once
+
+#include <cmath>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "edgevideo.h"
+#include "manifest.hpp"
+#include "runner.hpp"
+#include "sampler.hpp"
+
+namespace ev {
+
+struct Options {
+  std::string precision;  // "" = auto (int8, fp16, fp32)
+  int64_t window = 0;     // 0 = max(32, sampler span)
+  bool smoothing = false;
+  double ema = 0.0, hysteresis = 0.0;
+  bool verify_golden = false;
+};
+
+struct Prediction {
+  bool ready = false;
+  int top1 = -1;
+  float score = 0.f;
+  int64_t window = -1, frame_index = -1;
+  int role = 0;
+  double timestamp = NAN;
+};
+
+struct SelfCheck {
+  double max_abs_diff = 0.0;
+  int checked = 0;
+};
+
+class Classifier {
+ public:
+  Classifier(const std::string& bundle_dir, const Options& options);
+  ~Classifier();
+
+  ev_frame_request next() const;
+  Prediction push(const uint8_t* rgb, size_t length, int width, int height, double timestamp);
+  void reset();
+  SelfCheck self_check();  // throws Error(EV_ERR_GOLDEN_MISMATCH) beyond the tolerance
+
+  const Manifest& manifest() const { return manifest_; }
+  const std::string& kind() const { return kind_; }
+  int64_t window() const { return window_; }
+  const std::vector<float>& last_logits() const { return last_logits_; }
+  const std::vector<float>& last_probabilities() const { return last_probs_; }
+  const std::string& precision() const { return precision_; }
+
+ private:
+  struct Role {  // one clip model (or the stream / clip model of an ordinary bundle)
+    std::string name;
+    const Program* program = nullptr;
+    std::unique_ptr<Runner> runner;
+    StreamingSampler sampler;
+    InputSpec input;
+    int64_t frames = 0;  // T of a clip program
+  };
+
+  Role& current() { return *roles_[role_name_]; }
+  const Role& current_const() const { return *roles_.at(role_name_); }
+  void start_window();
+  void emit(Prediction& p);
+  std::vector<float> frame_tensor(const Role& r, const uint8_t* rgb, int width, int height) const;
+  void check_logits(const Program& p, const std::vector<std::vector<float>>& out) const;
+  std::string check_file(const std::string& rel, const std::string& sha, const std::string& what);
+
+  std::string dir_;
+  Manifest manifest_;
+  Options options_;
+  std::string kind_, precision_;
+  int64_t window_ = 0;
+  std::map<std::string, std::unique_ptr<Role>> roles_;
+  const Program* aggregator_ = nullptr;
+  std::unique_ptr<Runner> aggregator_runner_;
+
+  // stream position
+  std::string role_name_ = "model";
+  int64_t frames_ = 0, window_index_ = 0;
+  bool has_last_ts_ = false;
+  double last_ts_ = 0.0;
+  std::vector<float> buffer_;                   // kept frames of the window (clip programs)
+  int64_t buffered_ = 0;
+  std::vector<std::vector<float>> step_logits_;  // stream bundles
+  std::vector<std::vector<float>> state_;        // stream step state / FASTER aggregator state
+  bool has_smoothed_ = false;
+  std::vector<float> smoothed_;
+  int shown_ = -1;
+  std::vector<float> last_logits_, last_probs_;
+};
+
+}  // namespace ev
