@@ -34,12 +34,14 @@ from torch import nn
 
 import sdk
 from converters import parity as parity_mod
-from converters.program import ClipProgram, ExportResult, ProgramJob, StreamProgram
+from converters.program import ClipProgram, ExportResult, FasterClipProgram, ProgramJob, StreamProgram
 from sdk.backends import load_runner
 from sdk.bundle import (
     GOLDEN_FILE,
     MANIFEST_FILE,
     SCHEMA_VERSION,
+    FasterClipModel,
+    FasterSpec,
     InputSpec,
     Manifest,
     Parity,
@@ -52,11 +54,12 @@ from sdk.errors import BackendUnavailableError, ConfigError
 from sdk.preprocess import Preprocess
 from sdk.samplers import Sampler
 
-__all__ = ["FORMATS", "ExportOptions", "ExportReport", "export_bundle", "zip_bundle"]
+__all__ = ["FORMATS", "ExportOptions", "ExportReport", "export_bundle", "export_faster_bundle", "zip_bundle"]
 
 # --to name -> (backend name in the manifest, exporter module)
 FORMATS = {"pte": ("executorch", "converters.to_pte"), "coreml": ("coreml", "converters.to_coreml"),
            "tflite": ("tflite", "converters.to_tflite"), "onnx": ("onnx", "converters.to_onnx")}
+AGGREGATOR_PARITY_STEPS = 20  # the FASTER aggregator is checked over sequences this long (issue 6)
 
 
 @dataclass
@@ -191,7 +194,11 @@ def _dataset_root(opts: ExportOptions, source: Source) -> Path:
 # ---------------------------------------------------------------------------------------------------------- programs
 @dataclass
 class Programs:
-    """The torch modules of one mode, their example inputs and the parity/golden/calibration inputs."""
+    """One program of the bundle (its torch modules, example inputs, tensor names) and the inputs it is checked on.
+
+    ``role`` is ``model`` for an ordinary bundle and ``expensive`` / ``cheap`` / ``aggregator`` in a FASTER bundle;
+    ``golden`` / ``parity`` / ``calibration`` hold program-shaped inputs per clip (clip: ``(clip,)``, stream: the
+    clip's frames ``(T, 1, 3, H, W)``, aggregate: a feature sequence ``(S, 1, ...)``)."""
 
     mode: str
     fp32: nn.Module | None
@@ -200,6 +207,21 @@ class Programs:
     input_names: list[str]
     output_names: list[str]
     zero_state: tuple[torch.Tensor, ...]
+    role: str = "model"
+    golden: list[tuple[np.ndarray, ...]] = field(default_factory=list)
+    parity: list[tuple[np.ndarray, ...]] = field(default_factory=list)
+    calibration: list[torch.Tensor] = field(default_factory=list)
+    refs: dict[str, tuple[parity_mod.Outputs, parity_mod.Outputs]] = field(default_factory=dict)
+
+    @property
+    def prefix(self) -> str:
+        """Program ids and golden keys start with it: the mode for an ordinary bundle, the role in a FASTER one."""
+        return self.mode if self.role == "model" else self.role
+
+    @property
+    def state_at(self) -> int:
+        """Index of the first new-state output."""
+        return {"stream": 2, "aggregate": 1}.get(self.mode, len(self.output_names))
 
 
 def _programs(source: Source, mode: str) -> Programs:
@@ -225,29 +247,30 @@ def _programs(source: Source, mode: str) -> Programs:
                     ["logits", "features", *[f"new_{n}" for n in names]], zero)
 
 
-def _step_inputs(programs: Programs, clip: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Program-shaped inputs of a clip: ``(clip,)`` or, streaming, ``(frames (T, 1, ...),)``."""
-    return (clip,) if programs.mode == "clip" else (clip.unsqueeze(1),)
+def _step_inputs(programs: Programs, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Program-shaped inputs of one clip (or feature sequence): ``(clip,)``, or, streaming, ``(frames (T, 1, ...),)``."""
+    return (x.unsqueeze(1),) if programs.mode == "stream" else (x,)
 
 
-def _representative_input(programs: Programs, clip: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """A real program input: the clip, or its middle frame with the state torch reached there."""
-    steps = _calibration_inputs(programs, [clip])
-    return steps[len(steps) // 2]
-
-
-def _calibration_inputs(programs: Programs, clips: list[torch.Tensor]) -> list[tuple[torch.Tensor, ...]]:
-    """Representative program inputs: clips, or every step of each clip with the state torch reached there."""
+def _calibration_inputs(programs: Programs, items: list[torch.Tensor]) -> list[tuple[torch.Tensor, ...]]:
+    """Representative program inputs: clips, or every step of each clip (feature sequence) with the state torch
+    reached there."""
     if programs.mode == "clip":
-        return [(c,) for c in clips]
+        return [(c,) for c in items]
     out = []
     with torch.no_grad():
-        for clip in clips:
+        for item in items:
             state = programs.zero_state
-            for frame in clip.unsqueeze(1):
-                out.append((frame, *state))
-                state = tuple(programs.fp32(frame, *state)[2:])
+            for step in _step_inputs(programs, item)[0]:
+                out.append((step, *state))
+                state = tuple(programs.fp32(step, *state)[programs.state_at:])
     return out
+
+
+def _representative_input(programs: Programs, item: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """A real program input: the clip, or its middle step with the state torch reached there."""
+    steps = _calibration_inputs(programs, [item])
+    return steps[len(steps) // 2]
 
 
 def _quantize(programs: Programs, calibration: list[tuple[torch.Tensor, ...]]) -> nn.Module:
@@ -266,28 +289,33 @@ def _torch_run(module: nn.Module):
     return run
 
 
+def _prepare(programs: Programs, opts: ExportOptions, golden: dict[str, np.ndarray]) -> None:
+    """Calibrate int8 if needed, run the torch references on the golden and parity inputs, fill ``golden``."""
+    if opts.precision == "int8" and programs.quantized is None:
+        _say(f"{programs.prefix}: post-training int8 calibration (PT2E, XNNPACK scheme) on "
+             f"{len(programs.calibration)} inputs")
+        programs.quantized = _quantize(programs, _calibration_inputs(programs, programs.calibration))
+    zero = [s.numpy() for s in programs.zero_state]
+    for kind, module in (("fp32", programs.fp32), ("quantized", programs.quantized)):
+        if module is not None:
+            run = _torch_run(module)
+            programs.refs[kind] = (parity_mod.run_clips(run, programs.mode, programs.golden, zero),
+                                   parity_mod.run_clips(run, programs.mode, programs.parity, zero))
+    golden[f"{programs.prefix}/input/{programs.input_names[0]}"] = np.stack([g[0] for g in programs.golden])
+    for kind, (outputs, _) in programs.refs.items():
+        golden[f"{programs.prefix}/reference_{kind}/logits"] = outputs.steps
+        if outputs.features is not None:
+            golden[f"{programs.prefix}/reference_{kind}/features"] = outputs.features
+
+
 # ---------------------------------------------------------------------------------------------------------- export
 def _say(msg: str) -> None:
     print(f"[export] {msg}", flush=True)
 
 
-def export_bundle(opts: ExportOptions) -> ExportReport:
-    """Export, verify and write the bundle (see the module docstring). Raises on any failure; nothing is left under
-    ``opts.out`` unless everything passed."""
+def _exporters(opts: ExportOptions) -> dict[str, tuple[str, Any]]:
     import importlib
 
-    from training.profile import count_gmacs
-
-    started = time.perf_counter()
-    out = opts.out
-    if out.exists() and not opts.force:
-        raise ConfigError(f"{out} exists; pass --force to replace it")
-    _say(f"source {opts.checkpoint}")
-    source = load_source(opts.checkpoint)
-    if source.model is None and opts.precision != "int8":
-        raise ConfigError(f"{opts.checkpoint} is an int8 program (training.qat): export it with --precision int8")
-    root = _dataset_root(opts, source)
-    programs = _programs(source, opts.mode)
     exporters = {}
     for fmt in opts.formats:
         backend, module_name = FORMATS[fmt]
@@ -295,74 +323,108 @@ def export_bundle(opts: ExportOptions) -> ExportReport:
         if opts.precision not in module.PRECISIONS:
             raise ConfigError(f"{fmt} exports {', '.join(module.PRECISIONS)}, not {opts.precision}")
         exporters[fmt] = (backend, module)
+    return exporters
+
+
+def export_bundle(opts: ExportOptions) -> ExportReport:
+    """Export, verify and write the bundle (see the module docstring). Raises on any failure; nothing is left under
+    ``opts.out`` unless everything passed. A FASTER checkpoint (``training.faster``) goes to
+    :func:`export_faster_bundle`."""
+    from training.profile import count_gmacs
+
+    if _is_faster(opts.checkpoint):
+        return export_faster_bundle(opts)
+    started = time.perf_counter()
+    if opts.out.exists() and not opts.force:
+        raise ConfigError(f"{opts.out} exists; pass --force to replace it")
+    _say(f"source {opts.checkpoint}")
+    source = load_source(opts.checkpoint)
+    if source.model is None and opts.precision != "int8":
+        raise ConfigError(f"{opts.checkpoint} is an int8 program (training.qat): export it with --precision int8")
+    root = _dataset_root(opts, source)
+    programs = _programs(source, opts.mode)
+    exporters = _exporters(opts)
 
     _say(f"{opts.parity_clips} parity clips from {root / opts.split}")
     held_out = _clips(root, opts.split, source, opts.parity_clips + opts.golden_clips)
-    golden_clips, parity_clips = held_out[:opts.golden_clips], held_out[opts.golden_clips:]
+    programs.golden = [tuple(t.numpy() for t in _step_inputs(programs, c)) for c in held_out[:opts.golden_clips]]
+    programs.parity = [tuple(t.numpy() for t in _step_inputs(programs, c)) for c in held_out[opts.golden_clips:]]
     programs.example = _representative_input(programs, held_out[0])
     if opts.precision == "int8" and programs.quantized is None:
-        _say(f"post-training int8 calibration (PT2E, XNNPACK scheme) on {opts.calibration_clips} clips from "
-             f"{root / opts.calibration_split}")
-        calibration = _calibration_inputs(programs, _clips(root, opts.calibration_split, source,
-                                                           opts.calibration_clips))
-        programs.quantized = _quantize(programs, calibration)
+        _say(f"calibration clips from {root / opts.calibration_split}")
+        programs.calibration = _clips(root, opts.calibration_split, source, opts.calibration_clips)
+    golden: dict[str, np.ndarray] = {}
+    _prepare(programs, opts, golden)
 
-    # torch references on the golden and parity inputs
-    golden_inputs = [tuple(t.numpy() for t in _step_inputs(programs, c)) for c in golden_clips]
-    parity_inputs = [tuple(t.numpy() for t in _step_inputs(programs, c)) for c in parity_clips]
-    zero = [s.numpy() for s in programs.zero_state]
-    refs: dict[str, tuple] = {}
-    for kind, module in (("fp32", programs.fp32), ("quantized", programs.quantized)):
-        if module is not None:
-            run = _torch_run(module)
-            refs[kind] = (parity_mod.run_clips(run, opts.mode, golden_inputs, zero),
-                          parity_mod.run_clips(run, opts.mode, parity_inputs, zero))
-    golden: dict[str, np.ndarray] = {f"{opts.mode}/input/{programs.input_names[0]}":
-                                     np.stack([g[0] for g in golden_inputs])}
-    for kind, ((steps, _), _) in refs.items():
-        golden[f"{opts.mode}/reference_{kind}/logits"] = steps
+    def manifest(entries: list[Program], golden_sha: str) -> Manifest:
+        gmacs = None
+        if source.model is not None:
+            gmacs = count_gmacs(source.model, programs.example[0].unsqueeze(0) if opts.mode == "clip"
+                                else torch.zeros(1, source.sampler.frames, 3, source.preprocess.size,
+                                                 source.preprocess.size))
+        return Manifest(
+            name=opts.name or opts.out.name.removesuffix(".vbundle"), labels=tuple(source.labels),
+            input=InputSpec(source.preprocess), sampler=source.sampler, programs=tuple(entries),
+            golden={"file": GOLDEN_FILE, "sha256": golden_sha},
+            provenance=_provenance(opts, source.meta, root, {"gmacs_per_clip": gmacs}, time.perf_counter() - started),
+            created=_now(), producer=_producer(), schema_version=SCHEMA_VERSION)
 
+    return _write_bundle(opts, [programs], exporters, golden, manifest, started)
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
+
+
+def _producer() -> dict[str, str]:
+    return {"package": "edgevideo", "version": sdk.__version__, "torch": torch.__version__}
+
+
+def _write_bundle(opts: ExportOptions, jobs: list[Programs], exporters: dict[str, tuple[str, Any]],
+                  golden: dict[str, np.ndarray], manifest, started: float,
+                  after_backend=None) -> ExportReport:
+    """Export every program of ``jobs`` to every format, check each in its runtime, and write the bundle atomically.
+
+    ``manifest(entries, golden_sha256)`` builds the manifest; ``after_backend(backend, entries, outputs, root)``
+    (FASTER) may add details once all programs of a backend were checked (``outputs``: each role's runtime outputs on
+    its parity inputs, None where the runtime is missing; ``root``: the bundle being written)."""
+    out = opts.out
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "programs").mkdir(parents=True)
     entries, timings = [], {}
     try:
         for fmt, (backend, module) in exporters.items():
-            pid = f"{opts.mode}_{backend}_{opts.precision}"
-            legacy = fmt == "coreml" and opts.coreml_format == "mlmodel"
-            path = tmp / "programs" / f"{pid}{module.LEGACY_SUFFIX if legacy else module.SUFFIX}"
-            job = ProgramJob(opts.mode, programs.fp32 if programs.fp32 is not None else programs.quantized,
-                             programs.example, programs.input_names, programs.output_names, opts.precision,
-                             programs.quantized)
-            _say(f"{pid}: exporting")
-            t0 = time.perf_counter()
-            result: ExportResult = module.export(job, path, legacy=True) if legacy else module.export(job, path)
-            timings[pid] = time.perf_counter() - t0
-            par = _check(backend, path, result, refs, opts, golden_inputs, parity_inputs, zero, golden, pid)
-            _say(f"{pid}: {timings[pid]:.1f} s, {_size(_disk_size(path))}, parity {par.status}"
-                 + (f" (max|diff| {par.max_abs_diff:.2e}, top-1 agreement {par.top1_agreement:.3f})"
-                    if par.max_abs_diff is not None else f": {par.reason}"))
-            entries.append(Program(id=pid, backend=backend, precision=opts.precision, mode=opts.mode,
-                                   file=f"programs/{path.name}", sha256=sha256_of(path), size_bytes=_disk_size(path),
-                                   inputs=tuple(result.inputs[:1] if opts.mode == "stream" else result.inputs),
-                                   outputs=tuple(result.outputs[:2] if opts.mode == "stream" else result.outputs),
-                                   state=tuple(result.inputs[1:]) if opts.mode == "stream" else (),
-                                   parity=par, details={**result.details, "export_seconds": round(timings[pid], 2)}))
+            backend_entries, backend_outputs = [], {}
+            for programs in jobs:
+                pid = f"{programs.prefix}_{backend}_{opts.precision}"
+                legacy = fmt == "coreml" and opts.coreml_format == "mlmodel"
+                path = tmp / "programs" / f"{pid}{module.LEGACY_SUFFIX if legacy else module.SUFFIX}"
+                job = ProgramJob(programs.mode, programs.fp32 if programs.fp32 is not None else programs.quantized,
+                                 programs.example, programs.input_names, programs.output_names, opts.precision,
+                                 programs.quantized)
+                _say(f"{pid}: exporting")
+                t0 = time.perf_counter()
+                result: ExportResult = module.export(job, path, legacy=True) if legacy else module.export(job, path)
+                timings[pid] = time.perf_counter() - t0
+                par, outputs = _check(backend, path, result, programs, opts, golden, pid)
+                backend_outputs[programs.role] = outputs
+                _say(f"{pid}: {timings[pid]:.1f} s, {_size(_disk_size(path))}, parity {par.status}"
+                     + (f" (max|diff| {par.max_abs_diff:.2e}, top-1 agreement {par.top1_agreement:.3f})"
+                        if par.max_abs_diff is not None else f": {par.reason}"))
+                n_in = len(programs.input_names) - len(programs.zero_state)
+                backend_entries.append(Program(
+                    id=pid, backend=backend, precision=opts.precision, mode=programs.mode, role=programs.role,
+                    file=f"programs/{path.name}", sha256=sha256_of(path), size_bytes=_disk_size(path),
+                    inputs=tuple(result.inputs[:n_in]), outputs=tuple(result.outputs[:programs.state_at]),
+                    state=tuple(result.inputs[n_in:]), parity=par,
+                    details={**result.details, "export_seconds": round(timings[pid], 2)}))
+            if after_backend is not None:
+                backend_entries = after_backend(backend, backend_entries, backend_outputs, tmp)
+            entries += backend_entries
         (tmp / GOLDEN_FILE).write_bytes(golden_bytes(golden))
-        gmacs = None
-        if source.model is not None:
-            gmacs = count_gmacs(source.model, programs.example[0].unsqueeze(0) if opts.mode == "clip"
-                                else torch.zeros(1, source.sampler.frames, 3, source.preprocess.size,
-                                                 source.preprocess.size))
-        manifest = Manifest(
-            name=opts.name or out.name.removesuffix(".vbundle"), labels=tuple(source.labels),
-            input=InputSpec(source.preprocess), sampler=source.sampler, programs=tuple(entries),
-            golden={"file": GOLDEN_FILE, "sha256": sha256_of(tmp / GOLDEN_FILE)},
-            provenance=_provenance(opts, source, root, gmacs, time.perf_counter() - started),
-            created=dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
-            producer={"package": "edgevideo", "version": sdk.__version__, "torch": torch.__version__},
-            schema_version=SCHEMA_VERSION)
-        write_manifest(manifest, tmp)
+        m = manifest(entries, sha256_of(tmp / GOLDEN_FILE))
+        write_manifest(m, tmp)
         if out.exists():
             old = out.with_name(f".{out.name}.old-{os.getpid()}")
             os.replace(out, old)
@@ -375,39 +437,42 @@ def export_bundle(opts: ExportOptions) -> ExportReport:
     if opts.zip:
         zip_bundle(out)
     timings["total"] = time.perf_counter() - started
-    return ExportReport(out, manifest, timings)
+    return ExportReport(out, m, timings)
 
 
 def _disk_size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
 
 
-def _check(backend: str, path: Path, result: ExportResult, refs: dict, opts: ExportOptions, golden_inputs: list,
-           parity_inputs: list, zero: list, golden: dict, pid: str) -> Parity:
-    """Run the program in its runtime; :class:`Parity` (raises ParityError beyond tolerance)."""
+def _check(backend: str, path: Path, result: ExportResult, programs: Programs, opts: ExportOptions,
+           golden: dict, pid: str) -> tuple[Parity, parity_mod.Outputs | None]:
+    """Run the program in its runtime: its :class:`Parity` (raises ParityError beyond tolerance) and its outputs on
+    the parity inputs (None when the runtime is not available here)."""
+    refs = programs.refs
     reference_kind = result.reference if result.reference in refs else "fp32"
     described = {"fp32": "torch fp32", "quantized": "torch int8 (PT2E XNNPACK scheme)"}[reference_kind]
     try:
         runner = load_runner(backend, path, threads=opts.threads)
     except BackendUnavailableError as e:
-        return Parity(status="not_verified", reference=described, reason=str(e))
-    run = runner.run
-    (g_steps, _), (p_steps, p_clips) = (parity_mod.run_clips(run, opts.mode, golden_inputs, zero),
-                                        parity_mod.run_clips(run, opts.mode, parity_inputs, zero))
-    golden[f"{pid}/logits"] = g_steps
-    (rg_steps, _), (rp_steps, rp_clips) = refs[reference_kind]
-    fp32_clips = refs["fp32"][1][1] if "fp32" in refs and reference_kind != "fp32" else None
+        return Parity(status="not_verified", reference=described, reason=str(e)), None
+    zero = [s.numpy() for s in programs.zero_state]
+    g = parity_mod.run_clips(runner.run, programs.mode, programs.golden, zero)
+    p = parity_mod.run_clips(runner.run, programs.mode, programs.parity, zero)
+    golden[f"{pid}/logits"] = g.steps
+    rg, rp = refs[reference_kind]
+    fp32_clips = refs["fp32"][1].clips if "fp32" in refs and reference_kind != "fp32" else None
+    features_diff = None if p.features is None else float(np.abs(p.features - rp.features).max())
     try:
-        return parity_mod.measure(p_steps, p_clips, rp_steps, rp_clips, precision=opts.precision,
+        return parity_mod.measure(p.steps, p.clips, rp.steps, rp.clips, precision=opts.precision,
                                   reference=described, tolerance=opts.tolerance,
-                                  golden_diff=float(np.abs(g_steps - rg_steps).max()), fp32_clips=fp32_clips)
+                                  golden_diff=float(np.abs(g.steps - rg.steps).max()), fp32_clips=fp32_clips,
+                                  features_diff=features_diff), p
     except parity_mod.ParityError as e:
         raise parity_mod.ParityError(f"{pid}: {e}") from e
 
 
-def _provenance(opts: ExportOptions, source: Source, root: Path, gmacs: float | None, seconds: float) -> dict:
+def _provenance(opts: ExportOptions, meta: dict, root: Path, cost: dict, seconds: float) -> dict:
     h = hashlib.sha256(opts.checkpoint.read_bytes()).hexdigest()
-    meta = source.meta
     return {
         "checkpoint": {"path": str(opts.checkpoint), "sha256": h},
         "config": meta.get("config"),
@@ -416,10 +481,171 @@ def _provenance(opts: ExportOptions, source: Source, root: Path, gmacs: float | 
         "metrics": meta.get("metrics"),
         "teacher": meta.get("teacher"),
         "quantization": meta.get("quantization"),
-        "gmacs_per_clip": gmacs,
+        **cost,
         "export": {"precision": opts.precision, "mode": opts.mode, "formats": list(opts.formats),
                    "tolerance": dataclasses.asdict(opts.tolerance), "seconds": round(seconds, 1)},
     }
+
+
+# ---------------------------------------------------------------------------------------------------------- FASTER
+def _is_faster(path: Path) -> bool:
+    """True for a checkpoint written by ``training.faster`` (``models/{schedule}_{aggregator}.pt``)."""
+    if path.suffix != ".pt" or not path.is_file():
+        return False
+    from training.checkpoint import load_checkpoint
+    from training.faster import FORMAT
+
+    try:
+        return load_checkpoint(path).get("format") == FORMAT
+    except ConfigError:
+        return False
+
+
+def _long_videos(root: Path, split: str, sampler: Sampler, preprocess: Preprocess, count: int
+                 ) -> tuple[list[torch.Tensor], list[int]]:
+    """The segments ``(L, T, 3, H, W)`` float32 in [0, 255] of ``count`` videos of a long-video split (spread over the
+    split so that every class appears) as one clip model samples them, and their labels."""
+    from training.data.long_video import LongVideoDataset
+
+    dataset = LongVideoDataset.from_dir(root, split.removesuffix(".csv"), sampler=sampler,
+                                        preprocess=_raw(preprocess), train=False)
+    picks = np.linspace(0, len(dataset) - 1, min(count, len(dataset))).round().astype(int)
+    items = [dataset[int(i)] for i in picks]
+    return [torch.as_tensor(v) for v, _ in items], [int(label) for _, label in items]
+
+
+def _feature_sequences(faster, clip_programs: dict[str, nn.Module], videos: dict[str, list[torch.Tensor]],
+                       pattern: list[str]) -> list[torch.Tensor]:
+    """Per video, the aggregator's input sequence ``(L, 1, ...)`` under the schedule, from the torch clip programs."""
+    out = []
+    with torch.no_grad():
+        for v in range(len(next(iter(videos.values())))):
+            steps = [clip_programs[pattern[i % len(pattern)]](videos[pattern[i % len(pattern)]][v][i])[1]
+                     for i in range(faster.meta["segments"])]
+            out.append(torch.stack(steps))
+    return out
+
+
+def _chain(sequences: list[torch.Tensor], steps: int) -> list[torch.Tensor]:
+    """The videos' feature sequences back to back, as a stream would feed them, cut into ``steps``-long sequences
+    (a shorter remainder is dropped unless it is all there is)."""
+    stream = torch.cat(sequences)
+    chunks = [stream[i:i + steps] for i in range(0, len(stream) - steps + 1, steps)]
+    return chunks or [stream]
+
+
+def export_faster_bundle(opts: ExportOptions) -> ExportReport:
+    """A FASTER bundle from a ``training.faster`` row checkpoint: the clip program of each role the schedule uses
+    (``(clip) -> (logits, features)``, projection included) and the aggregator step program
+    ``(features, *state) -> (logits, *new_state)``, per format, with ``manifest.faster`` saying how to drive them.
+
+    Parity: each clip program on every segment of ``opts.parity_clips`` held-out long videos (logits and features);
+    the aggregator on those videos' torch feature sequences chained and cut into ``AGGREGATOR_PARITY_STEPS``-step
+    sequences (stepped from zero state; max-abs-diff over every step). Then, per backend, the whole schedule run in
+    that runtime (its clip programs' features into its aggregator, one video at a time from zero state) against the
+    torch pipeline: recorded as ``details.video_parity`` of the aggregator program.
+    """
+    from training.faster import load_faster
+    from training.models.fast_gru import AggregatorStep
+
+    started = time.perf_counter()
+    if opts.out.exists() and not opts.force:
+        raise ConfigError(f"{opts.out} exists; pass --force to replace it")
+    if opts.mode != "clip":
+        raise ConfigError("a FASTER bundle has its own modes (clip programs + an aggregate program): drop --mode")
+    _say(f"source {opts.checkpoint} (FASTER)")
+    faster = load_faster(opts.checkpoint)
+    meta, pattern = faster.meta, faster.pattern
+    root = Path(opts.data or meta["dataset"]["root"])
+    if not (root / "meta.json").is_file():
+        raise ConfigError(f"parity needs the long-video benchmark the aggregator was trained on; {root} is not one: "
+                          "pass --data DIR")
+    exporters = _exporters(opts)
+    roles = list(dict.fromkeys(pattern))
+    count = opts.parity_clips + opts.golden_clips
+    _say(f"{count} held-out long videos from {root / opts.split}")
+    jobs, clip_programs, videos, calibration = {}, {}, {}, {}
+    for role in roles:
+        pre = faster.preprocess[role]
+        model = faster.model
+        program = FasterClipProgram(faster.clip_models[role], pre, getattr(model, f"project_{role}"),
+                                    getattr(model, f"{role}_mean"), getattr(model, f"{role}_std"),
+                                    meta["map_size"] if model.spatial else None).eval()
+        clip_programs[role] = program
+        videos[role], labels = _long_videos(root, opts.split, faster.samplers[role], pre, count)
+        segs = [s for v in videos[role] for s in v]  # every segment of every video, video-major
+        n_golden = opts.golden_clips * meta["segments"]
+        job = Programs("clip", program, None, (segs[0],), ["clip"], ["logits", "features"], (), role=role,
+                       golden=[(s.numpy(),) for s in segs[:n_golden]], parity=[(s.numpy(),) for s in segs[n_golden:]])
+        if opts.precision == "int8":
+            train_videos, _ = _long_videos(root, opts.calibration_split, faster.samplers[role], pre,
+                                           max(1, opts.calibration_clips // meta["segments"]))
+            calibration[role] = train_videos
+            job.calibration = [s for v in train_videos for s in v]
+        jobs[role] = job
+
+    aggregator = faster.model.aggregator
+    size = tuple(aggregator.feature_size) if aggregator.spatial else None
+    zero = aggregator.initial_state(1, size)
+    names = [n for n, _ in aggregator.state_specs(1, size)]
+    sequences = _feature_sequences(faster, clip_programs, videos, pattern)
+    agg = Programs("aggregate", AggregatorStep(aggregator).eval(), None, (), ["features", *names],
+                   ["logits", *[f"new_{n}" for n in names]], zero, role="aggregator")
+    agg.golden = [(s.numpy(),) for s in _chain(sequences[:opts.golden_clips], AGGREGATOR_PARITY_STEPS)]
+    agg.parity = [(s.numpy(),) for s in _chain(sequences[opts.golden_clips:], AGGREGATOR_PARITY_STEPS)]
+    agg.example = _representative_input(agg, sequences[0])
+    if opts.precision == "int8":
+        agg.calibration = _feature_sequences(faster, clip_programs, calibration, pattern)
+    golden: dict[str, np.ndarray] = {}
+    for job in (*jobs.values(), agg):
+        if job.role != "aggregator":
+            job.example = _representative_input(job, job.calibration[0] if job.calibration else
+                                                torch.as_tensor(job.parity[0][0]))
+        _prepare(job, opts, golden)
+
+    # the whole pipeline in torch on the parity videos: reference of each backend's video parity
+    parity_labels = labels[opts.golden_clips:]
+    with torch.no_grad():
+        torch_videos = np.stack([aggregator(s.transpose(0, 1)).numpy()[0] for s in sequences[opts.golden_clips:]])
+
+    def video_parity(backend: str, entries: list[Program], outputs: dict, bundle: Path) -> list[Program]:
+        if any(outputs.get(r) is None for r in (*roles, "aggregator")):
+            return entries
+        n_videos, segments = len(parity_labels), meta["segments"]
+        feats = {r: outputs[r].features.reshape(n_videos, segments, *outputs[r].features.shape[2:]) for r in roles}
+        runner = load_runner(backend, bundle / entries[-1].file, threads=opts.threads)
+        seqs = [(np.stack([feats[pattern[i % len(pattern)]][v, i] for i in range(segments)]),)
+                for v in range(n_videos)]
+        runtime = parity_mod.run_clips(runner.run, "aggregate", seqs, [z.numpy() for z in zero]).clips
+        y = np.asarray(parity_labels)
+        record = {"videos": n_videos, "max_abs_diff": float(np.abs(runtime - torch_videos).max()),
+                  "top1_agreement": float((runtime.argmax(-1) == torch_videos.argmax(-1)).mean()),
+                  "top1_runtime": float((runtime.argmax(-1) == y).mean()),
+                  "top1_torch": float((torch_videos.argmax(-1) == y).mean()),
+                  "reference": "torch fp32 clip programs + aggregator"}
+        _say(f"{backend}: whole schedule on {n_videos} videos: max|diff| {record['max_abs_diff']:.2e}, top-1 "
+             f"agreement {record['top1_agreement']:.3f} (top-1 {record['top1_runtime']:.3f} vs torch "
+             f"{record['top1_torch']:.3f})")
+        last = entries[-1]
+        return [*entries[:-1], dataclasses.replace(last, details={**last.details, "video_parity": record})]
+
+    def manifest(entries: list[Program], golden_sha: str) -> Manifest:
+        gmacs = {r: meta["clip_models"][r]["gmacs_per_clip"] for r in roles}
+        clip_models = {r: FasterClipModel(faster.samplers[r], InputSpec(faster.preprocess[r]), gmacs[r])
+                       for r in roles}
+        spec = FasterSpec(schedule=meta["schedule"], pattern=tuple(pattern), segment_frames=meta["segment_frames"],
+                          segments=meta["segments"], aggregator=meta["aggregator"], clip_models=clip_models)
+        first = clip_models[pattern[0]]
+        return Manifest(
+            name=opts.name or opts.out.name.removesuffix(".vbundle"), labels=tuple(meta["labels"]),
+            input=first.input, sampler=first.sampler, programs=tuple(entries),
+            golden={"file": GOLDEN_FILE, "sha256": golden_sha},
+            provenance=_provenance(opts, meta, root, {"gmacs_per_clip": gmacs,
+                                                      "gmacs_per_video": meta["metrics"].get("gmacs_per_video")},
+                                   time.perf_counter() - started),
+            created=_now(), producer=_producer(), schema_version=SCHEMA_VERSION, faster=spec)
+
+    return _write_bundle(opts, [*jobs.values(), agg], exporters, golden, manifest, started, video_parity)
 
 
 def zip_bundle(bundle: Path) -> Path:
