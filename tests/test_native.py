@@ -1,0 +1,342 @@
+"""The native C++ core (sdk/native) against the Python sdk: same numbers, same stream semantics, typed errors.
+
+The core is built once per session (``sdk.native.build``: CMake against the executorch wheel, cached by a hash of
+the sources under ``$EDGEVIDEO_NATIVE_CACHE`` or ``~/.cache/edgevideo/native``); the bundles are the tiny ones of
+``tests/test_native_bundles.py``. Equality is checked through the ctypes binding (``sdk.native``) and through the CLI.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("executorch")
+
+import sdk
+from sdk.bundle import sha256_of
+from sdk.classifier import Smoothing, StreamClassifier
+from sdk.errors import BackendUnavailableError, BundleError, FrameError
+from sdk.native import NativeStreamClassifier, build, load_library, sampler_copies, sha256_path
+from sdk.preprocess import Preprocess
+from sdk.samplers import SAMPLER_KINDS, Sampler
+
+if shutil.which("cmake") is None:
+    pytest.skip("cmake is needed to build the native core", allow_module_level=True)
+
+# Program-level equality bound (fp32): the core and the Python bindings run the same ExecuTorch kernels.
+ATOL = 1e-5
+
+
+@pytest.fixture(scope="session")
+def native_dir() -> Path:
+    return build()
+
+
+@pytest.fixture(scope="session")
+def bundles(tmp_path_factory) -> dict[str, Path]:
+    from test_native_bundles import build_bundles
+
+    return build_bundles(tmp_path_factory.mktemp("native-bundles"))
+
+
+def video(n: int, seed: int = 0) -> np.ndarray:
+    """``(n, 36, 48, 3)`` uint8 frames whose colour balance changes every 8 frames (so that top-1 moves)."""
+    from test_native_bundles import random_video
+
+    frames = random_video(n, seed=seed).astype(np.float32)
+    gains = np.array([[1.0, 0.3, 0.3], [0.3, 1.0, 0.3], [0.3, 0.3, 1.0], [1.0, 1.0, 0.2]], np.float32)
+    for i in range(n):
+        frames[i] *= gains[(i // 8) % len(gains)] * (0.6 + 0.4 * ((i // 5) % 3))
+    return np.clip(frames, 0, 255).astype(np.uint8)
+
+
+def _native_frame(nat: NativeStreamClassifier, frame: np.ndarray) -> np.ndarray | None:
+    """What an app gives the core: nothing for a dropped frame, else the frame with its shorter side at the role's
+    ``short_side`` (resized here with sdk.preprocess's own resize, as a camera scaler would)."""
+    req = nat.next_frame()
+    if not req["copies"]:
+        return None
+    if min(frame.shape[:2]) == req["short_side"]:
+        return frame
+    return Preprocess(size=req["size"], resize=req["short_side"])._resize_short(frame)
+
+
+def _compare(py_preds: list, nat_preds: list) -> tuple[float, float, int]:
+    """Max |logit diff|, max |probability diff|, and the number of predictions; asserts the stream metadata."""
+    assert len(py_preds) == len(nat_preds) > 0
+    d_logits = d_probs = 0.0
+    for a, b in zip(py_preds, nat_preds):
+        assert (a is None) == (b is None)
+        if a is None:
+            continue
+        assert (a.ok, b.ok) in ((True, True), (False, False)), (a, b)
+        assert (a.frame_index if a.ok else None) == (b.frame_index if b.ok else None)
+        if not a.ok:
+            continue
+        assert (a.window, a.role, a.class_ids[0]) == (b.window, b.role, b.class_ids[0])
+        d_logits = max(d_logits, float(np.abs(a.logits - b.logits).max()))
+        d_probs = max(d_probs, float(np.abs(a.probabilities - b.probabilities).max()))
+    return d_logits, d_probs, sum(1 for a in py_preds if a is not None and a.ok)
+
+
+CASES = {  # id: (bundle, precision, window)
+    "clip-fp32": ("clip", "fp32", 8),
+    "clip-int8": ("clip", "int8", 8),
+    "stream-fp32": ("stream", "fp32", 8),
+    "faster-fp32": ("faster", "fp32", None),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_native_core_equals_python_stream_classifier(case, bundles, native_dir, capsys):
+    kind, precision, window = CASES[case]
+    path = bundles[kind]
+    smoothing = Smoothing(ema=0.5, hysteresis=0.02)
+    frames = video(72, seed=1)
+    model = sdk.load(path, backend="executorch", precision=precision)
+    py = StreamClassifier(model, window=window, smoothing=smoothing)
+    nat = NativeStreamClassifier(path, library=native_dir, window=window, precision=precision, smoothing=smoothing)
+    assert (nat.kind, nat.precision, nat.window, nat.labels) == (model.kind, precision, py.window, model.labels)
+    py_preds, nat_preds = [], []
+    for i, frame in enumerate(frames):
+        if i == 40:  # a new stream in the middle: both start over (windows, state, smoothing)
+            py.reset()
+            nat.reset()
+        assert py.wants_next() == nat.wants_next()
+        if i % 13 == 5 and py.wants_next():  # a bad kept frame: an error event in both, the stream goes on
+            py_bad, nat_bad = py.push(frame[..., :2]), nat.push(frame[..., :2])
+            assert not py_bad.ok and not nat_bad.ok and isinstance(nat_bad.error, FrameError)
+        py_preds.append(py.push(frame))
+        nat_preds.append(nat.push(_native_frame(nat, frame)))
+    d_logits, d_probs, n = _compare(py_preds, nat_preds)
+    with capsys.disabled():
+        print(f"\n[native-vs-python] {case}: {n} predictions, max|logit diff| {d_logits:.3g}, "
+              f"max|prob diff| {d_probs:.3g}, top-1 identical")
+    assert d_logits <= ATOL and d_probs <= ATOL
+    assert len({p.class_ids[0] for p in py_preds if p is not None}) >= 1
+    nat.close()
+    model.close()
+
+
+def test_cli_streams_a_raw_file_like_python(bundles, native_dir, tmp_path):
+    frames = video(40, seed=2)
+    raw = tmp_path / "frames.rgb"
+    raw.write_bytes(frames.tobytes())
+    proc = subprocess.run([str(native_dir / "edgevideo_cli"), "run", str(bundles["clip"]), str(raw), "--width", "48",
+                           "--height", "36", "--window", "8", "--precision", "fp32", "--ema", "0.3"],
+                          capture_output=True, text=True, check=True)
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    summary = lines.pop()
+    assert summary["frames"] == 40 and summary["predictions"] == 5 and summary["errors"] == 0
+    assert summary["kept"] == 5 * 4  # 4 of every 8 frames read from the file, the rest skipped unread
+    with sdk.load(bundles["clip"], backend="executorch", precision="fp32") as model:
+        py = StreamClassifier(model, window=8, smoothing=Smoothing(ema=0.3))
+        expected = [p for p in (py.push(f) for f in frames) if p is not None]
+    assert [line["frame_index"] for line in lines] == [p.frame_index for p in expected]
+    for line, p in zip(lines, expected):
+        assert line["top1"] == p.class_ids[0] and line["label"] == p.labels[0]
+        np.testing.assert_allclose(np.array(line["logits"], np.float32), p.logits, rtol=0, atol=ATOL)
+        np.testing.assert_allclose(np.array(line["probabilities"], np.float32), p.probabilities, rtol=0, atol=ATOL)
+
+
+@pytest.mark.parametrize("kind", ["clip", "stream", "faster"])
+def test_golden_self_check(kind, bundles, native_dir):
+    for precision in (["fp32", "int8"] if kind == "clip" else ["fp32"]):
+        with NativeStreamClassifier(bundles[kind], library=native_dir, precision=precision, verify=True) as nat:
+            diff, checked = nat.self_check()
+        assert checked == (3 if kind == "faster" else 1)
+        assert diff <= 1e-5
+
+
+# ---------------------------------------------------------------------------------------------------- building blocks
+def test_sha256_matches_hashlib_and_sdk(native_dir, tmp_path):
+    lib = load_library(native_dir)
+    rng = np.random.default_rng(0)
+    for n in [0, 1, 55, 56, 63, 64, 65, 119, 120, 128, 1000, (1 << 20) + 3]:
+        f = tmp_path / f"f{n}"
+        f.write_bytes(rng.integers(0, 256, n, dtype=np.uint8).tobytes())
+        assert sha256_path(lib, f) == hashlib.sha256(f.read_bytes()).hexdigest()
+    # an .mlpackage-like directory; "a/b" sorts before "a-c" in Python's Path order, after it as a string
+    pkg = tmp_path / "model.mlpackage"
+    for rel in ["a/b", "a-c", "Data/com.apple.CoreML/weights/weight.bin", "Manifest.json", "a/z/deep"]:
+        (pkg / rel).parent.mkdir(parents=True, exist_ok=True)
+        (pkg / rel).write_bytes(rel.encode() * 3)
+    assert sha256_path(lib, pkg) == sha256_of(pkg)
+
+
+def test_streaming_sampler_matches_python(native_dir):
+    lib = load_library(native_dir)
+    checked = 0
+    for kind in SAMPLER_KINDS:
+        for frames in (1, 2, 3, 4, 5, 8):
+            for extra in ({}, {"stride": 2}, {"of": frames + 3}, {"of": 2 * frames}):
+                try:
+                    sampler = Sampler(kind, frames, **extra)
+                except Exception:
+                    continue  # an invalid combination (stride on a non-dense sampler, of on uniform_segments)
+                for window in (1, 2, 3, 5, 7, 8, 13, 16, 32, 33):
+                    if kind == "random_k" and (sampler.of or window) >= frames:
+                        continue  # needs numpy's PCG64: refused natively (test_unsupported_sampler)
+                    want = sampler.stream(window)._copies
+                    assert np.array_equal(sampler_copies(lib, sampler.to_dict(), window), want), (sampler, window)
+                    checked += 1
+    assert checked > 500
+
+
+def test_unsupported_sampler_is_refused(native_dir):
+    lib = load_library(native_dir)
+    with pytest.raises(BackendUnavailableError, match="random_k"):
+        sampler_copies(lib, Sampler("random_k", 4).to_dict(), 32)
+    # a window shorter than k needs no random numbers (the short-video policy): supported
+    assert sampler_copies(lib, Sampler("random_k", 4).to_dict(), 2).tolist() == [2, 2]
+
+
+# ------------------------------------------------------------------------------------------------------- bad input
+def _copy(bundle: Path, tmp_path: Path) -> Path:
+    out = tmp_path / bundle.name
+    shutil.copytree(bundle, out)
+    return out
+
+
+def _edit_manifest(root: Path, edit) -> None:
+    m = json.loads((root / "manifest.json").read_text())
+    edit(m)
+    (root / "manifest.json").write_text(json.dumps(m))
+
+
+def _break(how: str, root: Path) -> None:
+    pte = root / "programs" / "clip_executorch_fp32.pte"
+    if how == "missing_manifest":
+        (root / "manifest.json").unlink()
+    elif how == "not_json":
+        (root / "manifest.json").write_text('{"schema_version": "1.1", "name": ')
+    elif how == "schema":
+        _edit_manifest(root, lambda m: m.__setitem__("labels", "left"))
+    elif how == "future_schema":
+        _edit_manifest(root, lambda m: m.__setitem__("schema_version", "2.0"))
+    elif how == "escaping_path":
+        _edit_manifest(root, lambda m: m["programs"][0].__setitem__("file", "../../etc/passwd"))
+    elif how == "tampered_program":
+        data = bytearray(pte.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        pte.write_bytes(bytes(data))
+    elif how == "missing_program":
+        pte.unlink()
+    elif how == "truncated_program":  # rehashed: the hash passes, ExecuTorch must refuse it
+        pte.write_bytes(pte.read_bytes()[:200])
+        _edit_manifest(root, lambda m: m["programs"][0].__setitem__("sha256", sha256_of(pte)))
+    elif how == "shape_lie":
+        _edit_manifest(root, lambda m: m["programs"][0]["inputs"][0].__setitem__("shape", [4, 3, 16, 16]))
+    elif how == "random_k":
+        _edit_manifest(root, lambda m: m.__setitem__("sampler", Sampler("random_k", 4).to_dict()))
+
+
+BROKEN = {  # how: (ev_status name, sdk error type)
+    "missing_manifest": ("EV_ERR_IO", BundleError),
+    "not_json": ("EV_ERR_BAD_BUNDLE", BundleError),
+    "schema": ("EV_ERR_BAD_BUNDLE", BundleError),
+    "future_schema": ("EV_ERR_BAD_BUNDLE", BundleError),
+    "escaping_path": ("EV_ERR_BAD_BUNDLE", BundleError),
+    "tampered_program": ("EV_ERR_HASH_MISMATCH", BundleError),
+    "missing_program": ("EV_ERR_IO", BundleError),
+    "truncated_program": ("EV_ERR_RUNTIME", Exception),
+    "shape_lie": ("EV_ERR_BAD_BUNDLE", BundleError),
+    "random_k": ("EV_ERR_UNSUPPORTED", BackendUnavailableError),
+}
+
+
+@pytest.mark.parametrize("how", list(BROKEN))
+def test_bad_bundle_is_a_typed_error(how, bundles, native_dir, tmp_path):
+    root = _copy(bundles["clip"], tmp_path)
+    _break(how, root)
+    status, err_type = BROKEN[how]
+    with pytest.raises(err_type) as info:
+        NativeStreamClassifier(root, library=native_dir, precision="fp32")
+    assert info.value.status_name == status, str(info.value)
+    # the CLI exits with 10 + status, never by a signal
+    proc = subprocess.run([str(native_dir / "edgevideo_cli"), "info", str(root), "--precision", "fp32"],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 10 + info.value.status and status in proc.stderr
+
+
+def test_golden_tampering_and_mismatch(bundles, native_dir, tmp_path):
+    root = _copy(bundles["clip"], tmp_path)
+    golden = root / "golden.npz"
+    with np.load(golden) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["clip_executorch_fp32/logits"] = arrays["clip_executorch_fp32/logits"] + 0.5
+    np.savez(golden, **arrays)
+    with NativeStreamClassifier(root, library=native_dir, precision="fp32") as nat:
+        with pytest.raises(BundleError) as info:
+            nat.self_check()
+        assert info.value.status_name == "EV_ERR_HASH_MISMATCH"
+    _edit_manifest(root, lambda m: m["golden"].__setitem__("sha256", sha256_of(golden)))
+    with pytest.raises(BundleError) as info:
+        NativeStreamClassifier(root, library=native_dir, precision="fp32", verify=True)
+    assert info.value.status_name == "EV_ERR_GOLDEN_MISMATCH" and "max|diff|" in str(info.value)
+
+
+def test_zip_and_missing_bundles(native_dir, tmp_path):
+    z = tmp_path / "b.vbundle.zip"
+    z.write_bytes(b"PK\x05\x06" + bytes(18))
+    with pytest.raises(BackendUnavailableError, match="unzip"):
+        NativeStreamClassifier(z, library=native_dir)
+    with pytest.raises(BundleError, match="does not exist"):
+        NativeStreamClassifier(tmp_path / "nope.vbundle", library=native_dir)
+
+
+def test_bad_frames_are_error_events_and_the_stream_goes_on(bundles, native_dir):
+    frames = video(24, seed=4)
+    with NativeStreamClassifier(bundles["stream"], library=native_dir, window=8) as clean:
+        want = [clean.push(_native_frame(clean, f), timestamp=i / 30) for i, f in enumerate(frames)]
+    with NativeStreamClassifier(bundles["stream"], library=native_dir, window=8) as nat:
+        lib = load_library(native_dir)
+        got = []
+        for i, f in enumerate(frames):
+            if not nat.wants_next():  # a dropped frame is never inspected: None is fine
+                got.append(nat.push(None, timestamp=i / 30))
+                continue
+            events = [
+                nat.push(f[:32, :32], timestamp=i / 30),  # shorter side 32, not 36
+                nat.push(f.astype(np.float32), timestamp=i / 30),  # not uint8
+                nat.push(None, timestamp=i / 30),  # no pixels for a kept frame
+                nat.push(f, timestamp=(i - 1) / 30) if i else None,  # a timestamp not after the last one
+            ]
+            for e in events:
+                assert e is None or (not e.ok and isinstance(e.error, FrameError)), e
+            # a buffer whose length does not match width x height x 3, through the C API directly
+            status = lib.ev_push_frame(nat._handle(), f.ctypes.data, f.nbytes - 1, 48, 36, float("nan"), None)
+            assert lib.ev_status_name(status) == b"EV_ERR_BAD_FRAME" and b"bytes" in lib.ev_last_error()
+            got.append(nat.push(f, timestamp=i / 30))
+    for a, b in zip(want, got):
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert a.frame_index == b.frame_index and a.timestamp == b.timestamp
+            np.testing.assert_array_equal(a.logits, b.logits)
+
+
+def test_manifest_mutations_never_crash(bundles, native_dir, tmp_path):
+    """Truncated and byte-flipped manifests: always an exit code (OK or a typed error), never a signal."""
+    root = _copy(bundles["faster"], tmp_path)
+    text = (root / "manifest.json").read_bytes()
+    rng = np.random.default_rng(0)
+    variants = [text[:n] for n in np.linspace(0, len(text) - 1, 12).astype(int)]
+    for _ in range(18):
+        b = bytearray(text)
+        for at in rng.integers(0, len(b), 3):
+            b[at] = int(rng.choice(list(b'{}[]",:0-9 \\ex\x00\xff')))
+        variants.append(bytes(b))
+    codes = []
+    for v in variants:
+        (root / "manifest.json").write_bytes(v)
+        proc = subprocess.run([str(native_dir / "edgevideo_cli"), "info", str(root)], capture_output=True, text=True,
+                              check=False)
+        assert proc.returncode >= 0, f"killed by signal {-proc.returncode} on {v[:80]!r}"
+        codes.append(proc.returncode)
+    assert set(codes) <= {0, 10 + 2, 10 + 3, 10 + 4, 10 + 5}
+    assert 10 + 3 in codes
