@@ -1,0 +1,152 @@
+"""``python -m sdk {classify,stream,bench,inspect}``: the runtime from the command line.
+
+    python -m sdk classify VIDEO --bundle B          one prediction for a whole video + per-stage latency
+    python -m sdk stream SOURCE --bundle B           a file, camera index (0) or URL (rtsp://...) frame by frame
+    python -m sdk bench --bundle B [--bundle B2]     every available backend side by side: per-frame p50/p95, ratios,
+                                                     one pinned core with 1 thread, then all cores
+    python -m sdk inspect B                          the bundle's page (programs, parity, provenance)
+
+Exit status: 0 on success, 2 on a typed sdk error (message on stderr).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from sdk.bundle import Bundle
+from sdk.errors import SdkError
+
+
+def _model(args: argparse.Namespace):
+    from sdk.runtime import load
+
+    model = load(args.bundle, backend=args.backend, verify=args.verify, threads=args.threads,
+                 precision=args.precision)
+    print(f"model: {model.manifest.name} ({model.kind}) on {model.backend} {model.precision}, "
+          f"threads {args.threads or 'default'}" + (" - golden vectors verified" if args.verify else ""),
+          flush=True)
+    return model
+
+
+def _classify(args: argparse.Namespace) -> int:
+    from sdk.classifier import VideoClassifier
+
+    with _model(args) as model:
+        clf = VideoClassifier(model, top_k=args.top_k)
+        pred = clf.classify(args.video)
+        if args.json:
+            print(json.dumps({"labels": pred.labels, "scores": pred.scores, "latency_ms": pred.latency_ms,
+                              "stats": clf.stats.as_dict()}, indent=2))
+        else:
+            print(pred)
+            print()
+            print(clf.stats.table())
+    return 0
+
+
+def _source(text: str) -> int | str:
+    return int(text) if text.isdigit() else text
+
+
+def _stream(args: argparse.Namespace) -> int:
+    from sdk.classifier import Smoothing, StreamClassifier
+
+    smoothing = Smoothing(args.ema, args.hysteresis) if (args.ema or args.hysteresis) else None
+    with _model(args) as model:
+        clf = StreamClassifier(model, window=args.window, top_k=args.top_k, smoothing=smoothing)
+        print(f"window: {clf.window} frames" + (" (FASTER segment)" if model.kind == "faster" else ""))
+        started = time.perf_counter()
+        for pred in clf.run(_source(args.source), max_frames=args.max_frames):
+            print(pred, flush=True)
+        wall = time.perf_counter() - started
+        print()
+        print(clf.stats.table())
+        seen = clf.stats.frames_seen
+        print(f"{seen} frames in {wall:.2f} s: {seen / wall:.1f} frames/s end to end (decoding included)")
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from sdk.describe import describe
+
+    with Bundle(args.bundle) as bundle:
+        if args.verify:
+            bundle.verify()
+        if args.json:
+            print(json.dumps(bundle.manifest.to_dict(), indent=2))
+        else:
+            print(describe(bundle))
+            if args.verify:
+                print("\nall file hashes verified")
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from sdk.bench import BenchOptions, run_bench
+
+    opts = BenchOptions(bundles=[Path(b) for b in args.bundle], torch_programs=list(args.torch or []),
+                        backends=args.backends.split(",") if args.backends else None, seconds=args.seconds,
+                        warmup=args.warmup, core=args.core, all_threads=not args.one_thread_only)
+    report = run_bench(opts)
+    print(report.table())
+    if args.json:
+        Path(args.json).write_text(json.dumps(report.as_dict(), indent=2))
+        print(f"\nwrote {args.json}")
+    return 0
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bundle", type=Path, required=True, help="NAME.vbundle directory or its zip")
+    p.add_argument("--backend", default="auto", help="auto (default), executorch, tflite, onnx, coreml")
+    p.add_argument("--precision", default=None, choices=("fp32", "fp16", "int8"))
+    p.add_argument("--threads", type=int, default=None, help="runtime threads (default: the runtime's)")
+    p.add_argument("--verify", action="store_true", help="check the golden vectors after loading")
+    p.add_argument("--top-k", type=int, default=5)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sdk", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("classify", help="classify one video file")
+    c.add_argument("video")
+    _common(c)
+    c.add_argument("--json", action="store_true", help="print the prediction and stats as JSON")
+    c.set_defaults(func=_classify)
+    s = sub.add_parser("stream", help="stream a file, camera index or URL frame by frame")
+    s.add_argument("source", help="video file, camera index (0) or URL (rtsp://...)")
+    _common(s)
+    s.add_argument("--window", type=int, default=None, help="frames per window (clip/stream bundles; default 32)")
+    s.add_argument("--max-frames", type=int, default=None)
+    s.add_argument("--ema", type=float, default=0.0, help="EMA smoothing weight of the previous output, [0, 1)")
+    s.add_argument("--hysteresis", type=float, default=0.0, help="margin before the top label may change")
+    s.set_defaults(func=_stream)
+    b = sub.add_parser("bench", help="per-frame latency of every available backend, side by side")
+    b.add_argument("--bundle", action="append", required=True, help="a bundle (repeat to compare several)")
+    b.add_argument("--torch", action="append", metavar="NAME=PROGRAM.pt2",
+                   help="an eager-torch reference program (torch.export.save) to time beside them (repeatable)")
+    b.add_argument("--backends", default=None, help="comma-separated subset (default: all available)")
+    b.add_argument("--seconds", type=float, default=2.0, help="measuring time per program and setting")
+    b.add_argument("--warmup", type=int, default=5, help="untimed calls first")
+    b.add_argument("--core", type=int, default=0, help="the CPU core the 1-thread pass is pinned to")
+    b.add_argument("--one-thread-only", action="store_true", help="skip the all-cores pass")
+    b.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    b.set_defaults(func=_bench)
+    i = sub.add_parser("inspect", help="print a bundle readably")
+    i.add_argument("bundle", type=Path)
+    i.add_argument("--verify", action="store_true", help="check every file's sha256")
+    i.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    i.set_defaults(func=_inspect)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except SdkError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

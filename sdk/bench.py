@@ -1,0 +1,191 @@
+"""``python -m sdk bench``: per-frame latency of every available backend of one or more bundles, side by side.
+
+Method (DESIGN.md "Measuring": ratios measured side by side in one run, the machines are shared and noisy):
+
+* every program of every bundle on every available backend (and optional eager-torch ``.pt2`` reference programs)
+  is loaded, warmed up, then timed **round-robin**: one burst of calls per program in turn until each has
+  ``seconds`` of samples, so that a background load hits all of them alike;
+* two passes: **1 thread** with the process pinned to one core (``os.sched_setaffinity``) and every runtime set to
+  one thread -- ExecuTorch's threadpool ignores ``torch.set_num_threads`` and is reset with
+  ``_unsafe_reset_threadpool(1)`` (process-wide), LiteRT ``num_threads=1``, ONNX Runtime ``intra_op_num_threads=1``,
+  torch ``set_num_threads(1)`` -- then **all threads**: unpinned, every runtime set to the number of usable cores;
+* per-frame latency = a call's time divided by the frames in its input (a clip program of T frames: T; a stream
+  step: 1; a FASTER aggregator step: reported per call); p50 / p95 over the calls; ``speed-up`` = the baseline's
+  p50 / this p50, the baseline being the first torch reference if given, else the first row.
+
+Inputs are random values in the program's input range (uniform [0, 255] frames, zero state); the time of a
+program does not depend on them.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from sdk.backends import Runner
+from sdk.bundle import Bundle
+from sdk.errors import ConfigError, SdkError
+from sdk.runtime import BACKEND_ORDER, is_available, load
+
+__all__ = ["BenchOptions", "BenchReport", "run_bench"]
+
+
+@dataclass
+class BenchOptions:
+    bundles: list[Path]
+    torch_programs: list[str] = field(default_factory=list)  # "NAME=PATH.pt2"
+    backends: list[str] | None = None
+    seconds: float = 2.0
+    warmup: int = 5
+    core: int = 0
+    all_threads: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.bundles and not self.torch_programs:
+            raise ConfigError("bench needs at least one --bundle")
+        for b in self.backends or []:
+            if b not in BACKEND_ORDER:
+                raise ConfigError(f"unknown backend {b!r}; valid: {', '.join(BACKEND_ORDER)}")
+        if self.seconds <= 0 or self.warmup < 0:
+            raise ConfigError("seconds must be > 0 and warmup >= 0")
+
+
+@dataclass
+class _Entry:
+    name: str
+    runner: Runner
+    inputs: list[np.ndarray]
+    frames: int | None
+    samples: list[float] = field(default_factory=list)
+
+
+@dataclass
+class Row:
+    name: str
+    threads: str
+    frames: int | None
+    p50_ms: float
+    p95_ms: float
+    calls: int
+    speedup: float | None = None
+
+
+@dataclass
+class BenchReport:
+    rows: list[Row]
+    skipped: list[str]
+    host: str
+
+    def table(self) -> str:
+        head = ("program", "threads", "frames/call", "per-frame p50 ms", "p95 ms", "calls", "speed-up")
+        rows = [(r.name, r.threads, "-" if r.frames is None else str(r.frames), f"{r.p50_ms:.3f}", f"{r.p95_ms:.3f}",
+                 str(r.calls), "-" if r.speedup is None else f"{r.speedup:.2f}x") for r in self.rows]
+        widths = [max(len(x[i]) for x in (head, *rows)) for i in range(len(head))]
+        fmt = "  ".join(f"{{:<{w}}}" if i < 2 else f"{{:>{w}}}" for i, w in enumerate(widths))
+        lines = [self.host, fmt.format(*head), fmt.format(*("-" * w for w in widths)), *(fmt.format(*r) for r in rows)]
+        lines += [f"skipped: {s}" for s in self.skipped]
+        return "\n".join(lines)
+
+    def as_dict(self) -> dict:
+        return {"host": self.host, "rows": [vars(r) for r in self.rows], "skipped": self.skipped}
+
+
+def _inputs(runner_inputs: list[tuple[tuple[int, ...], bool]], rng: np.random.Generator) -> list[np.ndarray]:
+    return [(rng.uniform(0, 255, shape) if frame else np.zeros(shape)).astype(np.float32)
+            for shape, frame in runner_inputs]
+
+
+def _entries(opts: BenchOptions, threads: int, rng: np.random.Generator, skipped: list[str]) -> list[_Entry]:
+    entries = []
+    for spec in opts.torch_programs:
+        name, _, path = spec.rpartition("=")
+        from sdk.backends import torch_reference
+
+        runner = torch_reference.load(Path(path), threads=threads)
+        shapes = [tuple(t.shape) for t in runner.example_inputs]
+        entries.append(_Entry(f"{name or Path(path).stem} torch eager", runner,
+                              _inputs([(s, i == 0) for i, s in enumerate(shapes)], rng),
+                              shapes[0][0] if len(shapes) == 1 else 1))
+    for path in opts.bundles:
+        with Bundle(path) as bundle:
+            pairs = sorted({(p.backend, p.precision) for p in bundle.manifest.programs},
+                           key=lambda bp: BACKEND_ORDER.index(bp[0]))
+        for backend, precision in pairs:
+            if opts.backends is not None and backend not in opts.backends:
+                continue
+            if not is_available(backend):
+                skipped.append(f"{Path(path).name} {backend} {precision}: runtime not available on this host")
+                continue
+            try:
+                model = load(path, backend=backend, precision=precision, threads=threads)
+            except SdkError as e:
+                skipped.append(f"{Path(path).name} {backend} {precision}: {e}")
+                continue
+            for role, program in model.programs.items():
+                shapes = [t.shape for t in program.inputs] + [t.shape for t in program.state]
+                frames = program.inputs[0].shape[0] if program.mode == "clip" else (
+                    1 if program.mode == "stream" else None)
+                label = f"{model.manifest.name} {backend} {precision} {program.mode}" + (
+                    "" if role == "model" else f" [{role}]")
+                entries.append(_Entry(label, model.runners[role],
+                                      _inputs([(s, program.mode != "aggregate" and i == 0)
+                                               for i, s in enumerate(shapes)], rng), frames))
+    return entries
+
+
+def _measure(entries: list[_Entry], seconds: float, warmup: int) -> None:
+    for e in entries:
+        for _ in range(warmup):
+            e.runner.run(e.inputs)
+    spent = dict.fromkeys(range(len(entries)), 0.0)
+    burst = 0.05  # seconds per program per round
+    while min(spent.values()) < seconds:
+        for k, e in enumerate(entries):
+            if spent[k] >= seconds:
+                continue
+            start = time.perf_counter()
+            while time.perf_counter() - start < burst:
+                t0 = time.perf_counter()
+                e.runner.run(e.inputs)
+                e.samples.append(time.perf_counter() - t0)
+            spent[k] += time.perf_counter() - start
+
+
+def _rows(entries: list[_Entry], threads: str) -> list[Row]:
+    rows = []
+    for e in entries:
+        ms = np.asarray(e.samples) * 1e3 / (e.frames or 1)
+        rows.append(Row(e.name, threads, e.frames, float(np.percentile(ms, 50)), float(np.percentile(ms, 95)),
+                        len(ms)))
+    base = next((r for r in rows if r.name.endswith("torch eager")), rows[0] if rows else None)
+    for r in rows:  # per-frame figures compare; a per-call aggregator step does not
+        r.speedup = base.p50_ms / r.p50_ms if base is not None and r.frames and base.frames else None
+    return rows
+
+
+def run_bench(opts: BenchOptions) -> BenchReport:
+    """Both passes (see the module docstring); the process affinity is restored afterwards."""
+    rng = np.random.default_rng(0)
+    skipped: list[str] = []
+    rows: list[Row] = []
+    original = os.sched_getaffinity(0)
+    cores = len(original)
+    try:
+        os.sched_setaffinity(0, {opts.core})
+        entries = _entries(opts, 1, rng, skipped)
+        _measure(entries, opts.seconds, opts.warmup)
+        rows += _rows(entries, f"1 (core {opts.core})")
+        del entries
+        if opts.all_threads and cores > 1:
+            os.sched_setaffinity(0, original)
+            entries = _entries(opts, cores, rng, [])
+            _measure(entries, opts.seconds, opts.warmup)
+            rows += _rows(entries, f"{cores} (all)")
+    finally:
+        os.sched_setaffinity(0, original)
+    host = (f"host: {os.uname().machine}, {cores} usable cores, load average "
+            f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}; {opts.seconds:g} s per program and pass, round-robin")
+    return BenchReport(rows, sorted(set(skipped)), host)

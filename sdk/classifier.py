@@ -1,0 +1,627 @@
+"""Classifying videos (:class:`VideoClassifier`) and live streams (:class:`StreamClassifier`) with a loaded bundle.
+
+Both use the bundle's own sampler and preprocessing (``manifest.sampler`` / ``manifest.input``; for a FASTER bundle
+each clip model's ``faster.clip_models[role]``), so what runs here is what the model was trained on. The semantics
+below are the contract the native C++ core reproduces exactly.
+
+Frames
+------
+A frame is an ``(H, W, 3)`` RGB array: ``uint8``, or a float array with every value finite and in ``[0, 255]``
+(rounded half to even to uint8). Anything else (other shapes, dtypes, NaN / inf, out of range) is a
+:class:`~sdk.errors.FrameError`. ``push`` also takes a zero-argument callable returning such a frame: it is called
+only when the sampler keeps the frame, so dropped frames are never converted, resized or even looked at.
+
+Per-frame work of a kept frame: resize the shorter side to ``preprocess.resize`` (bilinear/area, OpenCV semantics),
+centre-crop ``size`` x ``size``, then the value steps that are *not* in ``input.in_program`` (``scale``, then
+``normalize``), in ``preprocess.layout`` -- i.e. exactly ``Preprocess.__call__`` minus what the program does itself.
+
+Streaming semantics (:class:`StreamClassifier`)
+-----------------------------------------------
+Frames are numbered ``f = 0, 1, 2, ...`` from construction or the last :meth:`~StreamClassifier.reset`; a frame
+that fails validation (an *error event*) gets no number: the next good frame takes it.
+
+**Clip bundle** (one program, mode ``clip``: ``(clip (T, 3, H, W),) -> (logits,)``). The stream is cut into
+consecutive windows of ``window`` frames; window ``w`` holds frames ``[w * window, (w + 1) * window)``. In every window
+the frames kept are those at positions ``sampler.indices(window)`` (deterministic evaluation mode;
+:class:`~sdk.samplers.StreamingSampler`), a position listed twice (window shorter than T) is used twice. At the
+window's last frame the clip program runs on the kept frames in order and one :class:`Prediction` is returned; every
+other push returns ``None``. So the prediction of window ``w`` equals ``VideoClassifier.classify`` of that window's
+``window`` frames. ``window`` is a constructor argument, default :data:`DEFAULT_WINDOW` = 32 frames (at least
+``sampler.frames``): the manifest has no window field, because a clip model was trained on whole videos whose
+length the bundle does not record; 32 is the length of the ``small`` benchmark's videos that the main job trains
+on (about one second at 30 fps), so the default window spans what training spanned. An app whose training videos
+had another length passes it.
+
+**Stream bundle** (mode ``stream``: ``(frame (1, 3, H, W), *state) -> (logits, features, *new_state)``). Same
+windows and kept frames as a clip bundle. The state is zeros at the start of every window; each kept frame (each
+copy) runs one step; at the window's last frame the prediction's logits are the mean of the window's step logits --
+what the offline causal model computes on those frames (``converters.parity``: mean of per-step logits), so it
+equals ``VideoClassifier.classify`` of the window. Resetting the state per window keeps every step in the context
+the model was trained in (a clip of T frames starting from zero padding).
+
+**FASTER bundle** (``manifest.faster``). Segment ``i`` holds frames ``[i * S, (i + 1) * S)`` with ``S =
+faster.segment_frames`` (``window`` is ignored); its role is ``faster.pattern[i % len(pattern)]`` (``"1:3"``:
+expensive, cheap, cheap, cheap). That role's sampler keeps the positions ``role_sampler.indices(S)`` of the segment,
+preprocessed with the role's input spec; at the segment's last frame the role's clip program runs on them and returns
+``(logits, features)``; the aggregator program takes ``(features, *state)`` and returns ``(logits, *new_state)``;
+its logits are the segment's :class:`Prediction` (one per segment). The aggregator state starts at zeros and runs
+on across segments until :meth:`~StreamClassifier.reset`. ``VideoClassifier`` on a file of ``n`` frames runs
+``n // S`` segments (the incomplete tail is dropped, so a file and its stream give the same numbers) and returns
+the last step's prediction; a file shorter than one segment is one segment of all its frames.
+
+**reset()** forgets everything about the current stream: frame numbering and window / segment counters go back to
+0 (a FASTER schedule restarts with ``pattern[0]``), kept frames of an unfinished window are discarded, step and
+aggregator state go back to zeros, smoothing forgets its history. Latency statistics are kept
+(``stats.reset()`` clears them).
+
+**Timestamps** (optional, seconds): when given they must increase strictly; a frame with a timestamp not after the
+previous one is an error event. A prediction carries the timestamp of its window's last frame.
+
+**Bad frames**: a kept frame that is not a valid frame (or whose callable raises an :class:`~sdk.errors.SdkError`)
+returns a :class:`Prediction` with ``error`` set and no labels; it does not count as a frame (see above), and the
+stream goes on. Dropped frames are never inspected.
+
+**Smoothing** (optional, :class:`Smoothing`): ``ema`` blends each prediction's class probabilities with the
+previous smoothed ones, ``p = ema * p_prev + (1 - ema) * p_new``; with ``hysteresis`` the reported top label changes
+only when another class's smoothed probability exceeds the current label's by more than that margin. ``logits``
+stay raw; ``labels`` / ``scores`` / ``probabilities`` are smoothed.
+
+**Threads**: a classifier, its :class:`~sdk.runtime.Model` and the model's runners are not thread-safe. Use one
+``sdk.load`` + one classifier per thread; a classifier pushed from a second thread raises
+:class:`~sdk.errors.ConfigError`.
+"""
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from sdk.bundle import InputSpec
+from sdk.errors import BundleError, ConfigError, FrameError, SdkError
+from sdk.runtime import Model
+from sdk.samplers import StreamingSampler
+from sdk.stats import STAGES, LatencyStats
+from sdk.video import FrameSource, StreamCapture, VideoFile, _to_rgb, open_source
+
+__all__ = ["DEFAULT_WINDOW", "Prediction", "Smoothing", "StreamClassifier", "VideoClassifier", "as_frame"]
+
+DEFAULT_WINDOW = 32
+_now = time.perf_counter
+
+
+# --------------------------------------------------------------------------------------------------------- results
+@dataclass(frozen=True)
+class Prediction:
+    """One prediction (or, with ``error`` set, one error event).
+
+    Attributes:
+        labels, scores, class_ids: the top-k classes, best first (softmax probabilities, smoothed if enabled).
+        logits: raw ``(K,)`` logits of the program (never smoothed).
+        probabilities: ``(K,)`` softmax of the logits (smoothed if enabled).
+        latency_ms: per stage (``decode``, ``sample``, ``preprocess``, ``model``, ``aggregate``) the milliseconds
+            spent on the frames of this prediction.
+        timestamp: the timestamp of the window's last frame (None when frames came without one).
+        frame_index: number of the window's last frame (error events: the number the bad frame did not get).
+        window: window / segment index (FASTER: the segment; ``role`` says which clip model saw it).
+        error: the :class:`FrameError` / :class:`SdkError` of a bad frame (labels are empty then).
+    """
+
+    labels: tuple[str, ...] = ()
+    scores: tuple[float, ...] = ()
+    class_ids: tuple[int, ...] = ()
+    logits: np.ndarray | None = None
+    probabilities: np.ndarray | None = None
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    timestamp: float | None = None
+    frame_index: int = -1
+    window: int = -1
+    role: str = "model"
+    error: SdkError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def label(self) -> str | None:
+        return self.labels[0] if self.labels else None
+
+    @property
+    def score(self) -> float | None:
+        return self.scores[0] if self.scores else None
+
+    def __str__(self) -> str:
+        where = f"frame {self.frame_index}" + (f" t={self.timestamp:.3f}s" if self.timestamp is not None else "")
+        if self.error is not None:
+            return f"{where}: error: {self.error}"
+        top = ", ".join(f"{lab} {s:.3f}" for lab, s in zip(self.labels, self.scores))
+        lat = " ".join(f"{k} {v:.2f}" for k, v in self.latency_ms.items() if v)
+        return f"{where} [{self.role} {self.window}]: {top}  (ms: {lat})"
+
+
+@dataclass(frozen=True)
+class Smoothing:
+    """Output smoothing of a stream (see the module docstring): EMA weight ``ema`` in [0, 1) and ``hysteresis``
+    margin in [0, 1)."""
+
+    ema: float = 0.0
+    hysteresis: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("ema", "hysteresis"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v < 1.0:
+                raise ConfigError(f"smoothing {name} must be a number in [0, 1), got {v!r}")
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits.astype(np.float64) - logits.max()
+    e = np.exp(z)
+    return (e / e.sum()).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------------------------------------- frames
+def as_frame(frame: Any) -> np.ndarray:
+    """A valid ``(H, W, 3)`` uint8 RGB frame from ``frame`` (see "Frames" in the module docstring), or FrameError."""
+    try:
+        a = np.asarray(frame)
+    except Exception as e:  # ragged lists, exotic objects
+        raise FrameError(f"a frame must be an (H, W, 3) array, got {type(frame).__name__}: {e}") from e
+    if a.ndim != 3 or a.shape[2] != 3 or a.shape[0] < 1 or a.shape[1] < 1:
+        raise FrameError(f"a frame must be shaped (H, W, 3) RGB, got shape {a.shape}")
+    if a.dtype == np.uint8:
+        return a
+    if a.dtype.kind not in "fiu" or a.dtype == np.bool_:
+        raise FrameError(f"a frame must hold uint8 (or float in [0, 255]) values, got dtype {a.dtype}")
+    if a.dtype.kind == "f" and not np.isfinite(a).all():
+        raise FrameError("the frame has NaN or infinite values")
+    lo, hi = a.min(), a.max()
+    if lo < 0 or hi > 255:
+        raise FrameError(f"frame values must lie in [0, 255], got [{lo}, {hi}]")
+    return np.rint(a).astype(np.uint8) if a.dtype.kind == "f" else a.astype(np.uint8)
+
+
+class _Prep:
+    """The runtime's share of one input spec's preprocessing, for one frame -> program layout float32."""
+
+    def __init__(self, spec: InputSpec):
+        self.pre = spec.preprocess
+        self.scale = "scale" not in spec.in_program
+        self.normalize = "normalize" not in spec.in_program
+        if self.normalize and not self.scale:
+            raise BundleError("input.in_program has 'scale' without 'normalize': the runtime cannot normalise "
+                              "before the program scales; re-export the bundle")
+        pre = self.pre
+        mul = np.float32(pre.scale) if self.scale else np.float32(1.0)
+        self.mul = np.full(3, mul, np.float32)
+        self.add = np.zeros(3, np.float32)
+        if self.normalize:
+            std, mean = np.asarray(pre.std, np.float32), np.asarray(pre.mean, np.float32)
+            self.mul = (pre.scale / std).astype(np.float32)
+            self.add = (-mean / std).astype(np.float32)
+        self.identity = not (self.scale or self.normalize)
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        pre = self.pre
+        x = pre._centre_crop(pre._resize_short(frame))
+        x = x.astype(np.float32) if self.identity else x.astype(np.float32) * self.mul + self.add
+        if pre.layout == "TCHW":
+            x = x.transpose(2, 0, 1)
+        return np.ascontiguousarray(x)
+
+
+def _check_program_input(model: Model, role: str, frames: int | None) -> None:
+    spec, prog = model.input_spec(role), model.programs[role]
+    size = spec.preprocess.size
+    frame_shape = (3, size, size) if spec.preprocess.layout == "TCHW" else (size, size, 3)
+    want = (frames, *frame_shape) if prog.mode == "clip" else (1, *frame_shape)
+    if tuple(prog.inputs[0].shape) != want:
+        raise BundleError(f"program {prog.id!r} takes {prog.inputs[0].shape} but the manifest's sampler and "
+                          f"preprocessing give {want}: the bundle is inconsistent; export it again")
+
+
+# ------------------------------------------------------------------------------------------------------ the engine
+class _Engine:
+    """Shared by both classifiers: per-role preprocessing, program calls, timing, prediction making."""
+
+    def __init__(self, model: Model, top_k: int, stats_window: int):
+        if not isinstance(model, Model):
+            raise ConfigError(f"expected a model from sdk.load, got {type(model).__name__}")
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+            raise ConfigError(f"top_k must be a positive integer, got {top_k!r}")
+        self.model = model
+        self.labels = model.labels
+        self.top_k = min(top_k, len(self.labels))
+        self.stats = LatencyStats(stats_window)
+        self.faster = model.manifest.faster
+        roles = tuple(self.faster.clip_models) if self.faster is not None else ("model",)
+        self.preps = {r: _Prep(model.input_spec(r)) for r in roles if r in model.programs}
+        for role in self.preps:
+            _check_program_input(model, role, model.sampler(role).frames)
+        self.kind = model.kind
+        self._lap: dict[str, float] = dict.fromkeys(STAGES, 0.0)
+
+    def timed(self, stage: str, t0: float) -> float:
+        t1 = _now()
+        ms = (t1 - t0) * 1e3
+        self.stats.add(stage, ms)
+        self._lap[stage] += ms
+        return t1
+
+    def take_lap(self) -> dict[str, float]:
+        lap, self._lap = self._lap, dict.fromkeys(STAGES, 0.0)
+        return lap
+
+    def prep(self, role: str, frame: np.ndarray) -> np.ndarray:
+        t0 = _now()
+        x = self.preps[role](as_frame(frame))
+        self.timed("preprocess", t0)
+        return x
+
+    def run(self, role: str, inputs: list[np.ndarray], stage: str = "model") -> list[np.ndarray]:
+        t0 = _now()
+        out = self.model.run(role, inputs)
+        self.timed(stage, t0)
+        return out
+
+    def clip_logits(self, role: str, frames: list[np.ndarray]) -> np.ndarray:
+        return self.run(role, [np.stack(frames)])[0].reshape(-1)
+
+    def step_state(self) -> list[np.ndarray]:
+        return self.model.zero_state("model")
+
+    def step(self, x: np.ndarray, state: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+        out = self.run("model", [x[None], *state])
+        n_out = len(self.model.programs["model"].outputs)
+        return out[0].reshape(-1), out[n_out:]
+
+    def faster_step(self, role: str, frames: list[np.ndarray], state: list[np.ndarray]
+                    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        features = self.run(role, [np.stack(frames)])[1]
+        out = self.run("aggregator", [features, *state], stage="aggregate")
+        n_out = len(self.model.programs["aggregator"].outputs)
+        return out[0].reshape(-1), out[n_out:]
+
+    def predict(self, logits: np.ndarray, probs: np.ndarray, order: np.ndarray | None = None, **kw: Any
+                ) -> Prediction:
+        if order is None:
+            order = np.argsort(-probs, kind="stable")[: self.top_k]
+        self.stats.predictions += 1
+        return Prediction(labels=tuple(self.labels[i] for i in order), scores=tuple(float(probs[i]) for i in order),
+                          class_ids=tuple(int(i) for i in order), logits=logits, probabilities=probs, **kw)
+
+
+# ------------------------------------------------------------------------------------------------ video classifier
+class VideoClassifier:
+    """Classify a whole video: a path, a :class:`~sdk.video.FrameSource`, or frames ``(N, H, W, 3)`` / a list.
+
+    Clip and stream bundles sample the bundle's ``sampler.indices(n)`` over the whole video (one window of all its
+    frames, the offline evaluation protocol) and decode only those frames (``read_indices``); a stream bundle steps
+    through them from zero state and averages the step logits. FASTER bundles: see the module docstring.
+    """
+
+    def __init__(self, model: Model, *, top_k: int = 5, stats_window: int = 4096):
+        self._engine = _Engine(model, top_k, stats_window)
+        self.model = model
+
+    @property
+    def stats(self) -> LatencyStats:
+        return self._engine.stats
+
+    def classify(self, video: Any) -> Prediction:
+        e = self._engine
+        owned = isinstance(video, (str, os.PathLike))
+        source = open_source(video) if owned else video
+        try:
+            n = self._length(source)
+            if e.kind == "faster":
+                return self._classify_faster(source, n)
+            indices = e.model.sampler("model").indices(n)
+            frames = self._read(source, indices)
+            e.stats.frames_seen += n
+            e.stats.frames_kept += len(set(indices.tolist()))
+            e.stats.frames_dropped += n - len(set(indices.tolist()))
+            xs = [e.prep("model", f) for f in frames]
+            if e.kind == "clip":
+                logits = e.clip_logits("model", xs)
+            else:
+                state, rows = e.step_state(), []
+                for x in xs:
+                    row, state = e.step(x, state)
+                    rows.append(row)
+                t0 = _now()
+                logits = np.mean(rows, axis=0).astype(np.float32)
+                e.timed("aggregate", t0)
+            t0 = _now()
+            probs = _softmax(logits)
+            e.timed("aggregate", t0)
+            return e.predict(logits, probs, latency_ms=e.take_lap(), frame_index=n - 1, window=0)
+        finally:
+            if owned:
+                source.close()
+
+    @staticmethod
+    def _length(source: Any) -> int:
+        if isinstance(source, FrameSource):
+            if source.num_frames is None:
+                raise ConfigError(f"{source.source} is a live source without a frame count: use sdk.StreamClassifier")
+            return int(source.num_frames)
+        if isinstance(source, np.ndarray):
+            if source.ndim != 4:
+                raise FrameError(f"frames must be shaped (N, H, W, 3), got {source.shape}")
+            n = len(source)
+        elif isinstance(source, (list, tuple)):
+            n = len(source)
+        else:
+            raise ConfigError(f"classify takes a path, a FrameSource or frames, got {type(source).__name__}")
+        if n < 1:
+            raise FrameError("no frames to classify")
+        return n
+
+    def _read(self, source: Any, indices: np.ndarray) -> list[np.ndarray]:
+        e = self._engine
+        t0 = _now()
+        if isinstance(source, FrameSource):
+            frames = list(source.read_indices(indices.tolist()))
+        else:
+            frames = [source[int(i)] for i in indices]
+        ms = (_now() - t0) * 1e3
+        for _ in frames:  # one decode sample per frame returned, as the stats module says
+            e.stats.add("decode", ms / len(frames))
+        e._lap["decode"] += ms
+        return frames
+
+    def _classify_faster(self, source: Any, n: int) -> Prediction:
+        e, spec = self._engine, self._engine.faster
+        seg = spec.segment_frames
+        plan = []
+        if n < seg:
+            role = spec.role(0)
+            plan.append((role, self.model.sampler(role).indices(n)))
+        else:
+            for i in range(n // seg):
+                role = spec.role(i)
+                plan.append((role, i * seg + self.model.sampler(role).indices(seg)))
+        wanted = np.unique(np.concatenate([idx for _, idx in plan]))
+        decoded = dict(zip(wanted.tolist(), self._read(source, wanted)))
+        e.stats.frames_seen += n
+        e.stats.frames_kept += len(wanted)
+        e.stats.frames_dropped += n - len(wanted)
+        state = self.model.zero_state("aggregator")
+        logits = None
+        for role, idx in plan:
+            xs = [e.prep(role, decoded[int(i)]) for i in idx]
+            logits, state = e.faster_step(role, xs, state)
+        t0 = _now()
+        probs = _softmax(logits)
+        e.timed("aggregate", t0)
+        return e.predict(logits, probs, latency_ms=e.take_lap(), frame_index=n - 1, window=len(plan) - 1,
+                         role=plan[-1][0])
+
+
+# ----------------------------------------------------------------------------------------------- stream classifier
+class StreamClassifier:
+    """Live streams, one frame at a time: see "Streaming semantics" in the module docstring.
+
+    Args:
+        model: from :func:`sdk.load`.
+        window: frames per window for clip / stream bundles (default :data:`DEFAULT_WINDOW`, at least the
+            sampler's span); ignored by FASTER bundles (their segment length is in the manifest).
+        top_k: classes per prediction.
+        smoothing: optional :class:`Smoothing` of the emitted predictions.
+        stats_window: latency samples kept per stage for the percentiles.
+    """
+
+    def __init__(self, model: Model, *, window: int | None = None, top_k: int = 5,
+                 smoothing: Smoothing | None = None, stats_window: int = 4096):
+        self._engine = e = _Engine(model, top_k, stats_window)
+        self.model = model
+        if smoothing is not None and not isinstance(smoothing, Smoothing):
+            raise ConfigError(f"smoothing must be an sdk.Smoothing or None, got {type(smoothing).__name__}")
+        self.smoothing = smoothing
+        if e.kind == "faster":
+            self.window = e.faster.segment_frames
+            self._samplers = {r: StreamingSampler(model.sampler(r), self.window) for r in e.preps}
+        else:
+            sampler = model.sampler("model")
+            span = (sampler.frames - 1) * sampler.stride + 1
+            if window is None:
+                window = max(DEFAULT_WINDOW, span)
+            if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < 1:
+                raise ConfigError(f"window must be a positive number of frames, got {window!r}")
+            self.window = int(window)
+            self._samplers = {"model": StreamingSampler(sampler, self.window)}
+        self._thread: int | None = None
+        self.reset()
+
+    @property
+    def stats(self) -> LatencyStats:
+        return self._engine.stats
+
+    def reset(self) -> None:
+        """Start a new stream (see the module docstring); latency statistics are kept."""
+        self._frames = 0  # frames numbered so far
+        self._window_index = 0
+        self._buffer: list[np.ndarray] = []
+        self._step_logits: list[np.ndarray] = []
+        self._state = self._zero_state()
+        self._last_ts: float | None = None
+        self._smoothed: np.ndarray | None = None
+        self._shown: int | None = None
+        self._start_window()
+
+    def _zero_state(self) -> list[np.ndarray]:
+        kind = self._engine.kind
+        if kind == "stream":
+            return self.model.zero_state("model")
+        if kind == "faster":
+            return self.model.zero_state("aggregator")
+        return []
+
+    def _start_window(self) -> None:
+        e = self._engine
+        self._role = e.faster.role(self._window_index) if e.kind == "faster" else "model"
+        self._sampler = self._samplers[self._role]
+        self._sampler.reset()
+        self._buffer = []
+        self._step_logits = []
+        if e.kind == "stream":
+            self._state = self.model.zero_state("model")
+
+    @property
+    def role(self) -> str:
+        """The clip model that sees the current segment (``"model"`` for clip / stream bundles)."""
+        return self._role
+
+    def wants_next(self) -> bool:
+        """Whether the next frame will be kept: call it before decoding to skip the work for dropped frames."""
+        return bool(self._sampler._copies[self._sampler.position])
+
+    def push(self, frame: np.ndarray | Callable[[], np.ndarray], timestamp: float | None = None
+             ) -> Prediction | None:
+        """Offer the next frame (or a callable producing it, called only if kept): a :class:`Prediction` at each
+        window end, an error event for a bad frame, else ``None``."""
+        me = threading.get_ident()
+        if self._thread is None:
+            self._thread = me
+        elif self._thread != me:
+            raise ConfigError("a StreamClassifier is used from one thread only; create one (and sdk.load one "
+                              "model) per thread")
+        e = self._engine
+        index = self._frames
+        if timestamp is not None:
+            if (isinstance(timestamp, bool) or not isinstance(timestamp, (int, float, np.floating, np.integer))
+                    or not math.isfinite(timestamp)):
+                return self._error(FrameError(f"timestamp must be a finite number of seconds, got {timestamp!r}"),
+                                   index, None)
+            if self._last_ts is not None and timestamp <= self._last_ts:
+                return self._error(FrameError(f"timestamps must increase: {timestamp} after {self._last_ts}"),
+                                   index, timestamp)
+        t0 = _now()
+        copies = self._sampler.offer()
+        t0 = e.timed("sample", t0)
+        if copies:
+            try:
+                if callable(frame):
+                    frame = frame()
+                    t0 = e.timed("decode", t0)
+                x = e.prep(self._role, frame)
+            except SdkError as err:
+                self._sampler.frames_seen -= 1  # the bad frame does not count: the next one takes its place
+                return self._error(err, index, timestamp)
+            e.stats.frames_kept += 1
+            if e.kind == "stream":
+                for _ in range(copies):
+                    logits, self._state = e.step(x, self._state)
+                    self._step_logits.append(logits)
+            else:
+                self._buffer.extend([x] * copies)
+        else:
+            e.stats.frames_dropped += 1
+        e.stats.frames_seen += 1
+        self._frames += 1
+        if timestamp is not None:
+            self._last_ts = float(timestamp)
+        if not self._sampler.window_complete:
+            return None
+        return self._emit(index, None if timestamp is None else float(timestamp))
+
+    def _error(self, err: SdkError, index: int, timestamp: float | None) -> Prediction:
+        self._engine.stats.frame_errors += 1
+        return Prediction(error=err, frame_index=index, window=self._window_index, role=self._role,
+                          timestamp=timestamp)
+
+    def _emit(self, index: int, timestamp: float | None) -> Prediction:
+        e = self._engine
+        role, window = self._role, self._window_index
+        if e.kind == "clip":
+            logits = e.clip_logits("model", self._buffer)
+            t0 = _now()
+        elif e.kind == "stream":
+            t0 = _now()
+            logits = np.mean(self._step_logits, axis=0).astype(np.float32)
+        else:
+            logits, self._state = e.faster_step(role, self._buffer, self._state)
+            t0 = _now()
+        probs, order = self._smooth(_softmax(logits))
+        e.timed("aggregate", t0)
+        self._window_index += 1
+        self._start_window()
+        return e.predict(logits, probs, order, latency_ms=e.take_lap(), timestamp=timestamp, frame_index=index,
+                         window=window, role=role)
+
+    def _smooth(self, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        s = self.smoothing
+        if s is None:
+            return probs, None
+        if self._smoothed is not None and s.ema > 0:
+            probs = (s.ema * self._smoothed + (1.0 - s.ema) * probs).astype(np.float32)
+        self._smoothed = probs
+        order = np.argsort(-probs, kind="stable")[: self._engine.top_k]
+        best = int(order[0])
+        if self._shown is not None and best != self._shown and probs[best] - probs[self._shown] <= s.hysteresis:
+            order = np.concatenate([[self._shown], order[order != self._shown]])[: self._engine.top_k]
+        self._shown = int(order[0])
+        return probs, order
+
+    # ---- driving a source -----------------------------------------------------------------------------------
+    def run(self, source: Any, *, max_frames: int | None = None) -> Iterator[Prediction]:
+        """Stream a path / camera index / URL / :class:`~sdk.video.FrameSource` / iterable of frames through
+        :meth:`push`, yielding predictions and error events. Dropped frames are decoded by the codec (inter-frame
+        coding needs it) but never converted to RGB, resized or copied."""
+        owned = isinstance(source, (str, int, os.PathLike)) and not isinstance(source, bool)
+        src = open_source(source) if owned else source
+        try:
+            for i, (frame, ts) in enumerate(lazy_frames(src)):
+                if max_frames is not None and i >= max_frames:
+                    break
+                out = self.push(frame, ts)
+                if out is not None:
+                    yield out
+        finally:
+            if owned:
+                src.close()
+
+
+def lazy_frames(source: Any) -> Iterator[tuple[Callable[[], np.ndarray] | np.ndarray, float | None]]:
+    """``(frame or callable producing it, timestamp in seconds or None)`` for each frame of ``source``, converting a
+    frame to RGB only when the callable is called."""
+    if isinstance(source, VideoFile):
+        container, stream = source._open()
+        try:
+            for av_frame in source._decode(container, stream):
+                ts = float(av_frame.time) if av_frame.time is not None else None
+                yield (lambda f=av_frame: _to_rgb(f, source._autorotate)), ts
+        finally:
+            container.close()
+    elif isinstance(source, StreamCapture):
+        cv2 = source._cv2
+        source._rewind()
+        last = -math.inf
+        while True:
+            before = source._read
+            source._grab(retrieve=False)  # demux + decode only; a live source that stalls raises DecodeError
+            if source._read == before:  # a file ended
+                return
+            ms = source._cap.get(cv2.CAP_PROP_POS_MSEC)
+            ts = ms / 1e3 if ms and ms / 1e3 > last else None  # cameras may report 0 or repeat: then no timestamp
+            last = ts if ts is not None else last
+
+            def convert(cap=source._cap, src=source, at=source._read - 1) -> np.ndarray:
+                ok, bgr = cap.retrieve()
+                if not ok or bgr is None or bgr.ndim != 3 or bgr.shape[2] != 3:
+                    raise FrameError(f"{src.source}: frame {at} could not be retrieved")
+                return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+            yield convert, ts
+    elif isinstance(source, (FrameSource, Iterable)):
+        yield from ((f, None) for f in source)
+    else:
+        raise ConfigError(f"cannot stream from {type(source).__name__}: pass a path, camera index, URL, "
+                          "FrameSource or iterable of frames")

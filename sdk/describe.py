@@ -1,0 +1,67 @@
+"""The inspect page of a bundle (``python -m sdk inspect B``; ``python -m converters inspect`` prints the same)."""
+from __future__ import annotations
+
+import json
+
+from sdk.bundle import Bundle
+
+__all__ = ["describe"]
+
+
+def describe(bundle: Bundle) -> str:
+    """A readable page about a bundle: what it classifies, what to feed it, its programs and their parity."""
+    m = bundle.manifest
+    pre = m.input.preprocess
+    lines = [
+        (f"bundle   {bundle.source}  (schema {m.schema_version}, created {m.created or '?'}, "
+         f"by {m.producer.get('package', '?')} {m.producer.get('version', '')})"),
+        f"name     {m.name}",
+        f"labels   {len(m.labels)}: {', '.join(m.labels[:8])}{', ...' if len(m.labels) > 8 else ''}",
+        (f"sampler  {m.sampler.kind}, {m.sampler.frames} frames"
+         + (f" of a {m.sampler.of}-frame grid" if m.sampler.of else "")),
+        (f"input    {m.input.dtype} RGB in [{m.input.value_range[0]:g}, {m.input.value_range[1]:g}], {pre.layout}; "
+         f"runtime: resize shorter side to {pre.resize_to}, centre-crop {pre.size}x{pre.size} "
+         f"({pre.interpolation}); in the program: {', '.join(m.input.in_program) or 'nothing'} "
+         f"(scale {pre.scale:g}, mean {list(pre.mean)}, std {list(pre.std)})"),
+    ]
+    if m.faster is not None:
+        f = m.faster
+        lines += ["", (f"FASTER   schedule {f.schedule} (pattern {', '.join(f.pattern)}), segments of "
+                       f"{f.segment_frames} frames, trained on {f.segments} segments per video, aggregator "
+                       f"{f.aggregator}")]
+        for role, cm in f.clip_models.items():
+            cpre = cm.input.preprocess
+            lines.append(f"  {role:<9} sampler {cm.sampler.kind}, {cm.sampler.frames} frames; input {cpre.size}x"
+                         f"{cpre.size} (resize {cpre.resize_to}); GMACs per clip {cm.gmacs_per_clip}")
+    lines += ["", "programs"]
+    for p in m.programs:
+        par = p.parity
+        if par is None:
+            status = "no parity record"
+        elif par.status == "verified":
+            status = (f"verified vs {par.reference}: max|diff| {par.max_abs_diff:.2e}, top-1 agreement "
+                      f"{par.top1_agreement:.3f} on {par.clips} clips")
+            if par.vs_fp32:
+                status += f"; vs fp32 top-1 agreement {par.vs_fp32['top1_agreement']:.3f}"
+        else:
+            status = f"NOT VERIFIED: {par.reason}"
+        io = ", ".join(f"{t.name}{list(t.shape)}:{t.dtype}" for t in p.inputs)
+        out = ", ".join(f"{t.name}{list(t.shape)}:{t.dtype}" for t in p.outputs)
+        role = "" if p.role == "model" else f"  [{p.role}]"
+        lines += [f"  {p.id}{role}  {p.file}  {p.size_bytes / 1e6:.2f} MB  sha256 {p.sha256[:12]}...",
+                  f"      ({io}) -> ({out})" + (f"  + {len(p.state)} state tensors" if p.state else ""),
+                  f"      parity: {status}"]
+        nd = p.details.get("non_delegated_ops")
+        if nd is not None:
+            lines.append(f"      outside the XNNPACK delegate: {nd or 'nothing'}")
+        if p.details.get("quantization") and p.precision == "int8":
+            lines.append(f"      quantization: {p.details['quantization']}")
+    prov = m.provenance
+    ds = prov.get("dataset") or {}
+    metrics = prov.get("metrics") or {}
+    lines += ["", "provenance",
+              f"  checkpoint {((prov.get('checkpoint') or {}).get('path'))}",
+              f"  dataset    preset {ds.get('preset')}, seed {ds.get('seed')}",
+              f"  GMACs      {prov.get('gmacs_per_clip')} per clip",
+              f"  metrics    {json.dumps(metrics) if metrics else 'none recorded'}"]
+    return "\n".join(lines)
