@@ -1,0 +1,358 @@
+"""The sdk runtime: sdk.load (backends, golden conformance), VideoClassifier, StreamClassifier (clip, stream and FASTER
+bundles), latency stats and the ``python -m sdk`` CLI -- on tiny bundles exported with the project's exporters."""
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import sdk
+from sdk.__main__ import main as sdk_main
+from sdk.classifier import DEFAULT_WINDOW, Smoothing, as_frame
+from sdk.errors import BackendUnavailableError, BundleError, ConfigError, FrameError
+from tests.runtime_helpers import LABELS, make_bundle, random_video
+
+BACKENDS = [b for b in ("executorch", "tflite", "onnx") if sdk.runtime.is_available(b)]
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("runtime-bundles")
+    return {kind: make_bundle(kind, root) for kind in ("clip", "stream", "faster")}
+
+
+# ------------------------------------------------------------------------------------------------ load / verify
+@pytest.mark.parametrize("kind", ["clip", "stream", "faster"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_golden_conformance_every_backend(bundles, kind: str, backend: str) -> None:
+    """Every program of every bundle kind reproduces its golden vectors in every runtime available here."""
+    with sdk.load(bundles[kind], backend=backend, verify=True, threads=1) as model:
+        assert model.backend == backend and model.kind == kind
+        report = model.verify()
+        assert set(report.results) == {p.id for p in model.programs.values()}
+        for diff, tol, against in report.results.values():
+            assert diff <= tol and "own export-time outputs" in against
+
+
+def test_verify_raises_on_wrong_numbers(bundles) -> None:
+    model = sdk.load(bundles["clip"], backend="onnx")
+    runner = model.runners["model"]
+    original = runner.run
+    runner.run = lambda inputs: [original(inputs)[0] + 0.01]
+    with pytest.raises(BundleError, match="does not reproduce its golden vectors"):
+        model.verify()
+
+
+def test_auto_backend_order_and_errors(bundles, tmp_path: Path) -> None:
+    model = sdk.load(bundles["clip"])
+    assert model.backend == BACKENDS[0] and model.precision == "fp32"
+    with pytest.raises(BundleError, match="no coreml"):
+        sdk.load(bundles["clip"], backend="coreml")
+    with pytest.raises(ConfigError, match="unknown backend"):
+        sdk.load(bundles["clip"], backend="tensorrt")
+    with pytest.raises(ConfigError, match="threads"):
+        sdk.load(bundles["clip"], threads=0)
+    with pytest.raises(BundleError, match="does not exist"):
+        sdk.load(tmp_path / "missing.vbundle")
+
+
+def test_auto_skips_an_unavailable_runtime(bundles, monkeypatch) -> None:
+    real = sdk.runtime.is_available
+    monkeypatch.setattr(sdk.runtime, "is_available", lambda b: b == "onnx" and real(b))
+    model = sdk.load(bundles["clip"])
+    assert model.backend == "onnx" and any("not available" in s for s in model.skipped)
+    with pytest.raises(BackendUnavailableError, match="not available"):
+        sdk.load(bundles["clip"], backend="tflite")
+
+
+# ------------------------------------------------------------------------------------- clip == stream, semantics
+def _manual_clip_logits(model: sdk.Model, frames: np.ndarray, role: str = "model") -> np.ndarray:
+    """The documented semantics by hand: sampler over the frames, Preprocess minus the in-program steps, program."""
+    spec = model.input_spec(role)
+    raw = dataclasses.replace(spec.preprocess, scale=1.0, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+    idx = model.sampler(role).indices(len(frames))
+    return model.run(role, [raw(frames[idx])])[0].reshape(-1), idx
+
+
+@pytest.mark.parametrize("kind", ["clip", "stream"])
+def test_stream_windows_equal_clip_mode_on_the_same_kept_frames(bundles, kind: str) -> None:
+    model = sdk.load(bundles[kind], backend="onnx")
+    window = 12
+    video = random_video(3 * window + 5, seed=1)
+    stream = sdk.StreamClassifier(model, window=window)
+    preds = [p for f in video if (p := stream.push(f)) is not None]
+    assert [p.frame_index for p in preds] == [window - 1, 2 * window - 1, 3 * window - 1]
+    clip = sdk.VideoClassifier(model)
+    for w, p in enumerate(preds):
+        offline = clip.classify(video[w * window:(w + 1) * window])
+        np.testing.assert_array_equal(p.logits, offline.logits)
+        assert p.labels == offline.labels and p.window == w
+    if kind == "clip":  # and both equal the documented computation
+        manual, idx = _manual_clip_logits(model, video[:window])
+        np.testing.assert_allclose(preds[0].logits, manual, atol=1e-5)
+        assert idx.tolist() == model.sampler().indices(window).tolist()
+    else:  # mean of steps from zero state over the kept frames
+        spec = model.input_spec()
+        raw = dataclasses.replace(spec.preprocess, scale=1.0, mean=(0.0,) * 3, std=(1.0,) * 3)
+        state, rows = model.zero_state(), []
+        for i in model.sampler().indices(window):
+            out = model.run("model", [raw(video[i])[None], *state])
+            rows.append(out[0].reshape(-1))
+            state = out[2:]
+        np.testing.assert_allclose(preds[0].logits, np.mean(rows, 0), atol=1e-5)
+
+
+def test_faster_schedule_file_equals_stream_and_manual(bundles) -> None:
+    model = sdk.load(bundles["faster"], backend="executorch")
+    spec = model.manifest.faster
+    seg = spec.segment_frames
+    video = random_video(7 * seg + 3, seed=2)
+    stream = sdk.StreamClassifier(model, window=999)  # ignored: FASTER segments come from the manifest
+    assert stream.window == seg
+    preds = [p for f in video if (p := stream.push(f)) is not None]
+    assert [p.role for p in preds] == [spec.role(i) for i in range(7)]
+    assert [p.role for p in preds][:4] == ["expensive", "cheap", "cheap", "expensive"]
+    offline = sdk.VideoClassifier(model).classify(video)
+    np.testing.assert_array_equal(preds[-1].logits, offline.logits)
+    # by hand: per segment the role's sampler and preprocessing, its clip program, the aggregator from zero state
+    state = model.zero_state("aggregator")
+    for i in range(7):
+        role = spec.role(i)
+        pre = model.input_spec(role).preprocess
+        raw = dataclasses.replace(pre, scale=1.0, mean=(0.0,) * 3, std=(1.0,) * 3)
+        idx = i * seg + model.sampler(role).indices(seg)
+        features = model.run(role, [raw(video[idx])])[1]
+        logits, *state = model.run("aggregator", [features, *state])
+        np.testing.assert_allclose(preds[i].logits, logits.reshape(-1), atol=1e-5)
+    # a video shorter than one segment is one segment of all its frames
+    short = sdk.VideoClassifier(model).classify(video[:5])
+    assert short.role == "expensive" and short.window == 0
+
+
+def test_reset_restarts_windows_state_and_schedule(bundles) -> None:
+    model = sdk.load(bundles["faster"], backend="onnx")
+    video = random_video(40, seed=3)
+    fresh = [p.logits for p in sdk.StreamClassifier(model).run(video)]
+    stream = sdk.StreamClassifier(model)
+    for f in random_video(13, seed=9):  # one segment and a half of something else
+        stream.push(f)
+    stream.reset()
+    assert stream.role == "expensive"
+    again = [p.logits for p in stream.run(video)]
+    assert len(again) == len(fresh) == 5
+    for a, b in zip(again, fresh):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_dropped_frames_are_never_decoded(bundles) -> None:
+    model = sdk.load(bundles["clip"], backend="tflite")
+    video = random_video(64, seed=4)
+    stream = sdk.StreamClassifier(model)
+    assert stream.window == DEFAULT_WINDOW
+    calls = []
+    kept_expected = []
+    preds = []
+    for i, f in enumerate(video):
+        kept_expected.append(stream.wants_next())
+        p = stream.push(lambda i=i, f=f: calls.append(i) or f)
+        if p is not None:
+            preds.append(p)
+    assert calls == [i for i, k in enumerate(kept_expected) if k]
+    assert len(calls) == 2 * model.sampler().frames  # 3 of every 32 frames
+    assert stream.stats.frames_dropped == 64 - len(calls) and stream.stats.frames_kept == len(calls)
+    eager = [p.logits for p in sdk.StreamClassifier(model).run(video)]
+    for a, b in zip(eager, [p.logits for p in preds]):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_bad_frame_is_an_error_event_and_the_stream_goes_on(bundles) -> None:
+    model = sdk.load(bundles["stream"], backend="onnx")
+    video = random_video(24, seed=5)
+    reference = [p.logits for p in sdk.StreamClassifier(model, window=12).run(video)]
+    stream = sdk.StreamClassifier(model, window=12)
+    out, events = [], []
+    for i, f in enumerate(video):
+        if i == 2:  # a kept position (uniform_segments 3 of 12 keeps 2, 6, 10)
+            nan = f.astype(np.float32)
+            nan[0, 0, 0] = np.nan
+            for bad in (nan, f[:, :, :2], f.astype(bool), "frame"):
+                events.append(stream.push(bad))
+        p = stream.push(f)
+        if p is not None:
+            out.append(p.logits)
+    assert all(e is not None and not e.ok and isinstance(e.error, FrameError) and e.labels == () for e in events)
+    assert "NaN" in str(events[0].error) and stream.stats.frame_errors == 4
+    assert len(out) == 2
+    for a, b in zip(out, reference):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_timestamps_must_increase(bundles) -> None:
+    stream = sdk.StreamClassifier(sdk.load(bundles["clip"], backend="onnx"), window=4)
+    frames = random_video(4, seed=6)
+    assert stream.push(frames[0], 0.0) is None
+    event = stream.push(frames[1], 0.0)
+    assert event is not None and not event.ok and "increase" in str(event.error)
+    event = stream.push(frames[1], float("nan"))
+    assert event is not None and not event.ok
+    stream.push(frames[1], 0.1)
+    stream.push(frames[2], 0.2)
+    pred = stream.push(frames[3], 0.3)
+    assert pred.ok and pred.timestamp == pytest.approx(0.3) and pred.frame_index == 3
+
+
+def test_frames_as_floats_and_typed_errors() -> None:
+    f = random_video(1)[0]
+    np.testing.assert_array_equal(as_frame(f.astype(np.float64)), f)
+    for bad, match in ((f[..., 0], "shape"), (f.astype(np.float32) * 2, r"\[0, 255\]"),
+                       (np.full((4, 4, 3), np.inf, np.float32), "NaN or infinite"),
+                       (np.zeros((0, 4, 3), np.uint8), "shape"), (f.astype(np.complex64), "dtype")):
+        with pytest.raises(FrameError, match=match):
+            as_frame(bad)
+
+
+def test_smoothing_ema_and_hysteresis(bundles) -> None:
+    model = sdk.load(bundles["clip"], backend="onnx")
+    video = random_video(8 * 6, seed=7)
+    raw = list(sdk.StreamClassifier(model, window=6).run(video))
+    smooth = list(sdk.StreamClassifier(model, window=6, smoothing=Smoothing(ema=0.6)).run(video))
+    expected = raw[0].probabilities
+    for r, s in zip(raw, smooth):
+        if s is not smooth[0]:
+            expected = 0.6 * expected + 0.4 * r.probabilities
+        np.testing.assert_allclose(s.probabilities, expected, atol=1e-6)
+        np.testing.assert_array_equal(s.logits, r.logits)  # logits stay raw
+    sticky = list(sdk.StreamClassifier(model, window=6, smoothing=Smoothing(hysteresis=0.99)).run(video))
+    assert {p.label for p in sticky} == {raw[0].label}  # nothing beats the first label by 0.99
+    with pytest.raises(ConfigError, match="ema"):
+        Smoothing(ema=1.0)
+
+
+def test_one_instance_per_thread(bundles) -> None:
+    """Several threads, each with its own model and classifier, give the single-threaded results; a classifier
+    pushed from a second thread refuses."""
+    videos = [random_video(36, seed=10 + i) for i in range(3)]
+    expected = []
+    for v in videos:
+        expected.append([p.logits for p in sdk.StreamClassifier(sdk.load(bundles["stream"], backend="onnx"),
+                                                                 window=12).run(v)])
+    results: dict[int, list] = {}
+    errors: list[BaseException] = []
+
+    def work(i: int) -> None:
+        try:
+            clf = sdk.StreamClassifier(sdk.load(bundles["stream"], backend="onnx", threads=1), window=12)
+            results[i] = [p.logits for _ in range(2) for p in (clf.reset() or clf.run(videos[i]))]
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    for i in range(3):
+        assert len(results[i]) == 2 * len(expected[i]) == 6
+        for a, b in zip(results[i], expected[i] * 2):
+            np.testing.assert_array_equal(a, b)
+    clf = sdk.StreamClassifier(sdk.load(bundles["stream"], backend="onnx"))
+    clf.push(videos[0][0])
+    caught: list[BaseException] = []
+    t = threading.Thread(target=lambda: caught.append(pytest.raises(ConfigError, clf.push, videos[0][1])))
+    t.start()
+    t.join()
+    assert caught and "one thread" in str(caught[0].value)
+
+
+def test_latency_stats(bundles) -> None:
+    model = sdk.load(bundles["faster"], backend="onnx")
+    stream = sdk.StreamClassifier(model)
+    preds = list(stream.run(random_video(80, seed=8)))
+    st = stream.stats
+    assert st.frames_seen == 80 and st.frames_kept + st.frames_dropped == 80 and st.predictions == len(preds) == 10
+    for stage in ("sample", "preprocess", "model", "aggregate"):
+        s = st.summary(stage)
+        assert s.count > 0 and 0 <= s.p50_ms <= s.p95_ms
+    assert st.summary("model").count == 10 and st.summary("sample").count == 80
+    assert 0 < st.outside_model_share() < 1
+    assert all(set(p.latency_ms) == set(sdk.stats.STAGES) for p in preds)
+    table = st.table()
+    assert "preprocess" in table and "80 seen" in table and "dropped before decoding" in table
+
+
+# ------------------------------------------------------------------------------------------------ files and CLI
+@pytest.fixture(scope="module")
+def video_file(tmp_path_factory) -> Path:
+    import av
+
+    path = tmp_path_factory.mktemp("video") / "clip.mp4"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=15)
+        stream.width, stream.height, stream.pix_fmt = 48, 40, "yuv420p"
+        for frame in random_video(45, seed=11):
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        out.mux(stream.encode(None))
+    return path
+
+
+def test_video_file_classify_and_stream(bundles, video_file: Path) -> None:
+    model = sdk.load(bundles["clip"], backend="executorch")
+    with sdk.VideoFile(video_file) as v:
+        decoded = v.read_indices(range(v.num_frames))
+    from_path = sdk.VideoClassifier(model).classify(video_file)
+    np.testing.assert_array_equal(from_path.logits, sdk.VideoClassifier(model).classify(decoded).logits)
+    with sdk.VideoFile(video_file) as v:
+        clf = sdk.VideoClassifier(model)
+        clf.classify(v)
+        assert v.frames_decoded <= model.sampler().indices(45).max() + 1
+        assert clf.stats.summary("decode").count == 3
+    streamed = list(sdk.StreamClassifier(model, window=15).run(video_file))
+    pushed = list(sdk.StreamClassifier(model, window=15).run(decoded))
+    assert len(streamed) == 3 and [p.timestamp for p in streamed] == pytest.approx([14 / 15, 29 / 15, 44 / 15])
+    for a, b in zip(streamed, pushed):
+        np.testing.assert_array_equal(a.logits, b.logits)
+    with sdk.StreamCapture(str(video_file)) as cap:  # the OpenCV path (cameras, RTSP) drops before retrieve too
+        via_cv = list(sdk.StreamClassifier(model, window=15).run(cap))
+    assert [p.label for p in via_cv] == [p.label for p in streamed]
+
+
+def test_cli_classify_stream_inspect_bench(bundles, video_file: Path, capsys) -> None:
+    assert sdk_main(["classify", str(video_file), "--bundle", str(bundles["clip"]), "--verify"]) == 0
+    out = capsys.readouterr().out
+    assert "golden vectors verified" in out and "preprocess" in out and any(lab in out for lab in LABELS)
+    assert sdk_main(["stream", str(video_file), "--bundle", str(bundles["faster"]), "--ema", "0.5"]) == 0
+    out = capsys.readouterr().out
+    assert "window: 8 frames (FASTER segment)" in out and "[expensive 0]" in out and "[cheap 1]" in out
+    assert "45 seen" in out and "frames/s" in out
+    assert sdk_main(["inspect", str(bundles["faster"])]) == 0
+    out = capsys.readouterr().out
+    assert "FASTER   schedule 1:2" in out and "[aggregator]" in out
+    assert sdk_main(["bench", "--bundle", str(bundles["stream"]), "--seconds", "0.05", "--warmup", "1"]) == 0
+    out = capsys.readouterr().out
+    for backend in BACKENDS:
+        assert f"tiny_stream {backend} fp32 stream" in out
+    assert "1 (core 0)" in out and "1.00x" in out
+    assert sdk_main(["classify", str(video_file), "--bundle", str(video_file.parent / "nope")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_runtime_without_torch(bundles, video_file: Path) -> None:
+    """The torch-free runtimes classify with torch (and training) blocked."""
+    code = (
+        "import sys\n"
+        "for name in ('torch', 'training', 'torchvision'): sys.modules[name] = None\n"
+        "import sdk, sdk.bench, sdk.describe, sdk.__main__\n"
+        f"for be in ('onnx', 'tflite'):\n"
+        f"    m = sdk.load({str(bundles['faster'])!r}, backend=be, verify=True)\n"
+        f"    print(sdk.VideoClassifier(m).classify({str(video_file)!r}).label)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    labels = result.stdout.split()
+    assert len(labels) == 2 and labels[0] == labels[1] and labels[0] in LABELS
