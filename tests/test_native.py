@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -34,7 +35,9 @@ ATOL = 1e-5
 
 @pytest.fixture(scope="session")
 def native_dir() -> Path:
-    return build()
+    # EDGEVIDEO_NATIVE_ASAN=1: the AddressSanitizer + UBSan build (run pytest with LD_PRELOAD of libasan.so and
+    # ASAN_OPTIONS=detect_leaks=0, see sdk/native/README.md)
+    return build(asan=os.environ.get("EDGEVIDEO_NATIVE_ASAN") == "1")
 
 
 @pytest.fixture(scope="session")
