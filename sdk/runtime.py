@@ -231,6 +231,17 @@ def _candidates(manifest: Manifest, backend: str, precision: str | None) -> list
     return sorted(pairs, key=lambda pp: (PRECISION_ORDER.index(pp[1]), BACKEND_ORDER.index(pp[0])))
 
 
+def _open(path: str | Path) -> Bundle:
+    """``Bundle(path)``, with any stray parsing exception of a malformed manifest reported as a BundleError (the
+    runtime's contract: bad input raises typed errors; tests/test_runtime_fuzz.py)."""
+    try:
+        return Bundle(path)
+    except SdkError:
+        raise
+    except (TypeError, ValueError, KeyError, AttributeError) as e:
+        raise BundleError(f"bundle {path}: manifest.json is malformed ({type(e).__name__}: {e})") from e
+
+
 def load(path: str | Path | Bundle, backend: str = "auto", verify: bool = False, threads: int | None = None, *,
          precision: str | None = None, mode: str | None = None) -> Model:
     """Open a bundle and load the programs of one backend (see the module docstring for ``auto``).
@@ -252,7 +263,7 @@ def load(path: str | Path | Bundle, backend: str = "auto", verify: bool = False,
         raise ConfigError(f"mode must be clip or stream, got {mode!r}")
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise ConfigError(f"threads must be a positive integer or None, got {threads!r}")
-    bundle = path if isinstance(path, Bundle) else Bundle(path)
+    bundle = path if isinstance(path, Bundle) else _open(path)
     try:
         manifest = bundle.manifest
         candidates = _candidates(manifest, backend, precision)
