@@ -1,0 +1,53 @@
+import Foundation
+
+/// A failure the native core reported (ev_status name + message). Bad frames throw it; the stream goes on.
+struct EdgeVideoError: Error, CustomStringConvertible {
+    let status: ev_status
+    let message: String
+    var description: String { "\(String(cString: ev_status_name(status))): \(message)" }
+}
+
+struct EdgeVideoPrediction {
+    let label: String
+    let score: Float
+    let window: Int
+    let frameIndex: Int64
+}
+
+/// sdk/native through its C API: one object per stream and thread (semantics: sdk.StreamClassifier).
+final class EdgeVideo {
+    private var handle: OpaquePointer?
+
+    init(bundle: URL, window: Int32 = 0, ema: Double = 0, hysteresis: Double = 0, verify: Bool = true) throws {
+        var options = ev_options()
+        ev_options_default(&options)
+        options.window = window
+        options.ema = ema
+        options.hysteresis = hysteresis
+        options.smoothing = (ema > 0 || hysteresis > 0) ? 1 : 0
+        options.verify_golden = verify ? 1 : 0
+        let status = ev_create(bundle.path, &options, &handle)
+        guard status == EV_OK else { throw EdgeVideoError(status: status, message: String(cString: ev_last_error())) }
+    }
+
+    deinit { ev_destroy(handle) }
+
+    func nextFrame() -> ev_frame_request {
+        var request = ev_frame_request()
+        _ = ev_next_frame(handle, &request)
+        return request
+    }
+
+    /// `rgb`: width*height*3 bytes whose shorter side is nextFrame().short_side, or nil for a dropped frame.
+    func push(rgb: UnsafePointer<UInt8>?, length: Int, width: Int32, height: Int32,
+              timestamp: Double = .nan) throws -> EdgeVideoPrediction? {
+        var p = ev_prediction()
+        let status = ev_push_frame(handle, rgb, length, width, height, timestamp, &p)
+        guard status == EV_OK else { throw EdgeVideoError(status: status, message: String(cString: ev_last_error())) }
+        guard p.ready == 1 else { return nil }
+        let label = ev_label(handle, p.top1).map { String(cString: $0) } ?? "?"
+        return EdgeVideoPrediction(label: label, score: p.score, window: Int(p.window), frameIndex: p.frame_index)
+    }
+
+    func reset() { _ = ev_reset(handle) }
+}

@@ -1,0 +1,2 @@
+// Swift calls the native core's C API directly (sdk/native/include/edgevideo.h).
+#include "edgevideo.h"
