@@ -1,0 +1,1 @@
+"""Jetson / Linux live app: ``python -m apps.jetson --help``."""

