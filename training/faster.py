@@ -319,10 +319,33 @@ def clip_outputs(model: nn.Module, clips: torch.Tensor, map_size: int | None = N
         f = model.forward_features(clips)
         maps = None
     else:  # one backbone pass: per-frame maps, whose spatial mean is exactly forward_features
-        fm = backbone_maps(clips.flatten(0, 1)).unflatten(0, clips.shape[:2])  # (N, T, F, h, w)
-        f = fm.mean((3, 4))
-        maps = F.adaptive_avg_pool2d(fm.mean(1), map_size)
+        n, t = clips.shape[:2]
+        fm = backbone_maps(clips.flatten(0, 1))  # (N*T, F, h, w)
+        # Written with rank-4 ops only (4-D mean over H, W with keepdim; channel slices; avg_pool2d) so that the
+        # exported FASTER clip programs stay inside the XNNPACK delegate.
+        f = fm.mean((2, 3), keepdim=True).flatten(1).unflatten(0, (n, t))  # (N, T, F)
+        if t == 1:
+            frame_mean = fm
+        else:
+            c = fm.shape[1]
+            per_frame = fm.reshape(n, t * c, *fm.shape[2:])
+            frame_mean = per_frame[:, :c]
+            for i in range(1, t):
+                frame_mean = frame_mean + per_frame[:, i * c:(i + 1) * c]
+            frame_mean = frame_mean / t
+        maps = _pool_to(frame_mean, map_size)
     return model.forward_head(f, pre_logits=True), model.forward_head(f), maps
+
+
+def _pool_to(maps: torch.Tensor, size: int) -> torch.Tensor:
+    """Average-pool ``(N, C, h, w)`` maps to ``size x size``: nothing to do, an ``avg_pool2d`` when the sides divide,
+    else adaptive pooling (not delegated by XNNPACK; the export reports it)."""
+    h, w = maps.shape[-2:]
+    if (h, w) == (size, size):
+        return maps
+    if h % size == 0 and w % size == 0:
+        return F.avg_pool2d(maps, (h // size, w // size))
+    return F.adaptive_avg_pool2d(maps, size)
 
 
 @torch.no_grad()
