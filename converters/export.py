@@ -124,8 +124,21 @@ class ExportReport:
                                                  or "none")))
         widths = [max(len(str(r[i])) for r in (head, *rows)) for i in range(len(head))]
         fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-        return "\n".join([fmt.format(*head), fmt.format(*("-" * w for w in widths)),
-                          *(fmt.format(*r) for r in rows)])
+        lines = [fmt.format(*head), fmt.format(*("-" * w for w in widths)), *(fmt.format(*r) for r in rows)]
+        if self.manifest.faster is not None:
+            spec = self.manifest.faster
+            lines += ["", f"FASTER {spec.schedule} ({' '.join(spec.pattern)}), {spec.aggregator}, segments of "
+                      f"{spec.segment_frames} frames"]
+            for p in self.manifest.programs:
+                if p.parity is not None and p.parity.features_max_abs_diff is not None:
+                    lines.append(f"  {p.id}: features max|diff| {p.parity.features_max_abs_diff:.2e}")
+                video = p.details.get("video_parity")
+                if video:
+                    lines.append(f"  {p.backend}: whole schedule on {video['videos']} videos (its clip programs' "
+                                 f"features into its aggregator) vs torch: max|diff| {video['max_abs_diff']:.2e}, "
+                                 f"top-1 agreement {video['top1_agreement']:.3f}, top-1 {video['top1_runtime']:.3f} "
+                                 f"(torch {video['top1_torch']:.3f})")
+        return "\n".join(lines)
 
 
 def _size(n: int) -> str:
