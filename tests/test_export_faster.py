@@ -22,6 +22,7 @@ pytest.importorskip("skimage")
 pytest.importorskip("executorch")
 pytest.importorskip("onnxruntime")
 
+import sdk
 from converters.export import AGGREGATOR_PARITY_STEPS, ExportOptions, export_bundle
 from sdk.backends import load_runner
 from sdk.bundle import MANIFEST_FILE, SCHEMA_FILE, Bundle
@@ -116,7 +117,8 @@ def test_golden_vectors_reproduce_in_their_runtimes(bundle):
 
 def test_a_runtime_driving_the_manifest_from_decoded_frames_matches_torch(bundle, row):
     """Only the manifest, the programs and the video file: segments of ``segment_frames`` frames, each role's sampler
-    and resize/crop, the role's clip program, the aggregator step. Equals the torch model on the same video."""
+    and resize/crop, the role's clip program, the aggregator step. Equals the torch model on the same video -- by
+    hand here, and through ``sdk.VideoClassifier``."""
     bench, ckpt = row
     loaded = faster.load_faster(ckpt)
     dataset = {r: LongVideoDataset.from_dir(bench, "val", sampler=loaded.samplers[r], preprocess=loaded.preprocess[r],
@@ -126,6 +128,7 @@ def test_a_runtime_driving_the_manifest_from_decoded_frames_matches_torch(bundle
         runners = {r: load_runner("onnx", b.path(b.manifest.program(backend="onnx", role=r)), threads=1)
                    for r in ("expensive", "cheap", "aggregator")}
         state_specs = b.manifest.program(backend="onnx", role="aggregator").state
+    classifier = sdk.VideoClassifier(sdk.load(bundle, backend="onnx", verify=True))
     for index in (0, 5):
         record = dataset["cheap"].records[index]
         with VideoFile(record.path) as video:
@@ -145,6 +148,7 @@ def test_a_runtime_driving_the_manifest_from_decoded_frames_matches_torch(bundle
             maps = {r: faster.clip_outputs(loaded.clip_models[r], segs[r], 2)[2][None] for r in segs}
             expected = loaded.model(maps["expensive"], maps["cheap"], mask).numpy()
         np.testing.assert_allclose(logits, expected, atol=1e-4)
+        np.testing.assert_allclose(classifier.classify(str(record.path)).logits, expected[0], atol=1e-4)  # the sdk
 
 
 def _resize_crop(preprocess, frames: np.ndarray) -> np.ndarray:
