@@ -574,13 +574,22 @@ class StreamClassifier:
     def run(self, source: Any, *, max_frames: int | None = None) -> Iterator[Prediction]:
         """Stream a path / camera index / URL / :class:`~sdk.video.FrameSource` / iterable of frames through
         :meth:`push`, yielding predictions and error events. Dropped frames are decoded by the codec (inter-frame
-        coding needs it) but never converted to RGB, resized or copied."""
+        coding needs it) but never converted to RGB, resized or copied. Frame timestamps come from the source
+        (seconds); a source whose first timestamp is not after the stream's last one (a second file streamed after
+        a first) is shifted to continue the timeline one frame interval later."""
         owned = isinstance(source, (str, int, os.PathLike)) and not isinstance(source, bool)
         src = open_source(source) if owned else source
+        step = 1.0 / src.fps if isinstance(src, FrameSource) and src.fps else 1e-3
+        offset = None
         try:
             for i, (frame, ts) in enumerate(lazy_frames(src)):
                 if max_frames is not None and i >= max_frames:
                     break
+                if ts is not None:
+                    if offset is None:  # a source streamed after another continues the stream's timeline
+                        last = self._last_ts
+                        offset = 0.0 if last is None or ts > last else last + step - ts
+                    ts += offset
                 out = self.push(frame, ts)
                 if out is not None:
                     yield out

@@ -317,6 +317,9 @@ def test_video_file_classify_and_stream(bundles, video_file: Path) -> None:
     assert len(streamed) == 3 and [p.timestamp for p in streamed] == pytest.approx([14 / 15, 29 / 15, 44 / 15])
     for a, b in zip(streamed, pushed):
         np.testing.assert_array_equal(a.logits, b.logits)
+    twice = sdk.StreamClassifier(model, window=15)  # a second file continues the timeline: no timestamp errors
+    again = [p for _ in range(2) for p in twice.run(video_file)]
+    assert all(p.ok for p in again) and len(again) == 6 and again[3].timestamp == pytest.approx(44 / 15 + 15 / 15)
     with sdk.StreamCapture(str(video_file)) as cap:  # the OpenCV path (cameras, RTSP) drops before retrieve too
         via_cv = list(sdk.StreamClassifier(model, window=15).run(cap))
     assert [p.label for p in via_cv] == [p.label for p in streamed]
