@@ -246,6 +246,9 @@ class _Engine:
             _check_program_input(model, role, model.sampler(role).frames)
         self.kind = model.kind
         self._lap: dict[str, float] = dict.fromkeys(STAGES, 0.0)
+        for prep in self.preps.values():  # the first OpenCV call loads the library (~30 ms): not a frame's cost
+            side = prep.pre.resize_to + 1
+            prep(np.zeros((side, side + 1, 3), np.uint8))
 
     def timed(self, stage: str, t0: float) -> float:
         t1 = _now()
