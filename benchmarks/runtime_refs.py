@@ -59,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--formats", default="pte,tflite,onnx")
     p.add_argument("--precisions", default="fp32,int8")
     p.add_argument("--data", type=Path, default=None, help="benchmark for calibration/parity (default: the student's)")
+    p.add_argument("--stream-arch", default="tam_mobilenet_v2_causal",
+                   help="causal registry model of the streaming step (tam_mobilenet_v2_causal, tsm_mobilenet_v2_online)")
+    p.add_argument("--only-stream", action="store_true", help="export the streaming step only")
     args = p.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
@@ -66,11 +69,13 @@ def main(argv: list[str] | None = None) -> int:
     pre = Preprocess.from_dict(meta["preprocess"])
     size = pre.size
     frames = meta["sampler"]["frames"]
-    _save_torch(ClipProgram(student.eval(), pre), (torch.rand(frames, 3, size, size) * 255,),
-                args.out / "student_torch.pt2")
+    if not args.only_stream:
+        _save_torch(ClipProgram(student.eval(), pre), (torch.rand(frames, 3, size, size) * 255,),
+                    args.out / "student_torch.pt2")
     started = time.perf_counter()
-    for name, arch, n, mode in (("plain_mnv2", "tsn_mobilenet_v2", 1, "clip"),
-                                ("causal_step", "tam_mobilenet_v2_causal", 2, "stream")):
+    step_name = "causal_step" if args.stream_arch == "tam_mobilenet_v2_causal" else f"{args.stream_arch}_step"
+    jobs = [("plain_mnv2", "tsn_mobilenet_v2", 1, "clip"), (step_name, args.stream_arch, 2, "stream")]
+    for name, arch, n, mode in jobs[1:] if args.only_stream else jobs:
         ckpt = _checkpoint(args.out / f"{name}.pt", meta, arch, n)
         model, _ = load_checkpoint_model(ckpt, "cpu")
         model.eval()

@@ -3,7 +3,7 @@
 generate the time-reversal benchmark -> train a teacher (TAM-MobileNetV2 on N frames) -> distil a see-very-little
 student that sees N/8 of them -> quantization-aware training to int8 (and post-training int8 beside it) -> evaluate
 each model (JSON + confusion matrix PNG) -> a summary table: model, frames seen, GMACs, top-1 fp32, top-1 int8 ->
-export the int8 student as a bundle (``student.vbundle``, int8 ``.pte``, parity-checked) -> stream validation videos
+export the student as a bundle (``student.vbundle``, fp32 ``.pte`` or ``--export-precision int8``, parity-checked) -> stream validation videos
 through ``sdk`` frame by frame (``sdk.StreamClassifier``: only the kept frames are converted and preprocessed), printing
 each prediction and the per-stage latency table.
 
@@ -76,6 +76,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=None, help="teacher and student epochs (default: the preset's)")
     p.add_argument("--qat-epochs", type=int, default=None, help="quantization-aware training epochs")
     p.add_argument("--workers", type=int, default=None, help="processes for generation and data loading")
+    p.add_argument("--export-precision", choices=("fp32", "int8"), default="fp32",
+                   help="precision of the student's .pte in student.vbundle (int8: post-training calibration at "
+                        "export, a few minutes more on 2 cores)")
     args = p.parse_args(argv)
 
     recipe = dict(PRESET_TRAINING[args.preset])
@@ -132,7 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{rows[1][2] / rows[0][2]:.3f}x the MACs; int8 post-training (no QAT): top-1 {summary['ptq_top1']:.3f}")
     print(f"chance: top-1 {1 / len(labels):.3f}, within-pair 0.500 (the true class beats its time-reversed partner)")
     bundle = out / "student.vbundle"
-    _stage("export", bundle / "manifest.json", lambda: _export_student(student_dir / "best.pt", data, bundle),
+    _stage("export", bundle / "manifest.json", lambda: _export_student(student_dir / "best.pt", data, bundle,
+                                                                         args.export_precision),
            timings)
     t0 = time.perf_counter()
     summary["runtime"] = stream_videos(bundle, data, videos=STREAM_VIDEOS)
@@ -146,13 +150,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 STREAM_VIDEOS = 4  # validation videos streamed through the sdk at the end of the main job
 
 
-def _export_student(checkpoint: Path, data: Path, bundle: Path) -> None:
-    """The student as a bundle with its int8 .pte (ExecuTorch, XNNPACK; post-training int8 calibrated at export on
-    training clips), checked against the torch int8 program. (Exporting the QAT ``int8_qat.pt2`` directly fails in
-    converters.export today: ``.eval()`` on an ExportedProgram module raises NotImplementedError.)"""
+def _export_student(checkpoint: Path, data: Path, bundle: Path, precision: str = "fp32") -> None:
+    """The student as a bundle with its .pte (ExecuTorch, XNNPACK), parity-checked on held-out clips; int8 is
+    post-training int8 calibrated at export on training clips, checked against the torch int8 program. (Exporting
+    the QAT ``int8_qat.pt2`` directly fails in converters.export today: ``.eval()`` on an ExportedProgram module
+    raises NotImplementedError.)"""
     from converters.export import ExportOptions, export_bundle
 
-    report = export_bundle(ExportOptions(checkpoint, bundle, formats=["pte"], precision="int8", data=data,
+    report = export_bundle(ExportOptions(checkpoint, bundle, formats=["pte"], precision=precision, data=data,
                                          parity_clips=8, calibration_clips=8, golden_clips=1, force=True))
     print(report.table())
 
