@@ -135,8 +135,8 @@ class Model:
 
         Compared with what the same program returned in its runtime at export (``{program id}/logits``) within
         ``1e-4 + 1e-5 * max|expected|`` (fp32/fp16; thread counts reorder float sums) or ``1e-3 + 1e-2 * max|expected|``
-        and the same top-1 (int8); programs without such a record (e.g. Core ML exported on Linux) are compared with
-        the torch reference within their parity tolerance, or 1e-3.
+        and the same top-1 (int8); programs without such a record (e.g. Core ML exported on Linux), and torch reference
+        runners (:meth:`from_runners`), are compared with the torch reference within the parity tolerance, or 1e-3.
         """
         golden = self.bundle.golden()
         results = {}
@@ -153,7 +153,7 @@ class Model:
                           f"(looked for {program.role}/input/{name}, {program.mode}/input/{name})")
 
     def _expected(self, program: Program, golden: Mapping[str, np.ndarray]) -> tuple[np.ndarray, str, bool]:
-        if f"{program.id}/logits" in golden:
+        if f"{program.id}/logits" in golden and self.backend == program.backend:
             return golden[f"{program.id}/logits"], f"its own export-time outputs ({program.id}/logits)", True
         kind = "quantized" if program.precision == "int8" else "fp32"
         for key in (f"{program.role}/reference_{kind}/logits", f"{program.mode}/reference_{kind}/logits",

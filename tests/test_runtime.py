@@ -359,3 +359,22 @@ def test_runtime_without_torch(bundles, video_file: Path) -> None:
     assert result.returncode == 0, result.stderr
     labels = result.stdout.split()
     assert len(labels) == 2 and labels[0] == labels[1] and labels[0] in LABELS
+
+
+def test_torch_reference_runner_behind_a_bundle(bundles) -> None:
+    """The optional torch reference backend: the bundle's torch program (rebuilt from the same seed) behind the
+    bundle's manifest classifies like the exported programs."""
+    from sdk.backends.torch_reference import TorchRunner
+    from sdk.bundle import Bundle
+    from sdk.preprocess import Preprocess
+    from tests.runtime_helpers import ClipNet
+
+    net = ClipNet(3, Preprocess(size=24, resize=28)).eval()
+    reference = sdk.runtime.Model.from_runners(Bundle(bundles["clip"]), {"model": TorchRunner(net, threads=1)},
+                                               like_backend="onnx")
+    assert reference.backend == "torch" and reference.kind == "clip"
+    reference.verify()  # within the torch-reference tolerance of the golden vectors
+    video = random_video(20, seed=12)
+    got = sdk.VideoClassifier(reference).classify(video)
+    want = sdk.VideoClassifier(sdk.load(bundles["clip"], backend="onnx")).classify(video)
+    np.testing.assert_allclose(got.logits, want.logits, atol=1e-4)
