@@ -114,6 +114,8 @@ def _choice(obj: Mapping[str, Any], key: str, where: str, choices: tuple[str, ..
 
 
 def _no_extra(obj: Mapping[str, Any], where: str, allowed: set[str]) -> None:
+    if not isinstance(obj, Mapping):
+        raise _fail(where, f"expected an object, got {type(obj).__name__}")
     extra = set(obj) - allowed
     if extra:
         raise _fail(where, f"unknown field(s) {sorted(extra)}")
@@ -298,7 +300,7 @@ class InputSpec:
         _no_extra(obj, where, set(cls.__dataclass_fields__))
         try:
             pre = Preprocess.from_dict(_get(obj, "preprocess", where, dict))
-        except (ConfigError, TypeError) as e:
+        except (ConfigError, TypeError, ValueError) as e:
             raise _fail(f"{where}.preprocess", str(e)) from e
         steps = _get(obj, "in_program", where, list)
         bad = [s for s in steps if s not in IN_PROGRAM_STEPS]
@@ -327,7 +329,7 @@ class FasterClipModel:
         _no_extra(obj, where, {"sampler", "input", "gmacs_per_clip"})
         try:
             sampler = Sampler.from_dict(_get(obj, "sampler", where, dict))
-        except (ConfigError, TypeError) as e:
+        except (ConfigError, TypeError, ValueError) as e:
             raise _fail(f"{where}.sampler", str(e)) from e
         return cls(sampler, InputSpec.parse(_get(obj, "input", where, dict), f"{where}.input"),
                    _number(obj, "gmacs_per_clip", where, optional=True))
@@ -402,6 +404,14 @@ class Manifest:
 
     @classmethod
     def parse(cls, obj: Any) -> Manifest:
+        """The manifest of a parsed ``manifest.json``; anything malformed raises :class:`BundleError` (only)."""
+        try:
+            return cls._parse(obj)
+        except (TypeError, ValueError, AttributeError, KeyError) as e:  # a shape no rule above names: still typed
+            raise BundleError(f"manifest: malformed ({type(e).__name__}: {e})") from e
+
+    @classmethod
+    def _parse(cls, obj: Any) -> Manifest:
         if not isinstance(obj, Mapping):
             raise _fail("top level", f"expected an object, got {type(obj).__name__}")
         version = _get(obj, "schema_version", "manifest", str)
@@ -414,7 +424,7 @@ class Manifest:
             raise _fail("labels", "expected a non-empty list of non-empty strings")
         try:
             sampler = Sampler.from_dict(_get(obj, "sampler", "manifest", dict))
-        except (ConfigError, TypeError) as e:
+        except (ConfigError, TypeError, ValueError) as e:
             raise _fail("sampler", str(e)) from e
         programs = tuple(Program.parse(p, f"programs[{i}]")
                          for i, p in enumerate(_get(obj, "programs", "manifest", list)))

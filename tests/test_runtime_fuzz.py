@@ -85,10 +85,6 @@ def test_load_of_a_damaged_manifest_fuzz(bundles, tmp_path_factory, data) -> Non
     model.close()
 
 
-@pytest.mark.xfail(strict=True, raises=(TypeError, ValueError), reason=(
-    "sdk/bundle.py (owned by the lead, reported): _no_extra() calls set(obj) before checking that obj is an "
-    "object, and Preprocess's float() conversion raises ValueError, so these manifests raise TypeError / "
-    "ValueError from Manifest.parse instead of BundleError; sdk.load converts them (test above)"))
 @pytest.mark.parametrize("path,value", [(("programs", 0, "outputs", 0, "quantization"), False),
                                         (("programs", 0, "parity"), 2.5),
                                         (("input", "preprocess", "train_scales"), ":")])
