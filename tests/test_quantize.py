@@ -5,6 +5,7 @@ model's zero-initialised residual / merge BN scales and tiny head make its logit
 """
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -14,12 +15,12 @@ import torch.nn.functional as F
 pytest.importorskip("torchao")
 pytest.importorskip("executorch")
 
-from torchao.quantization.pt2e import FakeQuantizeBase  # noqa: E402
+from torchao.quantization.pt2e import FakeQuantizeBase
 
-from sdk.errors import ConfigError  # noqa: E402
-from training import quantize  # noqa: E402
-from training.models import create  # noqa: E402
-from training.profile import example_clip  # noqa: E402
+from sdk.errors import ConfigError
+from training import quantize
+from training.models import create
+from training.profile import example_clip
 
 CLASSES, SIZE = 16, 64
 
@@ -140,6 +141,24 @@ def test_save_load_round_trip(qat_tam, tmp_path):
     path.with_suffix(".json").unlink()
     with pytest.raises(ConfigError, match="model.json"):
         quantize.load_program(path)
+
+
+def test_a_fresh_process_loads_an_int8_program_as_a_checkpoint(qat_tam, tmp_path):
+    """``load_checkpoint_model`` (what evaluate and the converters call) in a process that never imported
+    training.quantize: the program's quantized_decomposed ops must get registered and ``.eval()`` must work."""
+    import subprocess
+    import sys
+
+    metadata = {"config": {"arch": "tam_mobilenet_v2"}, "labels": [str(i) for i in range(CLASSES)],
+                "sampler": {"kind": "uniform_segments"}, "preprocess": {"size": SIZE}}
+    path = quantize.save_program(qat_tam.int8, qat_tam.example, tmp_path / "model.pt2", metadata)
+    torch.save(qat_tam.held_out, tmp_path / "x.pt")
+    code = ("import sys, torch; from training.evaluate import load_checkpoint_model; "
+            "m, meta = load_checkpoint_model(sys.argv[1], 'cpu'); m.eval(); "
+            "torch.save(m(torch.load(sys.argv[2])), sys.argv[3])")
+    subprocess.run([sys.executable, "-c", code, str(path), str(tmp_path / "x.pt"), str(tmp_path / "y.pt")],
+                   check=True, cwd=Path(__file__).resolve().parents[1])
+    assert torch.equal(torch.load(tmp_path / "y.pt"), qat_tam.int8_out)
 
 
 def test_load_program_names_a_missing_or_corrupt_file(tmp_path):

@@ -22,8 +22,9 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -39,7 +40,7 @@ from training.metrics import classification_metrics, confusion_matrix, pair_conf
 from training.models import create
 from training.plots import plot_confusion
 
-__all__ = ["predict", "evaluation_report", "load_checkpoint_model", "evaluate_checkpoint", "format_summary", "main"]
+__all__ = ["evaluate_checkpoint", "evaluation_report", "format_summary", "load_checkpoint_model", "main", "predict"]
 
 METADATA_KEYS = ("config", "labels", "sampler", "preprocess")
 
@@ -118,12 +119,14 @@ def load_checkpoint_model(path: str | Path, device: str | torch.device) -> tuple
     if not path.is_file():
         raise ConfigError(f"checkpoint {path} does not exist")
     if path.suffix == ".pt2":
+        from training import quantize  # registers the quantized_decomposed ops an int8 program is made of
+
         meta = _read_metadata(path)
         _check_metadata(meta, path.with_suffix(".json"))
         program = torch.export.load(str(path))
         if device.type != "cpu":
             program = torch.export.passes.move_to_device_pass(program, device)
-        return program.module(), meta
+        return quantize.with_train_eval(program.module()), meta
     ckpt = load_checkpoint(path)
     _check_metadata(ckpt, path)
     cfg = ckpt["config"]

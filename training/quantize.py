@@ -28,8 +28,9 @@ import dataclasses
 import json
 import os
 import types
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterable
+from typing import Any, BinaryIO
 
 import torch
 from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
@@ -53,15 +54,23 @@ from torchao.quantization.pt2e.quantizer import QuantizationSpec
 from sdk.errors import ConfigError
 
 __all__ = [
-    "export_model", "make_quantizer", "prepare", "set_training", "freeze_observers", "calibrate", "convert",
-    "save_program", "load_program",
+    "calibrate",
+    "convert",
+    "export_model",
+    "freeze_observers",
+    "load_program",
+    "make_quantizer",
+    "prepare",
+    "save_program",
+    "set_training",
+    "with_train_eval",
 ]
 
 # Set on a prepared QAT module by freeze_observers: set_training(gm, True) then leaves the observers off.
 _FROZEN_ATTR = "_quantize_observers_frozen"
 
 
-def _with_train_eval(gm: GraphModule) -> GraphModule:
+def with_train_eval(gm: GraphModule) -> GraphModule:
     """Bind ``gm.train(mode)`` / ``gm.eval()`` to :func:`set_training` (an exported module's own ones raise), so that
     generic code -- ``lower_to_xnnpack``'s ``model.eval()``, a training loop -- handles it like any module."""
     gm.train = types.MethodType(lambda self, mode=True: set_training(self, mode), gm)
@@ -104,7 +113,7 @@ def export_model(model: nn.Module, example: torch.Tensor | tuple[torch.Tensor, .
 
     Puts ``model`` in eval mode. Also accepts an already exported/converted ``GraphModule`` (re-export, e.g. to save).
     """
-    return _with_train_eval(_export(model, example, dynamic_batch).module())
+    return with_train_eval(_export(model, example, dynamic_batch).module())
 
 
 def _unfused(spec: QuantizationSpec | None) -> QuantizationSpec | None:
@@ -145,7 +154,7 @@ def prepare(model: nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...], 
     gm = export_model(model, example, dynamic_batch=dynamic_batch)
     quantizer = make_quantizer(qat=qat, per_channel=per_channel)
     gm = prepare_qat_pt2e(gm, quantizer) if qat else prepare_pt2e(gm, quantizer)
-    return set_training(_with_train_eval(gm), qat)
+    return set_training(with_train_eval(gm), qat)
 
 
 def set_training(gm: GraphModule, training: bool) -> GraphModule:
@@ -212,7 +221,7 @@ def convert(gm: GraphModule) -> GraphModule:
     """The int8 model: eval mode, then ``convert_pt2e`` (quantize/dequantize ops around int8 weights) on a copy --
     ``convert_pt2e`` rewrites its argument in place, and the fake-quant model stays the reference to compare with."""
     set_training(gm, False)
-    return _with_train_eval(convert_pt2e(copy.deepcopy(gm)))
+    return with_train_eval(convert_pt2e(copy.deepcopy(gm)))
 
 
 def _atomic_write(path: Path, write: Callable[[BinaryIO], Any]) -> None:
@@ -263,4 +272,4 @@ def load_program(path: str | os.PathLike) -> tuple[GraphModule, dict]:
         program = torch.export.load(path)
     except Exception as e:  # torch.export.load raises many types on a corrupt archive
         raise ConfigError(f"cannot load the program {path}: {type(e).__name__}: {e}") from e
-    return _with_train_eval(program.module()), metadata
+    return with_train_eval(program.module()), metadata
