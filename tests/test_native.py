@@ -66,7 +66,7 @@ def _native_frame(nat: NativeStreamClassifier, frame: np.ndarray) -> np.ndarray 
         return None
     if min(frame.shape[:2]) == req["short_side"]:
         return frame
-    return Preprocess(size=req["size"], resize=req["short_side"])._resize_short(frame)
+    return Preprocess(size=req["size"], resize=req["short_side"]).resize_short(frame)
 
 
 def _compare(py_preds: list, nat_preds: list) -> tuple[float, float, int]:

@@ -4,6 +4,7 @@ annotated mp4 when headless.
     python -m apps.jetson --bundle student.vbundle --source 0                    # USB / CSI camera 0, a window
     python -m apps.jetson --bundle student.vbundle --source rtsp://cam/stream    # network camera
     python -m apps.jetson --bundle student.vbundle --source bikes --out bikes_annotated.mp4   # headless, a file
+    python -m apps.jetson --bundle student.vbundle --source 0 --native     # the C++ core (sdk/native) via its C API
 
 A thin shell around the sdk contract: ``sdk.load`` picks the runtime (``--backend``), ``sdk.StreamClassifier`` keeps
 only the frames the model needs (the others are displayed but never resized or normalised) and emits a prediction
@@ -119,13 +120,21 @@ def _has_gui(cv2) -> bool:
 
 def run(bundle: str | Path, source: int | str, *, out: Path | None = None, headless: bool | None = None,
         backend: str = "auto", threads: int | None = None, window: int | None = None, ema: float = 0.0,
-        max_frames: int | None = None, quiet: bool = False) -> dict:
-    """Run the app; returns a summary dict (frames, predictions, fps, model share, stats)."""
+        max_frames: int | None = None, quiet: bool = False, native: bool = False) -> dict:
+    """Run the app; returns a summary dict (frames, predictions, fps, model share, stats).
+
+    ``native``: the C++ core (``sdk/native``) through its C API instead of the Python runtimes
+    (:mod:`apps.jetson.native_runtime`; ``backend`` and ``threads`` do not apply: it runs the ``.pte`` programs)."""
     import cv2
 
-    model = sdk.load(bundle, backend=backend, threads=threads)
     smoothing = sdk.Smoothing(ema=ema) if ema else None
-    clf = sdk.StreamClassifier(model, window=window, smoothing=smoothing, top_k=3)
+    if native:
+        from apps.jetson.native_runtime import NativeStream
+
+        model = clf = NativeStream(bundle, window=window, smoothing=smoothing, top_k=3)
+    else:
+        model = sdk.load(bundle, backend=backend, threads=threads)
+        clf = sdk.StreamClassifier(model, window=window, smoothing=smoothing, top_k=3)
     if headless is None:
         headless = not _has_gui(cv2)
     if headless and out is None:
@@ -191,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None, help="annotated mp4 (headless)")
     p.add_argument("--headless", action="store_true", help="never open a window (default: when there is no display)")
     p.add_argument("--backend", default="auto", help="auto, executorch, tflite, onnx")
+    p.add_argument("--native", action="store_true",
+                   help="run the C++ core (sdk/native, ExecuTorch C++) through its C API instead of the Python runtimes")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--window", type=int, default=None, help="frames per prediction window (clip/stream bundles)")
     p.add_argument("--ema", type=float, default=0.0, help="EMA smoothing of the shown probabilities, [0, 1)")
@@ -204,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.source in ("bikes", "carphone_pristine"):
             source = str(sample_video(args.source))
         run(args.bundle, source, out=args.out, headless=True if args.headless else None, backend=args.backend,
-            threads=args.threads, window=args.window, ema=args.ema, max_frames=args.max_frames, quiet=args.quiet)
+            threads=args.threads, window=args.window, ema=args.ema, max_frames=args.max_frames, quiet=args.quiet,
+            native=args.native)
     except SdkError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -41,7 +41,7 @@ def _run_native(classifier: NativeStreamClassifier, frames: np.ndarray) -> float
         x = None
         if req["copies"]:
             x = f if min(f.shape[:2]) == req["short_side"] else Preprocess(
-                size=req["size"], resize=req["short_side"])._resize_short(f)
+                size=req["size"], resize=req["short_side"]).resize_short(f)
         classifier.push(x)
     return (time.perf_counter() - t0) * 1e3 / len(frames)
 
