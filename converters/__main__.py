@@ -2,13 +2,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from converters.parity import ParityError, Tolerance
-from sdk.bundle import Bundle
-from sdk.describe import describe
+from sdk.describe import inspect
 from sdk.errors import SdkError
 
 
@@ -31,15 +29,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    with Bundle(args.bundle) as bundle:
-        if args.verify:
-            bundle.verify()
-        if args.json:
-            print(json.dumps(bundle.manifest.to_dict(), indent=2))
-        else:
-            print(describe(bundle))
-            if args.verify:
-                print("\nall file hashes verified")
+    print(inspect(args.bundle, verify=args.verify, as_json=args.json))
     return 0
 
 

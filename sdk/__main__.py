@@ -16,7 +16,6 @@ import sys
 import time
 from pathlib import Path
 
-from sdk.bundle import Bundle
 from sdk.errors import SdkError
 
 
@@ -70,17 +69,9 @@ def _stream(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from sdk.describe import describe
+    from sdk.describe import inspect
 
-    with Bundle(args.bundle) as bundle:
-        if args.verify:
-            bundle.verify()
-        if args.json:
-            print(json.dumps(bundle.manifest.to_dict(), indent=2))
-        else:
-            print(describe(bundle))
-            if args.verify:
-                print("\nall file hashes verified")
+    print(inspect(args.bundle, verify=args.verify, as_json=args.json))
     return 0
 
 

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from sdk.bundle import Bundle
 
-__all__ = ["describe"]
+__all__ = ["describe", "inspect"]
 
 
 def describe(bundle: Bundle) -> str:
@@ -65,3 +66,14 @@ def describe(bundle: Bundle) -> str:
               f"  GMACs      {prov.get('gmacs_per_clip')} per clip",
               f"  metrics    {json.dumps(metrics) if metrics else 'none recorded'}"]
     return "\n".join(lines)
+
+
+def inspect(path: str | Path, *, verify: bool = False, as_json: bool = False) -> str:
+    """What ``python -m sdk inspect`` / ``python -m converters inspect`` print: the manifest as JSON or the
+    readable page, after checking every file's sha256 when ``verify``."""
+    with Bundle(path) as bundle:
+        if verify:
+            bundle.verify()
+        if as_json:
+            return json.dumps(bundle.manifest.to_dict(), indent=2)
+        return describe(bundle) + ("\n\nall file hashes verified" if verify else "")

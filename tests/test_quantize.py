@@ -155,10 +155,10 @@ def test_a_fresh_process_loads_an_int8_program_as_a_checkpoint(qat_tam, tmp_path
     torch.save(qat_tam.held_out, tmp_path / "x.pt")
     code = ("import sys, torch; from training.evaluate import load_checkpoint_model; "
             "m, meta = load_checkpoint_model(sys.argv[1], 'cpu'); m.eval(); "
-            "torch.save(m(torch.load(sys.argv[2])), sys.argv[3])")
+            "torch.save(m(torch.load(sys.argv[2], weights_only=True)), sys.argv[3])")
     subprocess.run([sys.executable, "-c", code, str(path), str(tmp_path / "x.pt"), str(tmp_path / "y.pt")],
                    check=True, cwd=Path(__file__).resolve().parents[1])
-    assert torch.equal(torch.load(tmp_path / "y.pt"), qat_tam.int8_out)
+    assert torch.equal(torch.load(tmp_path / "y.pt", weights_only=True), qat_tam.int8_out)
 
 
 def test_load_program_names_a_missing_or_corrupt_file(tmp_path):
