@@ -221,3 +221,16 @@ def random_video(n: int, height: int = 40, width: int = 48, seed: int = 0) -> np
     rng = np.random.default_rng(seed)
     low = rng.integers(0, 256, size=(n, height // 8, width // 8, 3)).astype(np.uint8)
     return np.ascontiguousarray(np.repeat(np.repeat(low, 8, axis=1), 8, axis=2))
+
+
+def write_video(path: Path, frames: np.ndarray, fps: int = 25) -> Path:
+    """An H.264 mp4 of ``(N, H, W, 3)`` uint8 RGB frames (PyAV)."""
+    import av
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        for frame in frames:
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        out.mux(stream.encode(None))
+    return path

@@ -9,7 +9,7 @@ import pytest
 
 import sdk
 from apps.jetson.app import main, run, sample_video
-from tests.runtime_helpers import make_bundle, random_video
+from tests.runtime_helpers import make_bundle, random_video, write_video
 
 
 @pytest.fixture(scope="module")
@@ -19,16 +19,7 @@ def clip_bundle(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def video(tmp_path_factory) -> Path:
-    import av
-
-    path = tmp_path_factory.mktemp("app-video") / "in.mp4"
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=25)
-        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
-        for frame in random_video(40, height=64, width=96, seed=3):
-            out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        out.mux(stream.encode(None))
-    return path
+    return write_video(tmp_path_factory.mktemp("app-video") / "in.mp4", random_video(40, height=64, width=96, seed=3))
 
 
 def test_headless_app_writes_every_frame_annotated(clip_bundle: Path, video: Path, tmp_path: Path, capsys) -> None:

@@ -15,7 +15,7 @@ import sdk
 from sdk.__main__ import main as sdk_main
 from sdk.classifier import DEFAULT_WINDOW, Smoothing, as_frame
 from sdk.errors import BackendUnavailableError, BundleError, ConfigError, FrameError
-from tests.runtime_helpers import LABELS, make_bundle, random_video
+from tests.runtime_helpers import LABELS, make_bundle, random_video, write_video
 
 BACKENDS = [b for b in ("executorch", "tflite", "onnx") if sdk.runtime.is_available(b)]
 
@@ -289,16 +289,7 @@ def test_latency_stats(bundles) -> None:
 # ------------------------------------------------------------------------------------------------ files and CLI
 @pytest.fixture(scope="module")
 def video_file(tmp_path_factory) -> Path:
-    import av
-
-    path = tmp_path_factory.mktemp("video") / "clip.mp4"
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=15)
-        stream.width, stream.height, stream.pix_fmt = 48, 40, "yuv420p"
-        for frame in random_video(45, seed=11):
-            out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        out.mux(stream.encode(None))
-    return path
+    return write_video(tmp_path_factory.mktemp("video") / "clip.mp4", random_video(45, seed=11), fps=15)
 
 
 def test_video_file_classify_and_stream(bundles, video_file: Path) -> None:
