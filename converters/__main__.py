@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from converters.parity import ParityError, Tolerance
-from sdk.describe import inspect
+from sdk.describe import add_inspect_command
 from sdk.errors import SdkError
 
 
@@ -25,11 +25,6 @@ def _export(args: argparse.Namespace) -> int:
     print(report.table())
     print(f"\nbundle {report.bundle} written in {report.timings['total']:.1f} s"
           + (f" (and {report.bundle}.zip)" if args.zip else ""))
-    return 0
-
-
-def _inspect(args: argparse.Namespace) -> int:
-    print(inspect(args.bundle, verify=args.verify, as_json=args.json))
     return 0
 
 
@@ -63,11 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--force", action="store_true", help="replace an existing bundle")
     e.add_argument("--zip", action="store_true", help="also write NAME.vbundle.zip")
     e.set_defaults(func=_export)
-    i = sub.add_parser("inspect", help="print a bundle readably")
-    i.add_argument("bundle", type=Path)
-    i.add_argument("--verify", action="store_true", help="check every file's sha256")
-    i.add_argument("--json", action="store_true", help="print the manifest as JSON")
-    i.set_defaults(func=_inspect)
+    add_inspect_command(sub)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

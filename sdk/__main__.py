@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from sdk.describe import add_inspect_command
 from sdk.errors import SdkError
 
 
@@ -65,13 +66,6 @@ def _stream(args: argparse.Namespace) -> int:
         print(clf.stats.table())
         seen = clf.stats.frames_seen
         print(f"{seen} frames in {wall:.2f} s: {seen / wall:.1f} frames/s end to end (decoding included)")
-    return 0
-
-
-def _inspect(args: argparse.Namespace) -> int:
-    from sdk.describe import inspect
-
-    print(inspect(args.bundle, verify=args.verify, as_json=args.json))
     return 0
 
 
@@ -126,11 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--one-thread-only", action="store_true", help="skip the all-cores pass")
     b.add_argument("--json", default=None, help="also write the figures to this JSON file")
     b.set_defaults(func=_bench)
-    i = sub.add_parser("inspect", help="print a bundle readably")
-    i.add_argument("bundle", type=Path)
-    i.add_argument("--verify", action="store_true", help="check every file's sha256")
-    i.add_argument("--json", action="store_true", help="print the manifest as JSON")
-    i.set_defaults(func=_inspect)
+    add_inspect_command(sub)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

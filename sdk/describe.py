@@ -6,7 +6,7 @@ from pathlib import Path
 
 from sdk.bundle import Bundle
 
-__all__ = ["describe", "inspect"]
+__all__ = ["add_inspect_command", "describe", "inspect"]
 
 
 def describe(bundle: Bundle) -> str:
@@ -77,3 +77,17 @@ def inspect(path: str | Path, *, verify: bool = False, as_json: bool = False) ->
         if as_json:
             return json.dumps(bundle.manifest.to_dict(), indent=2)
         return describe(bundle) + ("\n\nall file hashes verified" if verify else "")
+
+
+def add_inspect_command(subparsers) -> None:
+    """The ``inspect`` subcommand, the same in ``python -m sdk`` and ``python -m converters``."""
+    i = subparsers.add_parser("inspect", help="print a bundle readably")
+    i.add_argument("bundle", type=Path)
+    i.add_argument("--verify", action="store_true", help="check every file's sha256")
+    i.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    i.set_defaults(func=_inspect_command)
+
+
+def _inspect_command(args) -> int:
+    print(inspect(args.bundle, verify=args.verify, as_json=args.json))
+    return 0
