@@ -36,7 +36,9 @@ from sdk.samplers import SEE_VERY_LITTLE_KINDS, Sampler
 from training import distributed
 from training.config import parse_config
 from training.data.datasets import ClipDataset, DatasetInfo, read_records
+from training.data.feature_cache import CachedClipDataset, prefix_digest
 from training.evaluate import load_checkpoint_model
+from training.frozen import FromBlock, cache_split, freeze_prefix, frozen_prefix
 from training.models import create
 from training.profile import count_gmacs
 from training.train import Job, TrainConfig, eval_dataset, fit, validation_metrics
@@ -90,9 +92,10 @@ class SeeVeryLittle(nn.Module):
     ``positions`` ``(N, k)`` are the student's frames as indices into the teacher's clip (for intermediate matching).
     """
 
-    def __init__(self, student: nn.Module, teacher: nn.Module | None, cfg: DistillConfig):
+    def __init__(self, student: nn.Module, teacher: nn.Module | None, cfg: DistillConfig, start: int = 0):
         super().__init__()
         self.student, self.teacher = student, teacher
+        self.start = start  # > 0: inputs are cached activations of both models' (identical) frozen first blocks
         self.serial = cfg.mode == "serial"
         self.temperature = cfg.temperature
         self.weights = {"ce": cfg.ce_weight, "kd": cfg.kd_weight, "rep": cfg.rep_weight, "inter": cfg.inter_weight}
@@ -111,14 +114,14 @@ class SeeVeryLittle(nn.Module):
 
     def forward(self, teacher_clips: torch.Tensor, student_clips: torch.Tensor, positions: torch.Tensor,
                 labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-        s_feat = self.student.forward_features(student_clips)
+        s_feat = self.student.forward_features(student_clips, self.start)
         s_logits = self.student.forward_head(s_feat).float()
         terms = {"ce": F.cross_entropy(s_logits, labels, label_smoothing=self.label_smoothing)}
         total = self.weights["ce"] * terms["ce"]
         if self.teacher is None:
             return total, s_logits, terms
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.serial):
-            t_feat = self.teacher.forward_features(teacher_clips)
+            t_feat = self.teacher.forward_features(teacher_clips, self.start)
             t_logits = self.teacher.forward_head(t_feat).float()
         if not self.serial:
             terms["teacher_ce"] = F.cross_entropy(t_logits, labels, label_smoothing=self.label_smoothing)
@@ -176,12 +179,41 @@ def _distill(cfg: DistillConfig, ctx: distributed.Context) -> dict[str, Any]:
         raise ConfigError(f"{cfg.arch} reads {student.input_frames} frames for frames={cfg.frames}: use a student that "
                           "sees exactly the sampled frames")
 
-    train_set = ClipDataset(read_records(info.root / cfg.train_split, info.labels), sampler=teacher_sampler,
-                            subset=student_sampler, preprocess=cfg.preprocess_spec, train=True,
-                            hflip_map=info.hflip_map if cfg.hflip else None, seed=cfg.seed, template=cfg.frame_template)
-    val_student = eval_dataset(info, cfg, student_sampler)
-    val_teacher = eval_dataset(info, cfg, teacher_sampler)
-    module = SeeVeryLittle(student, teacher, cfg)
+    hflip_map = info.hflip_map if cfg.hflip else None
+    start = cfg.freeze if cfg.cached else 0
+    if cfg.freeze:
+        prefix = freeze_prefix(student, cfg.freeze, per_frame=cfg.cached)
+        if teacher is not None and cfg.cached:
+            if prefix_digest(frozen_prefix(teacher, cfg.freeze)) != prefix_digest(prefix):
+                raise ConfigError(f"the teacher's first {cfg.freeze} blocks differ from the student's (structure or "
+                                  "weights): they cannot share a feature cache; set feature_cache=false")
+            teacher.requires_grad_(False) if cfg.mode == "serial" else freeze_prefix(teacher, cfg.freeze)
+    if cfg.cached:
+        train_cache, val_cache = (cache_split(student, cfg.freeze, info, split, cfg.preprocess_spec, train=train,
+                                              hflip=hflip_map is not None, cache_dir=cfg.cache_dir,
+                                              precision=cfg.cache_precision, device=ctx.device, workers=cfg.workers,
+                                              template=cfg.frame_template)
+                                  for split, train in ((cfg.train_split, True), (cfg.val_split, False)))
+        train_set = CachedClipDataset(train_cache, sampler=teacher_sampler, subset=student_sampler, train=True,
+                                      hflip_map=hflip_map, seed=cfg.seed)
+        val_student = CachedClipDataset(val_cache, sampler=student_sampler, train=False, num_clips=cfg.eval_clips)
+        val_teacher = CachedClipDataset(val_cache, sampler=teacher_sampler, train=False, num_clips=cfg.eval_clips)
+    else:
+        train_set = ClipDataset(read_records(info.root / cfg.train_split, info.labels), sampler=teacher_sampler,
+                                subset=student_sampler, preprocess=cfg.preprocess_spec, train=True,
+                                hflip_map=hflip_map, seed=cfg.seed, template=cfg.frame_template)
+        val_student = eval_dataset(info, cfg, student_sampler)
+        val_teacher = eval_dataset(info, cfg, teacher_sampler)
+    module = SeeVeryLittle(student, teacher, cfg, start)
+
+    def runnable(model: nn.Module) -> nn.Module:
+        """What validation calls: the model, or the model from its first trainable block on (cached inputs)."""
+        return FromBlock(model, start) if start else model
+
+    def set_training(m: nn.Module, mode: bool) -> None:
+        m.train(mode)
+        if cfg.freeze:
+            frozen_prefix(student, cfg.freeze).eval()
 
     def loss(m: nn.Module, batch: Sequence[torch.Tensor]):
         teacher_clips, student_clips, positions, labels = batch
@@ -192,8 +224,8 @@ def _distill(cfg: DistillConfig, ctx: distributed.Context) -> dict[str, Any]:
             "dataset": {"root": str(info.root), "preset": info.meta.get("preset"), "seed": info.meta.get("seed")},
             "teacher": {"checkpoint": cfg.teacher or None, "arch": (teacher_ckpt or {}).get("config", {}).get("arch",
                         cfg.teacher_arch or None), "sampler": teacher_sampler.to_dict()}}
-    job = Job(module=module, model=student, loss=loss, train_set=train_set, meta=meta,
-              validate=lambda m: validation_metrics(m, val_student, cfg, ctx, info.pairs))
+    job = Job(module=module, model=student, loss=loss, train_set=train_set, meta=meta, set_training=set_training,
+              validate=lambda m: validation_metrics(runnable(m), val_student, cfg, ctx, info.pairs))
     summary = fit(cfg, job, ctx)
 
     size = cfg.size
@@ -206,7 +238,7 @@ def _distill(cfg: DistillConfig, ctx: distributed.Context) -> dict[str, Any]:
         if teacher is None:
             teacher, _ = load_checkpoint_model(cfg.teacher, ctx.device)
         teacher.to(ctx.device)
-        t_metrics = validation_metrics(teacher.eval(), val_teacher, cfg, ctx, info.pairs)
+        t_metrics = validation_metrics(runnable(teacher.eval()), val_teacher, cfg, ctx, info.pairs)
         t_gmacs = count_gmacs(teacher, torch.zeros(1, n, 3, size, size, device=ctx.device))
         report["teacher"] = {"arch": meta["teacher"]["arch"], "frames": n, "gmacs": t_gmacs, "top1": t_metrics["top1"],
                              "within_pair_acc": t_metrics.get("within_pair_acc")}

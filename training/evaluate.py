@@ -161,12 +161,14 @@ def _dataset(info: DatasetInfo, split: str, meta: dict[str, Any], clips: int, cr
 
 def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, *, split: str = "val.csv", clips: int = 1,
                         crops: int = 1, batch_size: int = 8, workers: int = 2, device: str = "auto",
-                        out: str | Path | None = None) -> dict[str, Any]:
+                        out: str | Path | None = None, cache: bool = True) -> dict[str, Any]:
     """Evaluate ``checkpoint`` on ``data/split`` with ``clips`` x ``crops`` views; write ``eval.json`` and
     ``confusion.png`` into ``out`` (default ``eval-<split stem>-<clips>x<crops>/`` next to the checkpoint).
 
-    Returns what ``eval.json`` holds: the settings (checkpoint, data, split, clips, crops, device, seconds, out) and
-    the :func:`evaluation_report`.
+    A ``.pt`` trained on a feature cache (``freeze`` > 0) is evaluated on the fp32 feature cache of the split (built
+    on first use) when ``cache`` and one crop: the same numbers as on decoded frames, without re-running the frozen
+    blocks per model. Returns what ``eval.json`` holds: the settings (checkpoint, data, split, clips, crops, device,
+    seconds, out, cached) and the :func:`evaluation_report`.
     """
     _check_views(clips, crops)
     checkpoint = Path(checkpoint)
@@ -174,13 +176,24 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, *, split: str 
     dev = _pick_device(device)
     model, meta = load_checkpoint_model(checkpoint, dev)
     dataset = _dataset(info, split, meta, clips, crops)
+    freeze = int(meta["config"].get("freeze", 0)) if checkpoint.suffix == ".pt" else 0
+    cached = cache and crops == 1 and freeze > 0 and meta["config"].get("feature_cache", True)
+    if cached:
+        from training.data.feature_cache import CachedClipDataset
+        from training.frozen import FromBlock, cache_split
+
+        feature_cache = cache_split(model, freeze, info, split, dataset.preprocess, train=False, hflip=False,
+                                    cache_dir=meta["config"].get("cache_dir", ""), device=dev, workers=workers,
+                                    template=dataset.template)
+        dataset = CachedClipDataset(feature_cache, sampler=dataset.sampler, train=False, num_clips=clips)
+        model, workers = FromBlock(model, freeze), 0
     loader = make_loader(dataset, batch_size=batch_size, workers=workers, shuffle=False, pin_memory=dev.type == "cuda")
     start = time.perf_counter()
     scores, labels = predict(model, loader, dev, desc=f"eval {clips}x{crops}")
     out = Path(out) if out is not None else checkpoint.parent / f"eval-{Path(split).stem}-{clips}x{crops}"
     out.mkdir(parents=True, exist_ok=True)
     result = {"checkpoint": str(checkpoint), "data": str(info.root), "split": split, "clips": clips, "crops": crops,
-              "device": str(dev), "seconds": round(time.perf_counter() - start, 2), "out": str(out),
+              "device": str(dev), "seconds": round(time.perf_counter() - start, 2), "out": str(out), "cached": cached,
               **evaluation_report(scores, labels, info.labels, info.pairs)}
     (out / "eval.json").write_text(json.dumps(result, indent=2))
     plot_confusion(np.asarray(result["confusion"]), info.labels, out / "confusion.png", info.pairs)

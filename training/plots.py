@@ -71,3 +71,35 @@ def plot_confusion(conf: np.ndarray, labels: Sequence[str], png: str | Path,
     fig.savefig(png, dpi=110)
     plt.close(fig)
     return Path(png)
+
+
+def plot_accuracy_vs_macs(rows: Sequence[dict], png: str | Path, chance: float | None = None) -> Path:
+    """Top-1 (filled) and within-pair accuracy (hollow) against GMACs per clip, one colour per model row (``role``,
+    ``gmacs``, ``top1_fp32``, ``within_pair_fp32``, optional ``top1_int8``: a cross)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for i, r in enumerate(rows):
+        colour = f"C{i}"
+        label = f"{r['role']} ({r['frames']} frames)"
+        ax.scatter(r["gmacs"], r["top1_fp32"], color=colour, s=60, label=f"{label}: top-1")
+        if r.get("within_pair_fp32") is not None:
+            ax.scatter(r["gmacs"], r["within_pair_fp32"], facecolors="none", edgecolors=colour, s=60,
+                       label=f"{label}: within-pair")
+        if r.get("top1_int8") is not None:
+            ax.scatter(r["gmacs"], r["top1_int8"], color=colour, marker="x", s=60, label=f"{label}: int8 top-1")
+    ax.axhline(0.5, color="grey", linestyle=":", linewidth=1, label="within-pair chance")
+    if chance is not None:
+        ax.axhline(chance, color="grey", linestyle="--", linewidth=1, label="top-1 chance")
+    ax.set_xscale("log")
+    ax.set_xlabel("GMACs per clip (log)")
+    ax.set_ylabel("accuracy (validation)")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(png, dpi=100)
+    plt.close(fig)
+    return Path(png)

@@ -31,7 +31,9 @@ from training import distributed
 from training.checkpoint import atomic_save, load_checkpoint
 from training.config import parse_config
 from training.data.datasets import ClipDataset, DatasetInfo, make_loader, read_records
+from training.data.feature_cache import CachedClipDataset
 from training.evaluate import predict
+from training.frozen import FromBlock, cache_split, freeze_prefix, set_training_frozen
 from training.metrics import classification_metrics
 from training.models import create
 from training.plots import plot_curves
@@ -57,6 +59,13 @@ class TrainConfig:
     size: int = 112
     resize: int = 128
     hflip: bool = True  # only where the dataset says how labels change (meta.json hflip_map)
+    # partial fine-tuning (README "Models that learn"): freeze backbone.features[:freeze] (no gradient, BN statistics
+    # kept) and, with feature_cache, run those blocks once per frame and train the rest for many epochs on the cache
+    freeze: int = 0
+    feature_cache: bool = True  # only with freeze > 0; needs the frozen blocks to be per-frame (no temporal module)
+    cache_dir: str = ""  # default: DATA/cache (keyed by a hash: a changed dataset, preprocessing or prefix rebuilds)
+    cache_precision: str = "fp32"  # compute of the frozen blocks for the training cache: fp32 | bf16 (autocast)
+    select: str = "best"  # best.pt holds the model of the epoch with the best validation top-1 (best) or the last
     # optimisation
     epochs: int = 3
     batch_size: int = 8  # per process; effective batch = batch_size x accumulate x processes
@@ -88,8 +97,20 @@ class TrainConfig:
             raise ConfigError(f"eval_crops must be 1 or 3, got {self.eval_crops}")
         if self.optimizer not in ("sgd", "adamw"):
             raise ConfigError(f"unknown optimizer {self.optimizer!r}; valid: sgd, adamw")
-        if self.workers < 0 or self.checkpoint_every < 0:
-            raise ConfigError("workers and checkpoint_every must be >= 0")
+        if self.workers < 0 or self.checkpoint_every < 0 or self.freeze < 0:
+            raise ConfigError("workers, checkpoint_every and freeze must be >= 0")
+        if self.cache_precision not in ("fp32", "bf16"):
+            raise ConfigError(f"cache_precision must be fp32 or bf16, got {self.cache_precision!r}")
+        if self.cached and self.eval_crops != 1:
+            raise ConfigError("a feature cache holds centre crops only: eval_crops must be 1 with freeze > 0 "
+                              "(or set feature_cache=false)")
+        if self.select not in ("best", "last"):
+            raise ConfigError(f"select must be best or last, got {self.select!r}")
+
+    @property
+    def cached(self) -> bool:
+        """Train on a feature cache of the frozen blocks."""
+        return self.freeze > 0 and self.feature_cache
 
     @property
     def preprocess_spec(self) -> Preprocess:
@@ -198,7 +219,9 @@ def fit(cfg: TrainConfig, job: Job, ctx: distributed.Context) -> dict[str, Any]:
             module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
         module = DistributedDataParallel(module, device_ids=[device.index] if cuda else None)
 
-    loader = make_loader(job.train_set, batch_size=cfg.batch_size, workers=cfg.workers, shuffle=True,
+    # a feature cache is read in-process (memory-mapped, no decoding: workers would only copy it)
+    workers = 0 if isinstance(job.train_set, CachedClipDataset) else cfg.workers
+    loader = make_loader(job.train_set, batch_size=cfg.batch_size, workers=workers, shuffle=True,
                          drop_last=len(job.train_set) >= cfg.batch_size * ctx.world_size, distributed=ctx.distributed,
                          pin_memory=cuda, seed=cfg.seed)
     batches_per_epoch = len(loader)
@@ -286,7 +309,7 @@ def fit(cfg: TrainConfig, job: Job, ctx: distributed.Context) -> dict[str, Any]:
         row = {"epoch": epoch, "train_loss": sum(s[1] for s in train_stats) / max(1, seen_all),
                "train_acc": sum(s[2] for s in train_stats) / max(1, seen_all), "lr": scheduler.get_last_lr()[0],
                "elapsed_s": round(time.perf_counter() - start, 1), **{f"val_{k}": v for k, v in val.items()}}
-        if val["top1"] > best["top1"]:
+        if val["top1"] > best["top1"] or cfg.select == "last":
             best = {**val, "epoch": epoch}
             checkpoint(out / "best.pt", trainer_state=False)
         if ctx.is_main:
@@ -325,25 +348,41 @@ def eval_dataset(info: DatasetInfo, cfg: TrainConfig, sampler: Sampler, split: s
 
 
 def classifier_job(cfg: TrainConfig, ctx: distributed.Context) -> Job:
-    """Plain supervised training of ``cfg.arch`` with cross-entropy (label smoothing)."""
+    """Plain supervised training of ``cfg.arch`` with cross-entropy (label smoothing); with ``freeze`` the first
+    blocks are frozen, and with ``feature_cache`` too the rest trains on their cached output (:mod:`training.frozen`)."""
     info = DatasetInfo.from_dir(cfg.data)
     model = create(cfg.arch, num_classes=len(info.labels), frames=cfg.frames, pretrained=cfg.pretrained)
     sampler = cfg.sampler_spec(getattr(model, "input_frames", cfg.frames))
-    train_set = ClipDataset(read_records(info.root / cfg.train_split, info.labels), sampler=sampler,
-                            preprocess=cfg.preprocess_spec, train=True, template=cfg.frame_template,
-                            hflip_map=info.hflip_map if cfg.hflip else None, seed=cfg.seed)
-    val_set = eval_dataset(info, cfg, sampler)
+    hflip_map = info.hflip_map if cfg.hflip else None
+    if cfg.freeze:
+        freeze_prefix(model, cfg.freeze, per_frame=cfg.cached)
+    if cfg.cached:
+        train_cache, val_cache = (cache_split(model, cfg.freeze, info, split, cfg.preprocess_spec, train=train,
+                                              hflip=hflip_map is not None, cache_dir=cfg.cache_dir,
+                                              precision=cfg.cache_precision, device=ctx.device, workers=cfg.workers,
+                                              template=cfg.frame_template)
+                                  for split, train in ((cfg.train_split, True), (cfg.val_split, False)))
+        train_set = CachedClipDataset(train_cache, sampler=sampler, train=True, hflip_map=hflip_map, seed=cfg.seed)
+        val_set = CachedClipDataset(val_cache, sampler=sampler, train=False, num_clips=cfg.eval_clips)
+        module: nn.Module = FromBlock(model, cfg.freeze)
+    else:
+        train_set = ClipDataset(read_records(info.root / cfg.train_split, info.labels), sampler=sampler,
+                                preprocess=cfg.preprocess_spec, train=True, template=cfg.frame_template,
+                                hflip_map=hflip_map, seed=cfg.seed)
+        val_set = eval_dataset(info, cfg, sampler)
+        module = model
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
 
-    def loss(module: nn.Module, batch: Sequence[torch.Tensor]):
+    def loss(m: nn.Module, batch: Sequence[torch.Tensor]):
         clips, labels = batch
-        logits = module(clips).float()
+        logits = m(clips).float()
         return criterion(logits, labels), logits, labels
 
     meta = {"labels": info.labels, "sampler": sampler.to_dict(), "preprocess": cfg.preprocess_spec.to_dict(),
             "dataset": {"root": str(info.root), "preset": info.meta.get("preset"), "seed": info.meta.get("seed")}}
-    return Job(module=model, model=model, loss=loss, train_set=train_set, meta=meta,
-               validate=lambda m: validation_metrics(m, val_set, cfg, ctx, info.pairs))
+    return Job(module=module, model=model, loss=loss, train_set=train_set, meta=meta,
+               validate=lambda m: validation_metrics(module if cfg.cached else m, val_set, cfg, ctx, info.pairs),
+               set_training=lambda m, mode: set_training_frozen(m, mode, cfg.freeze))
 
 
 def train(cfg: TrainConfig) -> dict[str, Any]:

@@ -95,9 +95,11 @@ class MobileNetV2(nn.Module):
                 nn.init.normal_(m.weight, 0, 0.01)
                 nn.init.zeros_(m.bias)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Pooled features (N, num_features)."""
-        return self.features(x).mean((2, 3), keepdim=True).flatten(1)  # keepdim: XNNPACK delegates it
+    def forward_features(self, x: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """Pooled features (N, num_features); ``start > 0``: ``x`` is the output of ``features[:start]`` (a cached
+        frozen prefix) and only ``features[start:]`` runs."""
+        x = self.features[start:](x) if start else self.features(x)
+        return x.mean((2, 3), keepdim=True).flatten(1)  # keepdim: XNNPACK delegates it
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.forward_features(x))

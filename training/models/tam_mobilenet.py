@@ -107,14 +107,16 @@ def _spatial_after(module: nn.Module, h: int, w: int) -> tuple[int, int]:
     return h, w
 
 
-def insert_temporal(backbone: MobileNetV2, factory: Callable[[int], nn.Module], position: str) -> MobileNetV2:
-    """Replace every residual InvertedResidual of ``backbone.features`` by a :class:`TemporalInvertedResidual`.
+def insert_temporal(backbone: MobileNetV2, factory: Callable[[int], nn.Module], position: str,
+                    start: int = 0) -> MobileNetV2:
+    """Replace every residual InvertedResidual of ``backbone.features[start:]`` by a :class:`TemporalInvertedResidual`.
 
     ``factory(channels)`` builds the temporal module. Call it *after* loading ImageNet weights (the new
-    ``temporal.*`` keys are not in the ImageNet file).
+    ``temporal.*`` keys are not in the ImageNet file). ``start > 0`` keeps the first blocks per-frame, so that they can
+    be frozen and their output cached (``training.data.feature_cache``).
     """
     for i, layer in enumerate(backbone.features):
-        if isinstance(layer, InvertedResidual) and layer.use_res_connect:
+        if i >= start and isinstance(layer, InvertedResidual) and layer.use_res_connect:
             channels = layer.conv[0][0].in_channels if position == "input" else layer.conv[0][0].out_channels
             backbone.features[i] = TemporalInvertedResidual(layer, factory(channels), position)
     return backbone
@@ -153,11 +155,11 @@ class TemporalMobileNetV2(TSN):
         backbone.classifier = nn.Identity()
         super().__init__(backbone, backbone.num_features, num_classes, frames, dropout)
 
-    def forward_features(self, clips: torch.Tensor) -> torch.Tensor:
-        """Per-frame pooled features ``(N, T, F)`` (T must equal ``frames``)."""
+    def forward_features(self, clips: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """Per-frame pooled features ``(N, T, F)`` (T must equal ``frames``); ``start``: see :meth:`TSN.forward_features`."""
         if clips.shape[1] != self.frames:
             raise ValueError(f"this model was built for clips of {self.frames} frames, got {clips.shape[1]}")
-        return super().forward_features(clips)
+        return super().forward_features(clips, start)
 
     # ---- streaming -------------------------------------------------------------------------------------------------
     def temporal_blocks(self) -> list[tuple[int, TemporalInvertedResidual]]:
@@ -207,22 +209,25 @@ def _backbone(pretrained: bool, width_mult: float) -> MobileNetV2:
     return backbone
 
 
+
 @register_model
 def tam_mobilenet_v2(*, num_classes: int, frames: int, pretrained: bool = True, width_mult: float = 1.0,
-                     dropout: float = 0.5, kernel: int = 3, position: str = "expanded") -> TemporalMobileNetV2:
+                     dropout: float = 0.5, kernel: int = 3, position: str = "expanded",
+                     temporal_from: int = 0) -> TemporalMobileNetV2:
     """TAM-MobileNetV2 (offline, TAM over t-1, t, t+1; identity at init on the expanded activations).
 
     ``position="input"`` puts the TAM on the block input instead (6x fewer channels, but its ReLU clips the linear
     bottleneck at init: not the identity).
     """
     backbone = insert_temporal(_backbone(pretrained, width_mult),
-                               lambda c: identity_init_tam(TAM(c, frames, kernel)), position)
+                               lambda c: identity_init_tam(TAM(c, frames, kernel)), position, temporal_from)
     return TemporalMobileNetV2(backbone, num_classes, frames, dropout)
 
 
 @register_model
 def tam_mobilenet_v2_causal(*, num_classes: int, frames: int, pretrained: bool = True, width_mult: float = 1.0,
-                            dropout: float = 0.5, kernel: int = 3, position: str = "expanded") -> TemporalMobileNetV2:
+                            dropout: float = 0.5, kernel: int = 3, position: str = "expanded",
+                            temporal_from: int = 0) -> TemporalMobileNetV2:
     """Causal TAM-MobileNetV2 (TAM over t-2, t-1, t; identity at init); streams with ``step``.
 
     State: ``kernel - 1`` past activations per TAM. With the default ``position="expanded"`` that is 2 x 6 x C per
@@ -230,23 +235,24 @@ def tam_mobilenet_v2_causal(*, num_classes: int, frames: int, pretrained: bool =
     but not the identity at init (see the module docstring).
     """
     backbone = insert_temporal(_backbone(pretrained, width_mult),
-                               lambda c: identity_init_tam(CausalTAM(c, frames, kernel)), position)
+                               lambda c: identity_init_tam(CausalTAM(c, frames, kernel)), position, temporal_from)
     return TemporalMobileNetV2(backbone, num_classes, frames, dropout)
 
 
 @register_model
 def tsm_mobilenet_v2(*, num_classes: int, frames: int, pretrained: bool = True, width_mult: float = 1.0,
-                     dropout: float = 0.5, fold_div: int = 8) -> TemporalMobileNetV2:
+                     dropout: float = 0.5, fold_div: int = 8, temporal_from: int = 0) -> TemporalMobileNetV2:
     """TSM-MobileNetV2 baseline: bi-directional shift (1/8 from t+1, 1/8 from t-1) at the start of residual branches."""
     backbone = insert_temporal(_backbone(pretrained, width_mult),
-                               lambda c: TemporalShift(c, frames, fold_div, online=False), "input")
+                               lambda c: TemporalShift(c, frames, fold_div, online=False), "input", temporal_from)
     return TemporalMobileNetV2(backbone, num_classes, frames, dropout)
 
 
 @register_model
 def tsm_mobilenet_v2_online(*, num_classes: int, frames: int, pretrained: bool = True, width_mult: float = 1.0,
-                            dropout: float = 0.5, fold_div: int = 8) -> TemporalMobileNetV2:
+                            dropout: float = 0.5, fold_div: int = 8, temporal_from: int = 0) -> TemporalMobileNetV2:
     """Online TSM-MobileNetV2 baseline: uni-directional shift (1/8 of the channels from t-1); streams with ``step``."""
     backbone = insert_temporal(_backbone(pretrained, width_mult),
-                               lambda c: TemporalShift(c, frames, fold_div, online=True), "input")
+                               lambda c: TemporalShift(c, frames, fold_div, online=True), "input", temporal_from)
     return TemporalMobileNetV2(backbone, num_classes, frames, dropout)
+

@@ -47,11 +47,12 @@ class TAM(nn.Module):
     """Temporal aggregation (bLVNet-TAM): per-channel 1x1 depthwise convs on neighbouring frames, summed, ReLU.
 
     ``out[t] = relu(sum_i conv_i(x[t + i - kernel // 2]))`` with zero padding in time -- a depthwise temporal
-    convolution of size ``kernel`` ("blending frames"). Parameter names follow the official code so its checkpoints
+    convolution of size ``kernel`` ("blending frames"); ``activation=False`` leaves out the ReLU (for a block that
+    normalises before its own activation). Parameter names follow the official code so its checkpoints
     load: ``prev`` / ``curr`` / ``next`` for kernel 3, ``blending_layers.{i}`` otherwise.
     """
 
-    def __init__(self, channels: int, frames: int, kernel: int = 3):
+    def __init__(self, channels: int, frames: int, kernel: int = 3, activation: bool = True):
         super().__init__()
         if kernel < 1 or kernel % 2 == 0:
             raise ValueError(f"TAM kernel (blending frames) must be odd and >= 1, got {kernel}")
@@ -60,7 +61,7 @@ class TAM(nn.Module):
             self.prev, self.curr, self.next = (_depthwise_1x1(channels) for _ in range(3))
         else:
             self.blending_layers = nn.ModuleList(_depthwise_1x1(channels) for _ in range(kernel))
-        self.relu = nn.ReLU(inplace=True)
+        self.relu = nn.ReLU(inplace=True) if activation else nn.Identity()
 
     def _taps(self) -> list[nn.Conv2d]:
         return [self.prev, self.curr, self.next] if self.kernel == 3 else list(self.blending_layers)

@@ -53,10 +53,11 @@ class TSN(ConsensusHead):
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(num_features, num_classes)
 
-    def forward_features(self, clips: torch.Tensor) -> torch.Tensor:
-        """Per-frame pooled features ``(N, T, F)``."""
+    def forward_features(self, clips: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """Per-frame pooled features ``(N, T, F)``; ``start > 0``: ``clips`` are ``(N, T, C, h, w)`` activations of the
+        backbone's first ``start`` blocks (a feature cache), and only the rest of the network runs."""
         n, t = clips.shape[:2]
-        return self.backbone.forward_features(clips.flatten(0, 1)).unflatten(0, (n, t))
+        return self.backbone.forward_features(clips.flatten(0, 1), start).unflatten(0, (n, t))
 
 
 @register_model
