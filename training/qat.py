@@ -7,7 +7,9 @@ with labels, sampler, preprocessing and metrics; ``python -m training.evaluate -
 For comparison the same model is also quantized post-training (calibration only, ``int8_ptq.pt2``).
 
 Model, sampler and preprocessing come from the checkpoint; of the training keys, data, optimiser, schedule, epochs,
-batch size and workers apply. ``qat.json`` holds fp32 vs PTQ vs QAT top-1. One process: the fake-quant graph is not
+batch size and workers apply. QAT runs on decoded frames through the whole network (the fake-quantized trunk too);
+blocks the fp32 run had frozen keep their weights (``train_frozen`` to fine-tune them) and batch norm keeps its
+running statistics (``train_bn`` for batch statistics). ``qat.json`` holds fp32 vs PTQ vs QAT top-1. One process: the fake-quant graph is not
 run under DistributedDataParallel here.
 """
 from __future__ import annotations
@@ -48,6 +50,8 @@ class QATConfig(TrainConfig):
     per_channel: bool = True
     calibration_batches: int = 16  # for PTQ (and the QAT starting ranges)
     ptq: bool = True  # also quantize post-training, for comparison
+    train_bn: bool = False  # batch norm normalises with batch statistics during QAT (False: running statistics)
+    train_frozen: bool = False  # also fine-tune the blocks the fp32 run had frozen (its checkpoint's freeze)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -104,6 +108,12 @@ def quantize_checkpoint(cfg: QATConfig) -> dict[str, Any]:
 
     gm = quantize.prepare(model, example, qat=True, per_channel=cfg.per_channel)
     quantize.calibrate(gm, _calibration_batches(calib_set, cfg, ctx.device))  # start from calibrated ranges
+    frozen = 0 if cfg.train_frozen else int(ckpt["config"].get("freeze", 0))
+    if frozen:  # the exported graph keeps the model's parameter names
+        prefix = tuple(f"backbone.features.{i}." for i in range(frozen))
+        for name, param in gm.named_parameters():
+            if name.startswith(prefix):
+                param.requires_grad_(False)
 
     train_set = ClipDataset(train_records, sampler=sampler, preprocess=preprocess, train=True, seed=cfg.seed,
                             hflip_map=info.hflip_map if cfg.hflip else None, template=cfg.frame_template)
@@ -119,7 +129,7 @@ def quantize_checkpoint(cfg: QATConfig) -> dict[str, Any]:
     def set_training(m: nn.Module, training: bool) -> None:
         if training and cfg.freeze_observers_after and epochs_seen["n"] >= cfg.freeze_observers_after:
             quantize.freeze_observers(m)
-        quantize.set_training(m, training)
+        quantize.set_training(m, training, batch_norm=cfg.train_bn)
         epochs_seen["n"] += int(not training)
 
     job = Job(module=gm, model=gm, loss=loss, train_set=train_set, set_training=set_training,

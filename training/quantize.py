@@ -157,11 +157,13 @@ def prepare(model: nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...], 
     return set_training(with_train_eval(gm), qat)
 
 
-def set_training(gm: GraphModule, training: bool) -> GraphModule:
+def set_training(gm: GraphModule, training: bool, batch_norm: bool = True) -> GraphModule:
     """The ``.train()`` / ``.eval()`` of an exported (prepared) module.
 
     * Batch norm: training mode normalises with batch statistics and updates the running ones; eval mode uses the
-      running statistics (the graph's batch-norm ops are rewritten). Dropout likewise.
+      running statistics (the graph's batch-norm ops are rewritten). Dropout likewise. ``batch_norm=False`` keeps
+      batch norm and dropout in eval mode while training (fine-tuning a model whose statistics are final, e.g. one
+      with a frozen trunk); the observers still follow ``training``.
     * QAT fake-quant observers: on in training mode (the quantization ranges follow the activations and weights), off
       in eval mode, so that evaluating between epochs does not move the ranges it measures (with the observers off the
       fake quantization uses the last ranges: the int8 model's). After :func:`freeze_observers` they stay off.
@@ -169,7 +171,7 @@ def set_training(gm: GraphModule, training: bool) -> GraphModule:
     * ``gm.training`` (and every submodule's flag) is set too, for code that reads it; the graph does not.
     """
     if training:
-        move_exported_model_to_train(gm)
+        (move_exported_model_to_train if batch_norm else move_exported_model_to_eval)(gm)
         if not getattr(gm, _FROZEN_ATTR, False):
             gm.apply(enable_observer)
     else:

@@ -172,7 +172,7 @@ def build_cache(records: Sequence[VideoRecord], split_file: str | Path, preproce
             return cache
         raise ConfigError(f"{path} holds another cache than its name says: delete it to rebuild")
     device = torch.device(device)
-    was_training = prefix.training
+    modes = [(m, m.training) for m in prefix.modules()]  # restored per module: a Sequential slice has its own flag
     prefix.eval().to(device, memory_format=torch.channels_last)
     loader = torch.utils.data.DataLoader(
         _DecodedVideos(records, preprocess, hflip, template), batch_size=None, num_workers=workers,
@@ -215,7 +215,8 @@ def build_cache(records: Sequence[VideoRecord], split_file: str | Path, preproce
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     finally:
-        prefix.train(was_training)
+        for m, mode in modes:
+            m.training = mode
     return FeatureCache.open(path)
 
 

@@ -1,14 +1,15 @@
 """TAM-head MobileNetV2: the temporal model that learns on 2 CPU cores, and its order-blind control.
 
-An ImageNet MobileNetV2 trunk (``features[:trunk]``, per frame) followed by a small temporal head at the trunk's
-resolution: a 1x1 reduction, ``blocks`` residual TAM blocks and a 1x1 expansion, then the TSN harness (average
-consensus over time, dropout, linear). Every layer lives in ``backbone.features``, so the trunk can be frozen and its
+An ImageNet MobileNetV2 trunk (``features[:trunk]``, per frame; 7 blocks: stride 8, 32 channels) followed by a small
+temporal head (:data:`HEAD_STAGES`): 1x1 reductions, residual TAM blocks at the trunk's resolution and at half of it,
+and a 1x1 expansion, then the TSN harness (average consensus over time, dropout, linear). Every layer lives in ``backbone.features``, so the trunk can be frozen and its
 output cached once per frame (:mod:`training.data.feature_cache`) and the head trained for many epochs on the cache
 (``forward_features(cached, start=trunk)``); the exported model is the whole network.
 
-Why this shape (measured on the ``small`` time-reversal benchmark, 112 px, 16 frames, README "Models that learn"):
-fine-tuning ImageNet blocks 14-18 with TAMs costs ~77 s per epoch on 2 cores, this head ~15 s, and it learns the
-frame order within a few epochs. A TAM block is ``relu(x + project(dw3x3(relu(bn(tam(x))))))``: the TAM (depthwise
+Why this shape (measured on the ``small`` time-reversal benchmark at 112 px, README "Models that learn"):
+fine-tuning ImageNet blocks 14-18 with TAMs costs ~77 s per epoch on 2 cores (16 frames), a head like this one
+10-15 s, and it learns the frame order within a few epochs; on the stride-8 trunk output it separates rotation,
+orbit and stretch directions better than on the stride-16 one (features[:14]). A TAM block is ``relu(x + project(dw3x3(relu(bn(tam(x))))))``: the TAM (depthwise
 temporal conv over t-1, t, t+1) mixes neighbouring frames per channel, the spatial depthwise conv relates that change
 to its neighbourhood (motion direction), and the 1x1 projection mixes channels.
 
@@ -43,36 +44,44 @@ class TAMBlock(nn.Module):
         return torch.relu(x + self.project(self.spatial(self.relu(self.bn(self.temporal(x))))))
 
 
-def _trunk_and_head(pretrained: bool, frames: int, trunk: int, width: int, blocks: int, features: int,
-                    kernel: int) -> MobileNetV2:
+# The head, as data: output channels, TAM blocks, stride of the stage's entry (2: a depthwise 3x3 stride-2 conv first).
+# The first stage works at the trunk's resolution (stride 8 after features[:7]), the second at half of it.
+# c, n, s
+HEAD_STAGES = ((64, 1, 1), (128, 2, 2))
+
+
+def _trunk_and_head(pretrained: bool, frames: int, trunk: int, features: int, kernel: int) -> MobileNetV2:
     backbone = MobileNetV2()
     if pretrained:
         load_imagenet_weights(backbone)
     if not 1 <= trunk < len(backbone.features):
         raise ValueError(f"trunk must be in [1, {len(backbone.features) - 1}], got {trunk}")
-    head = nn.Sequential(ConvBNReLU6(backbone.features[trunk - 1].out_channels, width, kernel=1),
-                         *(TAMBlock(width, frames, kernel) for _ in range(blocks)),
-                         ConvBNReLU6(width, features, kernel=1))
+    cin = backbone.features[trunk - 1].out_channels
+    head: list[nn.Module] = []
+    for c, n, stride in HEAD_STAGES:
+        if stride != 1:
+            head.append(ConvBNReLU6(cin, cin, kernel=3, stride=stride, groups=cin))
+        head.append(ConvBNReLU6(cin, c, kernel=1))
+        head += [TAMBlock(c, frames, kernel) for _ in range(n)]
+        cin = c
+    head.append(ConvBNReLU6(cin, features, kernel=1))
     backbone.features = nn.Sequential(*backbone.features[:trunk], *head)
     backbone.num_features = features
-    backbone.trunk = trunk
     return backbone
 
 
 @register_model
-def tam_head_mobilenet_v2(*, num_classes: int, frames: int, pretrained: bool = True, trunk: int = 14,
-                          width: int = 128, blocks: int = 2, features: int = 256, dropout: float = 0.5,
-                          kernel: int = 3) -> TemporalMobileNetV2:
-    """ImageNet MobileNetV2 ``features[:trunk]`` + a TAM head (``blocks`` TAM blocks at ``width`` channels, pooled
-    ``features``); freeze the trunk (``freeze=trunk``) to train on a feature cache."""
-    backbone = _trunk_and_head(pretrained, frames, trunk, width, blocks, features, kernel)
-    return TemporalMobileNetV2(backbone, num_classes, frames, dropout)
+def tam_head_mobilenet_v2(*, num_classes: int, frames: int, pretrained: bool = True, trunk: int = 7,
+                          features: int = 256, dropout: float = 0.5, kernel: int = 3) -> TemporalMobileNetV2:
+    """ImageNet MobileNetV2 ``features[:trunk]`` + a TAM head (:data:`HEAD_STAGES`, pooled ``features``); freeze the
+    trunk (``freeze=trunk``) to train on a feature cache."""
+    return TemporalMobileNetV2(_trunk_and_head(pretrained, frames, trunk, features, kernel), num_classes, frames,
+                               dropout)
 
 
 @register_model
-def tsn_head_mobilenet_v2(*, num_classes: int, frames: int, pretrained: bool = True, trunk: int = 14,
-                          width: int = 128, blocks: int = 2, features: int = 256,
-                          dropout: float = 0.5) -> TemporalMobileNetV2:
+def tsn_head_mobilenet_v2(*, num_classes: int, frames: int, pretrained: bool = True, trunk: int = 7,
+                          features: int = 256, dropout: float = 0.5) -> TemporalMobileNetV2:
     """:func:`tam_head_mobilenet_v2` with current-frame-only TAMs (``kernel=1``): same cost, frame-order blind."""
     return tam_head_mobilenet_v2(num_classes=num_classes, frames=frames, pretrained=pretrained, trunk=trunk,
-                                 width=width, blocks=blocks, features=features, dropout=dropout, kernel=1)
+                                 features=features, dropout=dropout, kernel=1)
