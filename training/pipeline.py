@@ -39,11 +39,11 @@ from training.train import TrainConfig, train
 # (a GPU) trains the whole network end to end (freeze=0). The teacher sees N frames, the student k = 2 of them.
 PRESET_TRAINING: dict[str, dict[str, Any]] = {
     "tiny": dict(teacher_frames=8, student_frames=2, size=64, resize=72, batch_size=8, epochs=2, student_epochs=2,
-                 qat_epochs=1, freeze=14, lr=3e-3),
+                 qat_epochs=1, freeze=7, lr=3e-3, cache_precision="fp32"),
     "small": dict(teacher_frames=8, student_frames=2, size=112, resize=128, batch_size=16, epochs=12,
-                  student_epochs=12, qat_epochs=1, freeze=14, lr=3e-3),
+                  student_epochs=12, qat_epochs=1, freeze=7, lr=3e-3, cache_precision="fp32"),
     "full": dict(teacher_frames=16, student_frames=2, size=224, resize=256, batch_size=32, epochs=30,
-                 student_epochs=30, qat_epochs=3, freeze=0, lr=1e-3),
+                 student_epochs=30, qat_epochs=3, freeze=0, lr=1e-3, cache_precision="fp32"),
 }
 TEACHER, BASELINE = "tam_head_mobilenet_v2", "tsn_head_mobilenet_v2"
 OPTIMIZER = dict(optimizer="adamw", weight_decay=0.05, select="last")
@@ -101,7 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     timings["benchmark"] = time.perf_counter() - t0
     workers = {"workers": args.workers} if args.workers is not None else {}
     common = dict(data=str(data), seed=args.seed, size=recipe["size"], resize=recipe["resize"],
-                  batch_size=recipe["batch_size"], resume=True, freeze=recipe["freeze"], lr=recipe["lr"], **OPTIMIZER,
+                  batch_size=recipe["batch_size"], resume=True, freeze=recipe["freeze"], lr=recipe["lr"],
+                  cache_precision=recipe["cache_precision"], **OPTIMIZER,
                   **workers)
     n, k = recipe["teacher_frames"], recipe["student_frames"]
     dirs = {role: out / role for role in ("teacher", "baseline_tsn", "student", "student_no_teacher")}
@@ -190,7 +191,8 @@ def _build_caches(data: Path, recipe: dict[str, Any], args: argparse.Namespace) 
     preprocess = TrainConfig(size=recipe["size"], resize=recipe["resize"]).preprocess_spec
     workers = args.workers if args.workers is not None else 2
     paths = {split: str(cache_split(model, recipe["freeze"], info, split, preprocess, train=split == "train.csv",
-                                    hflip=info.hflip_map is not None, workers=workers).path)
+                                    hflip=info.hflip_map is not None, precision=recipe["cache_precision"],
+                                    workers=workers).path)
              for split in ("train.csv", "val.csv")}
     (data / "cache" / "done.json").write_text(json.dumps(paths, indent=2))
 
