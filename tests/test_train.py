@@ -31,25 +31,36 @@ def test_train_writes_metrics_and_loadable_checkpoints(tiny_benchmark: Path, tmp
     assert "best val top-1" in capsys.readouterr().out
 
 
-@pytest.mark.timeout(1800)  # five stages, three torch.export round trips for int8
+@pytest.mark.timeout(1800)  # nine stages, three torch.export round trips for int8
 def test_pipeline_main_job_on_tiny(tmp_path: Path, capsys):
-    """README command (a) on the CI-sized preset: generate -> teacher -> distil -> QAT -> evaluate -> summary table;
-    a rerun reuses the benchmark and every finished stage."""
-    args = ["--preset", "tiny", "--out", str(tmp_path), "--workers", "0"]
+    """README command (a) on the CI-sized preset: generate -> cache -> teacher, TSN baseline, students with and without
+    the teacher -> QAT -> evaluate -> table, summary.json, plot -> int8 bundle -> streaming; a rerun reuses the
+    benchmark, the cache and every finished stage."""
+    args = ["--preset", "tiny", "--out", str(tmp_path), "--workers", "0", "--stream-videos", "4"]
     assert pipeline.main(args) == 0
     out = capsys.readouterr().out
-    assert "top-1 int8" in out and "student tam_mobilenet_v2" in out
+    assert "int8 QAT" in out and "baseline_tsn" in out and "student_no_teacher" in out
     summary = json.loads((tmp_path / "summary.json").read_text())
-    teacher, student = summary["models"]
-    assert (teacher["frames"], student["frames"]) == (16, 2)
-    assert student["gmacs"] / teacher["gmacs"] <= 0.15
-    assert 0.0 <= student["top1_int8"] <= 1.0 and summary["ptq_top1"] is not None
-    for name in ("teacher", "student"):
-        assert (tmp_path / name / "eval-val-1x1" / "confusion.png").is_file()
-    assert (tmp_path / "int8" / "int8_qat.pt2").is_file()
+    rows = {r["role"]: r for r in summary["models"]}
+    assert list(rows) == ["teacher", "baseline_tsn", "student", "student_no_teacher"]
+    for role, r in rows.items():
+        assert set(r) >= {"role", "model", "frames", "gmacs", "top1_fp32", "within_pair_fp32", "top1_int8",
+                          "checkpoint"}
+        assert Path(r["checkpoint"]).is_file() and 0.0 <= r["top1_fp32"] <= 1.0
+        assert (r["top1_int8"] is None) == (role != "student")
+        assert (tmp_path / role / "eval-val-1x1" / "confusion.png").is_file()
+    assert (rows["teacher"]["frames"], rows["student"]["frames"]) == (8, 2)
+    assert rows["teacher"]["gmacs"] == rows["baseline_tsn"]["gmacs"]  # same cost, only the temporal taps differ
+    assert summary["student_teacher"]["macs_ratio"] <= 0.3
+    assert summary["int8"]["int8_ptq"]["top1"] is not None
+    assert summary["streaming"]["videos"] == 4 and 0.0 <= summary["streaming"]["top1"] <= 1.0
+    assert (tmp_path / "accuracy_vs_gmacs.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    manifest = json.loads((tmp_path / "student.vbundle" / "manifest.json").read_text())
+    assert {p["precision"] for p in manifest["programs"]} == {"int8"}  # the shipped bundle is the QAT model
     assert pipeline.main(args) == 0
     again = capsys.readouterr().out
-    assert "reusing" in again and again.count("done before") == 4  # teacher, distil, qat, export
+    # cache, teacher, baseline, two students, qat, export
+    assert "reusing" in again and again.count("done before") == 7
 
 
 def test_train_on_frame_folders_in_the_list_format(tiny_benchmark: Path, tmp_path: Path):

@@ -47,7 +47,7 @@ class TAMBlock(nn.Module):
 # The head, as data: output channels, TAM blocks, stride of the stage's entry (2: a depthwise 3x3 stride-2 conv first).
 # The first stage works at the trunk's resolution (stride 8 after features[:7]), the second at half of it.
 # c, n, s
-HEAD_STAGES = ((64, 1, 1), (128, 2, 2))
+HEAD_STAGES = ((96, 1, 1), (192, 2, 2))
 
 
 def _trunk_and_head(pretrained: bool, frames: int, trunk: int, features: int, kernel: int) -> MobileNetV2:
@@ -72,7 +72,7 @@ def _trunk_and_head(pretrained: bool, frames: int, trunk: int, features: int, ke
 
 @register_model
 def tam_head_mobilenet_v2(*, num_classes: int, frames: int, pretrained: bool = True, trunk: int = 7,
-                          features: int = 256, dropout: float = 0.5, kernel: int = 3) -> TemporalMobileNetV2:
+                          features: int = 256, dropout: float = 0.2, kernel: int = 3) -> TemporalMobileNetV2:
     """ImageNet MobileNetV2 ``features[:trunk]`` + a TAM head (:data:`HEAD_STAGES`, pooled ``features``); freeze the
     trunk (``freeze=trunk``) to train on a feature cache."""
     return TemporalMobileNetV2(_trunk_and_head(pretrained, frames, trunk, features, kernel), num_classes, frames,
@@ -81,7 +81,7 @@ def tam_head_mobilenet_v2(*, num_classes: int, frames: int, pretrained: bool = T
 
 @register_model
 def tsn_head_mobilenet_v2(*, num_classes: int, frames: int, pretrained: bool = True, trunk: int = 7,
-                          features: int = 256, dropout: float = 0.5) -> TemporalMobileNetV2:
+                          features: int = 256, dropout: float = 0.2) -> TemporalMobileNetV2:
     """:func:`tam_head_mobilenet_v2` with current-frame-only TAMs (``kernel=1``): same cost, frame-order blind."""
     return tam_head_mobilenet_v2(num_classes=num_classes, frames=frames, pretrained=pretrained, trunk=trunk,
                                  features=features, dropout=dropout, kernel=1)
