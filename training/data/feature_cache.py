@@ -190,7 +190,7 @@ def build_cache(records: Sequence[VideoRecord], split_file: str | Path, preproce
                 out = torch.cat([prefix(flat[j:j + batch_frames]) for j in range(0, len(flat), batch_frames)])
             out = out.float().cpu().unflatten(0, (v, t)).numpy()
             if features is None:  # the first video gives the activation shape; all frames of all videos are counted
-                total = sum(_frame_count(r, template) for r in records)
+                total = sum(_frame_count(r) for r in records)
                 features = np.lib.format.open_memmap(tmp / "features.npy", mode="w+", dtype=DTYPES[dtype],
                                                      shape=(v, total, *out.shape[2:]))
             if row + t > total:
@@ -210,7 +210,12 @@ def build_cache(records: Sequence[VideoRecord], split_file: str | Path, preproce
         index = {"key": key, "shape": shape, "offsets": offsets, "num_frames": counts,
                  "labels": [r.label for r in records], "paths": [str(r.path) for r in records]}
         (tmp / "index.json").write_text(json.dumps(index))
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError:  # another process finished the same cache first: keep theirs
+            if not (path / "index.json").is_file():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -220,7 +225,7 @@ def build_cache(records: Sequence[VideoRecord], split_file: str | Path, preproce
     return FeatureCache.open(path)
 
 
-def _frame_count(record: VideoRecord, template: str) -> int:
+def _frame_count(record: VideoRecord) -> int:
     if record.num_frames is not None:
         return record.num_frames
     with VideoFile(record.path, threads=1) as v:

@@ -57,7 +57,9 @@ class TSN(ConsensusHead):
         """Per-frame pooled features ``(N, T, F)``; ``start > 0``: ``clips`` are ``(N, T, C, h, w)`` activations of the
         backbone's first ``start`` blocks (a feature cache), and only the rest of the network runs."""
         n, t = clips.shape[:2]
-        return self.backbone.forward_features(clips.flatten(0, 1), start).unflatten(0, (n, t))
+        x = clips.flatten(0, 1)
+        x = self.backbone.forward_features(x, start) if start else self.backbone.forward_features(x)
+        return x.unflatten(0, (n, t))
 
 
 @register_model
