@@ -50,7 +50,9 @@ def test_pipeline_main_job_on_tiny(tmp_path: Path, capsys):
         assert (r["top1_int8"] is None) == (role != "student")
         assert (tmp_path / role / "eval-val-1x1" / "confusion.png").is_file()
     assert (rows["teacher"]["frames"], rows["student"]["frames"]) == (8, 2)
-    assert rows["teacher"]["gmacs"] == rows["baseline_tsn"]["gmacs"]  # same cost, only the temporal taps differ
+    # same backbone and head; the TAM's temporal taps add well under 1 % of the MACs
+    tam, tsn = rows["teacher"]["gmacs"], rows["baseline_tsn"]["gmacs"]
+    assert tsn < tam < 1.01 * tsn
     assert summary["student_teacher"]["macs_ratio"] <= 0.3
     assert summary["int8"]["int8_ptq"]["top1"] is not None
     assert summary["streaming"]["videos"] == 4 and 0.0 <= summary["streaming"]["top1"] <= 1.0
