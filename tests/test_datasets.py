@@ -52,6 +52,22 @@ def test_training_randomness_is_per_seed_epoch_and_index(bench):
     assert not torch.equal(a, ds[0][0]), "a new epoch must draw new offsets / crops"
 
 
+def test_centre_crop_training_keeps_random_offsets_but_the_evaluation_crop(bench):
+    """spatial_augment=False (QAT of a model trained on a feature cache): every training frame is exactly the
+    evaluation transform of some frame of the video, while the temporal offsets still change per epoch."""
+    _, records = bench
+    ds = ClipDataset(records, sampler=SAMPLER, preprocess=PREP, train=True, seed=4, spatial_augment=False)
+    with VideoFile(records[5].path) as v:
+        every = PREP(v.read_indices(np.arange(v.num_frames)))
+    clips = []
+    for epoch in range(3):
+        ds.set_epoch(epoch)
+        clips.append(ds[5][0].numpy())
+        for frame in clips[-1]:
+            assert any(np.array_equal(frame, f) for f in every), "a training frame is not a centre-cropped video frame"
+    assert any(not np.array_equal(clips[0], c) for c in clips[1:]), "offsets must still be drawn per epoch"
+
+
 def test_horizontal_flip_mirrors_the_clip_and_swaps_the_label(bench):
     info, records = bench
     right = info.labels.index("moving_right")

@@ -53,6 +53,11 @@ def test_recipe_and_overrides(tmp_path: Path):
         parse_config(TrainConfig, ["--config", str(recipe)], prog="t", description="")
     with pytest.raises(ConfigError, match="epochs"):
         parse_config(TrainConfig, ["epochs=three"], prog="t", description="")
+    # YAML 1.1 reads 1e-5 (no dot) as a string: a float key still takes it, and the flag form agrees
+    assert parse_config(TrainConfig, ["lr=1e-5"], prog="t", description="")[0].lr == 1e-5
+    assert parse_config(TrainConfig, ["--lr", "1e-5"], prog="t", description="")[0].lr == 1e-5
+    with pytest.raises(ConfigError, match="lr"):
+        parse_config(TrainConfig, ["lr=fast"], prog="t", description="")
     with pytest.raises(ConfigError, match="eval_crops"):
         parse_config(TrainConfig, ["eval_crops=2"], prog="t", description="")
     from training.distill import DistillConfig
@@ -152,7 +157,7 @@ def test_torchrun_two_processes_on_cpu(tiny_benchmark: Path, tmp_path: Path):
     assert result["n"] == 32
 
 
-@pytest.mark.parametrize("mode", ["serial", "parallel", "no_teacher"])
+@pytest.mark.parametrize("mode", ["serial", "parallel", "no_teacher", "init_from_teacher"])
 def test_distillation_modes(tiny_benchmark: Path, tmp_path: Path, mode: str):
     from training.distill import main as distill_main
     from training.train import main as train_main
@@ -162,15 +167,22 @@ def test_distillation_modes(tiny_benchmark: Path, tmp_path: Path, mode: str):
     train_main([*base, "--out", str(teacher), "--frames", "4"])
     args = [*base, "--out", str(tmp_path / mode), "--teacher", str(teacher / "best.pt"), "--sampler", "random_k",
             "--frames", "1", "inter_weight=0.5"]
-    args += {"serial": [], "parallel": ["--mode", "parallel"], "no_teacher": ["--no-teacher"]}[mode]
+    args += {"serial": [], "parallel": ["--mode", "parallel"], "no_teacher": ["--no-teacher"],
+             "init_from_teacher": ["init_from_teacher=true", "lr=0"]}[mode]
     assert distill_main(args) == 0
     report = json.loads((tmp_path / mode / "distill.json").read_text())
-    assert report["mode"] == ("no_teacher" if mode == "no_teacher" else mode)
+    assert report["mode"] == {"no_teacher": "no_teacher", "parallel": "parallel"}.get(mode, "serial")
     assert report["student"]["frames"] == 1 and report["teacher"]["frames"] == 4
     assert 0.2 < report["macs_ratio"] < 0.3  # 1 of 4 frames through the same backbone
     ckpt = torch.load(tmp_path / mode / "best.pt", map_location="cpu", weights_only=True)
     assert Sampler.from_dict(ckpt["sampler"]) == Sampler("random_k", 1, of=4)
     assert not any(k.startswith("teacher") for k in ckpt["model"]), "best.pt is the student alone"
+    if mode == "init_from_teacher":  # lr 0: the student's parameters are still the teacher's
+        from training.evaluate import load_checkpoint_model
+
+        student, _ = load_checkpoint_model(tmp_path / mode / "best.pt", "cpu")
+        t0 = _weights(teacher / "best.pt")
+        assert all(torch.equal(p, t0[n]) for n, p in student.named_parameters())
     if mode == "serial":
         t0 = _weights(teacher / "best.pt")
         t1 = torch.load(tmp_path / mode / "last.pt", map_location="cpu", weights_only=True)["trainer"]["module"]

@@ -29,13 +29,19 @@ def _field_types(cls: type) -> dict[str, type]:
 
 
 def _coerce(key: str, value: Any, kind: type) -> Any:
-    """``value`` as ``kind`` (bool/int/float/str); ints are accepted for floats, nothing else is converted silently."""
+    """``value`` as ``kind`` (bool/int/float/str); ints are accepted for floats, and so are strings in float syntax
+    (YAML 1.1 reads ``1e-5`` without a dot as a string); nothing else is converted silently."""
     if kind is bool and isinstance(value, bool):
         return value
     if kind is int and isinstance(value, int) and not isinstance(value, bool):
         return value
     if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
+    if kind is float and isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if kind is str and isinstance(value, (str, int, float)) and not isinstance(value, bool):
         return str(value)
     raise ConfigError(f"config key {key!r} expects {kind.__name__}, got {value!r} ({type(value).__name__})")

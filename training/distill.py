@@ -14,7 +14,9 @@ Representations are the pooled features before the classifier; ``project`` is a 
 differ (identity otherwise). ``mode=serial`` freezes a trained teacher (eval mode: BN statistics and dropout fixed);
 ``mode=parallel`` trains teacher and student together, the teacher on its own cross-entropy (the student's terms see a
 detached teacher, so the student cannot pull the teacher towards itself). ``no_teacher`` trains the same student on the
-same data with the cross-entropy only: the baseline the distilled student must beat.
+same data with the cross-entropy only: the baseline the distilled student must beat. ``init_from_teacher`` starts a
+student of the teacher's own arch from the teacher's weights (it then only has to adapt to seeing k of the N frames);
+the no-teacher baseline never gets them.
 
 Writes the same files as ``training.train`` (``best.pt`` holds the student with its own sampler, so evaluation, QAT and
 export take it like any checkpoint) and ``distill.json``: teacher and student top-1, GMACs and their ratio.
@@ -64,6 +66,8 @@ class DistillConfig(TrainConfig):
     rep_weight: float = 1.0
     inter_weight: float = 0.0  # per-frame feature matching at the student's frame positions
     no_teacher: bool = False  # baseline: the same student and data, cross-entropy only
+    # start the student from the teacher checkpoint's weights (same arch: only the frames it sees differ)
+    init_from_teacher: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -175,6 +179,13 @@ def _distill(cfg: DistillConfig, ctx: distributed.Context) -> dict[str, Any]:
     n = teacher_sampler.frames
     student_sampler = Sampler(cfg.sampler, cfg.frames, of=n)
     student = create(cfg.arch, num_classes=len(info.labels), frames=cfg.frames, pretrained=cfg.pretrained)
+    if cfg.init_from_teacher:
+        if teacher_ckpt is None or cfg.no_teacher:
+            raise ConfigError("init_from_teacher needs a teacher checkpoint (--teacher) and no no_teacher")
+        if teacher_ckpt["config"]["arch"] != cfg.arch:
+            raise ConfigError(f"init_from_teacher: the student ({cfg.arch}) must be the teacher's arch "
+                              f"({teacher_ckpt['config']['arch']})")
+        student.load_state_dict(teacher_ckpt["model"])
     if getattr(student, "input_frames", cfg.frames) != cfg.frames:
         raise ConfigError(f"{cfg.arch} reads {student.input_frames} frames for frames={cfg.frames}: use a student that "
                           "sees exactly the sampled frames")

@@ -8,8 +8,9 @@ For comparison the same model is also quantized post-training (calibration only,
 
 Model, sampler and preprocessing come from the checkpoint; of the training keys, data, optimiser, schedule, epochs,
 batch size and workers apply. QAT runs on decoded frames through the whole network (the fake-quantized trunk too);
-blocks the fp32 run had frozen keep their weights (``train_frozen`` to fine-tune them) and batch norm keeps its
-running statistics (``train_bn`` for batch statistics). ``qat.json`` holds fp32 vs PTQ vs QAT top-1. One process: the fake-quant graph is not
+blocks the fp32 run had frozen keep their weights (``train_frozen`` to fine-tune them), batch norm keeps its
+running statistics (``train_bn`` for batch statistics), and a model trained on a feature cache is fine-tuned on the
+centre crops it was trained on (``crop``). ``qat.json`` holds fp32 vs PTQ vs QAT top-1. One process: the fake-quant graph is not
 run under DistributedDataParallel here.
 """
 from __future__ import annotations
@@ -52,6 +53,9 @@ class QATConfig(TrainConfig):
     ptq: bool = True  # also quantize post-training, for comparison
     train_bn: bool = False  # batch norm normalises with batch statistics during QAT (False: running statistics)
     train_frozen: bool = False  # also fine-tune the blocks the fp32 run had frozen (its checkpoint's freeze)
+    # training crop: "multi_scale" (training.train's augmentation), "centre" (the evaluation crop) or "auto": centre
+    # when the fp32 run trained on a feature cache (it only ever saw centre crops), multi-scale otherwise
+    crop: str = "auto"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -59,6 +63,8 @@ class QATConfig(TrainConfig):
             raise ConfigError("give the fp32 model: --checkpoint runs/.../best.pt")
         if self.calibration_batches < 1:
             raise ConfigError("calibration_batches must be >= 1")
+        if self.crop not in ("auto", "multi_scale", "centre"):
+            raise ConfigError(f"crop must be auto, multi_scale or centre, got {self.crop!r}")
 
 
 def _calibration_batches(dataset: ClipDataset, cfg: QATConfig, device: torch.device):
@@ -91,7 +97,7 @@ def quantize_checkpoint(cfg: QATConfig) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     model.eval()
 
-    report: dict[str, Any] = {"checkpoint": cfg.checkpoint, "arch": ckpt["config"]["arch"],
+    report: dict[str, Any] = {"checkpoint": cfg.checkpoint, "arch": ckpt["config"]["arch"], "lr": cfg.lr,
                               "frames": sampler.frames, "scheme": {"quantizer": "XNNPACKQuantizer", "symmetric": True,
                                                                    "per_channel": cfg.per_channel}}
     report["fp32"] = validation_metrics(model, val_set, cfg, ctx, info.pairs)
@@ -115,8 +121,12 @@ def quantize_checkpoint(cfg: QATConfig) -> dict[str, Any]:
             if name.startswith(prefix):
                 param.requires_grad_(False)
 
+    fp32_cfg = ckpt["config"]
+    crop = cfg.crop if cfg.crop != "auto" else (
+        "centre" if fp32_cfg.get("freeze", 0) and fp32_cfg.get("feature_cache", True) else "multi_scale")
     train_set = ClipDataset(train_records, sampler=sampler, preprocess=preprocess, train=True, seed=cfg.seed,
-                            hflip_map=info.hflip_map if cfg.hflip else None, template=cfg.frame_template)
+                            hflip_map=info.hflip_map if cfg.hflip else None, template=cfg.frame_template,
+                            spatial_augment=crop == "multi_scale")
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
 
     def loss(m: nn.Module, batch: Sequence[torch.Tensor]):
@@ -138,11 +148,11 @@ def quantize_checkpoint(cfg: QATConfig) -> dict[str, Any]:
     summary = fit(cfg, job, ctx)
     gm.load_state_dict(load_checkpoint(out / "best.pt")["model"])
     int8 = quantize.convert(gm)
-    report["qat_fake_quant"] = summary["best"]
+    report["qat_fake_quant"], report["crop"] = summary["best"], crop
     report["int8_qat"] = validation_metrics(int8, val_set, cfg, ctx, info.pairs)
     quantize.save_program(int8, example, out / "int8_qat.pt2",
                           {**meta, "metrics": report["int8_qat"],
-                           "quantization": {"method": "qat", "epochs": cfg.epochs, "lr": cfg.lr}})
+                           "quantization": {"method": "qat", "epochs": cfg.epochs, "lr": cfg.lr, "crop": crop}})
     report["top1_drop_points"] = {k: 100 * (report["fp32"]["top1"] - report[k]["top1"])
                                   for k in ("int8_qat", "int8_ptq") if k in report}
     report["files"] = {k: str(out / f"{k}.pt2") for k in ("int8_qat", "int8_ptq") if k in report}

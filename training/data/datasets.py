@@ -119,6 +119,9 @@ class ClipDataset(Dataset):
         sampler: which frames; in training it gets a generator (random offsets), otherwise it is deterministic.
         preprocess: the spec; training uses its multi-scale crop, evaluation its centre crop.
         train: training-time randomness (offsets, crops, flips) on or off.
+        spatial_augment: in training, the multi-scale crop (True) or the evaluation centre crop (False: what a model
+            trained on a feature cache saw, so fine-tuning it -- QAT -- keeps its input distribution); temporal
+            offsets and flips stay random either way.
         hflip_map: label after a horizontal flip (e.g. moving_left -> moving_right); None disables flipping, since
             flipping without it would teach wrong labels on direction-sensitive classes.
         num_clips: evaluation views along time (``Sampler.multi_view``); ignored in training.
@@ -131,14 +134,15 @@ class ClipDataset(Dataset):
 
     def __init__(self, records: Sequence[VideoRecord], *, sampler: Sampler, preprocess: Preprocess, train: bool,
                  hflip_map: Sequence[int] | None = None, flip_prob: float = 0.5, num_clips: int = 1,
-                 num_crops: int = 1, subset: Sampler | None = None, seed: int = 0, template: str = "img_{:05d}.jpg"):
+                 num_crops: int = 1, subset: Sampler | None = None, seed: int = 0, template: str = "img_{:05d}.jpg",
+                 spatial_augment: bool = True):
         if not records:
             raise ConfigError("the dataset has no videos")
         self.records = list(records)
         self.sampler, self.preprocess, self.train = sampler, preprocess, train
         self.hflip_map = None if hflip_map is None else list(hflip_map)
         self.flip_prob, self.num_clips, self.seed, self.template = flip_prob, num_clips, seed, template
-        self.num_crops, self.subset = num_crops, subset
+        self.num_crops, self.subset, self.spatial_augment = num_crops, subset, spatial_augment
         if subset is not None and subset.of != sampler.frames:
             raise ConfigError(f"the student's sampler must pick from the teacher's {sampler.frames} frames "
                               f"(of={sampler.frames}), got of={subset.of}")
@@ -172,7 +176,7 @@ class ClipDataset(Dataset):
                 return torch.from_numpy(clip), label
             rng = np.random.default_rng([self.seed, epoch, index])
             frames = source.read_indices(self.sampler.indices(n, rng))
-        clip = self.preprocess.train(frames, rng)
+        clip = self.preprocess.train(frames, rng) if self.spatial_augment else self.preprocess(frames)
         if self.hflip_map is not None and rng.random() < self.flip_prob:
             clip = np.ascontiguousarray(clip[..., ::-1] if self.preprocess.layout == "TCHW" else clip[:, :, ::-1])
             label = self.hflip_map[label]
