@@ -39,6 +39,18 @@ def test_golden_conformance_every_backend(bundles, kind: str, backend: str) -> N
             assert diff <= tol and "own export-time outputs" in against
 
 
+@pytest.mark.skipif("executorch" not in BACKENDS, reason="executorch is not installed")
+def test_loading_an_executorch_program_prints_no_third_party_chatter(bundles) -> None:
+    """Quiet logs: XNNPACK's C++ cpuinfo probing and torchao's import notices never reach the user's terminal, while
+    what else is written to stderr still does."""
+    script = ("import os, sdk\nfrom sdk.backends.executorch import CPUINFO_PROBE, _native_stderr_without\n"
+              "with _native_stderr_without(CPUINFO_PROBE):\n"
+              "    os.write(2, b'[cpuinfo_utils.cpp:1] hidden\\nkept\\n')\n"
+              f"sdk.load({str(bundles['clip'])!r}, backend='executorch', verify=True)\n")
+    err = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stderr
+    assert err.splitlines() == ["kept"], err
+
+
 def test_verify_raises_on_wrong_numbers(bundles) -> None:
     model = sdk.load(bundles["clip"], backend="onnx")
     runner = model.runners["model"]

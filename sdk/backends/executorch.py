@@ -9,7 +9,11 @@ every ExecuTorch program in the process. By default it uses all cores.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import os
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +26,7 @@ class ExecuTorchRunner(Runner):
     backend = "executorch"
 
     def __init__(self, path: Path, threads: int | None):
+        _quiet_import_chatter()
         try:
             import torch
             from executorch.runtime import Runtime
@@ -33,7 +38,8 @@ class ExecuTorchRunner(Runner):
             _unsafe_reset_threadpool(threads)
         self._torch = torch
         try:
-            self._method = Runtime.get().load_program(Path(path)).load_method("forward")
+            with _native_stderr_without(CPUINFO_PROBE):
+                self._method = Runtime.get().load_program(Path(path)).load_method("forward")
         except (RuntimeError, ValueError) as e:  # e.g. a delegate that fails to initialise (XNNPACK compile error)
             raise ConfigError(f"cannot load the executorch program {path}: {e}") from e
         meta = self._method.metadata
@@ -46,6 +52,44 @@ class ExecuTorchRunner(Runner):
                              f"got {[a.shape for a in arrays]}")
         outputs = self._method.execute([self._torch.from_numpy(a) for a in arrays])
         return [np.asarray(o.detach().numpy() if hasattr(o, "detach") else o, dtype=np.float32) for o in outputs]
+
+
+def _quiet_import_chatter() -> None:
+    """executorch imports torchao, which logs "Failed to load" for its CUDA-only kernels and a pytree notice on a CPU
+    host; silence those two loggers unless the application set their level itself."""
+    import logging
+
+    for name in ("torchao", "torch.utils._pytree"):
+        logger = logging.getLogger(name)
+        if logger.level == logging.NOTSET:
+            logger.setLevel(logging.ERROR)
+
+
+# XNNPACK's initialisation logs its ARM CPU probing from C++ on every host ("[cpuinfo_utils.cpp:87] Failed to open
+# midr file ..."): five lines of noise per program on x86, where there is no such file to read.
+CPUINFO_PROBE = ("[cpuinfo_utils.cpp:",)
+
+
+@contextlib.contextmanager
+def _native_stderr_without(prefixes: tuple[str, ...]) -> Iterator[None]:
+    """Run the block with file descriptor 2 sent to a temporary file, then write back every line that does not start
+    with one of ``prefixes`` (native code logs to the descriptor, past ``sys.stderr``)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = [line for line in captured.read().decode(errors="replace").splitlines(keepends=True)
+                    if not line.startswith(prefixes)]
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
 
 
 def load(path: Path, *, threads: int | None = None) -> Runner:
