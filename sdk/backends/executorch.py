@@ -66,7 +66,7 @@ def _quiet_import_chatter() -> None:
 
 
 # XNNPACK's initialisation logs its ARM CPU probing from C++ on every host ("[cpuinfo_utils.cpp:87] Failed to open
-# midr file ..."): five lines of noise per program on x86, where there is no such file to read.
+# midr file ..."): five lines of noise on x86, where there is no such file to read.
 CPUINFO_PROBE = ("[cpuinfo_utils.cpp:",)
 
 
