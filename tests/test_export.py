@@ -8,8 +8,6 @@ from converters.delegation import lower_to_xnnpack
 from training.models import create, list_models
 from training.models.temporal import TAM, CausalTAM, TemporalShift
 
-pytest.importorskip("executorch")
-
 T = 4
 
 
