@@ -55,6 +55,8 @@ def test_pipeline_main_job_on_tiny(tmp_path: Path, capsys):
     assert tsn < tam < 1.01 * tsn
     assert summary["student_teacher"]["macs_ratio"] <= 0.3
     assert summary["int8"]["int8_ptq"]["top1"] is not None
+    # the cache-trained student is fine-tuned to int8 on the centre crops it was trained on, not multi-scale crops
+    assert json.loads((tmp_path / "int8" / "qat.json").read_text())["crop"] == "centre"
     assert summary["streaming"]["videos"] == 4 and 0.0 <= summary["streaming"]["top1"] <= 1.0
     assert (tmp_path / "accuracy_vs_gmacs.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     manifest = json.loads((tmp_path / "student.vbundle" / "manifest.json").read_text())
