@@ -76,35 +76,51 @@ def executorch_prefix() -> Path:
     return root
 
 
-def source_hash(asan: bool = False) -> str:
-    """sha256 over the native sources and build flags: the key of a cached build."""
+def source_hash(asan: bool = False, executorch: Path | None = None, toolchain: Path | None = None) -> str:
+    """sha256 over the native sources, build flags, the executorch package used and the CMake toolchain file of a
+    cross build: the key of a cached build."""
     h = hashlib.sha256(f"asan={asan}\n".encode())
     for name in _SOURCES:
         p = SOURCE_DIR / name
         files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
         for f in files:
             h.update(f.relative_to(SOURCE_DIR).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
-    h.update(str(executorch_prefix()).encode())
+    if toolchain is not None:
+        h.update(b"toolchain\0" + Path(toolchain).read_bytes() + b"\0")
+    h.update(str(executorch or executorch_prefix()).encode())
     return h.hexdigest()[:16]
 
 
-def build(cache_dir: str | Path | None = None, *, asan: bool = False, jobs: int = 2, verbose: bool = False
-          ) -> Path:
+def build(cache_dir: str | Path | None = None, *, asan: bool = False, jobs: int = 2, verbose: bool = False,
+          executorch: str | Path | None = None, toolchain: str | Path | None = None) -> Path:
     """Configure and build the core (Release; ``asan``: AddressSanitizer + UBSan) into
     ``cache_dir/<source hash>`` unless that build exists; returns the directory holding ``libedgevideo.so`` and
-    ``edgevideo_cli``. Default ``cache_dir``: ``$EDGEVIDEO_NATIVE_CACHE`` or ``~/.cache/edgevideo/native``."""
+    ``edgevideo_cli``. Default ``cache_dir``: ``$EDGEVIDEO_NATIVE_CACHE`` or ``~/.cache/edgevideo/native``.
+
+    A cross build names the CMake ``toolchain`` file (``sdk/native/cmake/aarch64-linux-gnu.cmake``) and the
+    ``executorch`` package root of the target's wheel, unpacked (``include/``, ``lib/``, ``share/cmake``);
+    by default the installed wheel's (:func:`executorch_prefix`). ``scripts/arm64_check.sh`` does both."""
     cmake = shutil.which("cmake")
     if cmake is None:
         raise BackendUnavailableError("building the native core needs cmake >= 3.19 (apt install cmake, or pip "
                                       "install cmake)")
+    prefix = Path(executorch).resolve() if executorch is not None else executorch_prefix()
+    if not (prefix / "share" / "cmake" / "executorch-config.cmake").is_file():
+        raise BackendUnavailableError(f"{prefix} has no share/cmake/executorch-config.cmake: not an executorch "
+                                      "package root")
+    toolchain = Path(toolchain).resolve() if toolchain is not None else None
     cache = Path(cache_dir or os.environ.get("EDGEVIDEO_NATIVE_CACHE") or Path.home() / ".cache/edgevideo/native")
-    out = cache / f"{'asan-' if asan else ''}{source_hash(asan)}"
+    target = f"{toolchain.stem}-" if toolchain is not None else ""
+    out = cache / f"{'asan-' if asan else ''}{target}{source_hash(asan, prefix, toolchain)}"
     if (out / "libedgevideo.so").is_file() and (out / "edgevideo_cli").is_file() and (out / ".complete").is_file():
         return out
     work = cache / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(work, ignore_errors=True)
-    configure = [cmake, "-S", str(SOURCE_DIR), "-B", str(work), f"-DCMAKE_PREFIX_PATH={executorch_prefix()}",
+    # executorch_DIR, not a prefix path: a cross toolchain confines package searches to the target's sysroot
+    configure = [cmake, "-S", str(SOURCE_DIR), "-B", str(work), f"-Dexecutorch_DIR={prefix / 'share' / 'cmake'}",
                  "-DCMAKE_BUILD_TYPE=" + ("RelWithDebInfo" if asan else "Release"), f"-DEV_ASAN={'ON' if asan else 'OFF'}"]
+    if toolchain is not None:
+        configure.append(f"-DCMAKE_TOOLCHAIN_FILE={toolchain}")
     if shutil.which("ninja"):
         configure += ["-G", "Ninja"]
     for cmd in (configure, [cmake, "--build", str(work), "-j", str(jobs)]):

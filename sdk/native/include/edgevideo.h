@@ -94,6 +94,10 @@ EV_API int32_t ev_window(const ev_classifier* c);                  /* frames per
 /* Golden self-check: run every program of the chosen set on golden.npz's inputs; *max_abs_diff gets the largest
  * difference from what the program returned at export, *checked the number of program outputs compared. */
 EV_API ev_status ev_self_check(ev_classifier* c, double* max_abs_diff, int32_t* checked);
+/* After ev_self_check, also one that returned EV_ERR_GOLDEN_MISMATCH: the id and max |diff| of the index-th
+ * program compared (EV_ERR_INVALID_ARGUMENT past the last one). *program_id lives as long as the classifier. */
+EV_API ev_status ev_self_check_program(const ev_classifier* c, int32_t index, const char** program_id,
+                                       double* max_abs_diff);
 
 EV_API const char* ev_last_error(void);
 EV_API const char* ev_status_name(ev_status status);

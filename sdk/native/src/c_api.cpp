@@ -155,6 +155,19 @@ ev_status ev_self_check(ev_classifier* c, double* max_abs_diff, int32_t* checked
   });
 }
 
+ev_status ev_self_check_program(const ev_classifier* c, int32_t index, const char** program_id,
+                                double* max_abs_diff) {
+  if (!c) return null_arg("classifier");
+  return guarded([&] {
+    const auto& programs = c->impl->last_self_check().programs;
+    if (index < 0 || static_cast<size_t>(index) >= programs.size())
+      throw ev::Error(EV_ERR_INVALID_ARGUMENT, "self-check program index " + std::to_string(index) + " out of range (" +
+                                                   std::to_string(programs.size()) + " compared)");
+    if (program_id) *program_id = programs[static_cast<size_t>(index)].first.c_str();
+    if (max_abs_diff) *max_abs_diff = programs[static_cast<size_t>(index)].second;
+  });
+}
+
 const char* ev_last_error(void) { return g_error.c_str(); }
 
 const char* ev_status_name(ev_status s) {

@@ -351,7 +351,9 @@ void Classifier::emit(Prediction& pred) {
 SelfCheck Classifier::self_check() {
   std::string path = check_file(manifest_.golden_file, manifest_.golden_sha256, "golden");
   std::map<std::string, NpyArray> golden = read_npz(path);
+  last_check_ = SelfCheck{};
   SelfCheck result;
+  std::string mismatch;  // the first program beyond its tolerance (all are compared and recorded first)
   std::vector<std::pair<const Program*, Runner*>> programs;
   for (auto& kv : roles_) programs.emplace_back(kv.second->program, kv.second->runner.get());
   if (aggregator_) programs.emplace_back(aggregator_, aggregator_runner_.get());
@@ -399,17 +401,20 @@ SelfCheck Classifier::self_check() {
       same_top1 = same_top1 && g == w;
     }
     const double tol = p.precision == "int8" ? 1e-3 + 1e-2 * scale : 1e-4 + 1e-5 * scale;  // sdk.runtime.Model.verify
-    result.max_abs_diff = std::max(result.max_abs_diff, diff);
+    result.max_abs_diff = std::isnan(diff) ? diff : std::max(result.max_abs_diff, diff);
     ++result.checked;
-    if (!(diff <= tol) || (p.precision == "int8" && !same_top1)) {
+    result.programs.emplace_back(p.id, diff);
+    if (mismatch.empty() && (!(diff <= tol) || (p.precision == "int8" && !same_top1))) {
       std::ostringstream m;
       m << "bundle " << dir_ << ": program '" << p.id << "' does not reproduce its golden vectors: max|diff| " << diff
         << " > " << tol << (same_top1 ? "" : ", top-1 differs");
-      throw Error(EV_ERR_GOLDEN_MISMATCH, m.str());
+      mismatch = m.str();
     }
   }
   if (result.checked == 0)
     throw Error(EV_ERR_BAD_BUNDLE, "bundle " + dir_ + ": golden.npz holds no inputs and export-time outputs for the loaded programs");
+  last_check_ = result;
+  if (!mismatch.empty()) throw Error(EV_ERR_GOLDEN_MISMATCH, mismatch);
   return result;
 }
 

@@ -5,6 +5,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "edgevideo.h"
@@ -34,6 +35,7 @@ struct Prediction {
 struct SelfCheck {
   double max_abs_diff = 0.0;
   int checked = 0;
+  std::vector<std::pair<std::string, double>> programs;  // (program id, its max |diff|), in the order compared
 };
 
 class Classifier {
@@ -44,7 +46,9 @@ class Classifier {
   ev_frame_request next() const;
   Prediction push(const uint8_t* rgb, size_t length, int width, int height, double timestamp);
   void reset();
-  SelfCheck self_check();  // throws Error(EV_ERR_GOLDEN_MISMATCH) beyond the tolerance
+  // Compares every program, then throws Error(EV_ERR_GOLDEN_MISMATCH) naming the first beyond its tolerance.
+  SelfCheck self_check();
+  const SelfCheck& last_self_check() const { return last_check_; }  // also after a mismatch
 
   const Manifest& manifest() const { return manifest_; }
   const std::string& kind() const { return kind_; }
@@ -93,6 +97,7 @@ class Classifier {
   std::vector<float> smoothed_;
   int shown_ = -1;
   std::vector<float> last_logits_, last_probs_;
+  SelfCheck last_check_;
 };
 
 }  // namespace ev

@@ -4,7 +4,7 @@
 //                 [--hysteresis H] [--smoothing] [--fps F] [--verify] [--repeat R]
 //       streams the raw file (consecutive W x H x 3 uint8 RGB frames) through ev_push_frame; one JSON line per
 //       prediction or error event, then a summary line. Dropped frames are skipped without being read.
-//   edgevideo_cli check BUNDLE [--precision P]     golden self-check (JSON line)
+//   edgevideo_cli check BUNDLE [--precision P]     golden self-check: one JSON line with max |diff| per program
 //   edgevideo_cli info BUNDLE [--precision P]      kind, window, labels, next frame request
 //   edgevideo_cli sha256 PATH                      as sdk.bundle.sha256_of
 //   edgevideo_cli sampler JSON WINDOW              copies per window position (StreamingSampler)
@@ -201,14 +201,29 @@ int main(int argc, char** argv) {
     ev_status s = ev_create(a.positional[0].c_str(), &a.options, &c);
     if (s != EV_OK) return fail(s);
     if (cmd == "check") {
-      double diff = 0.0;
-      int32_t checked = 0;
-      s = ev_self_check(c, &diff, &checked);
-      if (s == EV_OK)
-        std::printf("{\"ok\": true, \"precision\": \"%s\", \"checked\": %d, \"max_abs_diff\": %.9g}\n",
-                    ev_precision(c), checked, diff);
+      s = ev_self_check(c, nullptr, nullptr);
+      const std::string error = ev_last_error();  // before ev_self_check_program overwrites it
+      // one JSON line, also on a golden mismatch: every program compared with its max |diff| (null for NaN)
+      auto number = [](double v) {
+        char buf[32];
+        std::snprintf(buf, sizeof buf, "%.9g", v);
+        return std::isnan(v) ? std::string("null") : std::string(buf);
+      };
+      std::string programs;
+      const char* id = nullptr;
+      double d = 0.0, diff = 0.0;
+      int32_t n = 0;
+      for (; ev_self_check_program(c, n, &id, &d) == EV_OK; ++n) {
+        programs += (n ? ", " : "") + json_string(id) + ": " + number(d);
+        if (n == 0 || std::isnan(d) || d > diff) diff = d;  // NaN sticks
+      }
+      if (s == EV_OK || s == EV_ERR_GOLDEN_MISMATCH)
+        std::printf("{\"ok\": %s, \"precision\": \"%s\", \"checked\": %d, \"max_abs_diff\": %s, \"programs\": {%s}}\n",
+                    s == EV_OK ? "true" : "false", ev_precision(c), n, number(diff).c_str(), programs.c_str());
       ev_destroy(c);
-      return s == EV_OK ? 0 : fail(s);
+      if (s == EV_OK) return 0;
+      std::fprintf(stderr, "error: %s: %s\n", ev_status_name(s), error.c_str());
+      return 10 + static_cast<int>(s);
     }
     ev_frame_request q;
     ev_next_frame(c, &q);
