@@ -2,7 +2,8 @@
 
 The core is built once per session (``sdk.native.build``: CMake against the executorch wheel, cached by a hash of
 the sources under ``$EDGEVIDEO_NATIVE_CACHE`` or ``~/.cache/edgevideo/native``); the bundles are the tiny ones of
-``tests/test_native_bundles.py``. Equality is checked through the ctypes binding (``sdk.native``) and through the CLI.
+``tests/test_native_bundles.py`` (the ``native_bundles`` fixture of ``conftest.py``; ``tests/test_arm64.py`` checks
+them on aarch64). Equality is checked through the ctypes binding (``sdk.native``) and through the CLI.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from sdk.errors import BackendUnavailableError, BundleError, FrameError
 from sdk.native import NativeStreamClassifier, build, load_library, sampler_copies, sha256_path
 from sdk.preprocess import Preprocess
 from sdk.samplers import SAMPLER_KINDS, Sampler
+from test_native_bundles import cli_stream_vs_python, video
 
 if shutil.which("cmake") is None:
     pytest.skip("cmake is needed to build the native core", allow_module_level=True)
@@ -38,24 +40,6 @@ def native_dir() -> Path:
     # EDGEVIDEO_NATIVE_ASAN=1: the AddressSanitizer + UBSan build (run pytest with LD_PRELOAD of libasan.so and
     # ASAN_OPTIONS=detect_leaks=0, see sdk/native/README.md)
     return build(asan=os.environ.get("EDGEVIDEO_NATIVE_ASAN") == "1")
-
-
-@pytest.fixture(scope="session")
-def bundles(tmp_path_factory) -> dict[str, Path]:
-    from test_native_bundles import build_bundles
-
-    return build_bundles(tmp_path_factory.mktemp("native-bundles"))
-
-
-def video(n: int, seed: int = 0) -> np.ndarray:
-    """``(n, 36, 48, 3)`` uint8 frames whose colour balance changes every 8 frames (so that top-1 moves)."""
-    from test_native_bundles import random_video
-
-    frames = random_video(n, seed=seed).astype(np.float32)
-    gains = np.array([[1.0, 0.3, 0.3], [0.3, 1.0, 0.3], [0.3, 0.3, 1.0], [1.0, 1.0, 0.2]], np.float32)
-    for i in range(n):
-        frames[i] *= gains[(i // 8) % len(gains)] * (0.6 + 0.4 * ((i // 5) % 3))
-    return np.clip(frames, 0, 255).astype(np.uint8)
 
 
 def _native_frame(nat: NativeStreamClassifier, frame: np.ndarray) -> np.ndarray | None:
@@ -96,9 +80,9 @@ CASES = {  # id: (bundle, precision, window)
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_native_core_equals_python_stream_classifier(case, bundles, native_dir, capsys):
+def test_native_core_equals_python_stream_classifier(case, native_bundles, native_dir, capsys):
     kind, precision, window = CASES[case]
-    path = bundles[kind]
+    path = native_bundles[kind]
     smoothing = Smoothing(ema=0.5, hysteresis=0.02)
     frames = video(72, seed=1)
     model = sdk.load(path, backend="executorch", precision=precision)
@@ -126,34 +110,29 @@ def test_native_core_equals_python_stream_classifier(case, bundles, native_dir, 
     model.close()
 
 
-def test_cli_streams_a_raw_file_like_python(bundles, native_dir, tmp_path):
-    frames = video(40, seed=2)
-    raw = tmp_path / "frames.rgb"
-    raw.write_bytes(frames.tobytes())
-    proc = subprocess.run([str(native_dir / "edgevideo_cli"), "run", str(bundles["clip"]), str(raw), "--width", "48",
-                           "--height", "36", "--window", "8", "--precision", "fp32", "--ema", "0.3"],
-                          capture_output=True, text=True, check=True)
-    lines = [json.loads(line) for line in proc.stdout.splitlines()]
-    summary = lines.pop()
+def test_cli_streams_a_raw_file_like_python(native_bundles, native_dir, tmp_path):
+    summary, d_logits, d_probs = cli_stream_vs_python([str(native_dir / "edgevideo_cli")], native_bundles["clip"],
+                                                      "fp32", video(40, seed=2), tmp_path / "frames.rgb")
     assert summary["frames"] == 40 and summary["predictions"] == 5 and summary["errors"] == 0
     assert summary["kept"] == 5 * 4  # 4 of every 8 frames read from the file, the rest skipped unread
-    with sdk.load(bundles["clip"], backend="executorch", precision="fp32") as model:
-        py = StreamClassifier(model, window=8, smoothing=Smoothing(ema=0.3))
-        expected = [p for p in (py.push(f) for f in frames) if p is not None]
-    assert [line["frame_index"] for line in lines] == [p.frame_index for p in expected]
-    for line, p in zip(lines, expected):
-        assert line["top1"] == p.class_ids[0] and line["label"] == p.labels[0]
-        np.testing.assert_allclose(np.array(line["logits"], np.float32), p.logits, rtol=0, atol=ATOL)
-        np.testing.assert_allclose(np.array(line["probabilities"], np.float32), p.probabilities, rtol=0, atol=ATOL)
+    assert d_logits <= ATOL and d_probs <= ATOL
 
 
 @pytest.mark.parametrize("kind", ["clip", "stream", "faster"])
-def test_golden_self_check(kind, bundles, native_dir):
+def test_golden_self_check(kind, native_bundles, native_dir):
     for precision in (["fp32", "int8"] if kind == "clip" else ["fp32"]):
-        with NativeStreamClassifier(bundles[kind], library=native_dir, precision=precision, verify=True) as nat:
+        with NativeStreamClassifier(native_bundles[kind], library=native_dir, precision=precision, verify=True) as nat:
             diff, checked = nat.self_check()
         assert checked == (3 if kind == "faster" else 1)
         assert diff <= 1e-5
+        # the CLI names every program it compared (ev_self_check_program), with its own max |diff|
+        proc = subprocess.run([str(native_dir / "edgevideo_cli"), "check", str(native_bundles[kind]), "--precision",
+                               precision], capture_output=True, text=True, check=True)
+        result = json.loads(proc.stdout)
+        ids = {p["id"] for p in json.loads((native_bundles[kind] / "manifest.json").read_text())["programs"]
+               if p["precision"] == precision}
+        assert result["ok"] and set(result["programs"]) == ids and result["checked"] == checked
+        assert max(result["programs"].values()) == result["max_abs_diff"] <= 1e-5
 
 
 # ---------------------------------------------------------------------------------------------------- building blocks
@@ -253,8 +232,8 @@ BROKEN = {  # how: (ev_status name, sdk error type)
 
 
 @pytest.mark.parametrize("how", list(BROKEN))
-def test_bad_bundle_is_a_typed_error(how, bundles, native_dir, tmp_path):
-    root = _copy(bundles["clip"], tmp_path)
+def test_bad_bundle_is_a_typed_error(how, native_bundles, native_dir, tmp_path):
+    root = _copy(native_bundles["clip"], tmp_path)
     _break(how, root)
     status, err_type = BROKEN[how]
     with pytest.raises(err_type) as info:
@@ -266,8 +245,8 @@ def test_bad_bundle_is_a_typed_error(how, bundles, native_dir, tmp_path):
     assert proc.returncode == 10 + info.value.status and status in proc.stderr
 
 
-def test_golden_tampering_and_mismatch(bundles, native_dir, tmp_path):
-    root = _copy(bundles["clip"], tmp_path)
+def test_golden_tampering_and_mismatch(native_bundles, native_dir, tmp_path):
+    root = _copy(native_bundles["clip"], tmp_path)
     golden = root / "golden.npz"
     with np.load(golden) as z:
         arrays = {k: z[k] for k in z.files}
@@ -281,6 +260,13 @@ def test_golden_tampering_and_mismatch(bundles, native_dir, tmp_path):
     with pytest.raises(BundleError) as info:
         NativeStreamClassifier(root, library=native_dir, precision="fp32", verify=True)
     assert info.value.status_name == "EV_ERR_GOLDEN_MISMATCH" and "max|diff|" in str(info.value)
+    # the CLI still prints the per-program result line, then the typed error naming the program
+    proc = subprocess.run([str(native_dir / "edgevideo_cli"), "check", str(root), "--precision", "fp32"],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 10 + 8 and "EV_ERR_GOLDEN_MISMATCH: " in proc.stderr
+    assert "'clip_executorch_fp32'" in proc.stderr
+    result = json.loads(proc.stdout)
+    assert not result["ok"] and result["programs"]["clip_executorch_fp32"] == pytest.approx(0.5, abs=1e-5)
 
 
 def test_zip_and_missing_bundles(native_dir, tmp_path):
@@ -292,11 +278,11 @@ def test_zip_and_missing_bundles(native_dir, tmp_path):
         NativeStreamClassifier(tmp_path / "nope.vbundle", library=native_dir)
 
 
-def test_bad_frames_are_error_events_and_the_stream_goes_on(bundles, native_dir):
+def test_bad_frames_are_error_events_and_the_stream_goes_on(native_bundles, native_dir):
     frames = video(24, seed=4)
-    with NativeStreamClassifier(bundles["stream"], library=native_dir, window=8) as clean:
+    with NativeStreamClassifier(native_bundles["stream"], library=native_dir, window=8) as clean:
         want = [clean.push(_native_frame(clean, f), timestamp=i / 30) for i, f in enumerate(frames)]
-    with NativeStreamClassifier(bundles["stream"], library=native_dir, window=8) as nat:
+    with NativeStreamClassifier(native_bundles["stream"], library=native_dir, window=8) as nat:
         lib = load_library(native_dir)
         got = []
         for i, f in enumerate(frames):
@@ -322,9 +308,9 @@ def test_bad_frames_are_error_events_and_the_stream_goes_on(bundles, native_dir)
             np.testing.assert_array_equal(a.logits, b.logits)
 
 
-def test_manifest_mutations_never_crash(bundles, native_dir, tmp_path):
+def test_manifest_mutations_never_crash(native_bundles, native_dir, tmp_path):
     """Truncated and byte-flipped manifests: always an exit code (OK or a typed error), never a signal."""
-    root = _copy(bundles["faster"], tmp_path)
+    root = _copy(native_bundles["faster"], tmp_path)
     text = (root / "manifest.json").read_bytes()
     rng = np.random.default_rng(0)
     variants = [text[:n] for n in np.linspace(0, len(text) - 1, 12).astype(int)]

@@ -5,10 +5,14 @@ Programs are tiny conv nets whose logits depend on the input and on frame order 
 term, a causal step net carrying its previous features and feature map as explicit state): lowering a real
 TAM-MobileNetV2 took minutes on the shared 2-core machine. Each is lowered with the real ``converters.to_pte`` and its export-time outputs
 on the golden inputs come from the Python ExecuTorch runtime, as ``converters.export`` records them. This module
-holds no tests; ``build_bundles`` is used by ``tests/test_native.py`` and ``sdk/native/bench.py``'s callers.
+holds no tests; ``build_bundles`` (through the ``native_bundles`` fixture of ``tests/conftest.py``), ``video`` and
+``cli_stream_vs_python`` are used by ``tests/test_native.py`` (x86_64) and ``tests/test_arm64.py`` (aarch64 under QEMU).
 """
 from __future__ import annotations
 
+import json
+import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +33,45 @@ def random_video(n: int, height: int = RESIZE, width: int = 48, seed: int = 0) -
     frames += rng.normal(0, 12, size=frames.shape)
     return np.clip(frames, 0, 255).astype(np.uint8)
 
+
+
+def video(n: int, seed: int = 0) -> np.ndarray:
+    """``(n, 36, 48, 3)`` uint8 frames whose colour balance changes every 8 frames (so that top-1 moves)."""
+    frames = random_video(n, seed=seed).astype(np.float32)
+    gains = np.array([[1.0, 0.3, 0.3], [0.3, 1.0, 0.3], [0.3, 0.3, 1.0], [1.0, 1.0, 0.2]], np.float32)
+    for i in range(n):
+        frames[i] *= gains[(i // 8) % len(gains)] * (0.6 + 0.4 * ((i // 5) % 3))
+    return np.clip(frames, 0, 255).astype(np.uint8)
+
+
+def cli_stream_vs_python(cli: Sequence[str], bundle: Path, precision: str, frames: np.ndarray, raw: Path, *,
+                         window: int = 8, ema: float = 0.3) -> tuple[dict, float, float]:
+    """``edgevideo_cli run`` (``cli``: its command line, e.g. under an emulator) on ``frames`` (written to ``raw``)
+    against ``sdk.StreamClassifier`` on the Python ExecuTorch runtime of this host, same frames and smoothing.
+
+    Asserts the same predictions (frame index, top-1, label); returns the CLI's summary line and the max |logit| and
+    |probability| differences, for the caller's tolerance."""
+    import sdk
+    from sdk.classifier import Smoothing, StreamClassifier
+
+    raw.write_bytes(frames.tobytes())
+    n, height, width = frames.shape[:3]
+    proc = subprocess.run([*cli, "run", str(bundle), str(raw), "--width", str(width), "--height", str(height),
+                           "--window", str(window), "--precision", precision, "--ema", str(ema)],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, f"edgevideo_cli run exited {proc.returncode}: {proc.stderr[-2000:]}"
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    summary = lines.pop()
+    with sdk.load(bundle, backend="executorch", precision=precision) as model:
+        py = StreamClassifier(model, window=window, smoothing=Smoothing(ema=ema))
+        expected = [p for p in (py.push(f) for f in frames) if p is not None]
+    assert [line["frame_index"] for line in lines] == [p.frame_index for p in expected]
+    d_logits = d_probs = 0.0
+    for line, p in zip(lines, expected):
+        assert line["top1"] == p.class_ids[0] and line["label"] == p.labels[0], (line, p)
+        d_logits = max(d_logits, float(np.abs(np.array(line["logits"], np.float32) - p.logits).max()))
+        d_probs = max(d_probs, float(np.abs(np.array(line["probabilities"], np.float32) - p.probabilities).max()))
+    return summary, d_logits, d_probs
 
 def _pte(job, path: Path):
     from converters import to_pte
