@@ -7,11 +7,14 @@ Writes into ``DIR``:
   convention) saved with ``torch.export.save``: ``python -m sdk bench --torch student=DIR/student_torch.pt2`` times it
   in eager torch beside the bundles (the "eager torch fp32" row);
 * ``plain_mnv2_{fp32,int8}.vbundle`` -- a plain MobileNetV2 (``tsn_mobilenet_v2`` with one frame: no temporal
-  module) as a one-frame clip program at the student's resolution: the "plain MobileNetV2 frame" in each runtime;
-* ``causal_step_{fp32,int8}.vbundle`` -- the streaming form of the same network with causal TAMs
-  (``tam_mobilenet_v2_causal``, ``--mode stream``: one frame + explicit state per call) at that resolution: the
-  "streaming step" to compare with the plain frame in the same runtime;
-* ``plain_mnv2_torch.pt2`` / ``causal_step_torch.pt2`` -- both in eager torch.
+  module) as a one-frame clip program at the student's resolution (or ``--size``): the "plain MobileNetV2 frame" in
+  each runtime; both precisions carry the bundle name ``plain_mnv2``, so ``python -m sdk bench --baseline plain_mnv2``
+  prints every program's ratio to it;
+* ``causal_tam_step_{fp32,int8}.vbundle`` / ``online_tsm_step_{fp32,int8}.vbundle`` -- the streaming forms
+  (``--mode stream``: one frame + explicit state per call) of ``tam_mobilenet_v2_causal`` and
+  ``tsm_mobilenet_v2_online`` (``--stream-arch``) at that resolution: the "streaming steps" to compare with the plain
+  frame in the same runtime;
+* ``plain_mnv2_torch.pt2`` / ``causal_tam_step_torch.pt2`` / ... -- the same programs in eager torch.
 
 The plain and causal networks have random weights (their labels, sampler and preprocessing are the student's):
 latency does not depend on the weights; accuracy is not measured here. Exports go through ``converters.export``
@@ -20,11 +23,16 @@ latency does not depend on the weights; accuracy is not measured here. Exports g
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
 
 import torch
+
+
+STEP_NAMES = {"tam_mobilenet_v2_causal": "causal_tam_step", "tam_mobilenet_v2_causal_expanded": "expanded_tam_step",
+              "tsm_mobilenet_v2_online": "online_tsm_step"}
 
 
 def _checkpoint(path: Path, student_meta: dict, arch: str, frames: int) -> Path:
@@ -59,23 +67,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--formats", default="pte,tflite,onnx")
     p.add_argument("--precisions", default="fp32,int8")
     p.add_argument("--data", type=Path, default=None, help="benchmark for calibration/parity (default: the student's)")
-    p.add_argument("--stream-arch", default="tam_mobilenet_v2_causal",
-                   help="causal registry model of the streaming step (tam_mobilenet_v2_causal, tsm_mobilenet_v2_online)")
-    p.add_argument("--only-stream", action="store_true", help="export the streaming step only")
+    p.add_argument("--stream-arch", default="tam_mobilenet_v2_causal,tsm_mobilenet_v2_online",
+                   help="causal registry models of the streaming steps, comma-separated")
+    p.add_argument("--size", type=int, default=None,
+                   help="input resolution of the reference networks (default: the student's; e.g. 224)")
+    p.add_argument("--only-stream", action="store_true", help="export the streaming steps only")
     args = p.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
     student, meta = load_checkpoint_model(args.checkpoint, "cpu")
     pre = Preprocess.from_dict(meta["preprocess"])
+    if args.size is not None:
+        pre = dataclasses.replace(pre, size=args.size, resize=round(args.size * pre.resize / pre.size))
+        meta = {**meta, "preprocess": pre.to_dict()}
     size = pre.size
     frames = meta["sampler"]["frames"]
     if not args.only_stream:
         _save_torch(ClipProgram(student.eval(), pre), (torch.rand(frames, 3, size, size) * 255,),
                     args.out / "student_torch.pt2")
     started = time.perf_counter()
-    step_name = "causal_step" if args.stream_arch == "tam_mobilenet_v2_causal" else f"{args.stream_arch}_step"
-    jobs = [("plain_mnv2", "tsn_mobilenet_v2", 1, "clip"), (step_name, args.stream_arch, 2, "stream")]
-    for name, arch, n, mode in jobs[1:] if args.only_stream else jobs:
+    jobs = [("plain_mnv2", "tsn_mobilenet_v2", 1, "clip")] * (not args.only_stream) + [
+        (STEP_NAMES.get(arch, f"{arch}_step"), arch, 2, "stream") for arch in args.stream_arch.split(",")]
+    for name, arch, n, mode in jobs:
         ckpt = _checkpoint(args.out / f"{name}.pt", meta, arch, n)
         model, _ = load_checkpoint_model(ckpt, "cpu")
         model.eval()
@@ -92,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             export_bundle(ExportOptions(ckpt, out, formats=args.formats.split(","), precision=precision, mode=mode,
                                         data=args.data, parity_clips=4, golden_clips=1, calibration_clips=8,
-                                        name=f"{name}_{precision}",
+                                        name=name,
                                         tolerance=_loose_int8()))
             print(f"[refs] {out}", flush=True)
     print(f"[refs] done in {time.perf_counter() - started:.0f} s")

@@ -74,9 +74,12 @@ def _bench(args: argparse.Namespace) -> int:
 
     opts = BenchOptions(bundles=[Path(b) for b in args.bundle], torch_programs=list(args.torch or []),
                         backends=args.backends.split(",") if args.backends else None, seconds=args.seconds,
-                        warmup=args.warmup, core=args.core, all_threads=not args.one_thread_only)
+                        warmup=args.warmup, core=args.core, all_threads=not args.one_thread_only,
+                        baseline=args.baseline)
     report = run_bench(opts)
     print(report.table())
+    if args.png:
+        print(f"\nwrote {report.plot(Path(args.png))}")
     if args.json:
         Path(args.json).write_text(json.dumps(report.as_dict(), indent=2))
         print(f"\nwrote {args.json}")
@@ -119,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--core", type=int, default=0, help="the CPU core the 1-thread pass is pinned to")
     b.add_argument("--one-thread-only", action="store_true", help="skip the all-cores pass")
     b.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    b.add_argument("--png", default=None, help="also plot per-frame latency per program (fp32 vs int8) to this PNG")
+    b.add_argument("--baseline", default=None, metavar="NAME",
+                   help="a bundle's name: print every program's p50 as a ratio to its (same runtime and precision)")
     b.set_defaults(func=_bench)
     add_inspect_command(sub)
     args = parser.parse_args(argv)

@@ -42,6 +42,7 @@ class BenchOptions:
     warmup: int = 5
     core: int = 0
     all_threads: bool = True
+    baseline: str | None = None  # a bundle name: rows also as ratios to its row (same runtime, precision, pass)
 
     def __post_init__(self) -> None:
         if not self.bundles and not self.torch_programs:
@@ -59,6 +60,9 @@ class _Entry:
     runner: Runner
     inputs: list[np.ndarray]
     frames: int | None
+    bundle: str | None = None  # manifest name; None for an eager-torch program
+    backend: str = "torch"
+    precision: str = "fp32"
     samples: list[float] = field(default_factory=list)
 
 
@@ -71,6 +75,10 @@ class Row:
     p95_ms: float
     calls: int
     speedup: float | None = None
+    bundle: str | None = None
+    backend: str = "torch"
+    precision: str = "fp32"
+    vs_baseline: float | None = None  # p50 / the baseline bundle's p50 (same backend, precision and pass)
 
 
 @dataclass
@@ -78,11 +86,15 @@ class BenchReport:
     rows: list[Row]
     skipped: list[str]
     host: str
+    baseline: str | None = None
 
     def table(self) -> str:
-        head = ("program", "threads", "frames/call", "per-frame p50 ms", "p95 ms", "calls", "speed-up")
+        head = ("program", "threads", "frames/call", "per-frame p50 ms", "p95 ms", "calls", "speed-up",
+                *([f"vs {self.baseline}"] if self.baseline else []))
         rows = [(r.name, r.threads, "-" if r.frames is None else str(r.frames), f"{r.p50_ms:.3f}", f"{r.p95_ms:.3f}",
-                 str(r.calls), "-" if r.speedup is None else f"{r.speedup:.2f}x") for r in self.rows]
+                 str(r.calls), "-" if r.speedup is None else f"{r.speedup:.2f}x",
+                 *([("-" if r.vs_baseline is None else f"{r.vs_baseline:.2f}x")] if self.baseline else []))
+                for r in self.rows]
         widths = [max(len(x[i]) for x in (head, *rows)) for i in range(len(head))]
         fmt = "  ".join(f"{{:<{w}}}" if i < 2 else f"{{:>{w}}}" for i, w in enumerate(widths))
         lines = [self.host, fmt.format(*head), fmt.format(*("-" * w for w in widths)), *(fmt.format(*r) for r in rows)]
@@ -90,7 +102,39 @@ class BenchReport:
         return "\n".join(lines)
 
     def as_dict(self) -> dict:
-        return {"host": self.host, "rows": [vars(r) for r in self.rows], "skipped": self.skipped}
+        return {"host": self.host, "baseline": self.baseline, "rows": [vars(r) for r in self.rows],
+                "skipped": self.skipped}
+
+    def plot(self, path: Path) -> Path:
+        """A PNG: per-frame p50 (p95 as the whisker) of every program, one panel per thread pass, fp32 and int8 in
+        their own colours; with a baseline, each bar is labelled with its ratio to the baseline."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        passes = list(dict.fromkeys(r.threads for r in self.rows))
+        colours = {"fp32": "tab:blue", "fp16": "tab:green", "int8": "tab:orange"}
+        height = max(2.5, 0.32 * max(sum(r.threads == t for r in self.rows) for t in passes) + 1.2)
+        fig, axes = plt.subplots(1, len(passes), figsize=(7 * len(passes), height), squeeze=False)
+        for ax, threads in zip(axes[0], passes):
+            rows = [r for r in self.rows if r.threads == threads][::-1]
+            y = np.arange(len(rows))
+            ax.barh(y, [r.p50_ms for r in rows], xerr=[[0] * len(rows), [r.p95_ms - r.p50_ms for r in rows]],
+                    color=[colours.get(r.precision, "tab:grey") for r in rows], capsize=2)
+            ax.set_yticks(y, [r.name for r in rows], fontsize=7)
+            for yi, r in zip(y, rows):
+                if r.vs_baseline is not None:
+                    ax.text(r.p50_ms, yi, f" {r.vs_baseline:.2f}x", va="center", fontsize=7)
+            ax.set_xlabel("per-frame latency, p50 ms (whisker: p95)")
+            ax.set_title(f"threads: {threads}", fontsize=9)
+        handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colours.values()]
+        axes[0][0].legend(handles, list(colours), fontsize=7, loc="lower right")
+        fig.suptitle(self.host + (f"; ratios vs {self.baseline}" if self.baseline else ""), fontsize=8)
+        fig.tight_layout()
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        return path
 
 
 def _inputs(runner_inputs: list[tuple[tuple[int, ...], bool]], rng: np.random.Generator) -> list[np.ndarray]:
@@ -132,7 +176,8 @@ def _entries(opts: BenchOptions, threads: int, rng: np.random.Generator, skipped
                     "" if role == "model" else f" [{role}]")
                 entries.append(_Entry(label, model.runners[role],
                                       _inputs([(s, program.mode != "aggregate" and i == 0)
-                                               for i, s in enumerate(shapes)], rng), frames))
+                                               for i, s in enumerate(shapes)], rng), frames,
+                                      model.manifest.name, backend, precision))
     return entries
 
 
@@ -154,15 +199,18 @@ def _measure(entries: list[_Entry], seconds: float, warmup: int) -> None:
             spent[k] += time.perf_counter() - start
 
 
-def _rows(entries: list[_Entry], threads: str) -> list[Row]:
+def _rows(entries: list[_Entry], threads: str, baseline: str | None) -> list[Row]:
     rows = []
     for e in entries:
         ms = np.asarray(e.samples) * 1e3 / (e.frames or 1)
         rows.append(Row(e.name, threads, e.frames, float(np.percentile(ms, 50)), float(np.percentile(ms, 95)),
-                        len(ms)))
+                        len(ms), bundle=e.bundle, backend=e.backend, precision=e.precision))
     base = next((r for r in rows if r.name.endswith("torch eager")), rows[0] if rows else None)
     for r in rows:  # per-frame figures compare; a per-call aggregator step does not
         r.speedup = base.p50_ms / r.p50_ms if base is not None and r.frames and base.frames else None
+        ref = next((b for b in rows if baseline is not None and b.bundle == baseline and b.backend == r.backend
+                    and b.precision == r.precision and b.frames), None)
+        r.vs_baseline = r.p50_ms / ref.p50_ms if ref is not None and r.frames else None
     return rows
 
 
@@ -177,15 +225,18 @@ def run_bench(opts: BenchOptions) -> BenchReport:
         os.sched_setaffinity(0, {opts.core})
         entries = _entries(opts, 1, rng, skipped)
         _measure(entries, opts.seconds, opts.warmup)
-        rows += _rows(entries, f"1 (core {opts.core})")
+        rows += _rows(entries, f"1 (core {opts.core})", opts.baseline)
         del entries
         if opts.all_threads and cores > 1:
             os.sched_setaffinity(0, original)
             entries = _entries(opts, cores, rng, [])
             _measure(entries, opts.seconds, opts.warmup)
-            rows += _rows(entries, f"{cores} (all)")
+            rows += _rows(entries, f"{cores} (all)", opts.baseline)
     finally:
         os.sched_setaffinity(0, original)
     host = (f"host: {os.uname().machine}, {cores} usable cores, load average "
             f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}; {opts.seconds:g} s per program and pass, round-robin")
-    return BenchReport(rows, sorted(set(skipped)), host)
+    if opts.baseline is not None and not any(r.bundle == opts.baseline for r in rows):
+        raise ConfigError(f"--baseline {opts.baseline!r} is not the name of a benched bundle; names: "
+                          f"{', '.join(sorted({r.bundle for r in rows if r.bundle}))}")
+    return BenchReport(rows, sorted(set(skipped)), host, opts.baseline)

@@ -10,8 +10,11 @@ from training.models.registry import create, list_models
 from training.models.temporal import TAM, CausalTAM
 
 N, T, K, S = 2, 5, 6, 32
-CLIP_MODELS = ["tam_mobilenet_v2", "tam_mobilenet_v2_causal", "tsm_mobilenet_v2", "tsm_mobilenet_v2_online"]
-CAUSAL_MODELS = ["tam_mobilenet_v2_causal", "tsm_mobilenet_v2_online"]
+CLIP_MODELS = ["tam_mobilenet_v2", "tam_mobilenet_v2_causal", "tam_mobilenet_v2_causal_expanded", "tsm_mobilenet_v2",
+               "tsm_mobilenet_v2_online"]
+CAUSAL_MODELS = ["tam_mobilenet_v2_causal", "tam_mobilenet_v2_causal_expanded", "tsm_mobilenet_v2_online",
+                 "tam_head_mobilenet_v2_causal"]
+STATES = {"tam_mobilenet_v2_causal": 7, "tam_head_mobilenet_v2_causal": 3}  # temporal blocks; the others: 10
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -70,14 +73,16 @@ def test_shapes_and_per_frame_logits(name: str):
         model(clip(frames=T + 1))
 
 
-@pytest.mark.parametrize("name", ["tam_mobilenet_v2", "tam_mobilenet_v2_causal"])
-def test_tam_is_identity_at_init_so_equals_tsn(name: str):
+@pytest.mark.parametrize("name,taps", [("tam_mobilenet_v2", 3), ("tam_mobilenet_v2_causal", 2),
+                                       ("tam_mobilenet_v2_causal_expanded", 3)])
+def test_tam_is_identity_at_init_so_equals_tsn(name: str, taps: int):
+    """Exact at init on signed inputs too: the causal model's linear TAM sits on the (signed) block input."""
     torch.manual_seed(0)
     tsn = build("tsn_mobilenet_v2").eval()
     tam = build(name).eval()
     missing, unexpected = tam.load_state_dict(tsn.state_dict(), strict=False)
     assert not unexpected and missing and all(".temporal." in k for k in missing)
-    assert len(missing) == 10 * 3  # 10 residual blocks, 3 taps each
+    assert len(missing) == STATES.get(name, 10) * taps  # one TAM per temporal block
     x = clip()
     with torch.no_grad():
         torch.testing.assert_close(tam(x), tsn(x), rtol=0, atol=1e-6)
@@ -85,8 +90,8 @@ def test_tam_is_identity_at_init_so_equals_tsn(name: str):
 
 
 @pytest.mark.parametrize("name,kw",
-                         [(n, {}) for n in CAUSAL_MODELS] + [("tam_mobilenet_v2_causal", {"position": "input"})],
-                         ids=CAUSAL_MODELS + ["tam_mobilenet_v2_causal_input"])
+                         [(n, {}) for n in CAUSAL_MODELS] + [("tam_mobilenet_v2_causal", {"kernel": 3})],
+                         ids=CAUSAL_MODELS + ["tam_mobilenet_v2_causal_kernel3"])
 def test_streaming_equals_offline(name: str, kw: dict):
     model = randomize(build(name, **kw))
     x = clip(seed=1)
@@ -94,7 +99,7 @@ def test_streaming_equals_offline(name: str, kw: dict):
         offline_frames, offline_feats, offline = model.forward_frames(x), model.forward_features(x), model(x)
         spec = model.state_spec(S, S, batch=N)
         state = model.init_state(N, S, S)
-        assert len(state) == len(spec) == 10
+        assert len(state) == len(spec) == STATES.get(name, 10)
         for s, (sname, shape) in zip(state, spec):
             assert s.ndim == 4 and tuple(s.shape) == shape and sname.startswith("state_")
             assert torch.count_nonzero(s) == 0

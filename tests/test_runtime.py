@@ -2,6 +2,8 @@
 bundles), latency stats and the ``python -m sdk`` CLI -- on tiny bundles exported with the project's exporters."""
 from __future__ import annotations
 
+import json
+
 import dataclasses
 import subprocess
 import sys
@@ -346,6 +348,25 @@ def test_cli_classify_stream_inspect_bench(bundles, video_file: Path, capsys) ->
     assert "1 (core 0)" in out and "1.00x" in out
     assert sdk_main(["classify", str(video_file), "--bundle", str(video_file.parent / "nope")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_bench_ratios_to_a_baseline_bundle_and_plot(bundles, tmp_path: Path, capsys) -> None:
+    """``--baseline NAME`` puts every program beside the baseline bundle's program of the same runtime and precision
+    (what "the step costs 1.1x a plain frame" is read from); ``--png`` draws the table."""
+    js, png = tmp_path / "bench.json", tmp_path / "bench.png"
+    args = ["bench", "--bundle", str(bundles["clip"]), "--bundle", str(bundles["stream"]), "--seconds", "0.05",
+            "--warmup", "1", "--one-thread-only", "--baseline", "tiny_clip", "--json", str(js), "--png", str(png)]
+    assert sdk_main(args) == 0
+    assert "vs tiny_clip" in capsys.readouterr().out
+    rows = json.loads(js.read_text())["rows"]
+    base = {r["backend"]: r["p50_ms"] for r in rows if r["bundle"] == "tiny_clip"}
+    steps = [r for r in rows if r["bundle"] == "tiny_stream"]
+    assert set(base) == {r["backend"] for r in steps} == set(BACKENDS)
+    for r in steps:
+        assert r["vs_baseline"] == pytest.approx(r["p50_ms"] / base[r["backend"]], rel=1e-9)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    assert sdk_main(args[:-6] + ["--baseline", "nope"]) == 2
+    assert "not the name of a benched bundle" in capsys.readouterr().err
 
 
 def test_runtime_without_torch(bundles, video_file: Path) -> None:

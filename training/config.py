@@ -29,7 +29,7 @@ def _field_types(cls: type) -> dict[str, type]:
 
 
 def _coerce(key: str, value: Any, kind: type) -> Any:
-    """``value`` as ``kind`` (bool/int/float/str); ints are accepted for floats, and so are strings in float syntax
+    """``value`` as ``kind`` (bool/int/float/str, or a mapping with string keys); ints are accepted for floats, and so are strings in float syntax
     (YAML 1.1 reads ``1e-5`` without a dot as a string); nothing else is converted silently."""
     if kind is bool and isinstance(value, bool):
         return value
@@ -44,6 +44,8 @@ def _coerce(key: str, value: Any, kind: type) -> Any:
             pass
     if kind is str and isinstance(value, (str, int, float)) and not isinstance(value, bool):
         return str(value)
+    if typing.get_origin(kind) is dict and isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return dict(value)
     raise ConfigError(f"config key {key!r} expects {kind.__name__}, got {value!r} ({type(value).__name__})")
 
 

@@ -178,13 +178,14 @@ def _distill(cfg: DistillConfig, ctx: distributed.Context) -> dict[str, Any]:
         teacher = None
     n = teacher_sampler.frames
     student_sampler = Sampler(cfg.sampler, cfg.frames, of=n)
-    student = create(cfg.arch, num_classes=len(info.labels), frames=cfg.frames, pretrained=cfg.pretrained)
+    student = create(cfg.arch, num_classes=len(info.labels), frames=cfg.frames, pretrained=cfg.pretrained,
+                     **cfg.model_args)
     if cfg.init_from_teacher:
         if teacher_ckpt is None or cfg.no_teacher:
             raise ConfigError("init_from_teacher needs a teacher checkpoint (--teacher) and no no_teacher")
-        if teacher_ckpt["config"]["arch"] != cfg.arch:
-            raise ConfigError(f"init_from_teacher: the student ({cfg.arch}) must be the teacher's arch "
-                              f"({teacher_ckpt['config']['arch']})")
+        if (teacher_ckpt["config"]["arch"], teacher_ckpt["config"].get("model_args", {})) != (cfg.arch, cfg.model_args):
+            raise ConfigError(f"init_from_teacher: the student ({cfg.arch} {cfg.model_args}) must be the teacher's "
+                              f"arch ({teacher_ckpt['config']['arch']} {teacher_ckpt['config'].get('model_args', {})})")
         student.load_state_dict(teacher_ckpt["model"])
     if getattr(student, "input_frames", cfg.frames) != cfg.frames:
         raise ConfigError(f"{cfg.arch} reads {student.input_frames} frames for frames={cfg.frames}: use a student that "

@@ -112,7 +112,8 @@ def _check_metadata(meta: dict[str, Any], where: Path) -> None:
 def load_checkpoint_model(path: str | Path, device: str | torch.device) -> tuple[nn.Module, dict[str, Any]]:
     """``(model on device, metadata)`` from a ``.pt`` checkpoint or a ``.pt2`` exported program + sidecar JSON.
 
-    The model of a ``.pt`` is rebuilt with ``create(config["arch"], frames=config["frames"])`` (no pretrained download)
+    The model of a ``.pt`` is rebuilt with ``create(config["arch"], frames=config["frames"], **config["model_args"])``
+    (no pretrained download)
     and loaded strictly; the metadata is the checkpoint dict itself.
     """
     path, device = Path(path), torch.device(device)
@@ -130,7 +131,8 @@ def load_checkpoint_model(path: str | Path, device: str | torch.device) -> tuple
     ckpt = load_checkpoint(path)
     _check_metadata(ckpt, path)
     cfg = ckpt["config"]
-    model = create(cfg["arch"], num_classes=len(ckpt["labels"]), frames=cfg["frames"], pretrained=False)
+    model = create(cfg["arch"], num_classes=len(ckpt["labels"]), frames=cfg["frames"], pretrained=False,
+                   **cfg.get("model_args", {}))
     model.load_state_dict(ckpt["model"])
     return model.to(device), ckpt
 

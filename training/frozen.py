@@ -17,11 +17,9 @@ from sdk.errors import ConfigError
 from sdk.preprocess import Preprocess
 from training.data.datasets import DatasetInfo, read_records
 from training.data.feature_cache import FeatureCache, build_cache
-from training.models.temporal import TAM, CausalTAM, TemporalShift
+from training.models.temporal import TEMPORAL_MODULES
 
 __all__ = ["FromBlock", "cache_split", "freeze_prefix", "frozen_prefix", "set_training_frozen"]
-
-TEMPORAL_MODULES = (TAM, CausalTAM, TemporalShift)
 
 
 def frozen_prefix(model: nn.Module, blocks: int) -> nn.Sequential:

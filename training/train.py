@@ -53,6 +53,7 @@ class TrainConfig:
     out: str = "runs/train"
     # model and input
     arch: str = "tsn_mobilenet_v2"
+    model_args: dict[str, Any] = field(default_factory=dict)  # builder options, e.g. {temporal_from: 7} (checkpointed)
     pretrained: bool = True
     frames: int = 8  # frames the model sees (big-little models read 2 x frames from the sampler)
     sampler: str = "uniform_segments"
@@ -351,7 +352,8 @@ def classifier_job(cfg: TrainConfig, ctx: distributed.Context) -> Job:
     """Plain supervised training of ``cfg.arch`` with cross-entropy (label smoothing); with ``freeze`` the first
     blocks are frozen, and with ``feature_cache`` too the rest trains on their cached output (:mod:`training.frozen`)."""
     info = DatasetInfo.from_dir(cfg.data)
-    model = create(cfg.arch, num_classes=len(info.labels), frames=cfg.frames, pretrained=cfg.pretrained)
+    model = create(cfg.arch, num_classes=len(info.labels), frames=cfg.frames, pretrained=cfg.pretrained,
+                   **cfg.model_args)
     sampler = cfg.sampler_spec(getattr(model, "input_frames", cfg.frames))
     hflip_map = info.hflip_map if cfg.hflip else None
     if cfg.freeze:

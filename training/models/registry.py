@@ -5,6 +5,7 @@ model module explicitly, so what is registered never depends on which modules ha
 """
 from __future__ import annotations
 
+import inspect
 from typing import Callable
 
 from torch import nn
@@ -31,4 +32,11 @@ def create(name: str, *, num_classes: int, frames: int, **kwargs) -> nn.Module:
     """Build the registered model ``name`` for ``num_classes`` classes on clips of ``frames`` frames."""
     if name not in _MODELS:
         raise ConfigError(f"unknown model {name!r}; available: {', '.join(list_models())}")
-    return _MODELS[name](num_classes=num_classes, frames=frames, **kwargs)
+    builder = _MODELS[name]
+    options = inspect.signature(builder).parameters
+    unknown = sorted(set(kwargs) - set(options))
+    if unknown and not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in options.values()):
+        valid = sorted(k for k, p in options.items() if p.kind is inspect.Parameter.KEYWORD_ONLY
+                       and k not in ("num_classes", "frames"))
+        raise ConfigError(f"{name} has no option(s) {', '.join(unknown)}; its options: {', '.join(valid)}")
+    return builder(num_classes=num_classes, frames=frames, **kwargs)

@@ -24,24 +24,35 @@ from torch import nn
 from training.models.mobilenet_v2 import ConvBNReLU6, MobileNetV2, load_imagenet_weights
 from training.models.registry import register_model
 from training.models.tam_mobilenet import TemporalMobileNetV2
-from training.models.temporal import TAM
+from training.models.temporal import TAM, CausalTAM
 
-__all__ = ["TAMBlock", "tam_head_mobilenet_v2", "tsn_head_mobilenet_v2"]
+__all__ = ["TAMBlock", "tam_head_mobilenet_v2", "tam_head_mobilenet_v2_causal", "tsn_head_mobilenet_v2"]
 
 
 class TAMBlock(nn.Module):
-    """``relu(x + project(dw3x3(relu(bn(tam(x))))))`` on frame-stacked ``(N*T, C, H, W)`` activations."""
+    """``relu(x + project(dw3x3(relu(bn(tam(x))))))`` on frame-stacked ``(N*T, C, H, W)`` activations.
 
-    def __init__(self, channels: int, frames: int, kernel: int = 3):
+    ``causal=True`` uses a :class:`CausalTAM` (taps t-kernel+1 .. t) and the block streams with :meth:`step`."""
+
+    def __init__(self, channels: int, frames: int, kernel: int = 3, causal: bool = False):
         super().__init__()
-        self.temporal = TAM(channels, frames, kernel, activation=False)
+        self.temporal = (CausalTAM(channels, frames, kernel, activation=False) if causal
+                         else TAM(channels, frames, kernel, activation=False))
         self.bn = nn.BatchNorm2d(channels)
         self.relu = nn.ReLU(inplace=True)
         self.spatial = ConvBNReLU6(channels, channels, kernel=3, groups=channels)
         self.project = nn.Sequential(nn.Conv2d(channels, channels, 1, bias=False), nn.BatchNorm2d(channels))
 
+    def _rest(self, x: torch.Tensor, mixed: torch.Tensor) -> torch.Tensor:
+        return torch.relu(x + self.project(self.spatial(self.relu(self.bn(mixed)))))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.relu(x + self.project(self.spatial(self.relu(self.bn(self.temporal(x))))))
+        return self._rest(x, self.temporal(x))
+
+    def step(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One frame ``(N, C, H, W)`` with the causal TAM's state -> ``(output, new_state)``."""
+        mixed, new_state = self.temporal.step(x, state)
+        return self._rest(x, mixed), new_state
 
 
 # The head, as data: output channels, TAM blocks, stride of the stage's entry (2: a depthwise 3x3 stride-2 conv first).
@@ -50,7 +61,8 @@ class TAMBlock(nn.Module):
 HEAD_STAGES = ((96, 1, 1), (192, 2, 2))
 
 
-def _trunk_and_head(pretrained: bool, frames: int, trunk: int, features: int, kernel: int) -> MobileNetV2:
+def _trunk_and_head(pretrained: bool, frames: int, trunk: int, features: int, kernel: int,
+                    causal: bool = False) -> MobileNetV2:
     backbone = MobileNetV2()
     if pretrained:
         load_imagenet_weights(backbone)
@@ -62,7 +74,7 @@ def _trunk_and_head(pretrained: bool, frames: int, trunk: int, features: int, ke
         if stride != 1:
             head.append(ConvBNReLU6(cin, cin, kernel=3, stride=stride, groups=cin))
         head.append(ConvBNReLU6(cin, c, kernel=1))
-        head += [TAMBlock(c, frames, kernel) for _ in range(n)]
+        head += [TAMBlock(c, frames, kernel, causal) for _ in range(n)]
         cin = c
     head.append(ConvBNReLU6(cin, features, kernel=1))
     backbone.features = nn.Sequential(*backbone.features[:trunk], *head)
@@ -77,6 +89,15 @@ def tam_head_mobilenet_v2(*, num_classes: int, frames: int, pretrained: bool = T
     trunk (``freeze=trunk``) to train on a feature cache."""
     return TemporalMobileNetV2(_trunk_and_head(pretrained, frames, trunk, features, kernel), num_classes, frames,
                                dropout)
+
+
+@register_model
+def tam_head_mobilenet_v2_causal(*, num_classes: int, frames: int, pretrained: bool = True, trunk: int = 7,
+                                 features: int = 256, dropout: float = 0.2, kernel: int = 3) -> TemporalMobileNetV2:
+    """:func:`tam_head_mobilenet_v2` with causal TAMs (taps t-2, t-1, t): trains on the feature cache like the
+    teacher, and streams one frame at a time (``step``; state: the last ``kernel - 1`` inputs of each TAM block)."""
+    return TemporalMobileNetV2(_trunk_and_head(pretrained, frames, trunk, features, kernel, causal=True),
+                               num_classes, frames, dropout)
 
 
 @register_model

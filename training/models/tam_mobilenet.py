@@ -38,7 +38,7 @@ from torch import nn
 
 from training.models.mobilenet_v2 import InvertedResidual, MobileNetV2, load_imagenet_weights
 from training.models.registry import register_model
-from training.models.temporal import TAM, CausalTAM, TemporalShift
+from training.models.temporal import TAM, TEMPORAL_MODULES, CausalTAM, TemporalShift
 from training.models.tsn import TSN
 
 POSITIONS = ("input", "expanded")
@@ -136,13 +136,19 @@ def identity_init_tam(tam: nn.Module) -> nn.Module:
     return tam
 
 
+def is_temporal_block(module: nn.Module) -> bool:
+    """A block that mixes frames: it holds a temporal module as ``.temporal`` and has ``step(x, state)`` (e.g.
+    :class:`TemporalInvertedResidual`, ``tam_head.TAMBlock``). The streaming harness threads one state through each."""
+    return isinstance(getattr(module, "temporal", None), TEMPORAL_MODULES) and hasattr(module, "step")
+
+
 def temporal_state_spec(features: nn.Sequential, height: int, width: int, batch: int,
                         prefix: str) -> list[tuple[str, tuple[int, int, int, int]]]:
     """``[(f"{prefix}_{i}", shape)]`` of the state of every temporal block in ``features`` on ``height x width``
     input, in ``step`` order."""
     spec, h, w = [], height, width
     for i, layer in enumerate(features):
-        if isinstance(layer, TemporalInvertedResidual):
+        if is_temporal_block(layer):
             spec.append((f"{prefix}_{i}", tuple(layer.temporal.state_shape(batch, h, w))))
         h, w = _spatial_after(layer, h, w)
     return spec
@@ -162,8 +168,8 @@ class TemporalMobileNetV2(TSN):
         return super().forward_features(clips, start)
 
     # ---- streaming -------------------------------------------------------------------------------------------------
-    def temporal_blocks(self) -> list[tuple[int, TemporalInvertedResidual]]:
-        return [(i, m) for i, m in enumerate(self.backbone.features) if isinstance(m, TemporalInvertedResidual)]
+    def temporal_blocks(self) -> list[tuple[int, nn.Module]]:
+        return [(i, m) for i, m in enumerate(self.backbone.features) if is_temporal_block(m)]
 
     @property
     def causal(self) -> bool:
@@ -177,7 +183,7 @@ class TemporalMobileNetV2(TSN):
         if not self.causal:
             raise RuntimeError("this model looks at future frames (offline TAM / bi-directional shift): "
                                "it cannot stream; "
-                               "use tam_mobilenet_v2_causal or tsm_mobilenet_v2_online")
+                               "use tam_mobilenet_v2_causal, tam_head_mobilenet_v2_causal or tsm_mobilenet_v2_online")
 
     def state_spec(self, height: int, width: int, batch: int = 1) -> list[tuple[str, tuple[int, int, int, int]]]:
         """``[(name, shape)]`` of the streaming state tensors for ``height x width`` frames, in ``step`` order."""
@@ -192,7 +198,7 @@ class TemporalMobileNetV2(TSN):
             raise ValueError(f"expected {len(blocks)} state tensors, got {len(state)}")
         x, k, new_state = frame, 0, []
         for layer in self.backbone.features:
-            if isinstance(layer, TemporalInvertedResidual):
+            if is_temporal_block(layer):
                 x, s = layer.step(x, state[k])
                 new_state.append(s)
                 k += 1
@@ -226,16 +232,30 @@ def tam_mobilenet_v2(*, num_classes: int, frames: int, pretrained: bool = True, 
 
 @register_model
 def tam_mobilenet_v2_causal(*, num_classes: int, frames: int, pretrained: bool = True, width_mult: float = 1.0,
-                            dropout: float = 0.5, kernel: int = 3, position: str = "expanded",
-                            temporal_from: int = 0) -> TemporalMobileNetV2:
-    """Causal TAM-MobileNetV2 (TAM over t-2, t-1, t; identity at init); streams with ``step``.
+                            dropout: float = 0.5, kernel: int = 2, temporal_from: int = 7) -> TemporalMobileNetV2:
+    """Causal TAM-MobileNetV2 for streaming: a *linear* causal TAM (taps t-1, t for ``kernel=2``) on the input of the
+    residual blocks from ``temporal_from`` on (default 7: the 7 blocks at stride 16 and 32).
 
-    State: ``kernel - 1`` past activations per TAM. With the default ``position="expanded"`` that is 2 x 6 x C per
-    residual block (about 2.6 M floats at 224x224, vs 27 k for the online TSM); ``position="input"`` is 6x smaller
-    but not the identity at init (see the module docstring).
+    Identity at init (no ReLU, so exact on the signed bottleneck too): a fresh model is TSN-MobileNetV2. State: the
+    block input of the last ``kernel - 1`` frames, ``(kernel - 1) x C`` per temporal block: 0.09 M floats at 224x224
+    (all 10 blocks, ``temporal_from=0``: 0.22 M; the expanded placement, ``tam_mobilenet_v2_causal_expanded``:
+    2.6 M). Blocks 0-6 stay per-frame, so ``freeze=7`` trains it on a feature cache. Measured per-frame cost in
+    README ("Streaming that is nearly free").
     """
     backbone = insert_temporal(_backbone(pretrained, width_mult),
-                               lambda c: identity_init_tam(CausalTAM(c, frames, kernel)), position, temporal_from)
+                               lambda c: identity_init_tam(CausalTAM(c, frames, kernel, activation=False)), "input",
+                               temporal_from)
+    return TemporalMobileNetV2(backbone, num_classes, frames, dropout)
+
+
+@register_model
+def tam_mobilenet_v2_causal_expanded(*, num_classes: int, frames: int, pretrained: bool = True,
+                                     width_mult: float = 1.0, dropout: float = 0.5, kernel: int = 3,
+                                     temporal_from: int = 0) -> TemporalMobileNetV2:
+    """The first causal TAM-MobileNetV2, kept for comparison: TAM + ReLU over t-2, t-1, t on the 6x *expanded*
+    activations. State: 2 x 6 x C per residual block (about 2.6 M floats at 224x224)."""
+    backbone = insert_temporal(_backbone(pretrained, width_mult),
+                               lambda c: identity_init_tam(CausalTAM(c, frames, kernel)), "expanded", temporal_from)
     return TemporalMobileNetV2(backbone, num_classes, frames, dropout)
 
 

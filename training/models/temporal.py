@@ -7,6 +7,10 @@ at zeros) equals the offline ``forward`` on the same frames.
 """
 from __future__ import annotations
 
+import functools
+import operator
+from typing import Iterable
+
 import torch
 from torch import nn
 
@@ -37,6 +41,11 @@ def temporal_mean(x: torch.Tensor) -> torch.Tensor:
     """Mean over time of ``(N, T, F)`` -> ``(N, F)``, written as a rank-4 spatial mean: XNNPACK delegates that one,
     while a plain ``x.mean(1)`` stays on ExecuTorch's portable path (measured with executorch 1.5.1)."""
     return x.transpose(1, 2).unsqueeze(-1).mean((2, 3), keepdim=True).flatten(1)
+
+
+def _sum(terms: Iterable[torch.Tensor]) -> torch.Tensor:
+    """``t0 + t1 + ...`` without ``sum``'s leading ``0 +`` (an exported scalar constant the delegate leaves outside)."""
+    return functools.reduce(operator.add, terms)
 
 
 def _depthwise_1x1(channels: int) -> nn.Conv2d:
@@ -75,31 +84,38 @@ class TAM(nn.Module):
 class CausalTAM(nn.Module):
     """TAM over past and present only: ``out[t] = relu(sum_j conv_j(x[t - (kernel - 1) + j]))``, e.g. (t-2, t-1, t).
 
-    ``step(x_t, state)`` is the streaming form: ``state`` holds the previous ``kernel - 1`` inputs stacked on the
-    channel axis, ``(N, (kernel - 1) * C, H, W)``, oldest first; zeros at the start of a stream (= zero padding).
+    ``activation=False`` leaves out the ReLU: a *linear* depthwise temporal convolution, which is exactly the identity
+    at the identity init on signed inputs too (a MobileNetV2 block input, the linear bottleneck). ``step(x_t, state)``
+    is the streaming form: ``state`` holds the previous ``kernel - 1`` inputs stacked on the channel axis,
+    ``(N, (kernel - 1) * C, H, W)``, oldest first; zeros at the start of a stream (= zero padding).
     """
 
-    def __init__(self, channels: int, frames: int, kernel: int = 3):
+    def __init__(self, channels: int, frames: int, kernel: int = 3, activation: bool = True):
         super().__init__()
         if kernel < 1:
             raise ValueError(f"CausalTAM kernel must be >= 1, got {kernel}")
         self.channels, self.frames, self.kernel = channels, frames, kernel
         self.blending_layers = nn.ModuleList(_depthwise_1x1(channels) for _ in range(kernel))
-        self.relu = nn.ReLU(inplace=True)
+        self.relu = nn.ReLU(inplace=True) if activation else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         k = self.kernel
-        return self.relu(sum(shift_time(conv(x), self.frames, j - (k - 1)) for j, conv in enumerate(self.blending_layers)))
+        return self.relu(_sum(shift_time(conv(x), self.frames, j - (k - 1)) for j, conv in enumerate(self.blending_layers)))
 
     def state_shape(self, batch: int, height: int, width: int) -> tuple[int, int, int, int]:
         return (batch, (self.kernel - 1) * self.channels, height, width)
 
     def step(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One frame ``(N, C, H, W)`` -> ``(output, new_state)``."""
-        window = torch.cat([state, x], dim=1) if self.kernel > 1 else x
-        c = self.channels
-        out = sum(conv(window[:, j * c:(j + 1) * c]) for j, conv in enumerate(self.blending_layers))
-        return self.relu(out), window[:, c:]
+        """One frame ``(N, C, H, W)`` -> ``(output, new_state)``.
+
+        The past taps read their slices of ``state`` directly and the current tap reads ``x`` (no concatenation of
+        state and frame: with ``kernel=2`` the new state is the frame itself, nothing is copied)."""
+        c, k = self.channels, self.kernel
+        past = [state] if k == 2 else [state[:, j * c:(j + 1) * c] for j in range(k - 1)]
+        out = self.relu(_sum(conv(h) for conv, h in zip(self.blending_layers, [*past, x])))  # forward's order
+        if k == 1:
+            return out, state
+        return out, (x if k == 2 else torch.cat([state[:, c:], x], dim=1))
 
 
 class TemporalShift(nn.Module):
@@ -131,3 +147,6 @@ class TemporalShift(nn.Module):
             raise RuntimeError("the offline (bi-directional) shift needs future frames: use online=True to stream")
         f = self.fold
         return torch.cat([state, x[:, f:]], dim=1), x[:, :f]
+
+
+TEMPORAL_MODULES = (TAM, CausalTAM, TemporalShift)  # the modules that mix frames
