@@ -1,9 +1,54 @@
-"""Shared fixtures: one tiny time-reversal benchmark per test session (generated in ~5 s)."""
+"""Shared fixtures: one tiny time-reversal benchmark per test session (generated in ~5 s), and the settled clip
+program with its int8 program that the exporter tests share (tests/settled_models.py).
+
+The native C++ core's tests never skip: a skip there (cmake missing, executorch missing) is turned into a failure,
+so that CI cannot pass without having built and run the core. The tools of the environment (cmake and ninja from
+pyproject's ``native`` extra) are found even when the venv is not activated: its ``bin`` goes first on ``PATH``.
+"""
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import pytest
+
+# The tests of the native core (files, or single tests by node id suffix) that must run wherever the suite runs.
+NATIVE_FILES = ("test_native.py",)
+NATIVE_TESTS = ("test_jetson_app.py::test_native_option_gives_the_python_runtimes_predictions",)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+
+
+def _is_native(nodeid: str) -> bool:
+    path, _, rest = nodeid.partition("::")
+    name = Path(path).name
+    return name in NATIVE_FILES or any(f"{name}::{rest}".startswith(t) for t in NATIVE_TESTS)
+
+
+def _refuse_skip(report) -> None:
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    report.outcome = "failed"
+    report.longrepr = (f"a test of the native core was skipped ({reason}); they must run: install the environment "
+                       "with scripts/env.sh (cmake and ninja come from pyproject's native extra)")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and _is_native(item.nodeid):
+        _refuse_skip(report)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector):
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and _is_native(collector.nodeid):  # a module-level skip (importorskip, pytest.skip)
+        _refuse_skip(report)
 
 
 @pytest.fixture(scope="session")
@@ -14,9 +59,18 @@ def tiny_benchmark(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def native_bundles(tmp_path_factory) -> dict[str, Path]:
-    """The tiny .pte bundles of ``tests/test_native_bundles.py`` (clip fp32 + int8, stream, FASTER), built once per
-    session for the native-core tests (``test_native.py`` on x86_64, ``test_arm64.py`` on aarch64)."""
-    from test_native_bundles import build_bundles
+def settled_clip():
+    """``ClipProgram`` of a settled ``tam_mobilenet_v2`` on 2 frames (eval mode): the exporters' clip test model."""
+    from settled_models import PRE, settled
 
-    return build_bundles(tmp_path_factory.mktemp("native-bundles"))
+    from converters.program import ClipProgram
+
+    return ClipProgram(settled("tam_mobilenet_v2", frames=2), PRE).eval()
+
+
+@pytest.fixture(scope="session")
+def settled_int8(settled_clip):
+    """:class:`settled_models.Int8Case` of ``settled_clip``: its PTQ int8 program and the torch references."""
+    from settled_models import int8_case
+
+    return int8_case(settled_clip, frames=2)

@@ -8,6 +8,9 @@ by ~40% of their spread), and no int8 program can follow it.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -66,20 +69,40 @@ def ptq(program: nn.Module, calibration: list[tuple[torch.Tensor, ...]]) -> nn.M
     return quantize.convert(gm)
 
 
-def assert_int8_follows(runner, quantized: nn.Module, fp32: nn.Module) -> None:
-    """An int8 program in its runtime follows the torch int8 program (and so fp32) on 16 clips held out from
-    calibration. Errors are relative to how much the logits vary between inputs (what a classifier uses): the
-    runtimes' int8 kernels round differently from torch's reference q/dq ops and the differences accumulate over the
-    layers (measured 0.1-0.3 on these models); a broken program (wrong scales, shuffled channels, constant output)
-    is >= 1 against either reference."""
-    import numpy as np
+@dataclass
+class Int8Case:
+    """A settled clip program, its int8 PT2E program and both torch references on 16 clips held out from
+    calibration: built once per session (``conftest.settled_int8``) and shared by the .pte / .tflite / .onnx tests,
+    since calibration and the torch int8 reference take most of an int8 test's time."""
 
-    clips = rgb_clips(16, 2, 3)
+    fp32: nn.Module
+    quantized: nn.Module
+    example: tuple[torch.Tensor, ...]
+    clips: torch.Tensor
+    ref_q: np.ndarray
+    ref_f: np.ndarray
+
+
+def int8_case(fp32: nn.Module, frames: int) -> Int8Case:
+    """PTQ of ``fp32`` on 16 clips of ``frames`` frames, and the references on 16 others."""
+    calibration = [(c,) for c in rgb_clips(16, frames, 2)]
+    quantized = ptq(fp32, calibration)
+    clips = rgb_clips(16, frames, 3)
     with torch.no_grad():
         ref_q = np.concatenate([quantized(c).numpy() for c in clips])
         ref_f = np.concatenate([fp32(c).numpy() for c in clips])
-    got = np.concatenate([runner.run([c.numpy()])[0] for c in clips])
-    signal = ref_f.std(axis=0).mean()
-    assert np.sqrt(((got - ref_q) ** 2).mean()) / signal <= 0.5
-    assert np.sqrt(((got - ref_f) ** 2).mean()) / signal <= 0.5
-    assert (got.argmax(1) == ref_q.argmax(1)).mean() >= 0.8
+    return Int8Case(fp32, quantized, calibration[0], clips, ref_q, ref_f)
+
+
+def assert_int8_follows(runner, case: Int8Case) -> None:
+    """An int8 program in its runtime follows the torch int8 program (and so fp32) on the case's held-out clips.
+    Errors are relative to how much the logits vary between inputs (what a classifier uses): the runtimes' int8
+    kernels round differently from torch's reference q/dq ops and the differences accumulate over the layers
+    (measured 0.1-0.3 on these models); a broken program (wrong scales, shuffled channels, constant output) is >= 1
+    against either reference."""
+    got = np.concatenate([runner.run([c.numpy()])[0] for c in case.clips])
+    signal = case.ref_f.std(axis=0).mean()
+    assert signal > 0.1, "the test model ignores its input"
+    assert np.sqrt(((got - case.ref_q) ** 2).mean()) / signal <= 0.5
+    assert np.sqrt(((got - case.ref_f) ** 2).mean()) / signal <= 0.5
+    assert (got.argmax(1) == case.ref_q.argmax(1)).mean() >= 0.8

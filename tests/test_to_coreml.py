@@ -17,7 +17,7 @@ ct = pytest.importorskip("coremltools")
 from settled_models import CLASSES, PRE, SIZE, rgb_clips, settled
 
 from converters import to_coreml
-from converters.program import ClipProgram, ProgramJob, StreamProgram
+from converters.program import ProgramJob, StreamProgram
 from sdk.backends import load_runner
 from sdk.errors import BackendUnavailableError
 
@@ -25,17 +25,12 @@ ON_MACOS = platform.system() == "Darwin"
 
 
 @pytest.fixture(scope="module")
-def clip_program():
-    return ClipProgram(settled("tam_mobilenet_v2", frames=2), PRE).eval()
-
-
-@pytest.fixture(scope="module")
-def packages(clip_program, tmp_path_factory):
+def packages(settled_clip, tmp_path_factory):
     """The clip program as .mlpackage in each precision: {precision: (path, ExportResult)}."""
     root = tmp_path_factory.mktemp("coreml")
     out = {}
     for precision in to_coreml.PRECISIONS:
-        job = ProgramJob("clip", clip_program, (rgb_clips(1, 2, 0)[0],), ["clip"], ["logits"], precision)
+        job = ProgramJob("clip", settled_clip, (rgb_clips(1, 2, 0)[0],), ["clip"], ["logits"], precision)
         path = root / f"clip_{precision}{to_coreml.SUFFIX}"
         out[precision] = path, to_coreml.export(job, path)
     return out
@@ -83,14 +78,14 @@ def test_stream_program_declares_state(tmp_path):
     assert all(len(s.shape) <= 4 for s in (*result.inputs, *result.outputs))
 
 
-def test_legacy_mlmodel_fp32(clip_program, tmp_path):
-    job = ProgramJob("clip", clip_program, (rgb_clips(1, 2, 0)[0],), ["clip"], ["logits"], "fp32")
+def test_legacy_mlmodel_fp32(settled_clip, tmp_path):
+    job = ProgramJob("clip", settled_clip, (rgb_clips(1, 2, 0)[0],), ["clip"], ["logits"], "fp32")
     path = tmp_path / f"clip{to_coreml.LEGACY_SUFFIX}"
     result = to_coreml.export(job, path, legacy=True)
     assert path.is_file() and result.details["format"] == "neuralnetwork (.mlmodel)"
     assert ct.models.MLModel(str(path), skip_model_load=True).get_spec().WhichOneof("Type") == "neuralNetwork"
     with pytest.raises(ValueError, match="fp32 only"):
-        to_coreml.export(ProgramJob("clip", clip_program, job.example, ["clip"], ["logits"], "fp16"),
+        to_coreml.export(ProgramJob("clip", settled_clip, job.example, ["clip"], ["logits"], "fp16"),
                          tmp_path / "x.mlmodel", legacy=True)
 
 
@@ -102,10 +97,10 @@ def test_runner_refuses_off_macos_with_the_reason(packages):
 
 @pytest.mark.skipif(not ON_MACOS, reason="Core ML prediction needs macOS (Apple's Core ML framework); not run on "
                                          "this host, so Core ML parity is unverified here")
-def test_prediction_matches_torch_on_macos(clip_program, packages):
+def test_prediction_matches_torch_on_macos(settled_clip, packages):
     clips = rgb_clips(4, 2, 1)
     with torch.no_grad():
-        refs = [clip_program(c).numpy() for c in clips]
+        refs = [settled_clip(c).numpy() for c in clips]
     for precision, atol in (("fp32", 1e-3), ("fp16", 5e-2), ("int8", None)):
         runner = load_runner("coreml", packages[precision][0])
         got = [runner.run([c.numpy()])[0] for c in clips]

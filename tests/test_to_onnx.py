@@ -14,24 +14,19 @@ onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
-from settled_models import CLASSES, PRE, SIZE, assert_int8_follows, ptq, rgb_clips, settled
+from settled_models import CLASSES, PRE, SIZE, assert_int8_follows, rgb_clips, settled
 from torch import nn
 
 from converters import to_onnx
-from converters.program import ClipProgram, ProgramJob, StreamProgram
+from converters.program import ProgramJob, StreamProgram
 from sdk.backends import load_runner
 from sdk.errors import FrameError
 
 
 @pytest.fixture(scope="module")
-def clip_program():
-    return ClipProgram(settled("tam_mobilenet_v2", frames=2), PRE).eval()
-
-
-@pytest.fixture(scope="module")
-def clip_fp32(clip_program, tmp_path_factory):
+def clip_fp32(settled_clip, tmp_path_factory):
     example = (rgb_clips(1, 2, 0)[0],)
-    job = ProgramJob("clip", clip_program, example, ["clip"], ["logits"], "fp32")
+    job = ProgramJob("clip", settled_clip, example, ["clip"], ["logits"], "fp32")
     path = tmp_path_factory.mktemp("onnx") / f"clip_fp32{to_onnx.SUFFIX}"
     return path, to_onnx.export(job, path)
 
@@ -41,7 +36,7 @@ def torch_logits(program: nn.Module, clip: torch.Tensor) -> np.ndarray:
         return program(clip).numpy()
 
 
-def test_fp32_clip_program_matches_torch(clip_program, clip_fp32):
+def test_fp32_clip_program_matches_torch(settled_clip, clip_fp32):
     path, result = clip_fp32
     onnx.checker.check_model(str(path), full_check=True)
     assert result.details["opset"] >= 17
@@ -54,7 +49,7 @@ def test_fp32_clip_program_matches_torch(clip_program, clip_fp32):
     runner = load_runner("onnx", path, threads=1)
     assert runner.backend == "onnx"
     clips = rgb_clips(4, 2, 1)
-    refs = [torch_logits(clip_program, c) for c in clips]
+    refs = [torch_logits(settled_clip, c) for c in clips]
     assert np.ptp([r.ravel() for r in refs], axis=0).max() > 0.3, "the test model ignores its input"
     for clip, ref in zip(clips, refs):
         (out,) = runner.run([clip.numpy()])
@@ -109,11 +104,10 @@ def test_stream_program_steps_match_torch_and_offline(tmp_path):
     assert np.abs(step_logits[-1] - step_logits[0]).max() > 1e-2
 
 
-def test_int8_is_the_pt2e_program_in_qdq_form(clip_program, clip_fp32, tmp_path):
+def test_int8_is_the_pt2e_program_in_qdq_form(settled_int8, clip_fp32, tmp_path):
     """int8 .onnx is exported from the project's PT2E program (the one the .pte and .tflite come from) and follows it."""
-    calibration = [(c,) for c in rgb_clips(16, 2, 2)]
-    quantized = ptq(clip_program, calibration)
-    job = ProgramJob("clip", clip_program, calibration[0], ["clip"], ["logits"], "int8", quantized)
+    case = settled_int8
+    job = ProgramJob("clip", case.fp32, case.example, ["clip"], ["logits"], "int8", case.quantized)
     path = tmp_path / f"clip_int8{to_onnx.SUFFIX}"
     result = to_onnx.export(job, path)
     onnx.checker.check_model(str(path), full_check=True)
@@ -126,11 +120,11 @@ def test_int8_is_the_pt2e_program_in_qdq_form(clip_program, clip_fp32, tmp_path)
         "conv weights are not stored as int8"
     assert path.stat().st_size < 0.4 * clip_fp32[0].stat().st_size
 
-    assert_int8_follows(load_runner("onnx", path, threads=1), quantized, clip_program)
+    assert_int8_follows(load_runner("onnx", path, threads=1), case)
 
 
-def test_int8_needs_the_quantized_program(clip_program, tmp_path):
-    job = ProgramJob("clip", clip_program, (rgb_clips(1, 2, 0)[0],), ["clip"], ["logits"], "int8")
+def test_int8_needs_the_quantized_program(settled_clip, tmp_path):
+    job = ProgramJob("clip", settled_clip, (rgb_clips(1, 2, 0)[0],), ["clip"], ["logits"], "int8")
     with pytest.raises(ValueError, match="job.quantized"):
         to_onnx.export(job, tmp_path / "x.onnx")
 

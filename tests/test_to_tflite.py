@@ -9,23 +9,18 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("litert_torch")
 pytest.importorskip("ai_edge_litert")
 
-from settled_models import CLASSES, PRE, SIZE, assert_int8_follows, ptq, rgb_clips, settled
+from settled_models import CLASSES, PRE, SIZE, assert_int8_follows, rgb_clips, settled
 from torch import nn
 
 from converters import to_tflite
-from converters.program import ClipProgram, ProgramJob, StreamProgram
+from converters.program import ProgramJob, StreamProgram
 from sdk.backends import load_runner
 from sdk.errors import FrameError
 
 
 @pytest.fixture(scope="module")
-def clip_program():
-    return ClipProgram(settled("tam_mobilenet_v2", frames=2), PRE).eval()
-
-
-@pytest.fixture(scope="module")
-def clip_fp32(clip_program, tmp_path_factory):
-    job = ProgramJob("clip", clip_program, (rgb_clips(1, 2, 0)[0],), ["clip"], ["logits"], "fp32")
+def clip_fp32(settled_clip, tmp_path_factory):
+    job = ProgramJob("clip", settled_clip, (rgb_clips(1, 2, 0)[0],), ["clip"], ["logits"], "fp32")
     path = tmp_path_factory.mktemp("tflite") / f"clip_fp32{to_tflite.SUFFIX}"
     return path, to_tflite.export(job, path)
 
@@ -35,7 +30,7 @@ def logits(program: nn.Module, clip: torch.Tensor) -> np.ndarray:
         return program(clip).numpy()
 
 
-def test_fp32_clip_program_matches_torch(clip_program, clip_fp32):
+def test_fp32_clip_program_matches_torch(settled_clip, clip_fp32):
     path, result = clip_fp32
     assert result.reference == "fp32" and result.details["quantization"] == "none"
     assert [(s.name, s.shape, s.dtype, s.quantization) for s in result.inputs] == [
@@ -43,7 +38,7 @@ def test_fp32_clip_program_matches_torch(clip_program, clip_fp32):
     assert [(s.name, s.shape, s.dtype) for s in result.outputs] == [("logits", (1, CLASSES), "float32")]
     runner = load_runner("tflite", path, threads=1)
     clips = rgb_clips(4, 2, 1)
-    refs = [logits(clip_program, c) for c in clips]
+    refs = [logits(settled_clip, c) for c in clips]
     assert np.ptp([r.ravel() for r in refs], axis=0).max() > 0.3, "the test model ignores its input"
     for clip, ref in zip(clips, refs):
         (out,) = runner.run([clip.numpy()])
@@ -57,11 +52,10 @@ def test_runner_rejects_wrong_inputs(clip_fp32):
         runner.run([np.zeros((3, 3, SIZE, SIZE), np.float32)])
 
 
-def test_int8_from_the_pt2e_program_records_io_quantization(clip_program, clip_fp32, tmp_path):
+def test_int8_from_the_pt2e_program_records_io_quantization(settled_int8, clip_fp32, tmp_path):
     """int8 .tflite built from the project's PT2E (XNNPACK scheme) program follows that program, not just fp32."""
-    calibration = [(c,) for c in rgb_clips(16, 2, 2)]
-    quantized = ptq(clip_program, calibration)
-    job = ProgramJob("clip", clip_program, calibration[0], ["clip"], ["logits"], "int8", quantized)
+    case = settled_int8
+    job = ProgramJob("clip", case.fp32, case.example, ["clip"], ["logits"], "int8", case.quantized)
     path = tmp_path / f"clip_int8{to_tflite.SUFFIX}"
     result = to_tflite.export(job, path)
     assert result.reference == "quantized", result.details.get("direct_conversion_error")
@@ -70,11 +64,11 @@ def test_int8_from_the_pt2e_program_records_io_quantization(clip_program, clip_f
         assert spec.dtype == "int8" and spec.quantization is not None and spec.quantization.scale > 0
     assert path.stat().st_size < 0.4 * clip_fp32[0].stat().st_size
 
-    assert_int8_follows(load_runner("tflite", path, threads=1), quantized, clip_program)
+    assert_int8_follows(load_runner("tflite", path, threads=1), case)
 
 
-def test_int8_needs_the_quantized_program(clip_program, tmp_path):
-    job = ProgramJob("clip", clip_program, (rgb_clips(1, 2, 0)[0],), ["clip"], ["logits"], "int8")
+def test_int8_needs_the_quantized_program(settled_clip, tmp_path):
+    job = ProgramJob("clip", settled_clip, (rgb_clips(1, 2, 0)[0],), ["clip"], ["logits"], "int8")
     with pytest.raises(ValueError, match="job.quantized"):
         to_tflite.export(job, tmp_path / "x.tflite")
 
