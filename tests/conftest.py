@@ -59,6 +59,15 @@ def tiny_benchmark(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def native_bundles(tmp_path_factory) -> dict[str, Path]:
+    """The tiny .pte bundles of ``tests/test_native_bundles.py`` (clip fp32 + int8, stream, FASTER), built once per
+    session for the native-core tests (``test_native.py`` on x86_64, ``test_arm64.py`` on aarch64)."""
+    from test_native_bundles import build_bundles
+
+    return build_bundles(tmp_path_factory.mktemp("native-bundles"))
+
+
+@pytest.fixture(scope="session")
 def settled_clip():
     """``ClipProgram`` of a settled ``tam_mobilenet_v2`` on 2 frames (eval mode): the exporters' clip test model."""
     from settled_models import PRE, settled
