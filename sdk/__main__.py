@@ -35,12 +35,12 @@ def _classify(args: argparse.Namespace) -> int:
     from sdk.classifier import VideoClassifier
 
     with _model(args) as model:
-        clf = VideoClassifier(model, top_k=args.top_k)
+        clf = VideoClassifier(model, top_k=args.top_k, strict=args.strict)
         pred = clf.classify(args.video)
         if args.json:
             print(json.dumps({"labels": pred.labels, "scores": pred.scores, "latency_ms": pred.latency_ms,
-                              "stats": clf.stats.as_dict()}, indent=2))
-        else:
+                              "warnings": pred.warnings, "stats": clf.stats.as_dict()}, indent=2))
+        else:  # a warning of the classifier (e.g. a video shorter than its header) is on stderr, from the logger
             print(pred)
             print()
             print(clf.stats.table())
@@ -103,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("video")
     _common(c)
     c.add_argument("--json", action="store_true", help="print the prediction and stats as JSON")
+    c.add_argument("--strict", action="store_true",
+                   help="fail on a video whose stream ends before its header's frame count (default: classify the "
+                        "frames that exist, with a warning)")
     c.set_defaults(func=_classify)
     s = sub.add_parser("stream", help="stream a file, camera index or URL frame by frame")
     s.add_argument("source", help="video file, camera index (0) or URL (rtsp://...)")

@@ -72,18 +72,20 @@ stay raw; ``labels`` / ``scores`` / ``probabilities`` are smoothed.
 """
 from __future__ import annotations
 
+import logging
 import math
 import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from sdk.bundle import InputSpec
-from sdk.errors import BundleError, ConfigError, FrameError, SdkError
+from sdk.errors import BundleError, ConfigError, FrameError, SdkError, TruncatedVideoError
 from sdk.runtime import Model
 from sdk.samplers import StreamingSampler
 from sdk.stats import STAGES, LatencyStats
@@ -93,6 +95,7 @@ __all__ = ["DEFAULT_WINDOW", "Prediction", "Smoothing", "StreamClassifier", "Vid
 
 DEFAULT_WINDOW = 32
 _now = time.perf_counter
+log = logging.getLogger("sdk")
 
 
 # --------------------------------------------------------------------------------------------------------- results
@@ -110,6 +113,8 @@ class Prediction:
         frame_index: number of the window's last frame (error events: the number the bad frame did not get).
         window: window / segment index (FASTER: the segment; ``role`` says which clip model saw it).
         error: the :class:`FrameError` / :class:`SdkError` of a bad frame (labels are empty then).
+        warnings: what the result should be read with, e.g. a video shorter than its header said (the frames were
+            sampled over the frames that exist).
     """
 
     labels: tuple[str, ...] = ()
@@ -123,6 +128,7 @@ class Prediction:
     window: int = -1
     role: str = "model"
     error: SdkError | None = None
+    warnings: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -307,47 +313,67 @@ class VideoClassifier:
     Clip and stream bundles sample the bundle's ``sampler.indices(n)`` over the whole video (one window of all its
     frames, the offline evaluation protocol) and decode only those frames (``read_indices``); a stream bundle steps
     through them from zero state and averages the step logits. FASTER bundles: see the module docstring.
+
+    A file whose stream ends before the frame count its header promises (a damaged or badly written container:
+    players show the frames that exist) is classified on the ``m`` frames that decoded: the sampling is planned again
+    over ``m`` frames, and the prediction's ``warnings`` (and a warning on the ``sdk`` logger) say so. ``strict=True``
+    raises the :class:`~sdk.errors.TruncatedVideoError` instead; a file with no decodable frame always raises.
     """
 
-    def __init__(self, model: Model, *, top_k: int = 5, stats_window: int = 4096):
+    def __init__(self, model: Model, *, top_k: int = 5, stats_window: int = 4096, strict: bool = False):
+        if not isinstance(strict, bool):
+            raise ConfigError(f"strict must be True or False, got {strict!r}")
         self._engine = _Engine(model, top_k, stats_window)
         self.model = model
+        self.strict = strict
 
     @property
     def stats(self) -> LatencyStats:
         return self._engine.stats
 
     def classify(self, video: Any) -> Prediction:
-        e = self._engine
         owned = isinstance(video, (str, os.PathLike))
         source = open_source(video) if owned else video
         try:
             n = self._length(source)
-            if e.kind == "faster":
-                return self._classify_faster(source, n)
-            indices = e.model.sampler("model").indices(n)
-            frames = self._read(source, indices)
-            e.stats.frames_seen += n
-            e.stats.frames_kept += len(set(indices.tolist()))
-            e.stats.frames_dropped += n - len(set(indices.tolist()))
-            xs = [e.prep("model", f) for f in frames]
-            if e.kind == "clip":
-                logits = e.clip_logits("model", xs)
-            else:
-                state, rows = e.step_state(), []
-                for x in xs:
-                    row, state = e.step(x, state)
-                    rows.append(row)
-                t0 = _now()
-                logits = np.mean(rows, axis=0).astype(np.float32)
-                e.timed("aggregate", t0)
-            t0 = _now()
-            probs = _softmax(logits)
-            e.timed("aggregate", t0)
-            return e.predict(logits, probs, latency_ms=e.take_lap(), frame_index=n - 1, window=0)
+            try:
+                return self._classify(source, n)
+            except TruncatedVideoError as e:
+                if self.strict or e.decoded < 1:
+                    raise
+                warning = (f"{e.source}: the stream ends after {e.decoded} of the {e.expected} frames its header "
+                           f"promises; sampled the {e.decoded} frames that exist")
+                log.warning(warning)
+                return dataclasses.replace(self._classify(source, e.decoded), warnings=(warning,))
         finally:
             if owned:
                 source.close()
+
+    def _classify(self, source: Any, n: int) -> Prediction:
+        """The prediction of the first ``n`` frames of ``source``."""
+        e = self._engine
+        if e.kind == "faster":
+            return self._classify_faster(source, n)
+        indices = e.model.sampler("model").indices(n)
+        frames = self._read(source, indices)
+        e.stats.frames_seen += n
+        e.stats.frames_kept += len(set(indices.tolist()))
+        e.stats.frames_dropped += n - len(set(indices.tolist()))
+        xs = [e.prep("model", f) for f in frames]
+        if e.kind == "clip":
+            logits = e.clip_logits("model", xs)
+        else:
+            state, rows = e.step_state(), []
+            for x in xs:
+                row, state = e.step(x, state)
+                rows.append(row)
+            t0 = _now()
+            logits = np.mean(rows, axis=0).astype(np.float32)
+            e.timed("aggregate", t0)
+        t0 = _now()
+        probs = _softmax(logits)
+        e.timed("aggregate", t0)
+        return e.predict(logits, probs, latency_ms=e.take_lap(), frame_index=n - 1, window=0)
 
     @staticmethod
     def _length(source: Any) -> int:

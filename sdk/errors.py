@@ -9,6 +9,7 @@ __all__ = [
     "SdkError",
     "ConfigError",
     "DecodeError",
+    "TruncatedVideoError",
     "FrameError",
     "BundleError",
     "BackendUnavailableError",
@@ -33,6 +34,18 @@ class DecodeError(SdkError, IOError):
         self.source = source
         self.reason = reason
         super().__init__(f"cannot decode {source!s}: {reason}")
+
+
+class TruncatedVideoError(DecodeError):
+    """A video whose stream ends (or stops decoding) before the frame count its header promised.
+
+    ``decoded`` frames (0 .. decoded - 1) were decoded before the end; ``expected`` is the promised count.
+    ``VideoClassifier`` re-plans its sampling over the ``decoded`` frames unless asked to be ``strict``.
+    """
+
+    def __init__(self, source: object, reason: str, *, decoded: int, expected: int):
+        self.decoded, self.expected = decoded, expected
+        super().__init__(source, reason)
 
 
 class FrameError(SdkError, ValueError):

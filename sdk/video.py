@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from sdk.errors import BackendUnavailableError, ConfigError, DecodeError, FrameError
+from sdk.errors import BackendUnavailableError, ConfigError, DecodeError, FrameError, TruncatedVideoError
 
 __all__ = ["FrameSource", "VideoFile", "StreamCapture", "FrameFolder", "VideoInfo", "open_source", "probe"]
 
@@ -269,10 +269,11 @@ class VideoFile(FrameSource):
         for packet in container.demux(stream):
             yield from packet.decode()
 
-    def _truncated(self, decoded: int, detail: str = "") -> DecodeError:
+    def _truncated(self, decoded: int, detail: str = "") -> TruncatedVideoError:
         count = "the header's count" if self._from_header else "packets in the file"
         reason = f"truncated or corrupt: decoded {decoded} of {self.num_frames} frames ({count})"
-        return DecodeError(self.source, reason + (f": {detail}" if detail else ""))
+        return TruncatedVideoError(self.source, reason + (f": {detail}" if detail else ""), decoded=decoded,
+                                   expected=self.num_frames)
 
     def __iter__(self) -> Iterator[np.ndarray]:
         """Decode every frame in order on a decoder of its own (``read_indices`` may be used meanwhile)."""
@@ -534,7 +535,8 @@ class StreamCapture(FrameSource):
             i = self._read
             frame = self._grab(retrieve=i in wanted)
             if i == self._read:  # nothing was read: the file ended early
-                raise DecodeError(self.source, f"truncated: decoded {i} of {self.num_frames} frames")
+                raise TruncatedVideoError(self.source, f"truncated: decoded {i} of {self.num_frames} frames",
+                                          decoded=i, expected=self.num_frames)
             if frame is not None:
                 frames[i] = frame
         return _gather(idx, frames, self.source)
