@@ -125,11 +125,13 @@ class BenchReport:
             ax.set_yticks(y, [r.name for r in rows], fontsize=7)
             for yi, r in zip(y, rows):
                 if r.vs_baseline is not None:
-                    ax.text(r.p50_ms, yi, f" {r.vs_baseline:.2f}x", va="center", fontsize=7)
+                    ax.text(r.p95_ms, yi, f" {r.vs_baseline:.2f}x", va="center", fontsize=7)
             ax.set_xlabel("per-frame latency, p50 ms (whisker: p95)")
+            ax.set_xlim(0, 1.15 * max(r.p95_ms for r in rows))
             ax.set_title(f"threads: {threads}", fontsize=9)
-        handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colours.values()]
-        axes[0][0].legend(handles, list(colours), fontsize=7, loc="lower right")
+        used = [p for p in colours if any(r.precision == p for r in self.rows)]
+        axes[0][-1].legend([plt.Rectangle((0, 0), 1, 1, color=colours[p]) for p in used], used, fontsize=7,
+                           loc="upper left", bbox_to_anchor=(1.0, 1.0))
         fig.suptitle(self.host + (f"; ratios vs {self.baseline}" if self.baseline else ""), fontsize=8)
         fig.tight_layout()
         fig.savefig(path, dpi=120)

@@ -35,7 +35,8 @@ class ExecuTorchRunner(Runner):
         if threads is not None:
             from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
 
-            _unsafe_reset_threadpool(threads)
+            with _native_stderr_without(CPUINFO_PROBE):  # the reset probes the CPU and says so, too
+                _unsafe_reset_threadpool(threads)
         self._torch = torch
         try:
             with _native_stderr_without(CPUINFO_PROBE):
@@ -67,7 +68,7 @@ def _quiet_import_chatter() -> None:
 
 # XNNPACK's initialisation logs its ARM CPU probing from C++ on every host ("[cpuinfo_utils.cpp:87] Failed to open
 # midr file ..."): five lines of noise on x86, where there is no such file to read.
-CPUINFO_PROBE = ("[cpuinfo_utils.cpp:",)
+CPUINFO_PROBE = ("[cpuinfo_utils.cpp:", "[threadpool.cpp:")
 
 
 @contextlib.contextmanager
