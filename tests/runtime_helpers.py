@@ -14,6 +14,7 @@ whole set exports in seconds. The manifest and ``golden.npz`` follow the exporte
 """
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import importlib
 from pathlib import Path
@@ -114,19 +115,22 @@ def _sequence_logits(run, items: np.ndarray, zero: list[np.ndarray], n_out: int)
 
 def _export_program(root: Path, fmt: str, pid: str, role: str, mode: str, module: nn.Module,
                     example: tuple[torch.Tensor, ...], in_names: list[str], out_names: list[str], n_in: int,
-                    n_out: int, golden: dict, golden_inputs: np.ndarray) -> Program:
+                    n_out: int, golden: dict, golden_inputs: np.ndarray, precision: str = "fp32",
+                    quantized: nn.Module | None = None) -> Program:
+    """Export one program; ``precision`` is what the manifest says (an fp16 ``module`` computes in half precision
+    and is exported as it is; int8 is lowered from ``quantized``)."""
     backend, module_name = EXPORTERS[fmt]
     exporter = importlib.import_module(module_name)
     path = root / "programs" / f"{pid}{exporter.SUFFIX}"
     result = exporter.export(ProgramJob("clip" if mode == "clip" else "stream", module.eval(), example, in_names,
-                                        out_names), path)
+                                        out_names, "int8" if precision == "int8" else "fp32", quantized), path)
     runner = load_runner(backend, path)
     if mode == "clip":
         golden[f"{pid}/logits"] = np.stack([runner.run([x])[0].reshape(1, -1) for x in golden_inputs])
     else:
         zero = [np.zeros(t.shape, np.float32) for t in example[n_in:]]
         golden[f"{pid}/logits"] = _sequence_logits(runner.run, golden_inputs, zero, n_out)
-    return Program(id=pid, backend=backend, precision="fp32", mode=mode, file=f"programs/{path.name}",
+    return Program(id=pid, backend=backend, precision=precision, mode=mode, file=f"programs/{path.name}",
                    sha256=sha256_of(path), size_bytes=path.stat().st_size, inputs=tuple(result.inputs[:n_in]),
                    outputs=tuple(result.outputs[:n_out]), state=tuple(result.inputs[n_in:]),
                    details=dict(result.details), role=role)
@@ -149,11 +153,38 @@ def _write(root: Path, name: str, pre: Preprocess, sampler: Sampler, programs: l
     return root
 
 
-def make_bundle(kind: str, root: Path, formats: tuple[str, ...] = ("pte", "tflite", "onnx")) -> Path:
-    """Export the tiny ``clip`` / ``stream`` / ``faster`` bundle into ``root/KIND.vbundle`` (cached per session)."""
-    key = (kind, formats)
+class _Half(nn.Module):
+    """The fp16 program of ``net``: half-precision weights and arithmetic, float32 in and out."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = copy.deepcopy(net).half()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.half()).float()
+
+
+def _precision_variant(net: nn.Module, precision: str, calibration: np.ndarray) -> tuple[nn.Module, nn.Module | None]:
+    """``(module, quantized)`` of ``net``'s program in ``precision`` (int8: PT2E calibrated on ``calibration``)."""
+    if precision == "fp32":
+        return net, None
+    if precision == "fp16":
+        return _Half(net).eval(), None
+    from settled_models import ptq
+
+    return net, ptq(net, [(torch.from_numpy(c),) for c in calibration])
+
+
+def make_bundle(kind: str, root: Path, formats: tuple[str, ...] = ("pte", "tflite", "onnx"),
+                precisions: tuple[str, ...] = ("fp32",)) -> Path:
+    """Export the tiny ``clip`` / ``stream`` / ``faster`` bundle into ``root/KIND.vbundle`` (cached per session);
+    a clip bundle can hold programs of several ``precisions`` (``fp32``, ``fp16``, ``int8``) per format, listed in
+    that order."""
+    key = (kind, formats, precisions)
     if key in _CACHE and _CACHE[key].exists():
         return _CACHE[key]
+    if precisions != ("fp32",) and kind != "clip":
+        raise ValueError("only the clip bundle has fp16 / int8 programs")
     out = root / f"{kind}.vbundle"
     (out / "programs").mkdir(parents=True)
     rng = np.random.default_rng(0)
@@ -166,9 +197,13 @@ def make_bundle(kind: str, root: Path, formats: tuple[str, ...] = ("pte", "tflit
         x = _frames_in(rng, 2, 3, 3, 24, 24)
         golden["clip/input/clip"] = x
         golden["clip/reference_fp32/logits"] = np.stack([_torch_run(net, [c])[0] for c in x])
-        for fmt in formats:
-            programs.append(_export_program(out, fmt, f"clip_{EXPORTERS[fmt][0]}_fp32", "model", "clip", net,
-                                            (torch.from_numpy(x[0]),), ["clip"], ["logits"], 1, 1, golden, x))
+        calibration = _frames_in(rng, 8, 3, 3, 24, 24)
+        for precision in precisions:
+            module, quantized = _precision_variant(net, precision, calibration)
+            for fmt in formats:
+                programs.append(_export_program(out, fmt, f"clip_{EXPORTERS[fmt][0]}_{precision}", "model", "clip",
+                                                module, (torch.from_numpy(x[0]),), ["clip"], ["logits"], 1, 1, golden,
+                                                x, precision, quantized))
         return _cache(key, _write(out, "tiny_clip", pre, sampler, programs, golden))
     if kind == "stream":
         net = StepNet(pre).eval()
