@@ -32,10 +32,10 @@ def rgb_clips(n: int, frames: int, seed: int) -> torch.Tensor:
     return up.reshape(n, frames, 3, SIZE, SIZE).clamp(0, 255)
 
 
-def settled(name: str, frames: int, seed: int = 0, damp: float = 0.2) -> nn.Module:
+def settled(name: str, frames: int, seed: int = 0, damp: float = 0.2, classes: int = CLASSES) -> nn.Module:
     """A random model whose logits depend on the input and on time, and that is not chaotic (module docstring)."""
     torch.manual_seed(seed)
-    model = create(name, num_classes=CLASSES, frames=frames, pretrained=False)
+    model = create(name, num_classes=classes, frames=frames, pretrained=False)
     mean = torch.tensor(PRE.mean).view(1, 1, 3, 1, 1)
     std = torch.tensor(PRE.std).view(1, 1, 3, 1, 1)
     with torch.no_grad():

@@ -19,16 +19,18 @@ from sdk.preprocess import Preprocess
 from sdk.samplers import Sampler
 from training.checkpoint import atomic_save
 from training.data.datasets import DatasetInfo
-from training.models.registry import create
 
 SIZE = 32
 
 
 def make_checkpoint(path: Path, data: Path, arch: str, frames: int) -> Path:
-    """A random-init checkpoint with the metadata training writes (labels, sampler, preprocess, dataset)."""
+    """A checkpoint with the metadata training writes (labels, sampler, preprocess, dataset) of a settled random
+    model (tests/settled_models.py): its logits depend on the input and on frame order, so that a parity check on it
+    can fail (a fresh model's near-constant logits would pass any tolerance)."""
+    from settled_models import settled
+
     info = DatasetInfo.from_dir(data)
-    torch.manual_seed(0)
-    model = create(arch, num_classes=len(info.labels), frames=frames, pretrained=False)
+    model = settled(arch, frames, classes=len(info.labels))
     atomic_save({"model": model.state_dict(), "config": {"arch": arch, "frames": frames}, "labels": info.labels,
                  "sampler": Sampler("uniform_segments", frames).to_dict(),
                  "preprocess": Preprocess(size=SIZE, resize=36).to_dict(),
@@ -70,6 +72,8 @@ def test_clip_bundle_pte_onnx(clip_checkpoint: Path, tmp_path: Path, capsys) -> 
         # the golden arrays reproduce in the runtime from the bundle alone
         golden = b.golden()
         x = golden["clip/input/clip"]
+        reference = golden["clip/reference_fp32/logits"]
+        assert np.abs(reference[0] - reference[1]).max() > 100 * 1e-3, "the test model ignores its input"
         for p in m.programs:
             runner = load_runner(p.backend, b.path(p))
             got = np.stack([runner.run([clip])[0] for clip in x])
@@ -107,7 +111,11 @@ def test_stream_bundle_steps_match_the_offline_model(causal_checkpoint: Path, tm
     out = tmp_path / "stream.vbundle"
     report = export_bundle(ExportOptions(causal_checkpoint, out, formats=["pte"], mode="stream", parity_clips=3))
     prog = report.manifest.programs[0]
-    assert prog.mode == "stream" and len(prog.state) == 10 and all(len(s.shape) == 4 for s in prog.state)
+    from training.evaluate import load_checkpoint_model
+
+    model, meta = load_checkpoint_model(causal_checkpoint, "cpu")
+    assert prog.mode == "stream"
+    assert [s.shape for s in prog.state] == [shape for _, shape in model.state_spec(SIZE, SIZE)]
     assert [t.name for t in prog.outputs] == ["logits", "features"]
     with Bundle(out) as b:
         golden = b.golden()
@@ -118,15 +126,13 @@ def test_stream_bundle_steps_match_the_offline_model(causal_checkpoint: Path, tm
         for frame in frames:
             logits, _, *state = runner.run([frame, *state])
             steps.append(logits[0])
-    from training.evaluate import load_checkpoint_model
-
-    model, meta = load_checkpoint_model(causal_checkpoint, "cpu")
     pre = Preprocess.from_dict(meta["preprocess"])
     clip = torch.from_numpy(frames[:, 0])
     x = (clip * pre.scale - torch.tensor(pre.mean).view(1, 3, 1, 1)) / torch.tensor(pre.std).view(1, 3, 1, 1)
     with torch.no_grad():
         per_frame = model.eval().forward_frames(x.unsqueeze(0))[0].numpy()
         offline = model(x.unsqueeze(0))[0].numpy()
+    assert np.ptp(per_frame, axis=0).max() > 0.1, "the test model's logits do not change from frame to frame"
     np.testing.assert_allclose(np.stack(steps), per_frame, atol=1e-4)
     np.testing.assert_allclose(np.mean(steps, 0), offline, atol=1e-4)
 
