@@ -149,23 +149,23 @@ def _rss_kb() -> int:
     raise RuntimeError("no VmRSS")
 
 
-@pytest.mark.slow
+@pytest.mark.parametrize("frames", [2000, pytest.param(10000, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("kind,window", [("clip", 3), ("faster", None)])
-def test_soak_10000_frames_flat_memory(bundles, kind: str, window: int | None) -> None:
-    """10,000 streamed frames (every one kept and run for the clip bundle, window 3) after 1,000 warm-up frames:
-    resident memory grows by less than 5%."""
+def test_soak_flat_memory(bundles, kind: str, window: int | None, frames: int) -> None:
+    """``frames`` streamed frames (every one kept and run for the clip bundle, window 3) after 500 warm-up frames:
+    resident memory grows by less than 4 MB and 5 %. An absolute bound, since the process's RSS (torch, the runtimes)
+    is hundreds of MB: keeping each preprocessed frame (24x24x3 float32) would add 14 MB in 2,000 frames."""
     model = sdk.load(bundles[kind], backend="onnx")
     stream = sdk.StreamClassifier(model, window=window)
     pool = random_video(50, seed=1)
     n_pred = 0
-    for i in range(1000):
+    for i in range(500):
         n_pred += stream.push(pool[i % 50], i / 30) is not None
     before = _rss_kb()
-    for i in range(1000, 11000):
+    for i in range(500, 500 + frames):
         n_pred += stream.push(pool[i % 50], i / 30) is not None
     after = _rss_kb()
-    growth = (after - before) / before
-    print(f"\nsoak {kind}: RSS {before} kB after 1,000 frames -> {after} kB after 11,000 frames "
-          f"({100 * growth:+.2f}%), {n_pred} predictions, {stream.stats.frames_seen} frames seen")
-    assert stream.stats.frames_seen == 11000 and n_pred == 11000 // stream.window
-    assert growth < 0.05
+    print(f"\nsoak {kind}: RSS {before} kB after 500 frames -> {after} kB after {500 + frames} frames "
+          f"({after - before:+d} kB), {n_pred} predictions, {stream.stats.frames_seen} frames seen")
+    assert stream.stats.frames_seen == 500 + frames and n_pred == (500 + frames) // stream.window
+    assert after - before < 4096 and (after - before) / before < 0.05
