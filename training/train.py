@@ -239,7 +239,9 @@ def fit(cfg: TrainConfig, job: Job, ctx: distributed.Context) -> dict[str, Any]:
     if cfg.resume and last.is_file():
         ckpt = load_checkpoint(last, device)
         trainer = ckpt["trainer"]
-        _check_resumable(ckpt["config"], asdict(cfg), ctx.world_size, trainer["world_size"], last)
+        # the run's own settings: a job's meta may put another "config" at the top (QAT: the fp32 model's)
+        _check_resumable(trainer.get("config", ckpt["config"]), asdict(cfg), ctx.world_size, trainer["world_size"],
+                         last)
         job.module.load_state_dict(trainer["module"])
         optimizer.load_state_dict(trainer["optimizer"])
         scheduler.load_state_dict(trainer["scheduler"])
@@ -265,7 +267,8 @@ def fit(cfg: TrainConfig, job: Job, ctx: distributed.Context) -> dict[str, Any]:
             state["trainer"] = {
                 "module": job.module.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch,
-                "batches_done": batches_done, "best": best, "rng": rngs, "world_size": ctx.world_size}
+                "batches_done": batches_done, "best": best, "rng": rngs, "world_size": ctx.world_size,
+                "config": asdict(cfg)}
         atomic_save(state, path)
 
     start = time.perf_counter()
