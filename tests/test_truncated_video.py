@@ -43,7 +43,9 @@ def files(tmp_path_factory) -> dict[str, Path]:
     cut.write_bytes(data[:movi + int(0.4 * (len(data) - movi))])
     empty = root / "no_packets.avi"
     empty.write_bytes(data[:movi])
-    return {"full": full, "cut": cut, "no_packets": empty}
+    garbage = root / "garbage.avi"
+    garbage.write_bytes(bytes(range(256)) * 64)
+    return {"full": full, "cut": cut, "no_packets": empty, "garbage": garbage}
 
 
 @pytest.fixture(scope="module")
@@ -100,13 +102,10 @@ def test_strict_keeps_the_error(files, bundles):
 
 
 @pytest.mark.parametrize("name", ["no_packets", "garbage"])
-def test_a_file_without_a_decodable_frame_stays_an_error(files, bundles, tmp_path, name):
-    path = files.get(name) or tmp_path / "garbage.avi"
-    if name == "garbage":
-        path.write_bytes(bytes(range(256)) * 64)
+def test_a_file_without_a_decodable_frame_stays_an_error(files, bundles, name):
     model = sdk.load(bundles["clip"], backend="onnx")
     with pytest.raises(DecodeError):
-        sdk.VideoClassifier(model).classify(path)
+        sdk.VideoClassifier(model).classify(files[name])
 
 
 def test_cli_classify_json_warns_and_strict_fails(files, bundles, capsys, caplog):
