@@ -136,7 +136,9 @@ def test_save_load_round_trip(qat_tam, tmp_path):
     assert meta == metadata
     with torch.no_grad():
         assert torch.equal(loaded(qat_tam.held_out), qat_tam.int8_out)
-        assert torch.equal(loaded(qat_tam.held_out[:1]), qat_tam.int8_out[:1])
+        # another batch size: against the saved program on the same batch (oneDNN may round a batch of 1
+        # differently from a batch of 8 when it runs on one thread, so int8_out[:1] is not the reference)
+        assert torch.equal(loaded(qat_tam.held_out[:1]), qat_tam.int8(qat_tam.held_out[:1]))
 
     path.with_suffix(".json").unlink()
     with pytest.raises(ConfigError, match="model.json"):
