@@ -105,7 +105,9 @@ def test_native_core_equals_python_stream_classifier(case, native_bundles, nativ
         print(f"\n[native-vs-python] {case}: {n} predictions, max|logit diff| {d_logits:.3g}, "
               f"max|prob diff| {d_probs:.3g}, top-1 identical")
     assert d_logits <= ATOL and d_probs <= ATOL
-    assert len({p.class_ids[0] for p in py_preds if p is not None}) >= 1
+    # the video changes colour every 8 frames: the logits compared move by far more than the bound they agree to
+    logits = np.stack([p.logits for p in py_preds if p is not None and p.ok])
+    assert np.ptp(logits, axis=0).max() > 1000 * ATOL
     nat.close()
     model.close()
 
