@@ -36,7 +36,7 @@ def random_video(n: int, height: int = RESIZE, width: int = 48, seed: int = 0) -
 
 
 def video(n: int, seed: int = 0) -> np.ndarray:
-    """``(n, 36, 48, 3)`` uint8 frames whose colour balance changes every 8 frames (so that top-1 moves)."""
+    """``(n, 36, 48, 3)`` uint8 frames whose colour balance changes every 8 frames (so that the logits move)."""
     frames = random_video(n, seed=seed).astype(np.float32)
     gains = np.array([[1.0, 0.3, 0.3], [0.3, 1.0, 0.3], [0.3, 0.3, 1.0], [1.0, 1.0, 0.2]], np.float32)
     for i in range(n):
