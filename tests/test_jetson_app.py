@@ -56,7 +56,6 @@ def test_native_option_gives_the_python_runtimes_predictions(video: Path, tmp_pa
     classifier does)."""
     if shutil.which("cmake") is None:
         pytest.skip("the native core needs cmake")
-    pytest.importorskip("executorch")
     bundle = make_bundle("clip", tmp_path / "pte", formats=("pte",))
     lines = {}
     for native in (False, True):

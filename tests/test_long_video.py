@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 import torch
 
-av = pytest.importorskip("av")
-pytest.importorskip("cv2")
-pytest.importorskip("skimage")
+import av
+import cv2  # noqa: F401  (installed by scripts/env.sh: a missing one fails, never skips)
+import skimage  # noqa: F401  (installed by scripts/env.sh: a missing one fails, never skips)
 
 from sdk.errors import ConfigError, DecodeError
 from sdk.preprocess import Preprocess

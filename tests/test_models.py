@@ -13,7 +13,7 @@ from training.models.mobilenet_v2 import MobileNetV2, load_imagenet_weights
 def test_imagenet_weights_load_strictly_and_recognise_a_real_photo():
     """Key names, weights and the ImageNet preprocessing together: skimage's coffee photo is espresso (class 967;
     measured p=0.993)."""
-    skimage_data = pytest.importorskip("skimage.data")
+    from skimage import data as skimage_data
     model = load_imagenet_weights(MobileNetV2(), with_classifier=True).eval()
     x = torch.from_numpy(Preprocess(size=224, resize=256)(skimage_data.coffee()))[None]
     with torch.no_grad():

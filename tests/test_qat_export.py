@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("executorch")
+import executorch  # noqa: F401  (installed by scripts/env.sh: a missing one fails, never skips)
 
 import sdk
 from converters.export import ExportOptions, export_bundle

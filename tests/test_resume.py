@@ -19,6 +19,7 @@ from typing import Any, Callable
 import pytest
 import torch
 
+from training.checkpoint import load_checkpoint
 from training.data.datasets import read_records
 from training.train import fit as real_fit
 
@@ -62,11 +63,11 @@ class Probe:
 
 
 def _trainer(out: Path) -> dict[str, Any]:
-    return torch.load(out / "last.pt", map_location="cpu", weights_only=False)["trainer"]
+    return load_checkpoint(out / "last.pt")["trainer"]
 
 
 def _final(out: Path) -> dict[str, torch.Tensor]:
-    return torch.load(out / "last.pt", map_location="cpu", weights_only=False)["model"]
+    return load_checkpoint(out / "last.pt")["model"]
 
 
 def _max_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
@@ -128,7 +129,7 @@ def test_resume_continues_from_the_checkpoint(kind: str, recipes, tiny_benchmark
 
     reference = _final(plain)  # the uninterrupted run: the recipes fixture's plain training
     assert _max_diff(_final(stopped), reference) <= 1e-6
-    ckpt = torch.load(tampered / "last.pt", map_location="cpu", weights_only=False)
+    ckpt = load_checkpoint(tampered / "last.pt")
     g = torch.Generator().manual_seed(0)
     for value in ckpt["trainer"]["module"].values():
         if value.is_floating_point() and value.ndim >= 2:  # conv and linear weights (not BN statistics)

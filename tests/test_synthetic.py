@@ -18,9 +18,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-av = pytest.importorskip("av")
-pytest.importorskip("cv2")
-pytest.importorskip("skimage")
+import av
+import cv2  # noqa: F401  (installed by scripts/env.sh: a missing one fails, never skips)
+import skimage  # noqa: F401  (installed by scripts/env.sh: a missing one fails, never skips)
 
 from training.data import synthetic as syn  # noqa: E402
 from training.data.synthetic import (  # noqa: E402

@@ -11,8 +11,8 @@ import platform
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-ct = pytest.importorskip("coremltools")
+import torch
+import coremltools as ct
 
 from settled_models import CLASSES, PRE, SIZE, rgb_clips, settled
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("litert_torch")
-pytest.importorskip("ai_edge_litert")
+import torch
+import litert_torch  # noqa: F401  (installed by scripts/env.sh: a missing one fails, never skips)
+import ai_edge_litert  # noqa: F401  (installed by scripts/env.sh: a missing one fails, never skips)
 
 from settled_models import CLASSES, PRE, SIZE, assert_int8_follows, rgb_clips, settled
 from torch import nn

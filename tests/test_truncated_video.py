@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-av = pytest.importorskip("av")
+import av
 
 import sdk
 from sdk.__main__ import main as sdk_main

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-av = pytest.importorskip("av")
-cv2 = pytest.importorskip("cv2")
+import av
+import cv2
 
 from sdk.errors import BackendUnavailableError, ConfigError, DecodeError, FrameError, SdkError  # noqa: E402
 from sdk.video import FrameFolder, StreamCapture, VideoFile, open_source, probe  # noqa: E402
