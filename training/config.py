@@ -82,6 +82,13 @@ def load_recipe(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def _yaml_value(raw: str) -> Any:
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError as e:
+        raise argparse.ArgumentTypeError(f"not valid YAML: {raw!r}") from e
+
+
 class _Override(argparse.Action):
     """Collects ``--flag value`` and ``key=value`` in command-line order, so the later one wins."""
 
@@ -115,6 +122,8 @@ def parse_config(cls: type[C], argv: Sequence[str] | None, *, prog: str, descrip
         if kind is bool:
             parser.add_argument(flag, dest=name, nargs=0, action=_BoolOverride)
             parser.add_argument("--no-" + name.replace("_", "-"), dest=name, nargs=0, action=_BoolOverride)
+        elif typing.get_origin(kind) is dict:  # a YAML/JSON mapping: --model-args '{temporal_from: 7}'
+            parser.add_argument(flag, dest=name, type=_yaml_value, action=_Override, metavar="MAPPING")
         else:
             parser.add_argument(flag, dest=name, type=kind, action=_Override, metavar=kind.__name__.upper())
     parser.add_argument("overrides", nargs="*", action=_Override, metavar="key=value")

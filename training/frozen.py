@@ -15,11 +15,12 @@ from torch import nn
 
 from sdk.errors import ConfigError
 from sdk.preprocess import Preprocess
-from training.data.datasets import DatasetInfo, read_records
+from sdk.samplers import Sampler
+from training.data.datasets import ClipDataset, DatasetInfo, read_records
 from training.data.feature_cache import FeatureCache, build_cache
 from training.models.temporal import TEMPORAL_MODULES
 
-__all__ = ["FromBlock", "cache_split", "freeze_prefix", "frozen_prefix", "set_training_frozen"]
+__all__ = ["FromBlock", "cache_split", "freeze_prefix", "frozen_prefix", "remeasure_prefix_bn", "set_training_frozen"]
 
 
 def frozen_prefix(model: nn.Module, blocks: int) -> nn.Sequential:
@@ -56,6 +57,31 @@ def set_training_frozen(model: nn.Module, mode: bool, blocks: int) -> None:
 def _unwrap(module: nn.Module) -> nn.Module:
     inner = getattr(module, "module", module)  # DistributedDataParallel
     return inner.model if isinstance(inner, FromBlock) else inner
+
+
+@torch.no_grad()
+def remeasure_prefix_bn(model: nn.Module, blocks: int, info: DatasetInfo, split: str, preprocess: Preprocess,
+                        sampler: Sampler, *, videos: int = 64, batch_frames: int = 128,
+                        template: str = "img_{:05d}.jpg") -> None:
+    """Replace the BN statistics of ``backbone.features[:blocks]`` by their averages over the first ``videos``
+    videos of ``split`` (``sampler``'s frames, centre crops): for a prefix whose weights were edited (e.g. a thinned
+    ImageNet trunk) the stored statistics no longer describe its activations. Deterministic, so a resumed run
+    measures the same values (and finds the same feature cache)."""
+    prefix = frozen_prefix(model, blocks)
+    records = read_records(info.root / split, info.labels)[:videos]
+    data = ClipDataset(records, sampler=sampler, preprocess=preprocess, train=False, template=template)
+    frames = torch.cat([data[i][0] for i in range(len(data))])
+    norms = [m for m in prefix.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches
+    prefix.train()
+    for start in range(0, len(frames), batch_frames):
+        prefix(frames[start:start + batch_frames])
+    prefix.eval()
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
 
 
 class FromBlock(nn.Module):

@@ -33,7 +33,7 @@ from training.config import parse_config
 from training.data.datasets import ClipDataset, DatasetInfo, make_loader, read_records
 from training.data.feature_cache import CachedClipDataset
 from training.evaluate import predict
-from training.frozen import FromBlock, cache_split, freeze_prefix, set_training_frozen
+from training.frozen import FromBlock, cache_split, freeze_prefix, remeasure_prefix_bn, set_training_frozen
 from training.metrics import classification_metrics
 from training.models import create
 from training.plots import plot_curves
@@ -66,6 +66,7 @@ class TrainConfig:
     feature_cache: bool = True  # only with freeze > 0; needs the frozen blocks to be per-frame (no temporal module)
     cache_dir: str = ""  # default: DATA/cache (keyed by a hash: a changed dataset, preprocessing or prefix rebuilds)
     cache_precision: str = "fp32"  # compute of the frozen blocks for the training cache: fp32 | bf16 (autocast)
+    prefix_bn: str = "keep"  # BN statistics of the frozen blocks: keep (as built) | remeasure (on 64 training videos)
     select: str = "best"  # best.pt holds the model of the epoch with the best validation top-1 (best) or the last
     # optimisation
     epochs: int = 3
@@ -105,6 +106,10 @@ class TrainConfig:
         if self.cached and self.eval_crops != 1:
             raise ConfigError("a feature cache holds centre crops only: eval_crops must be 1 with freeze > 0 "
                               "(or set feature_cache=false)")
+        if self.prefix_bn not in ("keep", "remeasure"):
+            raise ConfigError(f"prefix_bn must be keep or remeasure, got {self.prefix_bn!r}")
+        if self.prefix_bn == "remeasure" and not self.freeze:
+            raise ConfigError("prefix_bn=remeasure re-measures the frozen blocks' BN statistics: it needs freeze > 0")
         if self.select not in ("best", "last"):
             raise ConfigError(f"select must be best or last, got {self.select!r}")
 
@@ -361,6 +366,9 @@ def classifier_job(cfg: TrainConfig, ctx: distributed.Context) -> Job:
     hflip_map = info.hflip_map if cfg.hflip else None
     if cfg.freeze:
         freeze_prefix(model, cfg.freeze, per_frame=cfg.cached)
+        if cfg.prefix_bn == "remeasure":
+            remeasure_prefix_bn(model, cfg.freeze, info, cfg.train_split, cfg.preprocess_spec, sampler,
+                                template=cfg.frame_template)
     if cfg.cached:
         train_cache, val_cache = (cache_split(model, cfg.freeze, info, split, cfg.preprocess_spec, train=train,
                                               hflip=hflip_map is not None, cache_dir=cfg.cache_dir,
