@@ -2,6 +2,8 @@
 
     python -m sdk classify VIDEO --bundle B          one prediction for a whole video + per-stage latency
     python -m sdk stream SOURCE --bundle B           a file, camera index (0) or URL (rtsp://...) frame by frame
+    ... classify|stream ... --native                 the bundle's .pte programs on the native C++ core (sdk/native):
+                                                     no torch, no Python ExecuTorch (scripts/device_install.sh)
     python -m sdk bench --bundle B [--bundle B2]     every available backend side by side: per-frame p50/p95, ratios,
                                                      one pinned core with 1 thread, then all cores
     python -m sdk inspect B                          the bundle's page (programs, parity, provenance)
@@ -31,20 +33,51 @@ def _model(args: argparse.Namespace):
     return model
 
 
+def _native_options(args: argparse.Namespace) -> dict:
+    """The keyword arguments of the native classifiers; refuses the options that do not apply to the core (it runs
+    the .pte programs on one process-wide threadpool)."""
+    from sdk.errors import ConfigError
+
+    if args.backend != "auto":
+        raise ConfigError(f"--native runs the bundle's .pte programs on the native core: --backend {args.backend} "
+                          "does not apply (drop one of the two)")
+    if args.threads is not None:
+        raise ConfigError("--native: the core's XNNPACK threadpool is process-wide and has no thread setting; pin "
+                          "the process with taskset instead of --threads")
+    return {"top_k": args.top_k, "precision": args.precision, "verify": args.verify, "library": args.library}
+
+
+def _announce_native(clf, verify: bool) -> None:
+    print(f"model: {clf.manifest.name} ({clf.kind}) on native {clf.precision}"
+          + (" - golden vectors verified" if verify else ""), flush=True)
+
+
 def _classify(args: argparse.Namespace) -> int:
+    if args.native:
+        from sdk.native.stream import NativeVideoClassifier
+
+        with NativeVideoClassifier(args.bundle, strict=args.strict, **_native_options(args)) as clf:
+            _announce_native(clf, args.verify)
+            _print_prediction(args, clf.classify(args.video), clf.stats)
+        return 0
     from sdk.classifier import VideoClassifier
 
     with _model(args) as model:
         clf = VideoClassifier(model, top_k=args.top_k, strict=args.strict)
-        pred = clf.classify(args.video)
-        if args.json:
-            print(json.dumps({"labels": pred.labels, "scores": pred.scores, "latency_ms": pred.latency_ms,
-                              "warnings": pred.warnings, "stats": clf.stats.as_dict()}, indent=2))
-        else:  # a warning of the classifier (e.g. a video shorter than its header) is on stderr, from the logger
-            print(pred)
-            print()
-            print(clf.stats.table())
+        _print_prediction(args, clf.classify(args.video), clf.stats)
     return 0
+
+
+def _print_prediction(args: argparse.Namespace, pred, stats) -> None:
+    """One whole-video prediction (``--json``: with its class ids, raw logits and the classifier's statistics)."""
+    if args.json:
+        print(json.dumps({"labels": pred.labels, "scores": pred.scores, "class_ids": pred.class_ids,
+                          "logits": pred.logits.tolist(), "latency_ms": pred.latency_ms, "warnings": pred.warnings,
+                          "stats": stats.as_dict()}, indent=2))
+    else:  # a warning of the classifier (e.g. a video shorter than its header) is on stderr, from the logger
+        print(pred)
+        print()
+        print(stats.table())
 
 
 def _source(text: str) -> int | str:
@@ -55,18 +88,29 @@ def _stream(args: argparse.Namespace) -> int:
     from sdk.classifier import Smoothing, StreamClassifier
 
     smoothing = Smoothing(args.ema, args.hysteresis) if (args.ema or args.hysteresis) else None
+    if args.native:
+        from sdk.native.stream import NativeStream
+
+        with NativeStream(args.bundle, window=args.window, smoothing=smoothing, **_native_options(args)) as clf:
+            _announce_native(clf, args.verify)
+            _print_stream(args, clf, clf.kind)
+        return 0
     with _model(args) as model:
         clf = StreamClassifier(model, window=args.window, top_k=args.top_k, smoothing=smoothing)
-        print(f"window: {clf.window} frames" + (" (FASTER segment)" if model.kind == "faster" else ""))
-        started = time.perf_counter()
-        for pred in clf.run(_source(args.source), max_frames=args.max_frames):
-            print(pred, flush=True)
-        wall = time.perf_counter() - started
-        print()
-        print(clf.stats.table())
-        seen = clf.stats.frames_seen
-        print(f"{seen} frames in {wall:.2f} s: {seen / wall:.1f} frames/s end to end (decoding included)")
+        _print_stream(args, clf, model.kind)
     return 0
+
+
+def _print_stream(args: argparse.Namespace, clf, kind: str) -> None:
+    print(f"window: {clf.window} frames" + (" (FASTER segment)" if kind == "faster" else ""))
+    started = time.perf_counter()
+    for pred in clf.run(_source(args.source), max_frames=args.max_frames):
+        print(pred, flush=True)
+    wall = time.perf_counter() - started
+    print()
+    print(clf.stats.table())
+    seen = clf.stats.frames_seen
+    print(f"{seen} frames in {wall:.2f} s: {seen / wall:.1f} frames/s end to end (decoding included)")
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -93,6 +137,12 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None, help="runtime threads (default: the runtime's)")
     p.add_argument("--verify", action="store_true", help="check the golden vectors after loading")
     p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--native", action="store_true",
+                   help="run the .pte programs on the native C++ core (sdk/native) instead of a Python runtime: "
+                        "no torch needed (scripts/device_install.sh --native)")
+    p.add_argument("--library", type=Path, default=None,
+                   help="with --native: a prebuilt libedgevideo.so or its directory (default: python -m "
+                        "sdk.native build's, cached)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -124,12 +124,13 @@ def run(bundle: str | Path, source: int | str, *, out: Path | None = None, headl
     """Run the app; returns a summary dict (frames, predictions, fps, model share, stats).
 
     ``native``: the C++ core (``sdk/native``) through its C API instead of the Python runtimes
-    (:mod:`apps.jetson.native_runtime`; ``backend`` and ``threads`` do not apply: it runs the ``.pte`` programs)."""
+    (:class:`sdk.native.stream.NativeStream`; ``backend`` and ``threads`` do not apply: it runs the ``.pte``
+    programs)."""
     import cv2
 
     smoothing = sdk.Smoothing(ema=ema) if ema else None
     if native:
-        from apps.jetson.native_runtime import NativeStream
+        from sdk.native.stream import NativeStream
 
         model = clf = NativeStream(bundle, window=window, smoothing=smoothing, top_k=3)
     else:
