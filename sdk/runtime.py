@@ -6,7 +6,7 @@ ones on this host (runtime importable; Core ML on macOS only) are tried in the o
 * precision: ``int8``, ``fp16``, ``fp32`` (the smaller, faster program first: every int8 program in a bundle passed its
   parity gate at export);
 * backend: ``coreml`` (macOS only), ``executorch`` (XNNPACK), ``tflite`` (LiteRT, XNNPACK), ``onnx`` (ONNX Runtime CPU)
-  -- the order of measured CPU speed on this project's machines (README, "Measured").
+  -- the order of measured CPU speed on this project's machines (docs/measurements.md).
 
 The first pair whose programs all load wins; a runtime that is missing or fails to load its program moves on to the
 next pair (the reasons are kept in :attr:`Model.skipped`). An explicit ``backend=`` loads that backend or raises.

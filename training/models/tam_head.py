@@ -6,7 +6,7 @@ and a 1x1 expansion, then the TSN harness (average consensus over time, dropout,
 output cached once per frame (:mod:`training.data.feature_cache`) and the head trained for many epochs on the cache
 (``forward_features(cached, start=trunk)``); the exported model is the whole network.
 
-Why this shape (measured on the ``small`` time-reversal benchmark at 112 px, README "Models that learn"):
+Why this shape (measured on the ``small`` time-reversal benchmark at 112 px, docs/results.md):
 fine-tuning ImageNet blocks 14-18 with TAMs costs ~77 s per epoch on 2 cores (16 frames), a head like this one
 10-15 s, and it learns the frame order within a few epochs; on the stride-8 trunk output it separates rotation,
 orbit and stretch directions better than on the stride-16 one (features[:14]). A TAM block is ``relu(x + project(dw3x3(relu(bn(tam(x))))))``: the TAM (depthwise

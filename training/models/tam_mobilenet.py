@@ -19,7 +19,7 @@ Placement and initialisation
 * **The streaming causal TAM** (``tam_mobilenet_v2_causal``) goes on the block *input* instead and drops the ReLU: a
   linear depthwise temporal conv over (t-1, t) is the identity at init on signed inputs too, and its streaming state
   is one past block input (C channels) per block instead of two past expanded maps (12 C): at 224 px 0.09 M floats
-  for its 7 temporal blocks vs 2.6 M, and a step that costs about what a plain MobileNetV2 frame costs (README,
+  for its 7 temporal blocks vs 2.6 M, and a step that costs about what a plain MobileNetV2 frame costs (docs/measurements.md,
   "Streaming that is nearly free").
 
 Streaming (causal models only: ``tam_mobilenet_v2_causal``, ``tsm_mobilenet_v2_online``)
