@@ -17,6 +17,7 @@ from torch import nn
 
 from sdk.preprocess import Preprocess
 from training.models.registry import create
+from training.models.resnet import Bottleneck
 from training.models.tam_mobilenet import TemporalInvertedResidual
 from training.models.temporal import TAM, CausalTAM
 
@@ -48,15 +49,24 @@ def settled(name: str, frames: int, seed: int = 0, damp: float = 0.2, classes: i
                 m.reset_running_stats()
                 m.momentum = None  # cumulative average
         model.train()
-        for i in range(2):
-            model((rgb_clips(8, frames, 100 + i) / 255 - mean) / std)
+        for i in range(2):  # big-little models read 2T frames
+            model((rgb_clips(8, getattr(model, "input_frames", frames), 100 + i) / 255 - mean) / std)
         for block in model.modules():
             if isinstance(block, TemporalInvertedResidual):
                 last_bn = [b for b in block.conv.modules() if isinstance(b, nn.BatchNorm2d)][-1]
-                last_bn.weight.mul_(damp)
-                last_bn.bias.mul_(damp)
-        nn.init.normal_(model.fc.weight, 0, 0.3)
+            elif isinstance(block, Bottleneck):  # ResNet / bLResNet residual branch
+                last_bn = block.bn3
+            else:
+                continue
+            last_bn.weight.mul_(damp)
+            last_bn.bias.mul_(damp)
+        nn.init.normal_(_classifier(model).weight, 0, 0.3)
     return model.eval()
+
+
+def _classifier(model: nn.Module) -> nn.Linear:
+    """The last linear layer (``fc``; bLVNet-TAM keeps the official ``new_fc``)."""
+    return model.new_fc if hasattr(model, "new_fc") else model.fc
 
 
 def ptq(program: nn.Module, calibration: list[tuple[torch.Tensor, ...]]) -> nn.Module:
