@@ -67,8 +67,10 @@ def executorch_prefix() -> Path:
     it (the Python package imports torch)."""
     spec = importlib.util.find_spec("executorch")
     if spec is None or not spec.submodule_search_locations:
-        raise BackendUnavailableError("the native core builds against the executorch wheel: pip install "
-                                      "executorch==1.5.1")
+        raise BackendUnavailableError("the native core builds against the executorch wheel's C++ runtime: pip "
+                                      "install --no-deps executorch==1.5.1 (its headers and libraries; without "
+                                      "--no-deps pip also installs torch), or scripts/device_install.sh VENV "
+                                      "--native")
     root = Path(next(iter(spec.submodule_search_locations)))
     if not (root / "share" / "cmake" / "executorch-config.cmake").is_file():
         raise BackendUnavailableError(f"{root} has no share/cmake/executorch-config.cmake: an executorch wheel "
@@ -82,6 +84,10 @@ def source_hash(asan: bool = False, executorch: Path | None = None, toolchain: P
     h = hashlib.sha256(f"asan={asan}\n".encode())
     for name in _SOURCES:
         p = SOURCE_DIR / name
+        if not p.exists():
+            raise BackendUnavailableError(f"the native core's sources are not installed ({p} is missing): install "
+                                          "edgevideo from a checkout, or from a wheel built with sdk/native's "
+                                          "package data")
         files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
         for f in files:
             h.update(f.relative_to(SOURCE_DIR).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
