@@ -217,3 +217,31 @@ def test_device_install_classifies_without_torch(tmp_path):
     check(result, "executorch")
     result, announced = classify()  # auto still skips the ExecuTorch Python runtime (it would need torch)
     assert "on tflite fp32" in announced
+
+
+def test_classify_native_replans_a_truncated_file_like_python(native_bundles, tmp_path_factory, caplog):
+    """A file whose header promises more frames than its stream holds (tests/test_truncated_video.py's Cinepak
+    AVI): the core's prediction is over the frames that exist, with the warning, as sdk.VideoClassifier's;
+    ``strict`` keeps the error."""
+    from sdk.errors import TruncatedVideoError
+    from sdk.native.stream import NativeVideoClassifier
+    from tests.test_truncated_video import PROMISED, _cinepak_avi, _decodable
+
+    full = _cinepak_avi(tmp_path_factory.mktemp("cut") / "full.avi", _larger(video(PROMISED, seed=4)))
+    data = full.read_bytes()
+    movi = data.index(b"movi") + 4
+    cut = full.with_name("cut.avi")
+    cut.write_bytes(data[:movi + int(0.4 * (len(data) - movi))])
+    m = len(_decodable(cut))
+    with sdk.load(native_bundles["clip"], backend="executorch", precision="fp32") as model:
+        with caplog.at_level("WARNING", logger="sdk"):
+            expected = VideoClassifier(model).classify(cut)
+    with NativeVideoClassifier(native_bundles["clip"], precision="fp32") as clf:
+        with caplog.at_level("WARNING", logger="sdk"):
+            got = clf.classify(cut)
+        assert got.warnings == expected.warnings and f"after {m} of the {PROMISED}" in got.warnings[0]
+        assert got.class_ids[0] == expected.class_ids[0]
+        assert float(np.abs(got.logits - expected.logits).max()) <= ATOL
+    with NativeVideoClassifier(native_bundles["clip"], precision="fp32", strict=True) as clf:
+        with pytest.raises(TruncatedVideoError, match=rf"after {m} of the {PROMISED} frames"):
+            clf.classify(cut)

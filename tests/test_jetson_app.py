@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import sdk
+from sdk.native import build
 from apps.jetson.app import main, run, sample_video
 from tests.runtime_helpers import make_bundle, random_video, write_video
 
@@ -60,7 +61,7 @@ def test_native_option_gives_the_python_runtimes_predictions(video: Path, tmp_pa
     lines = {}
     for native in (False, True):
         summary = run(bundle, str(video), out=tmp_path / f"native{native}.mp4", headless=True, window=8,
-                      backend="executorch", native=native)
+                      backend="executorch", native=native, library=build() if native else None)
         assert summary["frames"] == 40 and summary["predictions"] == 5
         printed = capsys.readouterr().out
         lines[native] = [line.split("  (ms:")[0] for line in printed.splitlines() if "[model " in line]

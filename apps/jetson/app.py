@@ -120,19 +120,20 @@ def _has_gui(cv2) -> bool:
 
 def run(bundle: str | Path, source: int | str, *, out: Path | None = None, headless: bool | None = None,
         backend: str = "auto", threads: int | None = None, window: int | None = None, ema: float = 0.0,
-        max_frames: int | None = None, quiet: bool = False, native: bool = False) -> dict:
+        max_frames: int | None = None, quiet: bool = False, native: bool = False,
+        library: str | Path | None = None) -> dict:
     """Run the app; returns a summary dict (frames, predictions, fps, model share, stats).
 
     ``native``: the C++ core (``sdk/native``) through its C API instead of the Python runtimes
     (:class:`sdk.native.stream.NativeStream`; ``backend`` and ``threads`` do not apply: it runs the ``.pte``
-    programs)."""
+    programs), ``library`` a prebuilt ``libedgevideo.so`` or its folder (default: ``python -m sdk.native build``'s)."""
     import cv2
 
     smoothing = sdk.Smoothing(ema=ema) if ema else None
     if native:
         from sdk.native.stream import NativeStream
 
-        model = clf = NativeStream(bundle, window=window, smoothing=smoothing, top_k=3)
+        model = clf = NativeStream(bundle, window=window, smoothing=smoothing, top_k=3, library=library)
     else:
         model = sdk.load(bundle, backend=backend, threads=threads)
         clf = sdk.StreamClassifier(model, window=window, smoothing=smoothing, top_k=3)
@@ -203,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--backend", default="auto", help="auto, executorch, tflite, onnx")
     p.add_argument("--native", action="store_true",
                    help="run the C++ core (sdk/native, ExecuTorch C++) through its C API instead of the Python runtimes")
+    p.add_argument("--library", type=Path, default=None,
+                   help="with --native: a prebuilt libedgevideo.so or its folder (default: python -m sdk.native build's)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--window", type=int, default=None, help="frames per prediction window (clip/stream bundles)")
     p.add_argument("--ema", type=float, default=0.0, help="EMA smoothing of the shown probabilities, [0, 1)")
@@ -217,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
             source = str(sample_video(args.source))
         run(args.bundle, source, out=args.out, headless=True if args.headless else None, backend=args.backend,
             threads=args.threads, window=args.window, ema=args.ema, max_frames=args.max_frames, quiet=args.quiet,
-            native=args.native)
+            native=args.native, library=args.library)
     except SdkError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
