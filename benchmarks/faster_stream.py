@@ -29,7 +29,7 @@ def stream_videos(bundle: Path, data: Path, videos: int = 0, native: bool = True
     python = sdk.StreamClassifier(model)
     core = None
     if native:
-        from apps.jetson.native_runtime import NativeStream
+        from sdk.native.stream import NativeStream
 
         core = NativeStream(bundle)
     rows = []
