@@ -1,23 +1,34 @@
 """``python -m benchmarks NAME [args]``: run one benchmark. Add a benchmark by adding a line to BENCHMARKS."""
 from __future__ import annotations
 
+import argparse
 import importlib
 import sys
 
-# name -> module with a ``main(argv: list[str]) -> int | None``; imported only when chosen, so one benchmark's
-# dependencies never break another's.
+# name -> (module with a ``main(argv: list[str]) -> int | None``, what it measures); a module is imported only when
+# chosen, so one benchmark's dependencies never break another's.
 BENCHMARKS = {
-    "decode": "benchmarks.decode",
-    "generate": "benchmarks.generate",
-    "probe": "benchmarks.probe",
+    "decode": ("benchmarks.decode", "decode speed: all frames vs the sampled ones, and what seeking buys"),
+    "generate": ("benchmarks.generate", "speed of the synthetic benchmark generator (tiny wall time, small "
+                                        "throughput)"),
+    "probe": ("benchmarks.probe", "order-blind vs order-aware linear probes on frozen ImageNet features of a "
+                                  "generated benchmark"),
 }
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in BENCHMARKS:
-        print(f"usage: python -m benchmarks {{{','.join(BENCHMARKS)}}} [args] (--help for a benchmark's args)")
-        return 0 if argv and argv[0] in ("-h", "--help") else 2
-    return importlib.import_module(BENCHMARKS[argv[0]]).main(argv[1:]) or 0
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", usage="python -m benchmarks NAME [its options]",
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="benchmarks:\n" + "\n".join(f"  {name:<10} {text}" for name, (_, text) in BENCHMARKS.items())
+        + "\n\nexample:\n  python -m benchmarks decode --size 224\n\n'python -m benchmarks NAME --help' describes "
+          "a benchmark's options")
+    parser.add_argument("name", choices=BENCHMARKS, help="the benchmark to run (see below)")
+    try:
+        args = parser.parse_args(argv[:1])  # everything after the name is the benchmark's own
+    except SystemExit as stop:  # --help, or no or an unknown name: argparse has printed why
+        return int(stop.code or 0)
+    return importlib.import_module(BENCHMARKS[args.name][0]).main(argv[1:]) or 0
 
 
 if __name__ == "__main__":

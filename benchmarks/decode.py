@@ -14,7 +14,6 @@ side in one run (interleaved repeats, median; the machines are shared and noisy)
 """
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import tempfile
@@ -110,13 +109,17 @@ def _opencv(path: Path, threads: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks decode", description=__doc__.split("\n")[0])
+    from training.config import set_verbose, tool_parser
+
+    p = tool_parser("python -m benchmarks decode", __doc__.split("\n")[0],
+                    "python -m benchmarks decode --size 224 --frames 300 --sampled 8 --threads 1")
     p.add_argument("--size", type=int, default=224, help="clip height in pixels (width = 16:9, even)")
     p.add_argument("--frames", type=int, default=300, help="clip length")
     p.add_argument("--sampled", type=int, default=8, help="frames the sampler picks")
     p.add_argument("--threads", type=int, default=1, help="decoder threads (0 = decoder's choice)")
     p.add_argument("--repeat", type=int, default=5, help="timed repeats (median reported)")
     args = p.parse_args(argv)
+    set_verbose(args.verbose)
 
     frame, content, width = _content(args.size, args.frames)
     indices = Sampler("uniform_segments", args.sampled).indices(args.frames)

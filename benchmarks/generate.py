@@ -12,7 +12,6 @@ Wall-clock figures on a shared machine are noisy: compare them only against figu
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
@@ -32,14 +31,18 @@ def _cpus() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks generate", description=__doc__.split("\n\n")[0])
+    from training.config import set_verbose, tool_parser
+
+    parser = tool_parser("python -m benchmarks generate", __doc__.split("\n\n")[0],
+                         "python -m benchmarks generate --workers 2 --json generate.json")
     parser.add_argument("--workers", type=int, default=None, help="worker processes (default: CPUs available)")
     parser.add_argument("--small-clips", type=int, default=200, help="clips of the small preset to generate")
     parser.add_argument("--serial-clips", type=int, default=8, help="clips for the serial render/encode breakdown")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="dataset seed")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
     parser.add_argument("--keep", default=None, help="generate into this directory instead of a temporary one")
     args = parser.parse_args(argv)
+    set_verbose(args.verbose)
 
 
     from training.data import synthetic as syn

@@ -11,20 +11,20 @@ measures. Features are cached next to the dataset (``probe-features-*.npz``).
 """
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from sdk.preprocess import Preprocess
 from sdk.samplers import Sampler
+from training.config import set_verbose, tool_parser
 from training.data.datasets import ClipDataset, DatasetInfo, make_loader, read_video_csv
 from training.metrics import classification_metrics
 from training.models.mobilenet_v2 import MobileNetV2, load_imagenet_weights
+from training.progress import progress
 
 
 @torch.no_grad()
@@ -38,7 +38,7 @@ def extract(root: Path, split: str, labels: list[str], frames: int, size: int, w
     ds = ClipDataset(read_video_csv(root / f"{split}.csv", labels), sampler=Sampler("uniform_segments", frames),
                      preprocess=Preprocess(size=size, resize=round(size * 8 / 7)), train=False)
     feats, ys = [], []
-    for clips, y in tqdm(make_loader(ds, batch_size=16, workers=workers, shuffle=False), desc=f"features {split}"):
+    for clips, y in progress(make_loader(ds, batch_size=16, workers=workers, shuffle=False), desc=f"features {split}"):
         n, t = clips.shape[:2]
         feats.append(model.forward_features(clips.flatten(0, 1)).unflatten(0, (n, t)).numpy())
         ys.append(y.numpy())
@@ -76,14 +76,16 @@ def run_probes(data: str | Path, *, frames: int = 8, size: int = 112, steps: int
 
 
 def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks probe", description=__doc__.splitlines()[0])
+    p = tool_parser("python -m benchmarks probe", __doc__.splitlines()[0],
+                    "python -m benchmarks probe --data data/small --frames 8 --size 112")
     p.add_argument("--data", required=True, help="a generated benchmark (python -m training.data.synthetic)")
-    p.add_argument("--frames", type=int, default=8)
-    p.add_argument("--size", type=int, default=112)
+    p.add_argument("--frames", type=int, default=8, help="frames per clip (uniform_segments)")
+    p.add_argument("--size", type=int, default=112, help="square crop side in pixels")
     p.add_argument("--steps", type=int, default=500, help="full-batch optimisation steps per probe")
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
+    p.add_argument("--seed", type=int, default=0, help="seed of the probes' initialisation")
     args = p.parse_args(argv)
+    set_verbose(args.verbose)
 
     info = DatasetInfo.from_dir(args.data)
     start = time.perf_counter()

@@ -8,6 +8,7 @@ from pathlib import Path
 from converters.parity import ParityError, Tolerance
 from sdk.describe import add_inspect_command
 from sdk.errors import SdkError
+from training.config import VERBOSE_HELP, HelpFormatter, set_verbose
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -28,20 +29,32 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+EXPORT_EXAMPLE = ("python -m converters export --checkpoint runs/demo/int8/int8_qat.pt2 --to pte --precision int8 "
+                  "--out student.vbundle")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m converters", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    e = sub.add_parser("export", help="checkpoint -> verified bundle (.pte, .mlpackage, .tflite, .onnx)")
+    parser = argparse.ArgumentParser(prog="python -m converters", description=__doc__, formatter_class=HelpFormatter,
+                                     epilog=f"examples:\n  {EXPORT_EXAMPLE}\n  python -m converters inspect "
+                                            "student.vbundle --verify\n\n'python -m converters COMMAND --help' "
+                                            "describes a command's options")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    e = sub.add_parser("export", help="checkpoint -> verified bundle (.pte, .mlpackage, .tflite, .onnx)",
+                       description="Export a checkpoint as a bundle whose programs are verified against the torch "
+                                   "model in their real runtimes.", formatter_class=HelpFormatter,
+                       epilog=f"example:\n  {EXPORT_EXAMPLE}")
+    e.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     e.add_argument("--checkpoint", type=Path, required=True, help="best.pt (training) or int8_qat.pt2 (training.qat)")
     e.add_argument("--to", default="pte,coreml,tflite,onnx", help="comma-separated formats: pte,coreml,tflite,onnx")
-    e.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32")
+    e.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32",
+                   help="precision of the programs (int8 from a .pt: post-training calibration; a .pt2 is int8)")
     e.add_argument("--mode", choices=("clip", "stream"), default="clip",
                    help="clip: (T,3,H,W) -> logits; stream: one frame + explicit state per call (causal models)")
     e.add_argument("--out", type=Path, required=True, help="NAME.vbundle directory to write")
     e.add_argument("--data", type=Path, default=None,
                    help="benchmark for calibration and parity (default: the checkpoint's dataset)")
-    e.add_argument("--split", default="val.csv", help="held-out split for parity (default: val.csv)")
-    e.add_argument("--parity-clips", type=int, default=100)
+    e.add_argument("--split", default="val.csv", help="held-out split for parity")
+    e.add_argument("--parity-clips", type=int, default=100, help="held-out clips each program is checked on")
     e.add_argument("--calibration-clips", type=int, default=32, help="int8 post-training calibration clips")
     e.add_argument("--golden-clips", type=int, default=2, help="clips stored in golden.npz")
     e.add_argument("--atol-fp32", type=float, default=1e-3, help="max |logit diff| for fp32 programs")
@@ -60,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     e.set_defaults(func=_export)
     add_inspect_command(sub)
     args = parser.parse_args(argv)
+    set_verbose(getattr(args, "verbose", False))
     try:
         return args.func(args)
     except (SdkError, ParityError) as e:

@@ -57,7 +57,8 @@ def test_order_blind_features_cannot_tell_a_clip_from_its_reversal(tmp_path: Pat
 
 def test_unknown_benchmark_prints_usage(capsys):
     assert bench_main(["nope"]) == 2
-    assert "usage" in capsys.readouterr().out
+    err = capsys.readouterr().err
+    assert "usage" in err and "decode" in err and "probe" in err
 
 
 @pytest.mark.slow

@@ -12,7 +12,7 @@ from sdk.errors import ConfigError
 from sdk.preprocess import Preprocess
 from sdk.samplers import Sampler
 from training.data.datasets import ClipDataset, DatasetInfo, read_video_csv
-from training.evaluate import evaluate_checkpoint, evaluation_report, load_checkpoint_model, main
+from training.evaluate import default_out, evaluate_checkpoint, evaluation_report, load_checkpoint_model, main
 from training.metrics import confusion_matrix, pair_confusion, per_class_accuracy
 from training.models import create
 
@@ -107,7 +107,9 @@ def checkpoint(tiny_benchmark: Path, tmp_path_factory) -> Path:
 def test_cli_multi_view_writes_report_and_plot(checkpoint: Path, tiny_benchmark: Path, capsys):
     assert main(["--checkpoint", str(checkpoint), "--data", str(tiny_benchmark), "--clips", "2", "--crops", "3",
                  "--workers", "0", "--device", "cpu"]) == 0
-    out = checkpoint.parent / "eval-val-2x3"
+    out = default_out(checkpoint, tiny_benchmark, "val.csv", 2, 3)
+    assert out.parent == checkpoint.parent and out.name.startswith(f"eval-best-{tiny_benchmark.name}-")
+    assert out.name.endswith("-val-2x3")
     result = json.loads((out / "eval.json").read_text())
     n = len(read_video_csv(tiny_benchmark / "val.csv"))
     assert result["n"] == n and (result["clips"], result["crops"], result["split"]) == (2, 3, "val.csv")
@@ -117,6 +119,28 @@ def test_cli_multi_view_writes_report_and_plot(checkpoint: Path, tiny_benchmark:
     assert (out / "confusion.png").read_bytes()[:8] == PNG_MAGIC
     printed = capsys.readouterr().out
     assert "within-pair" in printed and "worst:" in printed
+    assert f"-> {out / 'eval.json'}" in printed, "the CLI says where the evaluation went"
+
+
+def test_evaluating_on_another_dataset_never_replaces_an_evaluation(checkpoint: Path, tiny_benchmark: Path,
+                                                                     tmp_path: Path):
+    """The same checkpoint on its benchmark and on a copy elsewhere (the same files, so the same numbers) lands in
+    two directories; an explicit --out holding the other evaluation is refused before any work."""
+    import shutil
+
+    other = shutil.copytree(tiny_benchmark, tmp_path / "other", ignore=shutil.ignore_patterns("cache"))
+    common = dict(workers=0, device="cpu", clips=1, crops=1)
+    first = evaluate_checkpoint(checkpoint, tiny_benchmark, **common)
+    before = (Path(first["out"]) / "eval.json").read_text()
+    second = evaluate_checkpoint(checkpoint, other, **common)
+    assert Path(first["out"]) != Path(second["out"]) and Path(second["out"]).parent == checkpoint.parent
+    assert (Path(first["out"]) / "eval.json").read_text() == before
+    assert json.loads((Path(second["out"]) / "eval.json").read_text())["data"] == str(other)
+    with pytest.raises(ConfigError, match=f"holds another evaluation .*data '{tiny_benchmark}'"):
+        evaluate_checkpoint(checkpoint, other, out=first["out"], **common)
+    assert (Path(first["out"]) / "eval.json").read_text() == before
+    again = evaluate_checkpoint(checkpoint, tiny_benchmark, out=first["out"], **common)  # the same one: redone
+    assert again["top1"] == first["top1"]
 
 
 def test_exported_program_with_sidecar_matches_the_eager_model(checkpoint: Path, tiny_benchmark: Path,

@@ -247,6 +247,42 @@ def test_cli_module_entry_point(tmp_path: Path):
     assert r.returncode == 2 and "--overwrite" in r.stderr
 
 
+UNGUARDED = """
+import multiprocessing
+import training.data.{module} as generator
+from training.data import synthetic
+
+if {spawn}:
+    synthetic._pool_context = lambda: multiprocessing.get_context("spawn")
+generator.generate({out!r}, preset="tiny", workers=2, progress=True)  # no `if __name__ == "__main__":` guard
+"""
+
+
+@pytest.mark.parametrize("module, spawn", [("synthetic", False), ("synthetic", True), ("long_video", False)],
+                         ids=["synthetic-forkserver", "synthetic-spawn", "long_video-forkserver"])
+def test_a_script_without_a_main_guard_fails_fast_and_says_why(tmp_path: Path, module: str, spawn: bool):
+    """Each worker re-imports the calling script, which calls generate again and dies starting its own pool; the pool
+    reports the dead worker, where multiprocessing.Pool replaced it forever (the run sat at 0/96 clips)."""
+    import os
+    import signal
+
+    script = tmp_path / "make_data.py"
+    script.write_text(UNGUARDED.format(module=module, spawn=spawn, out=str(tmp_path / "data")))
+    proc = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        _, err = proc.communicate(timeout=180)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the script, its pool and its forkserver: one session
+        proc.communicate()
+        pytest.fail("generate() with a dead worker hung instead of failing")
+    assert proc.returncode != 0, err[-2000:]
+    assert "WorkerPoolError" in err and 'if __name__ == "__main__":' in err and "workers=1" in err, err[-2000:]
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == ["make_data.py"], f"no dataset, no partial directory left: {left}"
+
+
 # --------------------------------------------------------------------------------------------- content semantics
 def test_forward_actions_do_what_their_names_say():
     idx = {c: i for i, c in enumerate(CLASSES)}

@@ -4,23 +4,77 @@ Precedence, lowest first: the dataclass defaults, the recipe (``--config trainin
 (``--lr 0.01``) and ``key=value`` overrides (``lr=0.01``), whichever comes later on the command line. Unknown keys and
 values of the wrong type are a :class:`~sdk.errors.ConfigError` naming the key, so a typo in a recipe cannot silently
 fall back to a default.
+
+Each field says what it means once, in its metadata (:func:`option`): ``--help`` prints that description with the
+default and the valid choices, and :func:`check_choices` validates recipes and overrides against the same choices. A
+subclass that only changes a default (``epochs: int = 1``) keeps its base class's description.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import typing
 from pathlib import Path
-from typing import Any, Mapping, Sequence, TypeVar
+from typing import Any, Callable, Mapping, Sequence, TypeVar, Union
 
 import yaml
 
 from sdk.errors import ConfigError
 
-__all__ = ["RECIPES", "config_from_mapping", "load_recipe", "parse_config"]
+__all__ = ["RECIPES", "VERBOSE_HELP", "HelpFormatter", "check_choices", "config_from_mapping", "field_choices",
+           "field_help", "load_recipe", "option", "parse_config", "set_verbose", "tool_parser"]
 
 RECIPES = Path(__file__).parent / "configs"
 C = TypeVar("C")
+Choices = Union[Sequence[Any], Callable[[], Sequence[Any]]]
+LONG_CHOICES = 6  # more choices than this are listed in the help text, not in the flag's metavar
+
+
+def option(default: Any = dataclasses.MISSING, *, help: str, choices: Choices | None = None, many: bool = False,
+           default_factory: Any = dataclasses.MISSING) -> Any:
+    """A dataclass field that carries its one-line description and, optionally, its valid ``choices`` (a sequence,
+    or a callable such as a registry's ``list_models`` evaluated when needed); ``many``: the value is a
+    comma-separated list of choices."""
+    metadata: dict[str, Any] = {"help": help}
+    if choices is not None:
+        metadata["choices"], metadata["many"] = choices, many
+    return dataclasses.field(default=default, default_factory=default_factory, metadata=metadata)
+
+
+def _metadata(cls: type, name: str) -> Mapping[str, Any]:
+    """The metadata of field ``name``: the nearest class in the MRO whose field has a description."""
+    for klass in cls.__mro__:
+        f = getattr(klass, "__dataclass_fields__", {}).get(name)
+        if f is not None and "help" in f.metadata:
+            return f.metadata
+    return {}
+
+
+def field_help(cls: type, name: str) -> str:
+    """The one-line description of ``cls``'s field ``name`` ("" when it has none)."""
+    return _metadata(cls, name).get("help", "")
+
+
+def field_choices(cls: type, name: str) -> tuple[Any, ...] | None:
+    """The valid values of ``cls``'s field ``name``, or None when any value of its type is valid."""
+    choices = _metadata(cls, name).get("choices")
+    if choices is None:
+        return None
+    return tuple(choices() if callable(choices) else choices)
+
+
+def check_choices(config: Any) -> None:
+    """Raise :class:`ConfigError` for a field whose value is not one of its choices (an empty string means unset)."""
+    for f in dataclasses.fields(config):
+        choices = field_choices(type(config), f.name)
+        value = getattr(config, f.name)
+        if choices is None or value == "":
+            continue
+        many = _metadata(type(config), f.name)["many"]
+        for v in [v.strip() for v in value.split(",") if v.strip()] if many else [value]:
+            if v not in choices:
+                raise ConfigError(f"unknown {f.name} {v!r}; valid: {', '.join(map(str, choices))}")
 
 
 def _field_types(cls: type) -> dict[str, type]:
@@ -105,29 +159,99 @@ class _Override(argparse.Action):
         namespace.overrides = items
 
 
-def parse_config(cls: type[C], argv: Sequence[str] | None, *, prog: str, description: str,
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Every tool's ``--help``: descriptions and examples as written, and each option's default appended to its
+    description (unless it has none, or the description already states it)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if not text:  # an option without a description stays visibly without one
+            return text
+        unset = action.default is None or action.default is False or action.default == argparse.SUPPRESS
+        if "%(default)" in text or "default:" in text or unset or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+VERBOSE_HELP = ("print every log line and warning of the libraries underneath (by default the known-harmless ones "
+                "are hidden: training/logs.py)")
+
+
+def set_verbose(verbose: bool) -> None:
+    """Apply ``--verbose``: show the hidden third-party chatter in this process and in the processes it starts."""
+    if verbose:
+        from training import logs
+
+        os.environ[logs.VERBOSE_ENV] = "1"
+        logs.show_everything()
+
+
+def tool_parser(prog: str, description: str, example: str, *, usage: str | None = None,
+                notes: str = "") -> argparse.ArgumentParser:
+    """The argument parser of a ``python -m ...`` tool: :class:`HelpFormatter`, ``--verbose`` (apply it with
+    :func:`set_verbose`), and an epilog with an example command and ``notes``."""
+    epilog = "\n\n".join(part for part in (f"example:\n  {example}" if example else "", notes) if part)
+    parser = argparse.ArgumentParser(prog=prog, description=description, epilog=epilog, formatter_class=HelpFormatter,
+                                     usage=usage)
+    parser.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
+    return parser
+
+
+def _shown(value: Any) -> str:
+    """A default as one would type it in a recipe."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value in ("", {}, None):
+        return "none"
+    return str(value)
+
+
+def _add_field(parser: argparse.ArgumentParser, cls: type, name: str, kind: type, default: Any) -> None:
+    flag = "--" + name.replace("_", "-")
+    text = field_help(cls, name)
+    choices = field_choices(cls, name)
+    many = bool(choices) and _metadata(cls, name)["many"]
+    listed = bool(choices) and (many or len(choices) > LONG_CHOICES)
+    if listed:
+        text += f"; {'comma-separated, of' if many else 'one of'}: {', '.join(map(str, choices))}"
+        choices = None
+    text = f"{text} (default: {_shown(default)})".replace("%", "%%") if text else ""
+    if kind is bool:  # one action, two spellings: --x sets true, --no-x false
+        parser.add_argument(flag, "--no-" + flag[2:], dest=name, nargs=0, action=_BoolOverride, help=text)
+    elif typing.get_origin(kind) is dict:  # a YAML/JSON mapping: --model-args '{temporal_from: 7}'
+        parser.add_argument(flag, dest=name, type=_yaml_value, action=_Override, metavar="MAPPING", help=text)
+    else:
+        metavar = "NAME" if listed else kind.__name__.upper()
+        parser.add_argument(flag, dest=name, type=kind, action=_Override, choices=choices, help=text,
+                            metavar=None if choices else metavar)
+
+
+def parse_config(cls: type[C], argv: Sequence[str] | None, *, prog: str, description: str, example: str = "",
                  defaults: Mapping[str, Any] | None = None, extra: Sequence[tuple[str, dict]] = ()) -> tuple[C, argparse.Namespace]:
-    """Parse ``--config``, one ``--flag`` per field (booleans as ``--x/--no-x``) and ``key=value`` overrides.
+    """Parse ``--config``, one ``--flag`` per field (booleans as ``--x/--no-x``), ``--verbose`` and ``key=value``
+    overrides; ``--help`` shows each field's description, default and choices, and ``example`` as the epilog.
 
     ``defaults`` replaces some dataclass defaults for this command (e.g. distillation's); ``extra`` adds non-config
     arguments as ``(flag, argparse kwargs)``. Returns the config and the namespace (for the extra arguments).
     """
     types = _field_types(cls)
-    parser = argparse.ArgumentParser(prog=prog, description=description)
-    parser.add_argument("--config", help="YAML recipe: a path, or a name in training/configs/")
+    dataclass_defaults = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+                          for f in dataclasses.fields(cls)}
+    shown_defaults = {**dataclass_defaults, **(defaults or {})}
+    usage = f"{prog} [--config RECIPE] [--OPTION VALUE ...] [key=value ...]"
+    parser = tool_parser(prog, description, example, usage=usage,
+                         notes="every option is also a recipe key: --config takes a YAML mapping of them, and "
+                               "key=value overrides (lr=0.01) may follow; the later of a flag and an override wins")
+    parser.add_argument("--config", metavar="RECIPE", help="YAML recipe: a path, or a name in training/configs/ ("
+                        + ", ".join(sorted(p.stem for p in RECIPES.glob("*.yaml"))) + ")")
     for flag, kwargs in extra:
         parser.add_argument(flag, **kwargs)
     for name, kind in types.items():
-        flag = "--" + name.replace("_", "-")
-        if kind is bool:
-            parser.add_argument(flag, dest=name, nargs=0, action=_BoolOverride)
-            parser.add_argument("--no-" + name.replace("_", "-"), dest=name, nargs=0, action=_BoolOverride)
-        elif typing.get_origin(kind) is dict:  # a YAML/JSON mapping: --model-args '{temporal_from: 7}'
-            parser.add_argument(flag, dest=name, type=_yaml_value, action=_Override, metavar="MAPPING")
-        else:
-            parser.add_argument(flag, dest=name, type=kind, action=_Override, metavar=kind.__name__.upper())
-    parser.add_argument("overrides", nargs="*", action=_Override, metavar="key=value")
+        _add_field(parser, cls, name, kind, shown_defaults[name])
+    parser.add_argument("overrides", nargs="*", action=_Override, metavar="key=value",
+                        help="recipe keys as key=value (e.g. epochs=5), applied in command-line order with the flags")
     args = parser.parse_args(argv)
+    set_verbose(args.verbose)
     values = _merge(cls, {}, dict(defaults or {}), f"{prog} defaults")
     if args.config:
         values = _merge(cls, values, load_recipe(args.config), str(args.config))

@@ -36,12 +36,12 @@ from sdk.errors import ConfigError
 from sdk.preprocess import Preprocess
 from sdk.samplers import SEE_VERY_LITTLE_KINDS, Sampler
 from training import distributed
-from training.config import parse_config
+from training.config import option, parse_config
 from training.data.datasets import ClipDataset, DatasetInfo, read_records
 from training.data.feature_cache import CachedClipDataset, prefix_digest
 from training.evaluate import load_checkpoint_model
 from training.frozen import FromBlock, cache_split, freeze_prefix, frozen_prefix
-from training.models import create
+from training.models import create, list_models
 from training.profile import count_gmacs
 from training.train import Job, TrainConfig, eval_dataset, fit, validation_metrics
 
@@ -53,29 +53,28 @@ class DistillConfig(TrainConfig):
     """TrainConfig keys describe the student (``arch``, ``frames`` = k, ``sampler`` = a see-very-little kind)."""
 
     out: str = "runs/distill"
-    arch: str = "tam_mobilenet_v2"
-    frames: int = 2
-    sampler: str = "uniform_k"
-    teacher: str = ""  # teacher checkpoint (training.train's best.pt); required unless no_teacher or teacher_arch
-    teacher_arch: str = ""  # parallel mode from an ImageNet-initialised teacher instead of a checkpoint
-    teacher_frames: int = 16  # with teacher_arch: the N frames the teacher sees
-    mode: str = "serial"  # serial (frozen trained teacher) | parallel (trained together)
-    temperature: float = 4.0
-    ce_weight: float = 1.0
-    kd_weight: float = 1.0
-    rep_weight: float = 1.0
-    inter_weight: float = 0.0  # per-frame feature matching at the student's frame positions
-    no_teacher: bool = False  # baseline: the same student and data, cross-entropy only
-    # start the student from the teacher checkpoint's weights (same arch: only the frames it sees differ)
-    init_from_teacher: bool = False
+    arch: str = option("tam_mobilenet_v2", help="the student's model, from the registry", choices=list_models)
+    frames: int = option(2, help="k: the frames the student sees, picked from the teacher's N by --sampler")
+    sampler: str = option("uniform_k", help="how the student's k frames are picked from the teacher's N",
+                          choices=SEE_VERY_LITTLE_KINDS)
+    teacher: str = option("", help="teacher checkpoint (training.train's best.pt); required unless --no-teacher or "
+                                   "--teacher-arch")
+    teacher_arch: str = option("", help="parallel mode: an ImageNet-initialised teacher of this registry model "
+                                        "instead of a checkpoint", choices=list_models)
+    teacher_frames: int = option(16, help="with --teacher-arch (or --no-teacher): the N frames the teacher sees")
+    mode: str = option("serial", help="serial (frozen trained teacher) or parallel (teacher trained alongside)",
+                       choices=("serial", "parallel"))
+    temperature: float = option(4.0, help="softmax temperature T of the distillation term")
+    ce_weight: float = option(1.0, help="weight of the cross-entropy with the labels")
+    kd_weight: float = option(1.0, help="weight of T^2 x KL(teacher || student)")
+    rep_weight: float = option(1.0, help="weight of the squared error between final representations")
+    inter_weight: float = option(0.0, help="weight of per-frame feature matching at the student's frame positions")
+    no_teacher: bool = option(False, help="baseline: the same student and data, cross-entropy only")
+    init_from_teacher: bool = option(False, help="start the student from the teacher checkpoint's weights (same "
+                                                 "arch: only the frames it sees differ)")
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.sampler not in SEE_VERY_LITTLE_KINDS:
-            raise ConfigError(f"the student's sampler must be one of {', '.join(SEE_VERY_LITTLE_KINDS)}, "
-                              f"got {self.sampler!r}")
-        if self.mode not in ("serial", "parallel"):
-            raise ConfigError(f"mode must be serial or parallel, got {self.mode!r}")
         if self.temperature <= 0:
             raise ConfigError(f"temperature must be > 0, got {self.temperature}")
         if not self.no_teacher and not (self.teacher or self.teacher_arch):
@@ -264,7 +263,9 @@ def _distill(cfg: DistillConfig, ctx: distributed.Context) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    cfg, _ = parse_config(DistillConfig, argv, prog="python -m training.distill", description=__doc__.splitlines()[0])
+    cfg, _ = parse_config(DistillConfig, argv, prog="python -m training.distill", description=__doc__.splitlines()[0],
+                          example="python -m training.distill --teacher runs/teacher/best.pt --data data/small "
+                                  "--arch tam_mobilenet_v2 --frames 2 --sampler uniform_k --out runs/student")
     report = distill(cfg)["distill"]
     s = report["student"]
     print(f"student {s['arch']} sees {s['frames']} frames: top-1 {s['top1']:.3f}, {s['gmacs']:.3f} GMACs "

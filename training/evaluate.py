@@ -2,8 +2,11 @@
 
 Multi-view testing (``--clips`` along time x ``--crops`` in space, TSN/TSM's protocol) averages the views' softmax
 scores per video. Writes ``eval.json`` (settings, top-1/top-5, pair and within-pair accuracy, per-class accuracy, the
-confusion matrix and each reversal pair's 2x2 confusion) and ``confusion.png``, by default into
-``eval-<split stem>-<clips>x<crops>/`` next to the checkpoint.
+confusion matrix and each reversal pair's 2x2 confusion) and ``confusion.png`` into ``--out``, by default
+``eval-<checkpoint stem>-<dataset>-<split stem>-<clips>x<crops>/`` next to the checkpoint (``<dataset>``: the dataset
+directory's name and a hash of its absolute path), so that evaluations of other checkpoints in the same directory or on
+other datasets, splits or views never replace each other; an ``--out`` that holds the evaluation of another
+checkpoint, dataset, split or views is refused.
 
 Two kinds of model files:
 
@@ -18,7 +21,7 @@ from ``config["frames"]``: big-little models are configured with T but take 2T i
 """
 from __future__ import annotations
 
-import argparse
+import hashlib
 import json
 import sys
 import time
@@ -29,18 +32,20 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from sdk.errors import ConfigError, SdkError
 from sdk.preprocess import CROP_COUNTS, Preprocess
 from sdk.samplers import Sampler
 from training.checkpoint import load_checkpoint
+from training.config import set_verbose, tool_parser
 from training.data.datasets import ClipDataset, DatasetInfo, make_loader, read_records
 from training.metrics import classification_metrics, confusion_matrix, pair_confusion, per_class_accuracy
 from training.models import create
 from training.plots import plot_confusion
+from training.progress import progress
 
-__all__ = ["evaluate_checkpoint", "evaluation_report", "format_summary", "load_checkpoint_model", "main", "predict"]
+__all__ = ["default_out", "evaluate_checkpoint", "evaluation_report", "format_summary", "load_checkpoint_model", "main",
+           "predict"]
 
 METADATA_KEYS = ("config", "labels", "sampler", "preprocess")
 
@@ -66,7 +71,7 @@ def predict(model: nn.Module, loader, device: torch.device, *, desc: str = "eval
     """
     _set_eval(model)
     all_scores, all_labels = [], []
-    for clips, labels in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True):
+    for clips, labels in progress(loader, desc=desc, unit="batch", leave=False):
         clips = clips.to(device, non_blocking=True)
         views = clips.shape[1] if clips.ndim == 6 else 1
         scores = model(clips.flatten(0, 1) if clips.ndim == 6 else clips).float().softmax(-1)
@@ -161,11 +166,43 @@ def _dataset(info: DatasetInfo, split: str, meta: dict[str, Any], clips: int, cr
                        num_crops=crops, template=template)
 
 
+def default_out(checkpoint: str | Path, data: str | Path, split: str, clips: int, crops: int) -> Path:
+    """``eval-<checkpoint stem>-<dataset name>-<6 hex of its absolute path>-<split stem>-<clips>x<crops>`` next to
+    ``checkpoint``: one directory per checkpoint, dataset, split and views, so that no evaluation replaces another's."""
+    checkpoint, root = Path(checkpoint), Path(data).absolute()
+    where = hashlib.sha256(str(root).encode()).hexdigest()[:6]
+    return checkpoint.parent / f"eval-{checkpoint.stem}-{root.name}-{where}-{Path(split).stem}-{clips}x{crops}"
+
+
+_SAME_EVALUATION = ("checkpoint", "data", "split", "clips", "crops")
+
+
+def _check_out(out: Path, settings: dict[str, Any]) -> None:
+    """Refuse an ``out`` whose ``eval.json`` is another evaluation's (an equal one is simply redone)."""
+    previous = out / "eval.json"
+    if not previous.is_file():
+        return
+    try:
+        held = json.loads(previous.read_text())
+    except ValueError:
+        held = {}
+    def same(key: str) -> bool:
+        if key in ("checkpoint", "data"):  # paths as given: compare where they point
+            return isinstance(held.get(key), str) and Path(held[key]).absolute() == Path(settings[key]).absolute()
+        return held.get(key) == settings[key]
+
+    differ = [k for k in _SAME_EVALUATION if not same(k)]
+    if differ:
+        raise ConfigError(f"{previous} holds another evaluation ({', '.join(f'{k} {held.get(k)!r}' for k in differ)}); "
+                          "choose another --out, or leave --out out for a directory of its own")
+
+
 def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, *, split: str = "val.csv", clips: int = 1,
                         crops: int = 1, batch_size: int = 8, workers: int = 2, device: str = "auto",
                         out: str | Path | None = None, cache: bool = True) -> dict[str, Any]:
     """Evaluate ``checkpoint`` on ``data/split`` with ``clips`` x ``crops`` views; write ``eval.json`` and
-    ``confusion.png`` into ``out`` (default ``eval-<split stem>-<clips>x<crops>/`` next to the checkpoint).
+    ``confusion.png`` into ``out`` (default: :func:`default_out`; an ``out`` holding another evaluation is a
+    :class:`ConfigError`, checked before any work).
 
     A ``.pt`` trained on a feature cache (``freeze`` > 0) is evaluated on the fp32 feature cache of the split (built
     on first use) when ``cache`` and one crop: the same numbers as on decoded frames, without re-running the frozen
@@ -175,6 +212,9 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, *, split: str 
     _check_views(clips, crops)
     checkpoint = Path(checkpoint)
     info = DatasetInfo.from_dir(data)
+    out = Path(out) if out is not None else default_out(checkpoint, info.root, split, clips, crops)
+    settings = {"checkpoint": str(checkpoint), "data": str(info.root), "split": split, "clips": clips, "crops": crops}
+    _check_out(out, settings)
     dev = _pick_device(device)
     model, meta = load_checkpoint_model(checkpoint, dev)
     dataset = _dataset(info, split, meta, clips, crops)
@@ -192,10 +232,8 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, *, split: str 
     loader = make_loader(dataset, batch_size=batch_size, workers=workers, shuffle=False, pin_memory=dev.type == "cuda")
     start = time.perf_counter()
     scores, labels = predict(model, loader, dev, desc=f"eval {clips}x{crops}")
-    out = Path(out) if out is not None else checkpoint.parent / f"eval-{Path(split).stem}-{clips}x{crops}"
     out.mkdir(parents=True, exist_ok=True)
-    result = {"checkpoint": str(checkpoint), "data": str(info.root), "split": split, "clips": clips, "crops": crops,
-              "device": str(dev), "seconds": round(time.perf_counter() - start, 2), "out": str(out), "cached": cached,
+    result = {**settings, "device": str(dev), "seconds": round(time.perf_counter() - start, 2), "out": str(out), "cached": cached,
               **evaluation_report(scores, labels, info.labels, info.pairs)}
     (out / "eval.json").write_text(json.dumps(result, indent=2))
     plot_confusion(np.asarray(result["confusion"]), info.labels, out / "confusion.png", info.pairs)
@@ -215,7 +253,9 @@ def format_summary(result: dict[str, Any], worst: int = 3) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.splitlines()[0])
+    parser = tool_parser("python -m training.evaluate", __doc__.splitlines()[0],
+                         "python -m training.evaluate --checkpoint runs/demo/student/best.pt --data data/other "
+                         "--clips 2 --crops 3")
     parser.add_argument("--checkpoint", required=True, help=".pt checkpoint or .pt2 exported program (+ NAME.json)")
     parser.add_argument("--data", required=True, help="dataset directory (labels.txt, meta.json, split files)")
     parser.add_argument("--split", default="val.csv", help="split file inside --data (.csv or a frame list)")
@@ -223,9 +263,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--crops", type=int, default=1, choices=CROP_COUNTS, help="views in space per clip")
     parser.add_argument("--batch-size", type=int, default=8, help="videos per batch (each with clips x crops views)")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
-    parser.add_argument("--out", default=None, help="output directory (default: next to the checkpoint)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
+    parser.add_argument("--out", default=None, help="output directory (default: eval-<checkpoint>-<dataset>-<split>-"
+                        "<clips>x<crops> next to the checkpoint: one per checkpoint, dataset, split and views)")
     args = parser.parse_args(argv)
+    set_verbose(args.verbose)
     try:
         result = evaluate_checkpoint(args.checkpoint, args.data, split=args.split, clips=args.clips, crops=args.crops,
                                      batch_size=args.batch_size, workers=args.workers, device=args.device, out=args.out)

@@ -73,13 +73,14 @@ from torch.utils.flop_counter import FlopCounterMode
 from sdk.errors import ConfigError
 from sdk.preprocess import Preprocess
 from sdk.samplers import Sampler
-from training.config import parse_config
+from training.config import check_choices, option, parse_config
 from training.data.datasets import DatasetInfo
 from training.data.long_video import GENERATOR_NAME, LongVideoDataset
 from training.evaluate import load_checkpoint_model
-from training.models import create
+from training.models import create, list_models
 from training.models.fast_gru import Aggregator, create_aggregator, list_aggregators
 from training.profile import count_gmacs
+from training.progress import progress
 
 __all__ = [
     "CACHE_VERSION", "ClipFeatures", "ClipModelSpec", "FasterConfig", "FasterModel", "clip_outputs", "extract_features",
@@ -98,35 +99,44 @@ SPLITS = ("train", "val")
 class FasterConfig:
     """Lists (``schedules``, ``aggregators``) are comma-separated strings, as on the command line."""
 
-    data: str = ""  # a long-video benchmark directory (python -m training.data.long_video)
-    out: str = "runs/faster"
-    expensive: str = ""  # checkpoint of training.train; empty = build expensive_arch as given (not fine-tuned)
-    expensive_arch: str = "tam_mobilenet_v2"
-    expensive_frames: int = 8
-    expensive_size: int = 64
-    expensive_width: float = 1.0  # MobileNetV2 width multiplier (pretrained weights exist for 1.0 only)
-    cheap: str = ""
-    cheap_arch: str = "tsn_mobilenet_v2"
-    cheap_frames: int = 1
-    cheap_size: int = 48  # 48 px: its 2x2 maps meet the expensive model's (64 px) for the spatial FAST-GRU
-    cheap_width: float = 1.0
-    pretrained: bool = True  # ImageNet initialisation of models built here (not of checkpoints)
-    schedules: str = "expensive-only,1:1,1:3,1:7,cheap-only"
-    aggregators: str = "average,gru,fast_gru_pooled,fast_gru"
-    map_size: int = 0  # fast_gru: side of the common feature map (0 = the smaller of the two models' maps)
-    dim: int = 256  # D: the common feature space of both clip models
-    dropout: float = 0.5
-    epochs: int = 30
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    batch_size: int = 32
-    seed: int = 0
-    device: str = "cpu"
-    workers: int = 0  # decode workers for feature extraction
+    data: str = option("", help="a long-video benchmark directory (python -m training.data.long_video)")
+    out: str = option("runs/faster", help="output directory (faster.json, faster_table.md, models/)")
+    expensive: str = option("", help="checkpoint of training.train for the expensive clip model; none: build "
+                                     "--expensive-arch as given (not fine-tuned)")
+    expensive_arch: str = option("tam_mobilenet_v2", help="expensive clip model without a checkpoint",
+                                 choices=list_models)
+    expensive_frames: int = option(8, help="frames per clip of the expensive model")
+    expensive_size: int = option(64, help="input side of the expensive model in pixels")
+    expensive_width: float = option(1.0, help="MobileNetV2 width multiplier of the expensive model (pretrained "
+                                              "weights exist for 1.0 only)")
+    cheap: str = option("", help="checkpoint of training.train for the cheap clip model; none: build --cheap-arch")
+    cheap_arch: str = option("tsn_mobilenet_v2", help="cheap clip model without a checkpoint", choices=list_models)
+    cheap_frames: int = option(1, help="frames per clip of the cheap model")
+    cheap_size: int = option(48, help="input side of the cheap model (48 px: its 2x2 maps meet the expensive "
+                                      "model's at 64 px for the spatial FAST-GRU)")
+    cheap_width: float = option(1.0, help="MobileNetV2 width multiplier of the cheap model")
+    pretrained: bool = option(True, help="ImageNet initialisation of the clip models built here (not of "
+                                         "checkpoints)")
+    schedules: str = option("expensive-only,1:1,1:3,1:7,cheap-only", help="comma-separated schedules: 1:N (one "
+                            "expensive clip, then N cheap ones), expensive-only, cheap-only")
+    aggregators: str = option("average,gru,fast_gru_pooled,fast_gru", help="aggregators, one table row per "
+                              "schedule and aggregator", choices=list_aggregators, many=True)
+    map_size: int = option(0, help="fast_gru: side of the common feature map (0: the smaller of the two models' "
+                                   "maps)")
+    dim: int = option(256, help="D: the common feature space of both clip models")
+    dropout: float = option(0.5, help="dropout before the aggregator's classifier")
+    epochs: int = option(30, help="aggregator training epochs on the cached features")
+    lr: float = option(1e-3, help="AdamW learning rate")
+    weight_decay: float = option(0.01, help="AdamW weight decay")
+    batch_size: int = option(32, help="videos per batch")
+    seed: int = option(0, help="seed of initialisation, shuffling and dropout")
+    device: str = option("cpu", help="cpu, cuda, cuda:1, ...")
+    workers: int = option(0, help="decode workers for feature extraction")
 
     def __post_init__(self) -> None:
         if not self.data:
             raise ConfigError("give the long-video benchmark: data=DIR (python -m training.data.long_video --out DIR)")
+        check_choices(self)
         for key in ("expensive_frames", "expensive_size", "cheap_frames", "cheap_size", "dim", "epochs",
                     "batch_size"):
             if getattr(self, key) < 1:
@@ -144,10 +154,7 @@ class FasterConfig:
 
     @property
     def aggregator_list(self) -> list[str]:
-        names = _split(self.aggregators, "aggregators")
-        for name in names:
-            if name not in list_aggregators():
-                raise ConfigError(f"unknown aggregator {name!r}; available: {', '.join(list_aggregators())}")
+        names = _split(self.aggregators, "aggregators")  # each one of list_aggregators(): check_choices
         if len(set(names)) != len(names):
             raise ConfigError(f"aggregators has duplicates: {self.aggregators!r}")
         return names
@@ -364,13 +371,12 @@ def extract_features(clip: ClipModel, root: Path, split: str, cache: Path, devic
                                 list(data["paths"]), key, True)
     dataset = LongVideoDataset.from_dir(root, split, sampler=clip.sampler, preprocess=clip.preprocess, train=False)
     loader = torch.utils.data.DataLoader(dataset, batch_size=1, shuffle=False, num_workers=workers)
-    from tqdm import tqdm
 
     if map_size and _backbone_maps(clip.model) is None:
         raise ConfigError(f"fast_gru needs feature maps, and {clip.spec.role} model {clip.identity.get('arch')} has "
                           "no backbone.features (MobileNetV2-based TSN/TAM models have)")
     feats, logits, maps, labels = [], [], [], []
-    for clips, label in tqdm(loader, desc=f"{clip.spec.role} features ({split})", leave=False, dynamic_ncols=True):
+    for clips, label in progress(loader, desc=f"{clip.spec.role} features ({split})", unit="video", leave=False):
         f, lg, m = clip_outputs(clip.model, clips[0].to(device), map_size)  # the segments (L, T, C, H, W) are the batch
         feats.append(f.float().cpu())
         logits.append(lg.float().cpu())
@@ -756,7 +762,9 @@ def plot_accuracy_vs_macs(rows: Sequence[dict[str, Any]], png: str | Path) -> Pa
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    cfg, _ = parse_config(FasterConfig, argv, prog="python -m training.faster", description=__doc__.splitlines()[0])
+    cfg, _ = parse_config(FasterConfig, argv, prog="python -m training.faster", description=__doc__.splitlines()[0],
+                          example="python -m training.faster --config faster_small data=data/long_small "
+                                  "out=runs/faster expensive=runs/teacher/best.pt")
     report = run(cfg)
     print(format_table(report))
     cached = {r: c["features_cached"] for r, c in report["clip_models"].items()}

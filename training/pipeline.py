@@ -25,6 +25,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from training.config import set_verbose, tool_parser
 from training.data import synthetic
 from training.distill import DistillConfig, distill
 from training.evaluate import evaluate_checkpoint
@@ -80,17 +81,23 @@ def _gmacs(arch: str, frames: int, size: int, num_classes: int) -> float:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m training.pipeline", description=__doc__.splitlines()[0])
-    p.add_argument("--preset", choices=sorted(PRESET_TRAINING), default="small", help="benchmark size (default: small)")
+    p = tool_parser("python -m training.pipeline", __doc__.splitlines()[0],
+                    "python -m training.pipeline --preset tiny --out runs/tiny > tiny.log 2>&1")
+    p.add_argument("--preset", choices=sorted(PRESET_TRAINING), default="small",
+                   help="benchmark size and training recipe (tiny: CI-sized, small: 2 CPU cores, full: a GPU)")
     p.add_argument("--seed", type=int, default=0, help="benchmark and training seed")
     p.add_argument("--out", default="runs/demo", help="output folder (benchmark, checkpoints, metrics)")
     p.add_argument("--epochs", type=int, default=None, help="teacher and baseline epochs (default: the preset's)")
-    p.add_argument("--student-epochs", type=int, default=None, help="student epochs, with and without the teacher")
-    p.add_argument("--qat-epochs", type=int, default=None, help="quantization-aware training epochs")
-    p.add_argument("--workers", type=int, default=None, help="processes for generation and data loading")
+    p.add_argument("--student-epochs", type=int, default=None,
+                   help="student epochs, with and without the teacher (default: the preset's)")
+    p.add_argument("--qat-epochs", type=int, default=None,
+                   help="quantization-aware training epochs (default: the preset's)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="processes for generation and data loading (default: the CPUs for generation, 2 for loading)")
     p.add_argument("--stream-videos", type=int, default=STREAM_VIDEOS,
-                   help="validation videos streamed through the sdk at the end, spread over the split (default: all)")
+                   help="validation videos streamed through the sdk at the end, spread over the split (0: all)")
     args = p.parse_args(argv)
+    set_verbose(args.verbose)
 
     recipe = dict(PRESET_TRAINING[args.preset])
     epochs = args.epochs or recipe["epochs"]
@@ -125,9 +132,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     t0 = time.perf_counter()
     eval_workers = args.workers if args.workers is not None else 2
-    results = {role: evaluate_checkpoint(path / "best.pt", data, workers=eval_workers) for role, path in dirs.items()}
-    int8 = {name: evaluate_checkpoint(qat_dir / f"{name}.pt2", data, workers=eval_workers)
-            for name in ("int8_qat", "int8_ptq")}
+    # each model's evaluation on its own validation split: ROLE/eval-val-1x1, int8/eval-int8_{qat,ptq}-val-1x1
+    results = {role: evaluate_checkpoint(path / "best.pt", data, workers=eval_workers, out=path / "eval-val-1x1")
+               for role, path in dirs.items()}
+    int8 = {name: evaluate_checkpoint(qat_dir / f"{name}.pt2", data, workers=eval_workers,
+                                      out=qat_dir / f"eval-{name}-val-1x1") for name in ("int8_qat", "int8_ptq")}
     timings["evaluate"] = time.perf_counter() - t0
     labels = (data / "labels.txt").read_text().split()
     arch = {"teacher": TEACHER, "baseline_tsn": BASELINE, "student": TEACHER, "student_no_teacher": TEACHER}

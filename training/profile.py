@@ -9,7 +9,6 @@ Peak memory is counted, not sampled: every tensor storage created during the ste
 """
 from __future__ import annotations
 
-import argparse
 import math
 import statistics
 import time
@@ -23,6 +22,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import FlopCounterMode
 
+from training.config import set_verbose, tool_parser
 from training.models import create, list_models
 
 
@@ -111,17 +111,20 @@ def interleaved_latency(models: Sequence[nn.Module], clips: Sequence[torch.Tenso
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m training.profile", description=__doc__.splitlines()[0])
-    p.add_argument("--arch", metavar="ARCH[:T]", help="one model (optionally with its own T)")
+    p = tool_parser("python -m training.profile", __doc__.splitlines()[0],
+                    "python -m training.profile --compare tsn_mobilenet_v2 tam_mobilenet_v2 --frames 8 --size 112",
+                    notes="models (ARCH): " + ", ".join(list_models()))
+    p.add_argument("--arch", metavar="ARCH[:T]", help="one model from the registry, optionally with its own T")
     p.add_argument("--compare", nargs="+", metavar="ARCH[:T]",
                    help="several models, ratios to the first; ARCH:T overrides --frames for that model "
                         "(e.g. tsn_resnet50:16 blvnet_tam_r50:8 compares the same 16 input frames)")
     p.add_argument("--frames", type=int, default=8, help="T (big-little models take 2T input frames)")
-    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--size", type=int, default=224, help="square input side in pixels")
     p.add_argument("--repeats", type=int, default=5, help="latency runs per model")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
     p.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
     args = p.parse_args(argv)
+    set_verbose(args.verbose)
     archs = args.compare or ([args.arch] if args.arch else None)
     if not archs:
         p.error("give --arch NAME or --compare A B ...")

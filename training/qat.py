@@ -28,7 +28,7 @@ from sdk.preprocess import Preprocess
 from sdk.samplers import Sampler
 from training import distributed, quantize
 from training.checkpoint import load_checkpoint
-from training.config import parse_config
+from training.config import option, parse_config
 from training.data.datasets import ClipDataset, DatasetInfo, make_loader, read_records
 from training.evaluate import load_checkpoint_model
 from training.train import Job, TrainConfig, fit, validation_metrics
@@ -38,7 +38,10 @@ __all__ = ["QATConfig", "main", "quantize_checkpoint"]
 
 @dataclass
 class QATConfig(TrainConfig):
-    checkpoint: str = ""  # the fp32 model (training.train / training.distill best.pt)
+    """TrainConfig's data, optimiser, schedule and system keys; model, sampler and preprocessing come from the
+    checkpoint."""
+
+    checkpoint: str = option("", help="the fp32 model: training.train / training.distill best.pt")
     out: str = "runs/qat"
     epochs: int = 1
     optimizer: str = "adamw"
@@ -48,16 +51,21 @@ class QATConfig(TrainConfig):
     weight_decay: float = 0.0
     warmup_epochs: float = 0.0
     label_smoothing: float = 0.0
-    channels_last: bool = False  # the exported graph keeps the layout it was traced with
-    freeze_observers_after: int = 0  # epochs with moving quantization ranges, then fixed ones (0: never freeze)
-    per_channel: bool = True
-    calibration_batches: int = 16  # for PTQ (and the QAT starting ranges)
-    ptq: bool = True  # also quantize post-training, for comparison
-    train_bn: bool = False  # batch norm normalises with batch statistics during QAT (False: running statistics)
-    train_frozen: bool = False  # also fine-tune the blocks the fp32 run had frozen (its checkpoint's freeze)
-    # training crop: "multi_scale" (training.train's augmentation), "centre" (the evaluation crop) or "auto": centre
-    # when the fp32 run trained on a feature cache (it only ever saw centre crops), multi-scale otherwise
-    crop: str = "auto"
+    channels_last: bool = option(False, help="channels-last memory format (the exported graph keeps the layout it "
+                                             "was traced with)")
+    freeze_observers_after: int = option(0, help="epochs with moving quantization ranges, then fixed ones (0: never "
+                                                 "freeze)")
+    per_channel: bool = option(True, help="per-channel weight quantization (else per-tensor)")
+    calibration_batches: int = option(16, help="batches calibrated for PTQ and for QAT's starting ranges")
+    ptq: bool = option(True, help="also quantize post-training (int8_ptq.pt2), for comparison")
+    train_bn: bool = option(False, help="batch norm normalises with batch statistics during QAT (else running "
+                                        "statistics)")
+    train_frozen: bool = option(False, help="also fine-tune the blocks the fp32 run had frozen (its checkpoint's "
+                                            "freeze)")
+    crop: str = option("auto", help="training crop: multi_scale (training.train's augmentation), centre (the "
+                                    "evaluation crop), or auto: centre when the fp32 run trained on a feature cache "
+                                    "(it only ever saw centre crops), else multi_scale",
+                       choices=("auto", "multi_scale", "centre"))
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -65,8 +73,6 @@ class QATConfig(TrainConfig):
             raise ConfigError("give the fp32 model: --checkpoint runs/.../best.pt")
         if self.calibration_batches < 1:
             raise ConfigError("calibration_batches must be >= 1")
-        if self.crop not in ("auto", "multi_scale", "centre"):
-            raise ConfigError(f"crop must be auto, multi_scale or centre, got {self.crop!r}")
 
 
 def _calibration_batches(dataset: ClipDataset, cfg: QATConfig, device: torch.device):
@@ -165,7 +171,9 @@ def quantize_checkpoint(cfg: QATConfig) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    cfg, _ = parse_config(QATConfig, argv, prog="python -m training.qat", description=__doc__.splitlines()[0])
+    cfg, _ = parse_config(QATConfig, argv, prog="python -m training.qat", description=__doc__.splitlines()[0],
+                          example="python -m training.qat --checkpoint runs/student/best.pt --data data/small "
+                                  "--out runs/int8 --epochs 1")
     report = quantize_checkpoint(cfg)
     print(f"{'model':<12} {'top-1':>7} {'within-pair':>12}")
     for key in ("fp32", "int8_ptq", "int8_qat"):

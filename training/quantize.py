@@ -204,9 +204,9 @@ def calibrate(gm: GraphModule, batches: Iterable[torch.Tensor | tuple[torch.Tens
     set_training(gm, False)
     gm.apply(enable_observer)
     if progress:
-        from tqdm import tqdm
+        from training.progress import progress as report
 
-        batches = tqdm(batches, total=max_batches, desc="calibrate", unit="batch")
+        batches = report(batches, total=max_batches, desc="calibrate", unit="batch")
     seen = 0
     with torch.no_grad():
         for i, clips in enumerate(batches):

@@ -22,96 +22,102 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from tqdm import tqdm
 
 from sdk.errors import ConfigError
-from sdk.preprocess import Preprocess
-from sdk.samplers import Sampler
+from sdk.preprocess import CROP_COUNTS, Preprocess
+from sdk.samplers import SAMPLER_KINDS, Sampler
 from training import distributed
 from training.checkpoint import atomic_save, load_checkpoint
-from training.config import parse_config
+from training.config import check_choices, option, parse_config
 from training.data.datasets import ClipDataset, DatasetInfo, make_loader, read_records
 from training.data.feature_cache import CachedClipDataset
 from training.evaluate import predict
 from training.frozen import FromBlock, cache_split, freeze_prefix, remeasure_prefix_bn, set_training_frozen
 from training.metrics import classification_metrics
-from training.models import create
+from training.models import create, list_models
 from training.plots import plot_curves
+from training.progress import progress
 
 __all__ = ["Job", "TrainConfig", "build_optimizer", "classifier_job", "fit", "main", "train", "warmup_cosine"]
 
 
 @dataclass
 class TrainConfig:
-    """Every key of a recipe (``training/configs/*.yaml``) and of the command line."""
+    """Every key of a recipe (``training/configs/*.yaml``) and of the command line; ``--help`` prints the
+    descriptions below."""
 
     # data
-    data: str = "data/tiny"
-    train_split: str = "train.csv"  # .csv of videos, or a TSN/bLVNet frame list (folder num_frames label)
-    val_split: str = "val.csv"
-    frame_template: str = "img_{:05d}.jpg"  # file names inside frame folders (1-based)
-    out: str = "runs/train"
+    data: str = option("data/tiny", help="dataset directory (labels.txt, meta.json, split files)")
+    train_split: str = option("train.csv", help="training split in DATA: a .csv of videos, or a TSN/bLVNet frame "
+                                                "list (folder num_frames label)")
+    val_split: str = option("val.csv", help="validation split in DATA (same formats)")
+    frame_template: str = option("img_{:05d}.jpg", help="file names inside frame folders (1-based)")
+    out: str = option("runs/train", help="output directory (checkpoints, metrics.jsonl, curves.png)")
     # model and input
-    arch: str = "tsn_mobilenet_v2"
-    model_args: dict[str, Any] = field(default_factory=dict)  # builder options, e.g. {temporal_from: 7} (checkpointed)
-    pretrained: bool = True
-    frames: int = 8  # frames the model sees (big-little models read 2 x frames from the sampler)
-    sampler: str = "uniform_segments"
-    size: int = 112
-    resize: int = 128
-    hflip: bool = True  # only where the dataset says how labels change (meta.json hflip_map)
-    # partial fine-tuning (README "Models that learn"): freeze backbone.features[:freeze] (no gradient, BN statistics
-    # kept) and, with feature_cache, run those blocks once per frame and train the rest for many epochs on the cache
-    freeze: int = 0
-    feature_cache: bool = True  # only with freeze > 0; needs the frozen blocks to be per-frame (no temporal module)
-    cache_dir: str = ""  # default: DATA/cache (keyed by a hash: a changed dataset, preprocessing or prefix rebuilds)
-    cache_precision: str = "fp32"  # compute of the frozen blocks for the training cache: fp32 | bf16 (autocast)
-    prefix_bn: str = "keep"  # BN statistics of the frozen blocks: keep (as built) | remeasure (on 64 training videos)
-    select: str = "best"  # best.pt holds the model of the epoch with the best validation top-1 (best) or the last
+    arch: str = option("tsn_mobilenet_v2", help="model from the registry", choices=list_models)
+    model_args: dict[str, Any] = option(default_factory=dict, help="builder options as a YAML mapping, e.g. "
+                                        "'{temporal_from: 7}' (saved in the checkpoint)")
+    pretrained: bool = option(True, help="start from the ImageNet weights where the model has them")
+    frames: int = option(8, help="frames the model sees (big-little models read 2 x frames from the sampler)")
+    sampler: str = option("uniform_segments", help="which frames of a video make a clip (sdk.samplers)",
+                          choices=SAMPLER_KINDS)
+    size: int = option(112, help="square crop side in pixels")
+    resize: int = option(128, help="shorter video side is resized to this before cropping")
+    hflip: bool = option(True, help="horizontal-flip augmentation, only where the dataset says how labels change "
+                                    "(meta.json hflip_map)")
+    # partial fine-tuning (README "Models that learn")
+    freeze: int = option(0, help="freeze backbone.features[:FREEZE] (no gradient, BN statistics kept); 0 trains "
+                                 "everything")
+    feature_cache: bool = option(True, help="with freeze > 0: run the frozen blocks once per frame, cache their "
+                                            "output on disk and train the rest on it (frozen blocks must be "
+                                            "per-frame)")
+    cache_dir: str = option("", help="feature cache directory (none: DATA/cache; keyed by a hash, so a changed "
+                                     "dataset, preprocessing or prefix rebuilds)")
+    cache_precision: str = option("fp32", help="compute of the frozen blocks for the training cache (bf16: autocast)",
+                                  choices=("fp32", "bf16"))
+    prefix_bn: str = option("keep", help="BN statistics of the frozen blocks: keep (as built) or remeasure (on 64 "
+                                         "training videos)", choices=("keep", "remeasure"))
+    select: str = option("best", help="which epoch best.pt holds: the best validation top-1, or the last",
+                         choices=("best", "last"))
     # optimisation
-    epochs: int = 3
-    batch_size: int = 8  # per process; effective batch = batch_size x accumulate x processes
-    accumulate: int = 1  # micro-batches per optimiser step
-    optimizer: str = "sgd"  # sgd (Nesterov, momentum 0.9) | adamw
-    lr: float = 0.01
-    weight_decay: float = 5e-4
-    warmup_epochs: float = 0.5
-    label_smoothing: float = 0.1
-    clip_grad: float = 20.0  # max gradient norm; 0 disables
+    epochs: int = option(3, help="training epochs")
+    batch_size: int = option(8, help="clips per batch and process (effective batch = batch_size x accumulate x "
+                                     "processes)")
+    accumulate: int = option(1, help="micro-batches per optimiser step (gradient accumulation)")
+    optimizer: str = option("sgd", help="sgd (Nesterov, momentum 0.9) or adamw", choices=("sgd", "adamw"))
+    lr: float = option(0.01, help="peak learning rate (after warm-up; cosine decay to zero)")
+    weight_decay: float = option(5e-4, help="weight decay (not on norms and biases)")
+    warmup_epochs: float = option(0.5, help="linear warm-up length in epochs")
+    label_smoothing: float = option(0.1, help="label smoothing of the cross-entropy")
+    clip_grad: float = option(20.0, help="max gradient norm; 0 disables clipping")
     # evaluation
-    eval_clips: int = 1  # views along time
-    eval_crops: int = 1  # 1 (centre) or 3 spatial crops
+    eval_clips: int = option(1, help="validation views along time per video")
+    eval_crops: int = option(1, help="validation crops per clip (1: centre, 3: left/centre/right)",
+                             choices=CROP_COUNTS)
     # system
-    workers: int = 2
-    device: str = "auto"
-    amp: bool = True  # mixed precision on CUDA (bf16 where supported, else fp16 with loss scaling); no effect on CPU
-    channels_last: bool = True
-    sync_bn: bool = False  # SyncBatchNorm across processes (CUDA only)
-    checkpoint_every: int = 0  # also write last.pt every this many optimiser steps (0: at epoch ends only)
-    resume: bool = False  # continue from OUT/last.pt when it exists
-    seed: int = 0
+    workers: int = option(2, help="DataLoader worker processes (0: load in the main process)")
+    device: str = option("auto", help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
+    amp: bool = option(True, help="mixed precision on CUDA (bf16 where supported, else fp16 with loss scaling); no "
+                                  "effect on CPU")
+    channels_last: bool = option(True, help="channels-last memory format (faster convolutions on CUDA and x86)")
+    sync_bn: bool = option(False, help="SyncBatchNorm across processes (CUDA only)")
+    checkpoint_every: int = option(0, help="also write last.pt every this many optimiser steps (0: at epoch ends "
+                                           "only)")
+    resume: bool = option(False, help="continue from OUT/last.pt when it exists")
+    seed: int = option(0, help="seed of the initial weights, data order and augmentation")
 
     def __post_init__(self) -> None:
+        check_choices(self)
         for name in ("epochs", "batch_size", "accumulate", "frames", "size", "eval_clips"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.eval_crops not in (1, 3):
-            raise ConfigError(f"eval_crops must be 1 or 3, got {self.eval_crops}")
-        if self.optimizer not in ("sgd", "adamw"):
-            raise ConfigError(f"unknown optimizer {self.optimizer!r}; valid: sgd, adamw")
         if self.workers < 0 or self.checkpoint_every < 0 or self.freeze < 0:
             raise ConfigError("workers, checkpoint_every and freeze must be >= 0")
-        if self.cache_precision not in ("fp32", "bf16"):
-            raise ConfigError(f"cache_precision must be fp32 or bf16, got {self.cache_precision!r}")
         if self.cached and self.eval_crops != 1:
             raise ConfigError("a feature cache holds centre crops only: eval_crops must be 1 with freeze > 0 "
                               "(or set feature_cache=false)")
-        if self.prefix_bn not in ("keep", "remeasure"):
-            raise ConfigError(f"prefix_bn must be keep or remeasure, got {self.prefix_bn!r}")
         if self.prefix_bn == "remeasure" and not self.freeze:
             raise ConfigError("prefix_bn=remeasure re-measures the frozen blocks' BN statistics: it needs freeze > 0")
-        if self.select not in ("best", "last"):
-            raise ConfigError(f"select must be best or last, got {self.select!r}")
 
     @property
     def cached(self) -> bool:
@@ -281,8 +287,9 @@ def fit(cfg: TrainConfig, job: Job, ctx: distributed.Context) -> dict[str, Any]:
         job.set_training(job.module, True)
         loader.sampler.set_epoch(epoch, start=batches_done * cfg.batch_size)
         seen, loss_sum, correct = 0, 0.0, 0
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", dynamic_ncols=True, disable=not ctx.is_main,
-                   initial=batches_done, total=batches_per_epoch)
+        # the epoch's metrics row below is its summary: the bar itself does not stay
+        bar = progress(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", leave=False,
+                       disable=not ctx.is_main, initial=batches_done, total=batches_per_epoch)
         for batch in bar:
             group_start = batches_done - batches_done % cfg.accumulate
             group = min(cfg.accumulate, batches_per_epoch - group_start)  # the last group of an epoch may be short
@@ -410,7 +417,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
-    return parse_config(TrainConfig, argv, prog="python -m training.train", description=__doc__.splitlines()[0])[0]
+    return parse_config(TrainConfig, argv, prog="python -m training.train", description=__doc__.splitlines()[0],
+                        example="python -m training.train --config tam_mobilenet_v2_small --data data/small "
+                                "--out runs/tam epochs=5")[0]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -34,13 +34,13 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import Dataset
-from tqdm import tqdm
 
 from sdk.errors import ConfigError
 from sdk.preprocess import Preprocess
 from sdk.samplers import Sampler
 from sdk.video import FrameFolder, VideoFile
 from training.data.datasets import VideoRecord
+from training.progress import progress
 
 __all__ = ["CACHE_VERSION", "CachedClipDataset", "FeatureCache", "build_cache", "cache_key", "prefix_digest", "weights_digest"]
 
@@ -183,7 +183,7 @@ def build_cache(records: Sequence[VideoRecord], split_file: str | Path, preproce
     try:
         features, offsets, counts, row = None, [], [], 0
         total = None
-        for i, views in enumerate(tqdm(loader, desc=desc, unit="video", dynamic_ncols=True)):
+        for i, views in enumerate(progress(loader, desc=desc, unit="video")):
             v, t = views.shape[:2]
             with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
                 flat = views.flatten(0, 1).to(device).contiguous(memory_format=torch.channels_last)

@@ -270,27 +270,16 @@ def generate(out: str | Path, preset: str | LongVideoConfig = "tiny", seed: int 
     workers = synthetic._resolve_workers(workers)
     jobs = _jobs(cfg, seed)
     t0 = time.perf_counter()
-    from tqdm import tqdm
 
     with synthetic._atomic_output(out) as partial:
         for split in SPLITS:
             (partial / "videos" / split).mkdir(parents=True)
         anns: dict[str, dict[str, np.ndarray]] = {}
-        init = (str(partial), cfg.base, seed)
-        with tqdm(total=len(jobs), desc=f"long_video[{cfg.name}]", unit="video", disable=not progress) as bar:
-            if workers == 1 or len(jobs) <= 1:
-                synthetic._worker_init(*init)
-                for job in jobs.values():
-                    rel, ann = synthetic._scene_work(job)
-                    anns[rel] = ann
-                    bar.update()
-            else:
-                chunk = max(1, min(4, len(jobs) // (workers * 8)))
-                with synthetic._pool_context().Pool(min(workers, len(jobs)), initializer=synthetic._worker_init,
-                                                    initargs=init) as pool:
-                    for rel, ann in pool.imap_unordered(synthetic._scene_work, jobs.values(), chunksize=chunk):
-                        anns[rel] = ann
-                        bar.update()
+        chunk = max(1, min(4, len(jobs) // (workers * 8)))
+        for rel, ann in synthetic.run_jobs(synthetic._scene_work, list(jobs.values()), workers=workers,
+                                           init=(str(partial), cfg.base, seed), chunksize=chunk,
+                                           desc=f"long_video[{cfg.name}]", unit="video", show=progress):
+            anns[rel] = ann
 
         videos: dict[str, list[dict[str, Any]]] = {}
         arrays: dict[str, np.ndarray] = {}
@@ -460,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
         argv, prog="python -m training.data.long_video",
         description="Generate the FASTER long-video benchmark: one time-reversal action hidden among idle segments "
                     "of a continuous scene (H.264 mp4 + CSV + meta).",
-        presets=PRESETS, generate_fn=generate,
+        presets=PRESETS, generate_fn=generate, example_out="data/long_small",
         describe=lambda cfg, meta: (f"{meta['counts']} videos, {meta['num_classes']} classes, {cfg.segments} "
                                     f"segments x {cfg.segment_frames} frames {meta['width']}x{meta['height']} @ "
                                     f"{meta['fps']} fps"))

@@ -41,7 +41,6 @@ Layout written (atomically: into ``DIR.partial-*`` then renamed)::
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import csv
 import dataclasses
@@ -59,6 +58,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from sdk.errors import SdkError
 
 __all__ = [
     "GENERATOR_NAME",
@@ -78,6 +79,7 @@ __all__ = [
     "SCENE_ANNOTATION_KEYS",
     "render_scene",
     "photo_pool",
+    "WorkerPoolError",
     "write_mp4",
     "x264_needs_plain_c",
     "generate",
@@ -891,6 +893,46 @@ def _pool_context():
     return mp.get_context("spawn")
 
 
+class WorkerPoolError(SdkError, RuntimeError):
+    """A worker process of a generator died: the pool cannot finish, so generation stops instead of waiting."""
+
+
+UNGUARDED_SCRIPT_HINT = (
+    "if you called generate(..., workers=N) from your own script: each worker process starts fresh and imports that "
+    "script, so the call must sit under 'if __name__ == \"__main__\":' (or pass workers=1); otherwise a worker was "
+    "killed (out of memory?) or failed, and its error is printed above")
+
+
+def run_jobs(work: Callable[[Any], Any], jobs: Sequence[Any], *, workers: int, init: tuple[Any, ...], chunksize: int,
+             desc: str, unit: str, show: bool) -> Iterator[Any]:
+    """``work(job)`` for every job, in ``workers`` processes (each set up by ``_worker_init(*init)``; in this process
+    when ``workers`` is 1), with progress. A process pool that loses a worker raises :class:`WorkerPoolError` at once
+    (``concurrent.futures`` reports it; ``multiprocessing.Pool`` would replace the worker and wait forever)."""
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    from training.progress import progress
+
+    with progress(total=len(jobs), desc=desc, unit=unit, disable=not show) as bar:
+        if workers == 1 or len(jobs) <= 1:
+            _worker_init(*init)
+            for job in jobs:
+                yield work(job)
+                bar.update()
+            return
+        pool = ProcessPoolExecutor(min(workers, len(jobs)), mp_context=_pool_context(), initializer=_worker_init,
+                                   initargs=init)
+        try:
+            for result in pool.map(work, jobs, chunksize=chunksize):
+                yield result
+                bar.update()
+        except BrokenProcessPool as e:
+            raise WorkerPoolError(f"{desc}: a worker process died after {bar.n} of {len(jobs)} {unit}s ({e}); "
+                                  f"{UNGUARDED_SCRIPT_HINT}") from e
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
 def _is_dataset(path: Path, generator: str = GENERATOR_NAME) -> bool:
     try:
         return json.loads((path / "meta.json").read_text()).get("generator") == generator
@@ -899,7 +941,13 @@ def _is_dataset(path: Path, generator: str = GENERATOR_NAME) -> bool:
 
 
 def _check_output(out: Path, overwrite: bool, generator: str = GENERATOR_NAME) -> None:
-    """Refuse a file, a foreign non-empty directory, or (without ``overwrite``) a dataset of ``generator``."""
+    """Refuse a file, a foreign non-empty directory, or (without ``overwrite``) a dataset of ``generator``; and refuse
+    to start at all inside a worker process that is still importing the caller's script (no main guard), before it
+    writes anything."""
+    import multiprocessing
+
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        raise WorkerPoolError(f"generate() was called while a worker process was starting; {UNGUARDED_SCRIPT_HINT}")
     if out.exists():
         if not out.is_dir():
             raise FileExistsError(f"{out} exists and is not a directory")
@@ -987,23 +1035,10 @@ def generate(out: str | Path, preset: str | SyntheticConfig = "tiny", seed: int 
         for split in SPLITS:
             (partial / "videos" / split).mkdir(parents=True)
         results: dict[tuple[str, int, int], dict[str, np.ndarray]] = {}
-        from tqdm import tqdm
-
-        if workers == 1 or len(jobs) <= 1:
-            _worker_init(str(partial), cfg, seed)
-            with tqdm(total=len(jobs), desc=f"synthetic[{cfg.name}]", unit="clip", disable=not progress) as bar:
-                for job in jobs:
-                    s, lab, i, ann = _work(job)
-                    results[(s, lab, i)] = ann
-                    bar.update()
-        else:
-            chunk = max(1, min(8, len(jobs) // (workers * 8)))
-            with _pool_context().Pool(min(workers, len(jobs)), initializer=_worker_init,
-                                      initargs=(str(partial), cfg, seed)) as pool:
-                with tqdm(total=len(jobs), desc=f"synthetic[{cfg.name}]", unit="clip", disable=not progress) as bar:
-                    for s, lab, i, ann in pool.imap_unordered(_work, jobs, chunksize=chunk):
-                        results[(s, lab, i)] = ann
-                        bar.update()
+        chunk = max(1, min(8, len(jobs) // (workers * 8)))
+        for s, lab, i, ann in run_jobs(_work, jobs, workers=workers, init=(str(partial), cfg, seed), chunksize=chunk,
+                                       desc=f"synthetic[{cfg.name}]", unit="clip", show=progress):
+            results[(s, lab, i)] = ann
 
         counts = {}
         for split in SPLITS:
@@ -1070,19 +1105,27 @@ def _raise_on_sigterm():
 
 
 def generator_cli(argv: list[str] | None, *, prog: str, description: str, presets: dict[str, Any],
-                  generate_fn: Callable[..., Path], describe: Callable[[Any, dict[str, Any]], str]) -> int:
+                  generate_fn: Callable[..., Path], describe: Callable[[Any, dict[str, Any]], str],
+                  example_out: str = "data/small") -> int:
     """The command line shared by this benchmark and the long-video one (``training.data.long_video``): pick a
     preset, override its per-class counts, generate, print ``describe(config, meta)``."""
-    parser = argparse.ArgumentParser(prog=prog, description=description)
-    parser.add_argument("--preset", choices=sorted(presets), default="tiny")
+    from training.config import set_verbose, tool_parser
+
+    parser = tool_parser(prog, description, f"{prog} --preset small --out {example_out} --workers 2",
+                         notes="presets (train + val videos per class): " + ", ".join(
+                             f"{name} {cfg.train_per_class} + {cfg.val_per_class}" for name, cfg in presets.items()))
+    parser.add_argument("--preset", choices=sorted(presets), default="tiny", help="dataset size (see presets below)")
     parser.add_argument("--out", required=True, help="output directory")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workers", type=int, default=None, help="processes (default: number of CPUs)")
+    parser.add_argument("--seed", type=int, default=0, help="dataset seed: the same seed gives the same videos")
+    parser.add_argument("--workers", type=int, default=None, help="processes (default: the CPUs available)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset at --out")
-    parser.add_argument("--train-per-class", type=int, default=None, help="override the preset's count")
-    parser.add_argument("--val-per-class", type=int, default=None, help="override the preset's count")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--train-per-class", type=int, default=None,
+                        help="training videos per class (default: the preset's)")
+    parser.add_argument("--val-per-class", type=int, default=None,
+                        help="validation videos per class (default: the preset's)")
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
     args = parser.parse_args(argv)
+    set_verbose(args.verbose)
     cfg = presets[args.preset]
     over = {k: v for k, v in (("train_per_class", args.train_per_class), ("val_per_class", args.val_per_class))
             if v is not None}
@@ -1091,7 +1134,7 @@ def generator_cli(argv: list[str] | None, *, prog: str, description: str, preset
             cfg = dataclasses.replace(cfg, **over)
         path = generate_fn(args.out, cfg, seed=args.seed, workers=args.workers, overwrite=args.overwrite,
                            progress=not args.quiet)
-    except (FileExistsError, ValueError) as exc:
+    except (FileExistsError, ValueError, SdkError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     meta = json.loads((Path(path) / "meta.json").read_text())

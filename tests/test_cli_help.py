@@ -1,0 +1,134 @@
+"""Every ``python -m ...`` tool's ``--help`` runs and describes every option; the config-driven tools take their
+descriptions, defaults and choices from the config dataclasses' field metadata (one source of truth, also used to
+validate recipes and key=value overrides)."""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import re
+
+import pytest
+
+from sdk.errors import ConfigError
+from sdk.samplers import SEE_VERY_LITTLE_KINDS
+
+# (module whose main() is the tool, argv before --help, the config dataclass behind it or None)
+TOOLS = [
+    ("training.train", [], "training.train:TrainConfig"),
+    ("training.distill", [], "training.distill:DistillConfig"),
+    ("training.qat", [], "training.qat:QATConfig"),
+    ("training.faster", [], "training.faster:FasterConfig"),
+    ("training.evaluate", [], None),
+    ("training.pipeline", [], None),
+    ("training.profile", [], None),
+    ("training.data.synthetic", [], None),
+    ("training.data.long_video", [], None),
+    ("converters.__main__", [], None),
+    ("converters.__main__", ["export"], None),
+    ("converters.__main__", ["inspect"], None),
+    ("benchmarks.__main__", [], None),
+    ("benchmarks.__main__", ["decode"], None),
+    ("benchmarks.__main__", ["generate"], None),
+    ("benchmarks.__main__", ["probe"], None),
+]
+ENTRY = re.compile(r"^  (-\S.*?)(?: {2,}(.*))?$")
+
+
+def _help(module: str, argv: list[str], capsys) -> str:
+    main = importlib.import_module(module).main
+    try:
+        code = main([*argv, "--help"])
+    except SystemExit as stop:
+        code = stop.code
+    assert code in (0, None)
+    return capsys.readouterr().out
+
+
+def _options(text: str) -> dict[str, str]:
+    """``{option invocation: description}`` of the help's "options:" section (descriptions may wrap)."""
+    entries: dict[str, str] = {}
+    section, last = "", None
+    for line in text.splitlines():
+        if line and not line.startswith(" "):
+            section, last = line, None
+            continue
+        if not section.startswith("options:"):
+            continue
+        match = ENTRY.match(line)
+        if match:
+            last = match.group(1).strip()
+            entries[last] = (match.group(2) or "").strip()
+        elif line.startswith("    ") and last is not None:
+            entries[last] = f"{entries[last]} {line.strip()}".strip()
+    return entries
+
+
+def _config_class(spec: str | None):
+    if spec is None:
+        return None
+    module, name = spec.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+@pytest.mark.parametrize("module, argv, config", TOOLS, ids=[" ".join([m, *a]) for m, a, _ in TOOLS])
+def test_help_describes_every_option(module: str, argv: list[str], config: str | None, capsys):
+    text = _help(module, argv, capsys)
+    options = _options(text)
+    assert "-h, --help" in options, text  # the section was found and read
+    undescribed = [flag for flag, description in options.items() if not description]
+    assert not undescribed, f"options without a description: {undescribed}"
+    if argv != ["inspect"]:  # sdk's inspect command, shared with python -m sdk, has no epilog
+        assert "example" in text, "the epilog shows an example command"
+    cls = _config_class(config)
+    if cls is None:
+        return
+    assert "--verbose" in options
+    for f in dataclasses.fields(cls):
+        flag = "--" + f.name.replace("_", "-")
+        entry = next((d for k, d in options.items() if re.match(rf"{re.escape(flag)}\b(?!-)", k)), None)
+        assert entry is not None, f"{flag} is missing from the help"
+        assert "(default: " in entry, f"{flag} does not show its default: {entry!r}"
+
+
+def test_distill_help_lists_the_sampler_choices_and_train_the_registry(capsys):
+    from training.models import list_models
+
+    distill = _options(_help("training.distill", [], capsys))
+    assert f"--sampler {{{','.join(SEE_VERY_LITTLE_KINDS)}}}" in distill
+    assert distill[f"--sampler {{{','.join(SEE_VERY_LITTLE_KINDS)}}}"].endswith("(default: uniform_k)")
+    train = _options(_help("training.train", [], capsys))
+    assert all(name in train["--arch NAME"] for name in list_models()), train["--arch NAME"]
+    qat = _options(_help("training.qat", [], capsys))
+    # a subclass that only changes a default keeps the base class's description, with its own default
+    assert qat["--epochs INT"] == "training epochs (default: 1)"
+    assert train["--epochs INT"] == "training epochs (default: 3)"
+
+
+def test_every_config_field_has_a_description():
+    from training.config import field_help
+
+    for spec in {config for _, _, config in TOOLS if config}:
+        cls = _config_class(spec)
+        missing = [f.name for f in dataclasses.fields(cls) if not field_help(cls, f.name)]
+        assert not missing, f"{cls.__name__} fields without help metadata: {missing}"
+
+
+def test_choices_validate_recipes_and_overrides():
+    """The help's choices are what the config accepts, from a recipe or key=value as much as from a flag."""
+    from training.config import field_choices, parse_config
+    from training.distill import DistillConfig
+    from training.faster import FasterConfig
+    from training.train import TrainConfig
+
+    assert field_choices(DistillConfig, "sampler") == SEE_VERY_LITTLE_KINDS
+    with pytest.raises(ConfigError, match="unknown sampler 'uniform_segments'; valid: uniform_k, random_k"):
+        parse_config(DistillConfig, ["--no-teacher", "sampler=uniform_segments"], prog="t", description="")
+    with pytest.raises(ConfigError, match="unknown arch 'mobilenet'; valid: .*tam_mobilenet_v2"):
+        TrainConfig(arch="mobilenet")
+    with pytest.raises(ConfigError, match="unknown optimizer 'adam'"):
+        parse_config(TrainConfig, ["optimizer=adam"], prog="t", description="")
+    with pytest.raises(ConfigError, match="unknown aggregators 'transformer'"):
+        FasterConfig(data="d", aggregators="average, transformer")
+    assert DistillConfig(no_teacher=True, sampler="first_middle_last_k").sampler == "first_middle_last_k"
+    with pytest.raises(SystemExit):  # a flag is checked by argparse against the same choices
+        parse_config(DistillConfig, ["--no-teacher", "--sampler", "dense"], prog="t", description="")
