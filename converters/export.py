@@ -485,19 +485,44 @@ def _check(backend: str, path: Path, result: ExportResult, programs: Programs, o
 
 
 def _provenance(opts: ExportOptions, meta: dict, root: Path, cost: dict, seconds: float) -> dict:
+    """Where the bundle came from, without the exporting machine's paths (a bundle ships to other machines): files
+    by name and sha256, the dataset by preset, seed and a content id (:func:`dataset_id`)."""
     h = hashlib.sha256(opts.checkpoint.read_bytes()).hexdigest()
     return {
-        "checkpoint": {"path": str(opts.checkpoint), "sha256": h},
-        "config": meta.get("config"),
-        "dataset": {**(meta.get("dataset") or {}), "parity_split": opts.split, "parity_clips": opts.parity_clips,
-                    "calibration_split": opts.calibration_split, "root": str(root)},
+        "checkpoint": {"name": opts.checkpoint.name, "sha256": h},
+        "config": _portable(meta.get("config")),
+        "dataset": {**{k: v for k, v in (meta.get("dataset") or {}).items() if k != "root"},
+                    "id": dataset_id(root), "name": root.name,
+                    "parity_split": opts.split, "parity_clips": opts.parity_clips,
+                    "calibration_split": opts.calibration_split},
         "metrics": meta.get("metrics"),
-        "teacher": meta.get("teacher"),
+        "teacher": _portable(meta.get("teacher")),
         "quantization": meta.get("quantization"),
         **cost,
         "export": {"precision": opts.precision, "mode": opts.mode, "formats": list(opts.formats),
                    "tolerance": dataclasses.asdict(opts.tolerance), "seconds": round(seconds, 1)},
     }
+
+
+def dataset_id(root: Path) -> str:
+    """A dataset's identity independent of where it lies: sha256 (16 hex) of its labels, meta.json and split files."""
+    h = hashlib.sha256()
+    for name in ("labels.txt", "meta.json", "train.csv", "val.csv"):
+        f = root / name
+        h.update(name.encode() + b"\0" + (f.read_bytes() if f.is_file() else b"") + b"\0")
+    return h.hexdigest()[:16]
+
+
+def _portable(value: Any) -> Any:
+    """``value`` with every absolute path (a string starting with ``/``, ``~`` or a drive letter) cut to its last
+    component, recursively: the run's settings stay readable, the exporting machine's layout does not travel."""
+    if isinstance(value, dict):
+        return {k: _portable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_portable(v) for v in value]
+    if isinstance(value, str) and (value.startswith(("/", "~")) or (len(value) > 2 and value[1:3] in (":\\", ":/"))):
+        return Path(value).name
+    return value
 
 
 # ---------------------------------------------------------------------------------------------------------- FASTER

@@ -58,10 +58,11 @@ def describe(bundle: Bundle) -> str:
         if p.details.get("quantization") and p.precision == "int8":
             lines.append(f"      quantization: {p.details['quantization']}")
     prov = m.provenance
+    ckpt = prov.get("checkpoint") or {}
     ds = prov.get("dataset") or {}
     metrics = prov.get("metrics") or {}
     lines += ["", "provenance",
-              f"  checkpoint {((prov.get('checkpoint') or {}).get('path'))}",
+              f"  checkpoint {ckpt.get('name') or ckpt.get('path')} (sha256 {str(ckpt.get('sha256'))[:12]})",
               f"  dataset    preset {ds.get('preset')}, seed {ds.get('seed')}",
               f"  GMACs      {prov.get('gmacs_per_clip')} per clip",
               f"  metrics    {json.dumps(metrics) if metrics else 'none recorded'}"]

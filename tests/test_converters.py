@@ -1,7 +1,9 @@
 """``python -m converters export`` end to end on the tiny benchmark with random-init checkpoints (small, CPU)."""
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +12,7 @@ import torch
 
 from converters.__main__ import main as converters_main
 from converters.delegation import HARMLESS_OPS
-from converters.export import ExportOptions, export_bundle
+from converters.export import ExportOptions, dataset_id, export_bundle
 from converters.parity import ParityError, Tolerance, measure
 from sdk.backends import load_runner
 from sdk.bundle import Bundle
@@ -31,7 +33,8 @@ def make_checkpoint(path: Path, data: Path, arch: str, frames: int) -> Path:
 
     info = DatasetInfo.from_dir(data)
     model = settled(arch, frames, classes=len(info.labels))
-    atomic_save({"model": model.state_dict(), "config": {"arch": arch, "frames": frames}, "labels": info.labels,
+    atomic_save({"model": model.state_dict(), "labels": info.labels,
+                 "config": {"arch": arch, "frames": frames, "data": str(data.resolve()), "out": str(path.parent)},
                  "sampler": Sampler("uniform_segments", frames).to_dict(),
                  "preprocess": Preprocess(size=SIZE, resize=36).to_dict(),
                  "dataset": {"root": str(data), "preset": "tiny", "seed": 0}}, path)
@@ -49,7 +52,7 @@ def causal_checkpoint(tiny_benchmark: Path, tmp_path_factory) -> Path:
                            "tam_mobilenet_v2_causal", 4)
 
 
-def test_clip_bundle_pte_onnx(clip_checkpoint: Path, tmp_path: Path, capsys) -> None:
+def test_clip_bundle_pte_onnx(clip_checkpoint: Path, tiny_benchmark: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "student.vbundle"
     rc = converters_main(["export", "--checkpoint", str(clip_checkpoint), "--to", "pte,onnx", "--out", str(out),
                           "--parity-clips", "6", "--zip"])
@@ -69,6 +72,13 @@ def test_clip_bundle_pte_onnx(clip_checkpoint: Path, tmp_path: Path, capsys) -> 
         assert set(pte.details["non_delegated_ops"]) <= HARMLESS_OPS and pte.details["delegated_subgraphs"] == 1
         assert pte.details["temporal_ops_outside_delegate"] == []
         assert m.provenance["dataset"]["preset"] == "tiny" and m.provenance["gmacs_per_clip"] > 0
+        # no path of the exporting machine travels with the bundle: names, hashes and a dataset id instead
+        text = json.dumps(m.to_dict())
+        assert '"/' not in text and str(tiny_benchmark.resolve()) not in text, text
+        assert m.provenance["config"]["data"] == tiny_benchmark.resolve().name
+        assert m.provenance["checkpoint"] == {"name": clip_checkpoint.name,
+                                              "sha256": hashlib.sha256(clip_checkpoint.read_bytes()).hexdigest()}
+        assert m.provenance["dataset"]["id"] == dataset_id(tiny_benchmark)
         # the golden arrays reproduce in the runtime from the bundle alone
         golden = b.golden()
         x = golden["clip/input/clip"]
@@ -177,3 +187,13 @@ def test_parity_bound_grows_with_the_logits() -> None:
         flipped = ref[..., ::-1].copy()
         measure(flipped, flipped[:, 0], ref, ref[:, 0], precision="int8", reference="torch int8",
                 tolerance=Tolerance(), golden_diff=0.0)
+
+
+def test_dataset_id_follows_the_content_not_the_place(tiny_benchmark: Path, tmp_path: Path) -> None:
+    moved = tmp_path / "elsewhere"
+    moved.mkdir()
+    for name in ("labels.txt", "meta.json", "train.csv", "val.csv"):
+        shutil.copy(tiny_benchmark / name, moved / name)
+    assert dataset_id(moved) == dataset_id(tiny_benchmark)
+    (moved / "val.csv").write_text((moved / "val.csv").read_text() + "\n")
+    assert dataset_id(moved) != dataset_id(tiny_benchmark)
