@@ -78,11 +78,20 @@ def _attr(gm: torch.fx.GraphModule, target: str) -> Any:
     return obj
 
 
-def unfold_quantized_weights(gm: torch.fx.GraphModule) -> tuple[torch.fx.GraphModule, int]:
-    """Rewrite every ``int8/uint8 constant -> dequantize_per_{channel,tensor}`` of a converted PT2E graph (in place)
-    into ``fp32 constant -> quantize -> dequantize`` with the same parameters -- the ``fold_quantize=False`` form that
-    litert-torch converts. Returns the module and the number of rewritten constants. Exact: the fp32 constant is
-    ``scale * (q - zero_point)``, which quantizes back to ``q``."""
+def unfold_quantized_weights(module: nn.Module) -> tuple[nn.Module, int]:
+    """Rewrite every ``int8/uint8 constant -> dequantize_per_{channel,tensor}`` of the converted PT2E graphs in
+    ``module`` (the module itself, or graphs inside a wrapper such as a QAT ``.pt2`` program behind
+    :class:`~converters.program.ClipProgram`'s normalisation), in place, into ``fp32 constant -> quantize ->
+    dequantize`` with the same parameters -- the ``fold_quantize=False`` form that litert-torch converts. Returns the
+    module and the number of rewritten constants. Exact: the fp32 constant is ``scale * (q - zero_point)``, which
+    quantizes back to ``q``."""
+    graphs = [m for m in module.modules() if isinstance(m, torch.fx.GraphModule)]
+    if not graphs:
+        raise ValueError(f"{type(module).__name__} holds no PT2E graph to unfold")
+    return module, sum(_unfold_graph(gm) for gm in graphs)
+
+
+def _unfold_graph(gm: torch.fx.GraphModule) -> int:
     import torchao.quantization.pt2e  # noqa: F401  (registers the quantized_decomposed ops)
 
     qd = torch.ops.quantized_decomposed
@@ -113,7 +122,7 @@ def unfold_quantized_weights(gm: torch.fx.GraphModule) -> tuple[torch.fx.GraphMo
         count += 1
     gm.graph.lint()
     gm.recompile()
-    return gm, count
+    return count
 
 
 def _first_line(error: BaseException, limit: int = 400) -> str:
