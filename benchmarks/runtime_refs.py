@@ -27,24 +27,28 @@ import dataclasses
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
+if TYPE_CHECKING:
+    from training.checkpoint import CheckpointMeta
 
 STEP_NAMES = {"tam_mobilenet_v2_causal": "causal_tam_step", "tam_mobilenet_v2_causal_expanded": "expanded_tam_step",
               "tsm_mobilenet_v2_online": "online_tsm_step"}
 
 
-def _checkpoint(path: Path, student_meta: dict, arch: str, frames: int) -> Path:
+def _checkpoint(path: Path, student_meta: CheckpointMeta, arch: str, frames: int) -> Path:
     from training.checkpoint import atomic_save
     from training.models.registry import create
 
     torch.manual_seed(0)
-    model = create(arch, num_classes=len(student_meta["labels"]), frames=frames, pretrained=False)
+    model = create(arch, num_classes=len(student_meta.labels), frames=frames, pretrained=False)
     atomic_save({"model": model.state_dict(), "config": {"arch": arch, "frames": frames},
-                 "labels": student_meta["labels"], "sampler": {**student_meta["sampler"], "kind": "uniform_segments",
-                                                               "frames": frames, "of": None},
-                 "preprocess": student_meta["preprocess"], "dataset": student_meta["dataset"]}, path)
+                 "labels": list(student_meta.labels),
+                 "sampler": {**student_meta.sampler.to_dict(), "kind": "uniform_segments", "frames": frames,
+                             "of": None},
+                 "preprocess": student_meta.preprocess.to_dict(), "dataset": dict(student_meta.dataset)}, path)
     return path
 
 
@@ -57,8 +61,7 @@ def _save_torch(program: torch.nn.Module, example: tuple[torch.Tensor, ...], pat
 def main(argv: list[str] | None = None) -> int:
     from converters.export import ExportOptions, export_bundle
     from converters.program import ClipProgram, StreamProgram
-    from sdk.preprocess import Preprocess
-    from training.evaluate import load_checkpoint_model
+    from training.checkpoint import load_checkpoint_model
 
     p = argparse.ArgumentParser(prog="python -m benchmarks.runtime_refs", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -76,12 +79,12 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
     student, meta = load_checkpoint_model(args.checkpoint, "cpu")
-    pre = Preprocess.from_dict(meta["preprocess"])
+    pre = meta.preprocess
     if args.size is not None:
         pre = dataclasses.replace(pre, size=args.size, resize=round(args.size * pre.resize / pre.size))
-        meta = {**meta, "preprocess": pre.to_dict()}
+        meta = dataclasses.replace(meta, preprocess=pre)
     size = pre.size
-    frames = meta["sampler"]["frames"]
+    frames = meta.sampler.frames
     if not args.only_stream:
         _save_torch(ClipProgram(student.eval(), pre), (torch.rand(frames, 3, size, size) * 255,),
                     args.out / "student_torch.pt2")

@@ -53,6 +53,8 @@ from sdk.bundle import (
 from sdk.errors import BackendUnavailableError, ConfigError
 from sdk.preprocess import Preprocess
 from sdk.samplers import Sampler
+from training.checkpoint import CheckpointMeta, load_checkpoint_model, model_from_checkpoint, read_checkpoint
+from training.models.faster import LoadedFaster, faster_from_checkpoint, is_faster
 
 __all__ = ["FORMATS", "ExportOptions", "ExportReport", "export_bundle", "export_faster_bundle", "zip_bundle"]
 
@@ -152,26 +154,32 @@ class Source:
 
     model: nn.Module | None  # fp32 registry model (None for a .pt2 int8 program)
     quantized: nn.Module | None  # int8 PT2E module of the clip model (QAT .pt2)
-    labels: list[str]
-    sampler: Sampler
-    preprocess: Preprocess
-    meta: dict[str, Any]
+    meta: CheckpointMeta
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.meta.labels)
+
+    @property
+    def sampler(self) -> Sampler:
+        return self.meta.sampler
+
+    @property
+    def preprocess(self) -> Preprocess:
+        return self.meta.preprocess
 
 
-def load_source(path: Path) -> Source:
-    """Read a ``.pt`` checkpoint or an int8 ``.pt2`` program (its JSON sidecar beside it)."""
-    from training.evaluate import load_checkpoint_model
-
-    model, meta = load_checkpoint_model(path, "cpu")
-    try:
-        sampler, preprocess = Sampler.from_dict(meta["sampler"]), Preprocess.from_dict(meta["preprocess"])
-        labels = list(meta["labels"])
-    except KeyError as e:
-        raise ConfigError(f"{path} lacks {e.args[0]!r}: export a checkpoint written by training.train, "
-                          "training.distill or training.qat") from e
+def load_source(path: Path) -> Source | LoadedFaster:
+    """The checkpoint, read once (its bytes also give the provenance sha256): a ``.pt`` classifier checkpoint, an int8
+    ``.pt2`` program (its JSON sidecar beside it), or a FASTER row checkpoint of ``training.faster``."""
     if path.suffix == ".pt2":
-        return Source(None, model, labels, sampler, preprocess, meta)
-    return Source(model.eval(), None, labels, sampler, preprocess, meta)
+        model, meta = load_checkpoint_model(path, "cpu")
+        return Source(None, model, meta)
+    ckpt, sha256 = read_checkpoint(path)
+    if is_faster(ckpt):
+        return faster_from_checkpoint(ckpt, path, sha256)
+    meta = CheckpointMeta.from_dict(ckpt, path, sha256)
+    return Source(model_from_checkpoint(ckpt, meta).eval(), None, meta)
 
 
 def _raw(preprocess: Preprocess) -> Preprocess:
@@ -197,7 +205,7 @@ def _clips(root: Path, split: str, source: Source, count: int) -> list[torch.Ten
 
 
 def _dataset_root(opts: ExportOptions, source: Source) -> Path:
-    root = opts.data or Path(source.meta.get("dataset", {}).get("root") or "")
+    root = opts.data or Path(source.meta.dataset.get("root") or "")
     if not root or not (Path(root) / "labels.txt").is_file():
         raise ConfigError(f"calibration and parity need the benchmark the model was trained on; {root or 'none'} "
                           "is not a dataset directory: pass --data DIR (python -m benchmarks generate makes one)")
@@ -249,7 +257,7 @@ def _programs(source: Source, mode: str) -> Programs:
         raise ConfigError("an int8 .pt2 from training.qat is a clip program; export --mode stream from the fp32 "
                           "checkpoint (int8 stream programs are calibrated at export)")
     if not getattr(source.model, "causal", False):
-        raise ConfigError(f"{source.meta.get('config', {}).get('arch', 'this model')} looks at future frames and cannot "
+        raise ConfigError(f"{source.meta.config.get('arch', 'this model')} looks at future frames and cannot "
                           "stream; train a causal model (tam_mobilenet_v2_causal, tsm_mobilenet_v2_online) or "
                           "export --mode clip")
     spec = source.model.state_spec(size, size)
@@ -345,13 +353,13 @@ def export_bundle(opts: ExportOptions) -> ExportReport:
     :func:`export_faster_bundle`."""
     from training.profile import count_gmacs
 
-    if _is_faster(opts.checkpoint):
-        return export_faster_bundle(opts)
     started = time.perf_counter()
     if opts.out.exists() and not opts.force:
         raise ConfigError(f"{opts.out} exists; pass --force to replace it")
     _say(f"source {opts.checkpoint}")
     source = load_source(opts.checkpoint)
+    if isinstance(source, LoadedFaster):
+        return export_faster_bundle(opts, source, started)
     if source.model is None and opts.precision != "int8":
         raise ConfigError(f"{opts.checkpoint} is an int8 program (training.qat): export it with --precision int8")
     root = _dataset_root(opts, source)
@@ -379,7 +387,8 @@ def export_bundle(opts: ExportOptions) -> ExportReport:
             name=opts.name or opts.out.name.removesuffix(".vbundle"), labels=tuple(source.labels),
             input=InputSpec(source.preprocess), sampler=source.sampler, programs=tuple(entries),
             golden={"file": GOLDEN_FILE, "sha256": golden_sha},
-            provenance=_provenance(opts, source.meta, root, {"gmacs_per_clip": gmacs}, time.perf_counter() - started),
+            provenance=_provenance(opts, source.meta.to_dict(), source.meta.sha256, root, {"gmacs_per_clip": gmacs},
+                                   time.perf_counter() - started),
             created=_now(), producer=_producer(), schema_version=SCHEMA_VERSION)
 
     return _write_bundle(opts, [programs], exporters, golden, manifest, started)
@@ -484,12 +493,12 @@ def _check(backend: str, path: Path, result: ExportResult, programs: Programs, o
         raise parity_mod.ParityError(f"{pid}: {e}") from e
 
 
-def _provenance(opts: ExportOptions, meta: dict, root: Path, cost: dict, seconds: float) -> dict:
+def _provenance(opts: ExportOptions, meta: dict, sha256: str, root: Path, cost: dict, seconds: float) -> dict:
     """Where the bundle came from, without the exporting machine's paths (a bundle ships to other machines): files
-    by name and sha256, the dataset by preset, seed and a content id (:func:`dataset_id`)."""
-    h = hashlib.sha256(opts.checkpoint.read_bytes()).hexdigest()
+    by name and sha256 (of the bytes that were loaded), the dataset by preset, seed and a content id
+    (:func:`dataset_id`)."""
     return {
-        "checkpoint": {"name": opts.checkpoint.name, "sha256": h},
+        "checkpoint": {"name": opts.checkpoint.name, "sha256": sha256},
         "config": _portable(meta.get("config")),
         "dataset": {**{k: v for k, v in (meta.get("dataset") or {}).items() if k != "root"},
                     "id": dataset_id(root), "name": root.name,
@@ -526,19 +535,6 @@ def _portable(value: Any) -> Any:
 
 
 # ---------------------------------------------------------------------------------------------------------- FASTER
-def _is_faster(path: Path) -> bool:
-    """True for a checkpoint written by ``training.faster`` (``models/{schedule}_{aggregator}.pt``)."""
-    if path.suffix != ".pt" or not path.is_file():
-        return False
-    from training.checkpoint import load_checkpoint
-    from training.faster import FORMAT
-
-    try:
-        return load_checkpoint(path).get("format") == FORMAT
-    except ConfigError:
-        return False
-
-
 def _long_videos(root: Path, split: str, sampler: Sampler, preprocess: Preprocess, count: int
                  ) -> tuple[list[torch.Tensor], list[int]]:
     """The segments ``(L, T, 3, H, W)`` float32 in [0, 255] of ``count`` videos of a long-video split (spread over the
@@ -572,7 +568,7 @@ def _chain(sequences: list[torch.Tensor], steps: int) -> list[torch.Tensor]:
     return chunks or [stream]
 
 
-def export_faster_bundle(opts: ExportOptions) -> ExportReport:
+def export_faster_bundle(opts: ExportOptions, faster: LoadedFaster, started: float) -> ExportReport:
     """A FASTER bundle from a ``training.faster`` row checkpoint: the clip program of each role the schedule uses
     (``(clip) -> (logits, features)``, projection included) and the aggregator step program
     ``(features, *state) -> (logits, *new_state)``, per format, with ``manifest.faster`` saying how to drive them.
@@ -583,16 +579,10 @@ def export_faster_bundle(opts: ExportOptions) -> ExportReport:
     that runtime (its clip programs' features into its aggregator, one video at a time from zero state) against the
     torch pipeline: recorded as ``details.video_parity`` of the aggregator program.
     """
-    from training.faster import load_faster
     from training.models.fast_gru import AggregatorStep
 
-    started = time.perf_counter()
-    if opts.out.exists() and not opts.force:
-        raise ConfigError(f"{opts.out} exists; pass --force to replace it")
     if opts.mode != "clip":
         raise ConfigError("a FASTER bundle has its own modes (clip programs + an aggregate program): drop --mode")
-    _say(f"source {opts.checkpoint} (FASTER)")
-    faster = load_faster(opts.checkpoint)
     meta, pattern = faster.meta, faster.pattern
     root = Path(opts.data or meta["dataset"]["root"])
     if not (root / "meta.json").is_file():
@@ -678,7 +668,7 @@ def export_faster_bundle(opts: ExportOptions) -> ExportReport:
             name=opts.name or opts.out.name.removesuffix(".vbundle"), labels=tuple(meta["labels"]),
             input=first.input, sampler=first.sampler, programs=tuple(entries),
             golden={"file": GOLDEN_FILE, "sha256": golden_sha},
-            provenance=_provenance(opts, meta, root, {"gmacs_per_clip": gmacs,
+            provenance=_provenance(opts, meta, faster.sha256, root, {"gmacs_per_clip": gmacs,
                                                       "gmacs_per_video": meta["metrics"].get("gmacs_per_video")},
                                    time.perf_counter() - started),
             created=_now(), producer=_producer(), schema_version=SCHEMA_VERSION, faster=spec)

@@ -114,7 +114,7 @@ class StreamProgram(nn.Module):
 
 class FasterClipProgram(nn.Module):
     """``(clip (T, 3, H, W) float32 RGB in [0, 255]) -> (logits (1, K), features (1, D) or (1, D, S, S))``: a FASTER
-    clip model (``training.faster.clip_outputs``) followed by its trained standardisation and projection into the
+    clip model (``training.models.faster.clip_outputs``) followed by its trained standardisation and projection into the
     aggregator's feature space, so that the aggregator program takes either clip model's output as it comes.
 
     ``project`` is the role's linear layer (1x1 conv for maps); ``mean`` / ``std`` its train-split statistics.
@@ -129,7 +129,7 @@ class FasterClipProgram(nn.Module):
         self.register_buffer("std", std.detach().clone())
 
     def forward(self, clip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        from training.faster import clip_outputs
+        from training.models.faster import clip_outputs
 
         x = self.normalize(_to_nchw(clip, self.layout))
         pooled, logits, maps = clip_outputs(self.model, x.reshape(1, *x.shape), self.map_size)

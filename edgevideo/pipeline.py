@@ -1,4 +1,4 @@
-"""The main job, end to end on the built-in default: ``python -m training.pipeline`` (README command (a)).
+"""The main job, end to end on the built-in default: ``python -m edgevideo.pipeline`` (README command (a)).
 
 generate the time-reversal benchmark -> cache the frozen ImageNet trunk's output per frame (CPU presets) -> train the
 teacher (TAM head, N frames) and the order-blind baseline (TSN head, same cost) on the cache -> distil a
@@ -81,8 +81,8 @@ def _gmacs(arch: str, frames: int, size: int, num_classes: int) -> float:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = tool_parser("python -m training.pipeline", __doc__.splitlines()[0],
-                    "python -m training.pipeline --preset tiny --out runs/tiny > tiny.log 2>&1")
+    p = tool_parser("python -m edgevideo.pipeline", __doc__.splitlines()[0],
+                    "python -m edgevideo.pipeline --preset tiny --out runs/tiny > tiny.log 2>&1")
     p.add_argument("--preset", choices=sorted(PRESET_TRAINING), default="small",
                    help="benchmark size and training recipe (tiny: CI-sized, small: 2 CPU cores, full: a GPU)")
     p.add_argument("--seed", type=int, default=0, help="benchmark and training seed")

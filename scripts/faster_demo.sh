@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # FASTER on trained clip models, end to end on a CPU; every stage is reused on a rerun (delete its output to redo it):
 #   1. the clip models: the main job's teacher (expensive: TAM head, 8 frames) and its see-very-little student (cheap:
-#      the same network on 2 of those frames) -- `python -m training.pipeline --out $MAIN` unless already there;
+#      the same network on 2 of those frames) -- `python -m edgevideo.pipeline --out $MAIN` unless already there;
 #   2. the long-video benchmark (`small`: 640 train / 160 val videos of 8 segments x 32 frames);
 #   3. `python -m training.faster`: schedules x aggregators on cached clip features -> faster_table.md, faster.json;
 #   4. the 1:3 FAST-GRU (pooled) model exported as a FASTER bundle (.pte, parity-checked);
@@ -18,7 +18,7 @@ PRECISION=${PRECISION:-fp32}
 start=$(date +%s)
 stage() { echo "[faster_demo] $1 ($(( $(date +%s) - start )) s)"; }
 stage "clip models from the main job in $MAIN"
-[ -f "$MAIN/student/best.pt" ] || "$PY" -m training.pipeline --out "$MAIN" --seed "$SEED"
+[ -f "$MAIN/student/best.pt" ] || "$PY" -m edgevideo.pipeline --out "$MAIN" --seed "$SEED"
 stage "long-video benchmark"
 [ -f "$OUT/long_small/meta.json" ] || "$PY" -m training.data.long_video --out "$OUT/long_small" --preset small --seed "$SEED"
 stage "schedules x aggregators"

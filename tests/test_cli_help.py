@@ -6,11 +6,16 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from sdk.errors import ConfigError
 from sdk.samplers import SEE_VERY_LITTLE_KINDS
+
+REPO = Path(__file__).resolve().parents[1]
 
 # (module whose main() is the tool, argv before --help, the config dataclass behind it or None)
 TOOLS = [
@@ -19,7 +24,7 @@ TOOLS = [
     ("training.qat", [], "training.qat:QATConfig"),
     ("training.faster", [], "training.faster:FasterConfig"),
     ("training.evaluate", [], None),
-    ("training.pipeline", [], None),
+    ("edgevideo.pipeline", [], None),
     ("training.profile", [], None),
     ("training.data.synthetic", [], None),
     ("training.data.long_video", [], None),
@@ -132,3 +137,11 @@ def test_choices_validate_recipes_and_overrides():
     assert DistillConfig(no_teacher=True, sampler="first_middle_last_k").sampler == "first_middle_last_k"
     with pytest.raises(SystemExit):  # a flag is checked by argparse against the same choices
         parse_config(DistillConfig, ["--no-teacher", "--sampler", "dense"], prog="t", description="")
+
+
+def test_training_pipeline_is_the_main_job(capsys):
+    """``python -m training.pipeline`` (README, docs) still runs the main job, which lives in edgevideo.pipeline."""
+    alias = subprocess.run([sys.executable, "-m", "training.pipeline", "--help"], cwd=REPO, capture_output=True,
+                           text=True, timeout=300)
+    assert alias.returncode == 0, alias.stderr[-2000:]
+    assert alias.stdout == _help("edgevideo.pipeline", [], capsys)

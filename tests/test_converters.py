@@ -1,8 +1,11 @@
 """``python -m converters export`` end to end on the tiny benchmark with random-init checkpoints (small, CPU)."""
 from __future__ import annotations
 
+import builtins
 import hashlib
+import io
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -52,11 +55,22 @@ def causal_checkpoint(tiny_benchmark: Path, tmp_path_factory) -> Path:
                            "tam_mobilenet_v2_causal", 4)
 
 
-def test_clip_bundle_pte_onnx(clip_checkpoint: Path, tiny_benchmark: Path, tmp_path: Path, capsys) -> None:
+def test_clip_bundle_pte_onnx(clip_checkpoint: Path, tiny_benchmark: Path, tmp_path: Path, capsys, monkeypatch) -> None:
     out = tmp_path / "student.vbundle"
+    opened, real_open = [], io.open
+
+    def counting_open(file, *args, **kwargs):
+        if isinstance(file, (str, os.PathLike)) and Path(file).resolve() == clip_checkpoint.resolve():
+            opened.append(file)
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(io, "open", counting_open)  # pathlib's
+    monkeypatch.setattr(builtins, "open", counting_open)  # torch.load's
     rc = converters_main(["export", "--checkpoint", str(clip_checkpoint), "--to", "pte,onnx", "--out", str(out),
                           "--parity-clips", "6", "--zip"])
+    monkeypatch.undo()
     assert rc == 0
+    assert len(opened) == 1, "the exporter reads the checkpoint once (model, metadata and provenance sha256)"
     printed = capsys.readouterr().out
     assert "clip_executorch_fp32" in printed and "clip_onnx_fp32" in printed and "verified" in printed
     with Bundle(out) as b:
@@ -121,7 +135,7 @@ def test_stream_bundle_steps_match_the_offline_model(causal_checkpoint: Path, tm
     out = tmp_path / "stream.vbundle"
     report = export_bundle(ExportOptions(causal_checkpoint, out, formats=["pte"], mode="stream", parity_clips=3))
     prog = report.manifest.programs[0]
-    from training.evaluate import load_checkpoint_model
+    from training.checkpoint import load_checkpoint_model
 
     model, meta = load_checkpoint_model(causal_checkpoint, "cpu")
     assert prog.mode == "stream"
@@ -136,7 +150,7 @@ def test_stream_bundle_steps_match_the_offline_model(causal_checkpoint: Path, tm
         for frame in frames:
             logits, _, *state = runner.run([frame, *state])
             steps.append(logits[0])
-    pre = Preprocess.from_dict(meta["preprocess"])
+    pre = meta.preprocess
     clip = torch.from_numpy(frames[:, 0])
     x = (clip * pre.scale - torch.tensor(pre.mean).view(1, 3, 1, 1)) / torch.tensor(pre.std).view(1, 3, 1, 1)
     with torch.no_grad():

@@ -12,7 +12,8 @@ from sdk.errors import ConfigError
 from sdk.preprocess import Preprocess
 from sdk.samplers import Sampler
 from training.data.datasets import ClipDataset, DatasetInfo, read_video_csv
-from training.evaluate import default_out, evaluate_checkpoint, evaluation_report, load_checkpoint_model, main
+from training.checkpoint import load_checkpoint_model
+from training.evaluate import default_out, evaluate_checkpoint, evaluation_report, main
 from training.metrics import confusion_matrix, pair_confusion, per_class_accuracy
 from training.models import create
 
@@ -152,7 +153,7 @@ def test_exported_program_with_sidecar_matches_the_eager_model(checkpoint: Path,
     torch.export.save(program, str(pt2))
     with pytest.raises(ConfigError, match="model.json"):
         load_checkpoint_model(pt2, "cpu")
-    pt2.with_suffix(".json").write_text(json.dumps({k: ckpt[k] for k in ("config", "labels", "sampler", "preprocess")}))
+    pt2.with_suffix(".json").write_text(json.dumps({k: ckpt.to_dict()[k] for k in ("config", "labels", "sampler", "preprocess")}))
     common = dict(workers=0, device="cpu", batch_size=8)
     exported = evaluate_checkpoint(pt2, tiny_benchmark, out=tmp_path / "pt2", **common)
     eager = evaluate_checkpoint(checkpoint, tiny_benchmark, out=tmp_path / "pt", **common)

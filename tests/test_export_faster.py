@@ -25,6 +25,7 @@ from sdk.video import VideoFile
 from training import faster
 from training.data.long_video import LongVideoConfig, LongVideoDataset, generate
 from training.data.synthetic import PRESETS
+from training.models.faster import clip_outputs, load_faster, schedule_mask
 
 SEGMENTS, SEGMENT_FRAMES = 4, 4
 PARITY_VIDEOS = 6  # 24 segments per clip program, one 20-step aggregator sequence
@@ -114,7 +115,7 @@ def test_a_runtime_driving_the_manifest_from_decoded_frames_matches_torch(bundle
     and resize/crop, the role's clip program, the aggregator step. Equals the torch model on the same video -- by
     hand here, and through ``sdk.VideoClassifier``."""
     bench, ckpt = row
-    loaded = faster.load_faster(ckpt)
+    loaded = load_faster(ckpt)
     dataset = {r: LongVideoDataset.from_dir(bench, "val", sampler=loaded.samplers[r], preprocess=loaded.preprocess[r],
                                             train=False) for r in ("expensive", "cheap")}
     with Bundle(bundle) as b:
@@ -138,8 +139,8 @@ def test_a_runtime_driving_the_manifest_from_decoded_frames_matches_torch(bundle
             logits, *state = runners["aggregator"].run([features, *state])
         with torch.no_grad():
             segs = {r: dataset[r][index][0] for r in ("expensive", "cheap")}
-            mask = faster.schedule_mask("1:3", SEGMENTS)
-            maps = {r: faster.clip_outputs(loaded.clip_models[r], segs[r], 2)[2][None] for r in segs}
+            mask = schedule_mask("1:3", SEGMENTS)
+            maps = {r: clip_outputs(loaded.clip_models[r], segs[r], 2)[2][None] for r in segs}
             expected = loaded.model(maps["expensive"], maps["cheap"], mask).numpy()
         np.testing.assert_allclose(logits, expected, atol=1e-4)
         np.testing.assert_allclose(classifier.classify(str(record.path)).logits, expected[0], atol=1e-4)  # the sdk

@@ -24,7 +24,8 @@ from training import faster
 from training.config import config_from_mapping, load_recipe
 from training.data.long_video import LongVideoConfig, generate
 from training.data.synthetic import PRESETS
-from training.faster import FasterConfig, parse_schedule, schedule_mask
+from training.faster import FasterConfig
+from training.models.faster import clip_outputs, load_faster, parse_schedule, schedule_mask
 
 SEGMENTS = 4
 SCHEDULES = ["expensive-only", "1:1", "1:3", "1:7", "cheap-only"]
@@ -226,7 +227,7 @@ def test_row_checkpoints_rebuild_the_trained_models(first_run, bench):
     for row in report["rows"]:
         assert Path(row["checkpoint"]).is_file()
     row = next(r for r in report["rows"] if (r["schedule"], r["aggregator"]) == ("1:3", "fast_gru"))
-    loaded = faster.load_faster(row["checkpoint"])
+    loaded = load_faster(row["checkpoint"])
     assert loaded.pattern == ["expensive", "cheap", "cheap", "cheap"]
     assert loaded.meta["segment_frames"] == 4 and loaded.meta["segments"] == SEGMENTS
     cached = {role: torch.load(Path(cfg.out) / f"features_{role}_val.pt", weights_only=True)
@@ -238,7 +239,7 @@ def test_row_checkpoints_rebuild_the_trained_models(first_run, bench):
         video = LongVideoDataset.from_dir(bench, "val", sampler=loaded.samplers[role],
                                           preprocess=loaded.preprocess[role], train=False)[0][0]
         with torch.no_grad():
-            features, logits, maps = faster.clip_outputs(loaded.clip_models[role], torch.as_tensor(video), 2)
+            features, logits, maps = clip_outputs(loaded.clip_models[role], torch.as_tensor(video), 2)
         torch.testing.assert_close(features, cached[role]["features"][0], rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(logits, cached[role]["logits"][0], rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(maps, cached[role]["maps"][0], rtol=1e-4, atol=1e-5)
@@ -249,12 +250,12 @@ def test_load_faster_refuses_changed_clip_weights(first_run, tmp_path):
     run_dir = tmp_path / "moved"
     shutil.copytree(cfg.out, run_dir)  # relative references: a moved run still loads
     ckpt = run_dir / "models" / Path(report["rows"][0]["checkpoint"]).name
-    faster.load_faster(ckpt)
+    load_faster(ckpt)
     weights = run_dir / "clip_cheap.pt"
     data = bytearray(weights.read_bytes())
     data[len(data) // 2] ^= 0xFF
     weights.write_bytes(bytes(data))
     with pytest.raises(ConfigError, match="changed since"):
-        faster.load_faster(ckpt)
+        load_faster(ckpt)
     with pytest.raises(ConfigError, match="not a FASTER checkpoint"):
-        faster.load_faster(run_dir / "clip_expensive.pt")
+        load_faster(run_dir / "clip_expensive.pt")

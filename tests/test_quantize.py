@@ -155,7 +155,7 @@ def test_a_fresh_process_loads_an_int8_program_as_a_checkpoint(qat_tam, tmp_path
                 "sampler": {"kind": "uniform_segments"}, "preprocess": {"size": SIZE}}
     path = quantize.save_program(qat_tam.int8, qat_tam.example, tmp_path / "model.pt2", metadata)
     torch.save(qat_tam.held_out, tmp_path / "x.pt")
-    code = ("import sys, torch; from training.evaluate import load_checkpoint_model; "
+    code = ("import sys, torch; from training.checkpoint import load_checkpoint_model; "
             "m, meta = load_checkpoint_model(sys.argv[1], 'cpu'); m.eval(); "
             "torch.save(m(torch.load(sys.argv[2], weights_only=True)), sys.argv[3])")
     subprocess.run([sys.executable, "-c", code, str(path), str(tmp_path / "x.pt"), str(tmp_path / "y.pt")],

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from edgevideo import pipeline
 from sdk.preprocess import Preprocess
 from sdk.samplers import Sampler
-from training import pipeline
 from training.train import main as train_main
 
 REPO = Path(__file__).resolve().parents[1]

@@ -178,7 +178,7 @@ def test_distillation_modes(tiny_benchmark: Path, tmp_path: Path, mode: str):
     assert Sampler.from_dict(ckpt["sampler"]) == Sampler("random_k", 1, of=4)
     assert not any(k.startswith("teacher") for k in ckpt["model"]), "best.pt is the student alone"
     if mode == "init_from_teacher":  # lr 0: the student's parameters are still the teacher's
-        from training.evaluate import load_checkpoint_model
+        from training.checkpoint import load_checkpoint_model
 
         student, _ = load_checkpoint_model(tmp_path / mode / "best.pt", "cpu")
         t0 = _weights(teacher / "best.pt")

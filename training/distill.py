@@ -33,13 +33,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from sdk.errors import ConfigError
-from sdk.preprocess import Preprocess
 from sdk.samplers import SEE_VERY_LITTLE_KINDS, Sampler
 from training import distributed
 from training.config import option, parse_config
 from training.data.datasets import ClipDataset, DatasetInfo, read_records
 from training.data.feature_cache import CachedClipDataset, prefix_digest
-from training.evaluate import load_checkpoint_model
+from training.checkpoint import load_checkpoint_model
 from training.frozen import FromBlock, cache_split, freeze_prefix, frozen_prefix
 from training.models import create, list_models
 from training.profile import count_gmacs
@@ -161,11 +160,11 @@ def _distill(cfg: DistillConfig, ctx: distributed.Context) -> dict[str, Any]:
     teacher, teacher_ckpt = None, None
     if cfg.teacher:
         teacher, teacher_ckpt = load_checkpoint_model(cfg.teacher, "cpu")
-        if teacher_ckpt["labels"] != info.labels:
+        if list(teacher_ckpt.labels) != info.labels:
             raise ConfigError(f"the teacher {cfg.teacher} was trained on other labels than {info.root}/labels.txt")
-        teacher_sampler = Sampler.from_dict(teacher_ckpt["sampler"])
-        if Preprocess.from_dict(teacher_ckpt["preprocess"]) != cfg.preprocess_spec:
-            raise ConfigError(f"the teacher {cfg.teacher} was trained on {teacher_ckpt['preprocess']}: set the "
+        teacher_sampler = teacher_ckpt.sampler
+        if teacher_ckpt.preprocess != cfg.preprocess_spec:
+            raise ConfigError(f"the teacher {cfg.teacher} was trained on {teacher_ckpt.preprocess.to_dict()}: set the "
                               "student's size/resize to the teacher's (both see the same crops)")
     elif cfg.teacher_arch:
         teacher = create(cfg.teacher_arch, num_classes=len(info.labels), frames=cfg.teacher_frames,
@@ -182,10 +181,11 @@ def _distill(cfg: DistillConfig, ctx: distributed.Context) -> dict[str, Any]:
     if cfg.init_from_teacher:
         if teacher_ckpt is None or cfg.no_teacher:
             raise ConfigError("init_from_teacher needs a teacher checkpoint (--teacher) and no no_teacher")
-        if (teacher_ckpt["config"]["arch"], teacher_ckpt["config"].get("model_args", {})) != (cfg.arch, cfg.model_args):
+        teacher_args = teacher_ckpt.config.get("model_args", {})
+        if (teacher_ckpt.arch, teacher_args) != (cfg.arch, cfg.model_args):
             raise ConfigError(f"init_from_teacher: the student ({cfg.arch} {cfg.model_args}) must be the teacher's "
-                              f"arch ({teacher_ckpt['config']['arch']} {teacher_ckpt['config'].get('model_args', {})})")
-        student.load_state_dict(teacher_ckpt["model"])
+                              f"arch ({teacher_ckpt.arch} {teacher_args})")
+        student.load_state_dict(teacher.state_dict())
     if getattr(student, "input_frames", cfg.frames) != cfg.frames:
         raise ConfigError(f"{cfg.arch} reads {student.input_frames} frames for frames={cfg.frames}: use a student that "
                           "sees exactly the sampled frames")
@@ -233,8 +233,8 @@ def _distill(cfg: DistillConfig, ctx: distributed.Context) -> dict[str, Any]:
 
     meta = {"labels": info.labels, "sampler": student_sampler.to_dict(), "preprocess": cfg.preprocess_spec.to_dict(),
             "dataset": {"root": str(info.root), "preset": info.meta.get("preset"), "seed": info.meta.get("seed")},
-            "teacher": {"checkpoint": cfg.teacher or None, "arch": (teacher_ckpt or {}).get("config", {}).get("arch",
-                        cfg.teacher_arch or None), "sampler": teacher_sampler.to_dict()}}
+            "teacher": {"checkpoint": cfg.teacher or None, "arch": teacher_ckpt.arch if teacher_ckpt else
+                        cfg.teacher_arch or None, "sampler": teacher_sampler.to_dict()}}
     job = Job(module=module, model=student, loss=loss, train_set=train_set, meta=meta, set_training=set_training,
               validate=lambda m: validation_metrics(runnable(m), val_student, cfg, ctx, info.pairs))
     summary = fit(cfg, job, ctx)

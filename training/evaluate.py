@@ -8,13 +8,8 @@ directory's name and a hash of its absolute path), so that evaluations of other 
 other datasets, splits or views never replace each other; an ``--out`` that holds the evaluation of another
 checkpoint, dataset, split or views is refused.
 
-Two kinds of model files:
-
-- ``.pt``: a training checkpoint, ``{"model": state_dict, "config": {"arch", "frames", ...}, "labels", "sampler",
-  "preprocess", ...}`` (see ``training.train``); the model is rebuilt from the registry.
-- ``.pt2``: a program written by ``torch.export.save`` (e.g. after int8 quantization). It carries no metadata, so a
-  sidecar ``NAME.json`` next to it holds the same keys as a checkpoint (``config``, ``labels``, ``sampler``,
-  ``preprocess``) as JSON.
+Model files (``.pt`` checkpoints, ``.pt2`` programs + sidecar JSON) load through
+:func:`training.checkpoint.load_checkpoint_model`.
 
 The sampler and preprocessing of the data side always come from the file's ``sampler`` / ``preprocess`` entries, never
 from ``config["frames"]``: big-little models are configured with T but take 2T input frames.
@@ -34,21 +29,15 @@ import torch
 from torch import nn
 
 from sdk.errors import ConfigError, SdkError
-from sdk.preprocess import CROP_COUNTS, Preprocess
-from sdk.samplers import Sampler
-from training.checkpoint import load_checkpoint
+from sdk.preprocess import CROP_COUNTS
+from training.checkpoint import CheckpointMeta, load_checkpoint_model
 from training.config import set_verbose, tool_parser
 from training.data.datasets import ClipDataset, DatasetInfo, make_loader, read_records
 from training.metrics import classification_metrics, confusion_matrix, pair_confusion, per_class_accuracy
-from training.models import create
 from training.plots import plot_confusion
 from training.progress import progress
 
-__all__ = ["default_out", "evaluate_checkpoint", "evaluation_report", "format_summary", "load_checkpoint_model", "main",
-           "predict"]
-
-METADATA_KEYS = ("config", "labels", "sampler", "preprocess")
-
+__all__ = ["default_out", "evaluate_checkpoint", "evaluation_report", "format_summary", "main", "predict"]
 
 def _set_eval(model: nn.Module) -> None:
     """Eval mode (dropout off, BatchNorm running statistics); an exported graph cannot ``.eval()``, so its
@@ -99,49 +88,6 @@ def evaluation_report(scores: torch.Tensor, labels: torch.Tensor, label_names: S
     }
 
 
-def _read_metadata(path: Path) -> dict[str, Any]:
-    """The ``.pt2`` sidecar ``NAME.json``: what a checkpoint would carry besides the weights."""
-    sidecar = path.with_suffix(".json")
-    if not sidecar.is_file():
-        raise ConfigError(f"{path} is an exported program without metadata: {sidecar} is missing (it holds the "
-                          f"checkpoint's {', '.join(METADATA_KEYS)} as JSON)")
-    return json.loads(sidecar.read_text())
-
-
-def _check_metadata(meta: dict[str, Any], where: Path) -> None:
-    missing = [k for k in METADATA_KEYS if k not in meta]
-    if missing:
-        raise ConfigError(f"{where} lacks {', '.join(missing)}; a checkpoint needs {', '.join(METADATA_KEYS)}")
-
-
-def load_checkpoint_model(path: str | Path, device: str | torch.device) -> tuple[nn.Module, dict[str, Any]]:
-    """``(model on device, metadata)`` from a ``.pt`` checkpoint or a ``.pt2`` exported program + sidecar JSON.
-
-    The model of a ``.pt`` is rebuilt with ``create(config["arch"], frames=config["frames"], **config["model_args"])``
-    (no pretrained download)
-    and loaded strictly; the metadata is the checkpoint dict itself.
-    """
-    path, device = Path(path), torch.device(device)
-    if not path.is_file():
-        raise ConfigError(f"checkpoint {path} does not exist")
-    if path.suffix == ".pt2":
-        from training import quantize  # registers the quantized_decomposed ops an int8 program is made of
-
-        meta = _read_metadata(path)
-        _check_metadata(meta, path.with_suffix(".json"))
-        program = torch.export.load(str(path))
-        if device.type != "cpu":
-            program = torch.export.passes.move_to_device_pass(program, device)
-        return quantize.with_train_eval(program.module()), meta
-    ckpt = load_checkpoint(path)
-    _check_metadata(ckpt, path)
-    cfg = ckpt["config"]
-    model = create(cfg["arch"], num_classes=len(ckpt["labels"]), frames=cfg["frames"], pretrained=False,
-                   **cfg.get("model_args", {}))
-    model.load_state_dict(ckpt["model"])
-    return model.to(device), ckpt
-
-
 def _pick_device(name: str) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else torch.device(name)
 
@@ -153,16 +99,16 @@ def _check_views(clips: int, crops: int) -> None:
         raise ConfigError(f"crops must be one of {', '.join(map(str, CROP_COUNTS))}, got {crops!r}")
 
 
-def _dataset(info: DatasetInfo, split: str, meta: dict[str, Any], clips: int, crops: int) -> ClipDataset:
+def _dataset(info: DatasetInfo, split: str, meta: CheckpointMeta, clips: int, crops: int) -> ClipDataset:
     split_path = info.root / split
     if not split_path.is_file():
         raise ConfigError(f"split {split_path} does not exist")
-    if list(meta["labels"]) != info.labels:
-        raise ConfigError(f"the checkpoint's {len(meta['labels'])} labels differ from {info.root}/labels.txt "
+    if list(meta.labels) != info.labels:
+        raise ConfigError(f"the checkpoint's {len(meta.labels)} labels differ from {info.root}/labels.txt "
                           f"({len(info.labels)} labels): scores would be compared with the wrong classes")
-    template = meta["config"].get("frame_template", "img_{:05d}.jpg")
-    return ClipDataset(read_records(split_path, info.labels), sampler=Sampler.from_dict(meta["sampler"]),
-                       preprocess=Preprocess.from_dict(meta["preprocess"]), train=False, num_clips=clips,
+    template = meta.config.get("frame_template", "img_{:05d}.jpg")
+    return ClipDataset(read_records(split_path, info.labels), sampler=meta.sampler, preprocess=meta.preprocess,
+                       train=False, num_clips=clips,
                        num_crops=crops, template=template)
 
 
@@ -218,14 +164,14 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, *, split: str 
     dev = _pick_device(device)
     model, meta = load_checkpoint_model(checkpoint, dev)
     dataset = _dataset(info, split, meta, clips, crops)
-    freeze = int(meta["config"].get("freeze", 0)) if checkpoint.suffix == ".pt" else 0
-    cached = cache and crops == 1 and freeze > 0 and meta["config"].get("feature_cache", True)
+    freeze = int(meta.config.get("freeze", 0)) if checkpoint.suffix == ".pt" else 0
+    cached = cache and crops == 1 and freeze > 0 and meta.config.get("feature_cache", True)
     if cached:
         from training.data.feature_cache import CachedClipDataset
         from training.frozen import FromBlock, cache_split
 
         feature_cache = cache_split(model, freeze, info, split, dataset.preprocess, train=False, hflip=False,
-                                    cache_dir=meta["config"].get("cache_dir", ""), device=dev, workers=workers,
+                                    cache_dir=meta.config.get("cache_dir", ""), device=dev, workers=workers,
                                     template=dataset.template)
         dataset = CachedClipDataset(feature_cache, sampler=dataset.sampler, train=False, num_clips=clips)
         model, workers = FromBlock(model, freeze), 0

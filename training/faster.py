@@ -18,7 +18,8 @@ The recipe, as a straight line of named steps:
    model spec and weights, sampler, preprocessing, dataset files) so that a rerun reuses them and any change recomputes
    them.
 3. **Schedules.** ``"1:N"`` marks segments ``0, N+1, 2(N+1), ...`` expensive and the rest cheap (it starts with an
-   expensive clip, as a stream does); ``expensive-only`` and ``cheap-only`` are the two ends (:func:`schedule_mask`).
+   expensive clip, as a stream does); ``expensive-only`` and ``cheap-only`` are the two
+   ends (:func:`training.models.faster.schedule_mask`).
 4. **Aggregators**, one per (schedule, aggregator) row, trained on cached features of the train split: features are
    standardised per clip model with train-split statistics (a fixed affine map that folds into the projection at
    export), projected to ``D`` by the clip model's own linear layer, mixed per the schedule, and fed to the aggregator;
@@ -57,7 +58,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import pickle
 import time
 from collections.abc import Sequence
@@ -70,25 +70,25 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from sdk.bundle import CLIP_ROLES, sha256_of
 from sdk.errors import ConfigError
 from sdk.preprocess import Preprocess
 from sdk.samplers import Sampler
+from training.checkpoint import atomic_save, load_checkpoint_model
 from training.config import check_choices, option, parse_config
 from training.data.datasets import DatasetInfo
 from training.data.long_video import GENERATOR_NAME, LongVideoDataset
-from training.evaluate import load_checkpoint_model
 from training.models import create, list_models
-from training.models.fast_gru import Aggregator, create_aggregator, list_aggregators
+from training.models.fast_gru import create_aggregator, list_aggregators
+from training.models.faster import (FasterModel, backbone_maps, clip_outputs, parse_schedule, save_faster,
+                                    schedule_mask)
 from training.profile import count_gmacs
 from training.progress import progress
 
-__all__ = [
-    "CACHE_VERSION", "ClipFeatures", "ClipModelSpec", "FasterConfig", "FasterModel", "clip_outputs", "extract_features",
-    "format_table", "main", "parse_schedule", "plot_accuracy_vs_macs", "run", "schedule_mask",
-]
+__all__ = ["CACHE_VERSION", "ClipFeatures", "ClipModelSpec", "FasterConfig", "extract_features", "format_table", "main",
+           "plot_accuracy_vs_macs", "run"]
 
 CACHE_VERSION = 1
-ROLES = ("expensive", "cheap")
 SPLITS = ("train", "val")
 
 
@@ -173,36 +173,6 @@ def _split(value: str, key: str) -> list[str]:
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# schedules
-# --------------------------------------------------------------------------------------------------------------------
-_ALIASES = {"expensive-only": "expensive-only", "expensive": "expensive-only", "cheap-only": "cheap-only",
-            "cheap": "cheap-only"}
-
-
-def parse_schedule(text: str) -> tuple[str, int | None]:
-    """``(canonical name, N)``: ``"1:N"`` (N >= 1) -> N; ``expensive-only`` -> 0; ``cheap-only`` -> None."""
-    s = str(text).strip().lower()
-    if s in _ALIASES:
-        name = _ALIASES[s]
-        return name, (0 if name == "expensive-only" else None)
-    head, sep, tail = s.partition(":")
-    if sep and head == "1" and tail.isdigit() and int(tail) >= 1:
-        return f"1:{int(tail)}", int(tail)
-    raise ConfigError(f"bad schedule {text!r}: use '1:N' (one expensive clip then N cheap ones, N >= 1), "
-                      "'expensive-only' or 'cheap-only'")
-
-
-def schedule_mask(schedule: str, segments: int) -> torch.Tensor:
-    """``(segments,)`` bool: True where the expensive model runs. ``1:N`` -> segments ``i`` with ``i % (N+1) == 0``."""
-    if segments < 1:
-        raise ConfigError(f"segments must be >= 1, got {segments}")
-    _, n = parse_schedule(schedule)
-    if n is None:
-        return torch.zeros(segments, dtype=torch.bool)
-    return torch.arange(segments) % (n + 1) == 0
-
-
-# --------------------------------------------------------------------------------------------------------------------
 # clip models and their features
 # --------------------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
@@ -231,19 +201,6 @@ class ClipModel:
     map_hw: tuple[int, int] | None  # its last feature map's (H, W); None: the model exposes no maps
 
 
-def _backbone_maps(model: nn.Module) -> nn.Module | None:
-    """``model.backbone.features`` (MobileNetV2-based TSN / TAM models), the per-frame feature maps; else None."""
-    return getattr(getattr(model, "backbone", None), "features", None)
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _weights_sha256(model: nn.Module) -> str:
     h = hashlib.sha256()
     for k, v in model.state_dict().items():
@@ -255,12 +212,12 @@ def _weights_sha256(model: nn.Module) -> str:
 def build_clip_model(spec: ClipModelSpec, labels: Sequence[str], device: torch.device) -> ClipModel:
     """The frozen clip model of ``spec``: loaded from its checkpoint, or built (seeded) and used as given."""
     if spec.checkpoint:
-        model, ckpt = load_checkpoint_model(spec.checkpoint, device)
-        if list(ckpt["labels"]) != list(labels):
+        model, meta = load_checkpoint_model(spec.checkpoint, device)
+        if list(meta.labels) != list(labels):
             raise ConfigError(f"the {spec.role} checkpoint {spec.checkpoint} was trained on other labels than the "
                               "long-video benchmark's")
-        sampler, preprocess = Sampler.from_dict(ckpt["sampler"]), Preprocess.from_dict(ckpt["preprocess"])
-        identity = {"checkpoint_sha256": _file_sha256(Path(spec.checkpoint)), "arch": ckpt["config"].get("arch")}
+        sampler, preprocess = meta.sampler, meta.preprocess
+        identity = {"checkpoint_sha256": meta.sha256, "arch": meta.config.get("arch")}
         trained = True
     else:
         torch.manual_seed(spec.seed + (0 if spec.role == "expensive" else 1))
@@ -282,7 +239,7 @@ def build_clip_model(spec: ClipModelSpec, labels: Sequence[str], device: torch.d
     size = preprocess.size
     gmacs = count_gmacs(model, torch.zeros(1, input_frames, 3, size, size, device=device))
     identity.update(sampler=sampler.to_dict(), preprocess=preprocess.to_dict())
-    features = _backbone_maps(model)
+    features = backbone_maps(model)
     map_hw = None
     if features is not None:
         with torch.no_grad():
@@ -305,7 +262,7 @@ class ClipFeatures:
 
 def _dataset_identity(root: Path, split: str) -> dict[str, Any]:
     meta = json.loads((root / "meta.json").read_text())
-    return {"split_csv_sha256": _file_sha256(root / f"{split}.csv"), "labels_sha256": _file_sha256(root / "labels.txt"),
+    return {"split_csv_sha256": sha256_of(root / f"{split}.csv"), "labels_sha256": sha256_of(root / "labels.txt"),
             "generator_version": meta.get("generator_version", meta.get("version")), "seed": meta.get("seed"),
             "preset": meta.get("preset"), "segments": meta.get("segments")}
 
@@ -313,46 +270,6 @@ def _dataset_identity(root: Path, split: str) -> dict[str, Any]:
 def _cache_key(clip: ClipModel, root: Path, split: str) -> str:
     payload = {"version": CACHE_VERSION, "model": clip.identity, "dataset": _dataset_identity(root, split)}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def clip_outputs(model: nn.Module, clips: torch.Tensor, map_size: int | None = None
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """``(features (N, F), logits (N, K), maps (N, F, S, S) or None)`` of a clip model on normalised clips
-    ``(N, T, C, H, W)``: what the aggregator consumes (pooled pre-logits, or the last feature maps averaged over the
-    clip's frames and pooled to ``map_size``). Feature extraction and the exported FASTER clip programs both call it.
-    """
-    backbone_maps = _backbone_maps(model) if map_size else None
-    if backbone_maps is None:
-        f = model.forward_features(clips)
-        maps = None
-    else:  # one backbone pass: per-frame maps, whose spatial mean is exactly forward_features
-        n, t = clips.shape[:2]
-        fm = backbone_maps(clips.flatten(0, 1))  # (N*T, F, h, w)
-        # Written with rank-4 ops only (4-D mean over H, W with keepdim; channel slices; avg_pool2d) so that the
-        # exported FASTER clip programs stay inside the XNNPACK delegate.
-        f = fm.mean((2, 3), keepdim=True).flatten(1).unflatten(0, (n, t))  # (N, T, F)
-        if t == 1:
-            frame_mean = fm
-        else:
-            c = fm.shape[1]
-            per_frame = fm.reshape(n, t * c, *fm.shape[2:])
-            frame_mean = per_frame[:, :c]
-            for i in range(1, t):
-                frame_mean = frame_mean + per_frame[:, i * c:(i + 1) * c]
-            frame_mean = frame_mean / t
-        maps = _pool_to(frame_mean, map_size)
-    return model.forward_head(f, pre_logits=True), model.forward_head(f), maps
-
-
-def _pool_to(maps: torch.Tensor, size: int) -> torch.Tensor:
-    """Average-pool ``(N, C, h, w)`` maps to ``size x size``: nothing to do, an ``avg_pool2d`` when the sides divide,
-    else adaptive pooling (not delegated by XNNPACK; the export reports it)."""
-    h, w = maps.shape[-2:]
-    if (h, w) == (size, size):
-        return maps
-    if h % size == 0 and w % size == 0:
-        return F.avg_pool2d(maps, (h // size, w // size))
-    return F.adaptive_avg_pool2d(maps, size)
 
 
 @torch.no_grad()
@@ -372,7 +289,7 @@ def extract_features(clip: ClipModel, root: Path, split: str, cache: Path, devic
     dataset = LongVideoDataset.from_dir(root, split, sampler=clip.sampler, preprocess=clip.preprocess, train=False)
     loader = torch.utils.data.DataLoader(dataset, batch_size=1, shuffle=False, num_workers=workers)
 
-    if map_size and _backbone_maps(clip.model) is None:
+    if map_size and backbone_maps(clip.model) is None:
         raise ConfigError(f"fast_gru needs feature maps, and {clip.spec.role} model {clip.identity.get('arch')} has "
                           "no backbone.features (MobileNetV2-based TSN/TAM models have)")
     feats, logits, maps, labels = [], [], [], []
@@ -387,51 +304,14 @@ def extract_features(clip: ClipModel, root: Path, split: str, cache: Path, devic
                        torch.cat(labels).long(), [r.path.relative_to(root).as_posix() for r in dataset.records], key,
                        False)
     cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".pt.partial")
-    torch.save({"key": key, "features": out.features, "logits": out.logits, "maps": out.maps, "map_size": map_size,
-                "labels": out.labels, "paths": out.paths}, tmp)
-    tmp.replace(cache)
+    atomic_save({"key": key, "features": out.features, "logits": out.logits, "maps": out.maps, "map_size": map_size,
+                 "labels": out.labels, "paths": out.paths}, cache)
     return out
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# projections + aggregator
+# training the projections + aggregator
 # --------------------------------------------------------------------------------------------------------------------
-class FasterModel(nn.Module):
-    """Both models' cached features ``(B, L, F_e)``, ``(B, L, F_c)`` + a schedule mask ``(L,)`` -> logits ``(B, K)``
-    (maps ``(B, L, F, S, S)`` for a spatial aggregator).
-
-    Each clip model's features are standardised per channel (fixed train-split ``mean`` / ``std`` buffers) and
-    projected to ``D`` by its own linear layer (1x1 conv on maps); segment ``i`` takes the expensive projection where
-    ``mask[i]``, the cheap one otherwise.
-    """
-
-    def __init__(self, aggregator: Aggregator, expensive_stats: tuple[torch.Tensor, torch.Tensor],
-                 cheap_stats: tuple[torch.Tensor, torch.Tensor], dim: int):
-        super().__init__()
-        self.spatial = aggregator.spatial
-        layer = (lambda c: nn.Conv2d(c, dim, 1)) if self.spatial else (lambda c: nn.Linear(c, dim))
-        self.project_expensive = layer(expensive_stats[0].shape[0])
-        self.project_cheap = layer(cheap_stats[0].shape[0])
-        for role, (mean, std) in zip(ROLES, (expensive_stats, cheap_stats)):
-            self.register_buffer(f"{role}_mean", mean.clone())
-            self.register_buffer(f"{role}_std", std.clone())
-        self.aggregator = aggregator
-
-    def in_features(self, role: str) -> int:
-        return int(getattr(self, f"{role}_mean").shape[0])
-
-    def project(self, role: str, features: torch.Tensor) -> torch.Tensor:
-        mean, std = getattr(self, f"{role}_mean"), getattr(self, f"{role}_std")
-        return getattr(self, f"project_{role}")((features - mean) / std)
-
-    def forward(self, expensive: torch.Tensor, cheap: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        b, steps = expensive.shape[:2]
-        e = self.project("expensive", expensive.flatten(0, 1)).unflatten(0, (b, steps))
-        c = self.project("cheap", cheap.flatten(0, 1)).unflatten(0, (b, steps))
-        return self.aggregator(torch.where(mask.view(1, steps, *[1] * (e.ndim - 2)), e, c))
-
-
 def _stats(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel mean and std over videos, segments (and positions): ``(F,)``, or ``(F, 1, 1)`` for maps."""
     flat = features.flatten(0, 1).transpose(0, 1).flatten(1)  # (F, everything else)
@@ -510,13 +390,6 @@ def train_row(name: str, mask: torch.Tensor, feats: dict[str, dict[str, ClipFeat
 # --------------------------------------------------------------------------------------------------------------------
 # the run
 # --------------------------------------------------------------------------------------------------------------------
-# --------------------------------------------------------------------------------------------------------------------
-# checkpoints: what converters.export needs to build a FASTER bundle
-# --------------------------------------------------------------------------------------------------------------------
-FORMAT = "edgevideo-faster"
-FORMAT_VERSION = 1
-
-
 def save_clip_model(clip: ClipModel, out: Path) -> dict[str, Any]:
     """How a FASTER checkpoint finds this clip model: its training checkpoint (path + sha256), or, for a model built
     here, its weights written to ``out/clip_{role}.pt`` (rebuilt with ``arch`` / ``frames`` / ``width``)."""
@@ -524,88 +397,11 @@ def save_clip_model(clip: ClipModel, out: Path) -> dict[str, Any]:
               "arch": clip.identity.get("arch")}
     if clip.spec.checkpoint:
         path = Path(clip.spec.checkpoint).absolute()
-        return {**common, "checkpoint": str(path), "sha256": _file_sha256(path)}
+        return {**common, "checkpoint": str(path), "sha256": clip.identity["checkpoint_sha256"]}
     path = out / f"clip_{clip.spec.role}.pt"
-    tmp = path.with_suffix(".pt.partial")
-    torch.save({"model": clip.model.state_dict()}, tmp)
-    tmp.replace(path)
-    return {**common, "weights": str(path.absolute()), "sha256": _file_sha256(path), "frames": clip.spec.frames,
+    atomic_save({"model": clip.model.state_dict()}, path)
+    return {**common, "weights": str(path.absolute()), "sha256": sha256_of(path), "frames": clip.spec.frames,
             "width": clip.spec.width}
-
-
-def save_faster(path: Path, model: FasterModel, *, name: str, schedule: str, labels: Sequence[str], segments: int,
-                segment_frames: int, map_size: int | None, clip_models: dict[str, dict[str, Any]], cfg: FasterConfig,
-                metrics: dict[str, Any], dataset: dict[str, Any]) -> Path:
-    """One trained row (projections + aggregator) with everything needed to export it (``load_faster``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    clip_models = {role: {**spec, "weights": os.path.relpath(spec["weights"], path.parent.absolute())}
-                   if "weights" in spec else spec for role, spec in clip_models.items()}  # the run dir may move
-    agg = model.aggregator
-    ckpt = {"format": FORMAT, "version": FORMAT_VERSION, "labels": list(labels), "schedule": schedule,
-            "aggregator": name, "dim": cfg.dim, "dropout": cfg.dropout, "map_size": map_size,
-            "feature_size": list(agg.feature_size) if agg.feature_size else None, "segments": segments,
-            "segment_frames": segment_frames, "model": model.state_dict(), "clip_models": clip_models,
-            "config": dataclasses.asdict(cfg), "metrics": metrics, "dataset": dataset}
-    tmp = path.with_suffix(".pt.partial")
-    torch.save(ckpt, tmp)
-    tmp.replace(path)
-    return path
-
-
-@dataclass
-class LoadedFaster:
-    """A FASTER checkpoint, rebuilt: the frozen clip models and the trained projections + aggregator (eval mode)."""
-
-    model: FasterModel
-    clip_models: dict[str, nn.Module]
-    samplers: dict[str, Sampler]
-    preprocess: dict[str, Preprocess]
-    meta: dict[str, Any]
-
-    @property
-    def pattern(self) -> list[str]:
-        """Roles of one schedule period: ``1:3`` -> expensive, cheap, cheap, cheap."""
-        _, n = parse_schedule(self.meta["schedule"])
-        return ["cheap"] if n is None else ["expensive"] + ["cheap"] * n
-
-
-def load_faster(path: str | Path, device: str | torch.device = "cpu") -> LoadedFaster:
-    """Inverse of :func:`save_faster` (clip checkpoints are checked against their recorded sha256)."""
-    from training.checkpoint import load_checkpoint
-
-    path = Path(path)
-    ckpt = load_checkpoint(path, device)
-    if ckpt.get("format") != FORMAT:
-        raise ConfigError(f"{path} is not a FASTER checkpoint (python -m training.faster writes them under "
-                          "OUT/models/)")
-    if ckpt.get("version") != FORMAT_VERSION:
-        raise ConfigError(f"{path}: FASTER checkpoint version {ckpt.get('version')} is not {FORMAT_VERSION}")
-    labels = ckpt["labels"]
-    models, samplers, preprocess = {}, {}, {}
-    for role, spec in ckpt["clip_models"].items():
-        file = Path(spec["checkpoint"]) if "checkpoint" in spec else path.parent / spec["weights"]
-        if not file.is_file():
-            raise ConfigError(f"the {role} clip model of {path} is missing: {file}")
-        if _file_sha256(file) != spec["sha256"]:
-            raise ConfigError(f"the {role} clip model {file} changed since {path} was trained (sha256 mismatch)")
-        if "checkpoint" in spec:
-            model, _ = load_checkpoint_model(file, device)
-        else:
-            kwargs: dict[str, Any] = {"pretrained": False}
-            if spec["width"] != 1.0:
-                kwargs["width_mult"] = spec["width"]
-            model = create(spec["arch"], num_classes=len(labels), frames=spec["frames"], **kwargs)
-            model.load_state_dict(load_checkpoint(file, device)["model"])
-        models[role] = model.to(device).eval().requires_grad_(False)
-        samplers[role], preprocess[role] = Sampler.from_dict(spec["sampler"]), Preprocess.from_dict(spec["preprocess"])
-    kwargs = {"feature_size": tuple(ckpt["feature_size"])} if ckpt["aggregator"] == "fast_gru" else {}
-    aggregator = create_aggregator(ckpt["aggregator"], in_channels=ckpt["dim"], num_classes=len(labels),
-                                   dropout=ckpt["dropout"], **kwargs)
-    sd = ckpt["model"]
-    stats = {role: (torch.zeros(sd[f"{role}_mean"].shape), torch.ones(sd[f"{role}_std"].shape)) for role in ROLES}
-    model = FasterModel(aggregator, stats["expensive"], stats["cheap"], ckpt["dim"])
-    model.load_state_dict(sd)
-    return LoadedFaster(model.to(device).eval(), models, samplers, preprocess, ckpt)
 
 
 def _check_data(root: Path) -> DatasetInfo:
@@ -645,10 +441,10 @@ def run(cfg: FasterConfig) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
 
-    clips = {role: build_clip_model(cfg.spec(role), info.labels, device) for role in ROLES}
+    clips = {role: build_clip_model(cfg.spec(role), info.labels, device) for role in CLIP_ROLES}
     map_size = _map_size(cfg, clips) if "fast_gru" in aggregators else None
     feats = {role: {split: extract_features(clips[role], root, split, out / f"features_{role}_{split}.pt", device,
-                                            cfg.workers, map_size) for split in SPLITS} for role in ROLES}
+                                            cfg.workers, map_size) for split in SPLITS} for role in CLIP_ROLES}
     for split in SPLITS:
         if feats["expensive"][split].paths != feats["cheap"][split].paths:
             raise ConfigError(f"the two models' {split} features cover different videos; delete {out}/features_*.pt")
@@ -670,8 +466,8 @@ def run(cfg: FasterConfig) -> dict[str, Any]:
             ckpt = save_faster(out / "models" / f"{schedule.replace(':', '-')}_{name}.pt", model, name=name,
                                schedule=schedule, labels=info.labels, segments=segments,
                                segment_frames=int(info.meta["segment_frames"]), map_size=map_size,
-                               clip_models=clip_files, cfg=cfg, metrics={"top1": top1, "gmacs_per_video": gmacs},
-                               dataset=dataset)
+                               clip_models=clip_files, config=dataclasses.asdict(cfg),
+                               metrics={"top1": top1, "gmacs_per_video": gmacs}, dataset=dataset)
             rows.append({"schedule": schedule, "aggregator": name, "expensive_clips": n_e,
                          "cheap_clips": segments - n_e, "top1": top1, "train_loss": loss, "gmacs_per_video": gmacs,
                          "aggregator_gmacs_per_video": agg["per_video"], "aggregator_gmacs": agg,
@@ -686,7 +482,7 @@ def run(cfg: FasterConfig) -> dict[str, Any]:
         row["top1_ratio"] = row["top1"] / same[0]["top1"] if same and same[0]["top1"] > 0 else None
 
     clip_alone = {}
-    for role in ROLES:
+    for role in CLIP_ROLES:
         if clips[role].trained_head:
             va = feats[role]["val"]
             pred = va.logits.softmax(-1).mean(1).argmax(1)

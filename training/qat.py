@@ -24,13 +24,10 @@ import torch
 from torch import nn
 
 from sdk.errors import ConfigError
-from sdk.preprocess import Preprocess
-from sdk.samplers import Sampler
 from training import distributed, quantize
-from training.checkpoint import load_checkpoint
+from training.checkpoint import load_checkpoint, load_checkpoint_model
 from training.config import option, parse_config
 from training.data.datasets import ClipDataset, DatasetInfo, make_loader, read_records
-from training.evaluate import load_checkpoint_model
 from training.train import Job, TrainConfig, fit, validation_metrics
 
 __all__ = ["QATConfig", "main", "quantize_checkpoint"]
@@ -91,9 +88,9 @@ def quantize_checkpoint(cfg: QATConfig) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)
     info = DatasetInfo.from_dir(cfg.data)
     model, ckpt = load_checkpoint_model(cfg.checkpoint, ctx.device)
-    if ckpt.get("labels") != info.labels:
+    if list(ckpt.labels) != info.labels:
         raise ConfigError(f"{cfg.checkpoint} was trained on other labels than {info.root}/labels.txt")
-    sampler, preprocess = Sampler.from_dict(ckpt["sampler"]), Preprocess.from_dict(ckpt["preprocess"])
+    sampler, preprocess = ckpt.sampler, ckpt.preprocess
     cfg = replace(cfg, size=preprocess.size, resize=preprocess.resize_to)  # what the checkpoint's data side uses
     train_records = read_records(info.root / cfg.train_split, info.labels)
     val_set = ClipDataset(read_records(info.root / cfg.val_split, info.labels), sampler=sampler, preprocess=preprocess,
@@ -105,12 +102,12 @@ def quantize_checkpoint(cfg: QATConfig) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     model.eval()
 
-    report: dict[str, Any] = {"checkpoint": cfg.checkpoint, "arch": ckpt["config"]["arch"], "lr": cfg.lr,
+    report: dict[str, Any] = {"checkpoint": cfg.checkpoint, "arch": ckpt.arch, "lr": cfg.lr,
                               "frames": sampler.frames, "scheme": {"quantizer": "XNNPACKQuantizer", "symmetric": True,
                                                                    "per_channel": cfg.per_channel}}
     report["fp32"] = validation_metrics(model, val_set, cfg, ctx, info.pairs)
-    meta = {"config": ckpt["config"], "labels": info.labels, "sampler": sampler.to_dict(),
-            "preprocess": preprocess.to_dict(), "dataset": ckpt.get("dataset")}
+    meta = {"config": dict(ckpt.config), "labels": info.labels, "sampler": sampler.to_dict(),
+            "preprocess": preprocess.to_dict(), "dataset": dict(ckpt.dataset)}
 
     if cfg.ptq:
         ptq = quantize.prepare(model, example, qat=False, per_channel=cfg.per_channel)
@@ -122,14 +119,14 @@ def quantize_checkpoint(cfg: QATConfig) -> dict[str, Any]:
 
     gm = quantize.prepare(model, example, qat=True, per_channel=cfg.per_channel)
     quantize.calibrate(gm, _calibration_batches(calib_set, cfg, ctx.device))  # start from calibrated ranges
-    frozen = 0 if cfg.train_frozen else int(ckpt["config"].get("freeze", 0))
+    frozen = 0 if cfg.train_frozen else int(ckpt.config.get("freeze", 0))
     if frozen:  # the exported graph keeps the model's parameter names
         prefix = tuple(f"backbone.features.{i}." for i in range(frozen))
         for name, param in gm.named_parameters():
             if name.startswith(prefix):
                 param.requires_grad_(False)
 
-    fp32_cfg = ckpt["config"]
+    fp32_cfg = ckpt.config
     crop = cfg.crop if cfg.crop != "auto" else (
         "centre" if fp32_cfg.get("freeze", 0) and fp32_cfg.get("feature_cache", True) else "multi_scale")
     train_set = ClipDataset(train_records, sampler=sampler, preprocess=preprocess, train=True, seed=cfg.seed,
@@ -164,7 +161,7 @@ def quantize_checkpoint(cfg: QATConfig) -> dict[str, Any]:
     report["top1_drop_points"] = {k: 100 * (report["fp32"]["top1"] - report[k]["top1"])
                                   for k in ("int8_qat", "int8_ptq") if k in report}
     report["files"] = {k: str(out / f"{k}.pt2") for k in ("int8_qat", "int8_ptq") if k in report}
-    report["bytes"] = {"fp32_state_dict": sum(t.numel() * t.element_size() for t in ckpt["model"].values()),
+    report["bytes"] = {"fp32_state_dict": sum(t.numel() * t.element_size() for t in model.state_dict().values()),
                        **{k: Path(v).stat().st_size for k, v in report["files"].items()}}
     (out / "qat.json").write_text(json.dumps(report, indent=2))
     return report

@@ -1,0 +1,226 @@
+"""The FASTER network and its checkpoint format: what ``python -m training.faster`` trains and the converters export.
+
+A FASTER video model is two frozen clip models (an *expensive* and a *cheap* one), each followed by a fixed
+standardisation and a learned projection into one feature space, and an aggregator (:mod:`training.models.fast_gru`)
+over the mixed sequence. A schedule ``1:N`` says which segments the expensive model sees. The recipe
+(:mod:`training.faster`) trains it; this module is the library both the recipe and :mod:`converters` build on.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sdk.bundle import CLIP_ROLES, sha256_of
+from sdk.errors import ConfigError
+from sdk.preprocess import Preprocess
+from sdk.samplers import Sampler
+from training.checkpoint import atomic_save, load_checkpoint, load_checkpoint_model, read_checkpoint
+from training.models import create
+from training.models.fast_gru import Aggregator, create_aggregator
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "FasterModel", "LoadedFaster", "backbone_maps", "clip_outputs",
+           "faster_from_checkpoint", "is_faster", "load_faster", "parse_schedule", "save_faster", "schedule_mask"]
+
+_ALIASES = {"expensive-only": "expensive-only", "expensive": "expensive-only", "cheap-only": "cheap-only",
+            "cheap": "cheap-only"}
+
+
+def parse_schedule(text: str) -> tuple[str, int | None]:
+    """``(canonical name, N)``: ``"1:N"`` (N >= 1) -> N; ``expensive-only`` -> 0; ``cheap-only`` -> None."""
+    s = str(text).strip().lower()
+    if s in _ALIASES:
+        name = _ALIASES[s]
+        return name, (0 if name == "expensive-only" else None)
+    head, sep, tail = s.partition(":")
+    if sep and head == "1" and tail.isdigit() and int(tail) >= 1:
+        return f"1:{int(tail)}", int(tail)
+    raise ConfigError(f"bad schedule {text!r}: use '1:N' (one expensive clip then N cheap ones, N >= 1), "
+                      "'expensive-only' or 'cheap-only'")
+
+
+def schedule_mask(schedule: str, segments: int) -> torch.Tensor:
+    """``(segments,)`` bool: True where the expensive model runs. ``1:N`` -> segments ``i`` with ``i % (N+1) == 0``."""
+    if segments < 1:
+        raise ConfigError(f"segments must be >= 1, got {segments}")
+    _, n = parse_schedule(schedule)
+    if n is None:
+        return torch.zeros(segments, dtype=torch.bool)
+    return torch.arange(segments) % (n + 1) == 0
+
+
+
+def backbone_maps(model: nn.Module) -> nn.Module | None:
+    """``model.backbone.features`` (MobileNetV2-based TSN / TAM models), the per-frame feature maps; else None."""
+    return getattr(getattr(model, "backbone", None), "features", None)
+
+
+
+def clip_outputs(model: nn.Module, clips: torch.Tensor, map_size: int | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """``(features (N, F), logits (N, K), maps (N, F, S, S) or None)`` of a clip model on normalised clips
+    ``(N, T, C, H, W)``: what the aggregator consumes (pooled pre-logits, or the last feature maps averaged over the
+    clip's frames and pooled to ``map_size``). Feature extraction and the exported FASTER clip programs both call it.
+    """
+    per_frame_maps = backbone_maps(model) if map_size else None
+    if per_frame_maps is None:
+        f = model.forward_features(clips)
+        maps = None
+    else:  # one backbone pass: per-frame maps, whose spatial mean is exactly forward_features
+        n, t = clips.shape[:2]
+        fm = per_frame_maps(clips.flatten(0, 1))  # (N*T, F, h, w)
+        # Written with rank-4 ops only (4-D mean over H, W with keepdim; channel slices; avg_pool2d) so that the
+        # exported FASTER clip programs stay inside the XNNPACK delegate.
+        f = fm.mean((2, 3), keepdim=True).flatten(1).unflatten(0, (n, t))  # (N, T, F)
+        if t == 1:
+            frame_mean = fm
+        else:
+            c = fm.shape[1]
+            per_frame = fm.reshape(n, t * c, *fm.shape[2:])
+            frame_mean = per_frame[:, :c]
+            for i in range(1, t):
+                frame_mean = frame_mean + per_frame[:, i * c:(i + 1) * c]
+            frame_mean = frame_mean / t
+        maps = _pool_to(frame_mean, map_size)
+    return model.forward_head(f, pre_logits=True), model.forward_head(f), maps
+
+
+def _pool_to(maps: torch.Tensor, size: int) -> torch.Tensor:
+    """Average-pool ``(N, C, h, w)`` maps to ``size x size``: nothing to do, an ``avg_pool2d`` when the sides divide,
+    else adaptive pooling (not delegated by XNNPACK; the export reports it)."""
+    h, w = maps.shape[-2:]
+    if (h, w) == (size, size):
+        return maps
+    if h % size == 0 and w % size == 0:
+        return F.avg_pool2d(maps, (h // size, w // size))
+    return F.adaptive_avg_pool2d(maps, size)
+
+
+
+class FasterModel(nn.Module):
+    """Both models' cached features ``(B, L, F_e)``, ``(B, L, F_c)`` + a schedule mask ``(L,)`` -> logits ``(B, K)``
+    (maps ``(B, L, F, S, S)`` for a spatial aggregator).
+
+    Each clip model's features are standardised per channel (fixed train-split ``mean`` / ``std`` buffers) and
+    projected to ``D`` by its own linear layer (1x1 conv on maps); segment ``i`` takes the expensive projection where
+    ``mask[i]``, the cheap one otherwise.
+    """
+
+    def __init__(self, aggregator: Aggregator, expensive_stats: tuple[torch.Tensor, torch.Tensor],
+                 cheap_stats: tuple[torch.Tensor, torch.Tensor], dim: int):
+        super().__init__()
+        self.spatial = aggregator.spatial
+        layer = (lambda c: nn.Conv2d(c, dim, 1)) if self.spatial else (lambda c: nn.Linear(c, dim))
+        self.project_expensive = layer(expensive_stats[0].shape[0])
+        self.project_cheap = layer(cheap_stats[0].shape[0])
+        for role, (mean, std) in zip(CLIP_ROLES, (expensive_stats, cheap_stats)):
+            self.register_buffer(f"{role}_mean", mean.clone())
+            self.register_buffer(f"{role}_std", std.clone())
+        self.aggregator = aggregator
+
+    def in_features(self, role: str) -> int:
+        return int(getattr(self, f"{role}_mean").shape[0])
+
+    def project(self, role: str, features: torch.Tensor) -> torch.Tensor:
+        mean, std = getattr(self, f"{role}_mean"), getattr(self, f"{role}_std")
+        return getattr(self, f"project_{role}")((features - mean) / std)
+
+    def forward(self, expensive: torch.Tensor, cheap: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        b, steps = expensive.shape[:2]
+        e = self.project("expensive", expensive.flatten(0, 1)).unflatten(0, (b, steps))
+        c = self.project("cheap", cheap.flatten(0, 1)).unflatten(0, (b, steps))
+        return self.aggregator(torch.where(mask.view(1, steps, *[1] * (e.ndim - 2)), e, c))
+
+
+
+FORMAT = "edgevideo-faster"
+FORMAT_VERSION = 1
+
+
+
+def save_faster(path: Path, model: FasterModel, *, name: str, schedule: str, labels: Sequence[str], segments: int,
+                segment_frames: int, map_size: int | None, clip_models: dict[str, dict[str, Any]],
+                config: dict[str, Any], metrics: dict[str, Any], dataset: dict[str, Any]) -> Path:
+    """One trained row (projections + aggregator) with everything needed to export it (``load_faster``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    clip_models = {role: {**spec, "weights": os.path.relpath(spec["weights"], path.parent.absolute())}
+                   if "weights" in spec else spec for role, spec in clip_models.items()}  # the run dir may move
+    agg = model.aggregator
+    ckpt = {"format": FORMAT, "version": FORMAT_VERSION, "labels": list(labels), "schedule": schedule,
+            "aggregator": name, "dim": config["dim"], "dropout": config["dropout"], "map_size": map_size,
+            "feature_size": list(agg.feature_size) if agg.feature_size else None, "segments": segments,
+            "segment_frames": segment_frames, "model": model.state_dict(), "clip_models": clip_models,
+            "config": config, "metrics": metrics, "dataset": dataset}
+    atomic_save(ckpt, path)
+    return path
+
+
+@dataclass
+class LoadedFaster:
+    """A FASTER checkpoint, rebuilt: the frozen clip models and the trained projections + aggregator (eval mode)."""
+
+    model: FasterModel
+    clip_models: dict[str, nn.Module]
+    samplers: dict[str, Sampler]
+    preprocess: dict[str, Preprocess]
+    meta: dict[str, Any]  # the checkpoint's entries (FASTER format, not a CheckpointMeta: no sampler of its own)
+    sha256: str  # of the checkpoint file
+
+    @property
+    def pattern(self) -> list[str]:
+        """Roles of one schedule period: ``1:3`` -> expensive, cheap, cheap, cheap."""
+        _, n = parse_schedule(self.meta["schedule"])
+        return ["cheap"] if n is None else ["expensive"] + ["cheap"] * n
+
+
+def is_faster(ckpt: Mapping[str, Any]) -> bool:
+    """True for a checkpoint dict written by :func:`save_faster` (``training.faster``'s ``models/*.pt``)."""
+    return ckpt.get("format") == FORMAT
+
+
+def load_faster(path: str | Path, device: str | torch.device = "cpu") -> LoadedFaster:
+    """Inverse of :func:`save_faster` (clip checkpoints are checked against their recorded sha256)."""
+    ckpt, sha256 = read_checkpoint(path, device)
+    return faster_from_checkpoint(ckpt, Path(path), sha256, device)
+
+
+def faster_from_checkpoint(ckpt: Mapping[str, Any], path: Path, sha256: str,
+                           device: str | torch.device = "cpu") -> LoadedFaster:
+    """:func:`load_faster` of a checkpoint already read from ``path`` (whose bytes hash to ``sha256``)."""
+    if not is_faster(ckpt):
+        raise ConfigError(f"{path} is not a FASTER checkpoint (python -m training.faster writes them under "
+                          "OUT/models/)")
+    if ckpt.get("version") != FORMAT_VERSION:
+        raise ConfigError(f"{path}: FASTER checkpoint version {ckpt.get('version')} is not {FORMAT_VERSION}")
+    labels = ckpt["labels"]
+    models, samplers, preprocess = {}, {}, {}
+    for role, spec in ckpt["clip_models"].items():
+        file = Path(spec["checkpoint"]) if "checkpoint" in spec else path.parent / spec["weights"]
+        if not file.is_file():
+            raise ConfigError(f"the {role} clip model of {path} is missing: {file}")
+        if sha256_of(file) != spec["sha256"]:
+            raise ConfigError(f"the {role} clip model {file} changed since {path} was trained (sha256 mismatch)")
+        if "checkpoint" in spec:
+            model, _ = load_checkpoint_model(file, device)
+        else:
+            kwargs: dict[str, Any] = {"pretrained": False}
+            if spec["width"] != 1.0:
+                kwargs["width_mult"] = spec["width"]
+            model = create(spec["arch"], num_classes=len(labels), frames=spec["frames"], **kwargs)
+            model.load_state_dict(load_checkpoint(file, device)["model"])
+        models[role] = model.to(device).eval().requires_grad_(False)
+        samplers[role], preprocess[role] = Sampler.from_dict(spec["sampler"]), Preprocess.from_dict(spec["preprocess"])
+    kwargs = {"feature_size": tuple(ckpt["feature_size"])} if ckpt["aggregator"] == "fast_gru" else {}
+    aggregator = create_aggregator(ckpt["aggregator"], in_channels=ckpt["dim"], num_classes=len(labels),
+                                   dropout=ckpt["dropout"], **kwargs)
+    sd = ckpt["model"]
+    stats = {role: (torch.zeros(sd[f"{role}_mean"].shape), torch.ones(sd[f"{role}_std"].shape)) for role in CLIP_ROLES}
+    model = FasterModel(aggregator, stats["expensive"], stats["cheap"], ckpt["dim"])
+    model.load_state_dict(sd)
+    return LoadedFaster(model.to(device).eval(), models, samplers, preprocess, dict(ckpt), sha256)

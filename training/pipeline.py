@@ -1,0 +1,9 @@
+"""``python -m training.pipeline``: the README's name for the main job, which lives in :mod:`edgevideo.pipeline`.
+
+Only the command is aliased, not the module: importing ``training.pipeline`` imports nothing above ``training``
+(dependencies point one way, ``sdk <- training <- converters <- edgevideo``).
+"""
+import runpy
+
+if __name__ == "__main__":
+    runpy.run_module("edgevideo.pipeline", run_name="__main__", alter_sys=True)
