@@ -91,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     jobs = [("plain_mnv2", "tsn_mobilenet_v2", 1, "clip")] * (not args.only_stream) + [
         (STEP_NAMES.get(arch, f"{arch}_step"), arch, 2, "stream") for arch in args.stream_arch.split(",")]
+    failed: list[str] = []
     for name, arch, n, mode in jobs:
         ckpt = _checkpoint(args.out / f"{name}.pt", meta, arch, n)
         model, _ = load_checkpoint_model(ckpt, "cpu")
@@ -106,13 +107,15 @@ def main(argv: list[str] | None = None) -> int:
             if out.exists():
                 print(f"[refs] {out} exists, kept", flush=True)
                 continue
-            export_bundle(ExportOptions(ckpt, out, formats=args.formats.split(","), precision=precision, mode=mode,
-                                        data=args.data, parity_clips=4, golden_clips=1, calibration_clips=8,
-                                        name=name,
-                                        tolerance=_loose_int8()))
+            report = export_bundle(ExportOptions(ckpt, out, formats=args.formats.split(","), precision=precision,
+                                                 mode=mode, data=args.data, parity_clips=4, golden_clips=1,
+                                                 calibration_clips=8, name=name, tolerance=_loose_int8()))
+            failed += [f"{out.name} {f.format}: {f.error}" for f in report.failed]
             print(f"[refs] {out}", flush=True)
     print(f"[refs] done in {time.perf_counter() - started:.0f} s")
-    return 0
+    for line in failed:
+        print(f"[refs] FAILED {line}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _loose_int8():

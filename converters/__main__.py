@@ -5,7 +5,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from converters.options import FORMATS, formats_help
 from converters.parity import ParityError, Tolerance
+from sdk.bundle import PRECISIONS
 from sdk.describe import add_inspect_command
 from sdk.errors import SdkError
 from training.config import VERBOSE_HELP, HelpFormatter, set_verbose
@@ -26,7 +28,9 @@ def _export(args: argparse.Namespace) -> int:
     print(report.table())
     print(f"\nbundle {report.bundle} written in {report.timings['total']:.1f} s"
           + (f" (and {report.bundle}.zip)" if args.zip else ""))
-    return 0
+    for failure in report.failed:
+        print(f"error: {failure.format} is not in the bundle: {failure.error}", file=sys.stderr)
+    return 1 if report.failed else 0
 
 
 EXPORT_EXAMPLE = ("python -m converters export --checkpoint runs/demo/int8/int8_qat.pt2 --to pte --precision int8 "
@@ -45,8 +49,8 @@ def main(argv: list[str] | None = None) -> int:
                        epilog=f"example:\n  {EXPORT_EXAMPLE}")
     e.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     e.add_argument("--checkpoint", type=Path, required=True, help="best.pt (training) or int8_qat.pt2 (training.qat)")
-    e.add_argument("--to", default="pte,coreml,tflite,onnx", help="comma-separated formats: pte,coreml,tflite,onnx")
-    e.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32",
+    e.add_argument("--to", default=",".join(FORMATS), help=f"comma-separated formats ({formats_help()})")
+    e.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="precision of the programs (int8 from a .pt: post-training calibration; a .pt2 is int8)")
     e.add_argument("--mode", choices=("clip", "stream"), default="clip",
                    help="clip: (T,3,H,W) -> logits; stream: one frame + explicit state per call (causal models)")

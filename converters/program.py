@@ -1,10 +1,9 @@
 """What every exporter receives and returns: the program to export (:class:`ProgramJob`) and what it wrote
 (:class:`ExportResult`). One module per backend (``to_pte``, ``to_coreml``, ``to_tflite``, ``to_onnx``) implements::
 
-    PRECISIONS: tuple[str, ...]                      # the precisions it can produce
-    SUFFIX: str                                      # ".pte", ".mlpackage", ...
     def export(job: ProgramJob, path: Path) -> ExportResult
 
+with its file suffix, precisions and needed packages in the format table (:mod:`converters.options`),
 and the runtime side lives in ``sdk.backends`` (``load_runner(backend, path)``), which parity uses: a program is
 checked in the runtime the device will use, not in a converter's own emulation.
 
@@ -15,7 +14,6 @@ mean/std normalisation inside the program, a batch of one, rank <= 4 at the boun
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -135,7 +133,3 @@ class FasterClipProgram(nn.Module):
         pooled, logits, maps = clip_outputs(self.model, x.reshape(1, *x.shape), self.map_size)
         features = pooled if maps is None else maps
         return logits, self.project((features - self.mean) / self.std)
-
-
-def program_path(directory: Path, program_id: str, suffix: str) -> Path:
-    return Path(directory) / f"{program_id}{suffix}"

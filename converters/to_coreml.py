@@ -29,14 +29,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from converters.options import FORMATS
 from converters.program import ExportResult, ProgramJob
 from sdk.bundle import TensorSpec
 
 __all__ = ["LEGACY_SUFFIX", "PRECISIONS", "SUFFIX", "export"]
 
-PRECISIONS = ("fp32", "fp16", "int8")
-SUFFIX = ".mlpackage"
-LEGACY_SUFFIX = ".mlmodel"
+PRECISIONS, SUFFIX = FORMATS["coreml"].precisions, FORMATS["coreml"].suffix
+LEGACY_SUFFIX = FORMATS["coreml"].legacy_suffix
 
 
 def _coremltools():

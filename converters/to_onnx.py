@@ -18,13 +18,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from converters.options import FORMATS
 from converters.program import ExportResult, ProgramJob
 from sdk.bundle import TensorSpec
 
 __all__ = ["MIN_OPSET", "PRECISIONS", "SUFFIX", "export"]
 
-PRECISIONS = ("fp32", "int8")
-SUFFIX = ".onnx"
+PRECISIONS, SUFFIX = FORMATS["onnx"].precisions, FORMATS["onnx"].suffix
 MIN_OPSET = 17
 QDQ_METHOD = ("int8 from the PT2E XNNPACKQuantizer program (job.quantized: its QAT/PTQ ranges), QDQ format: int8 "
               "weights per output channel, int8 activations per tensor; float32 program inputs/outputs")

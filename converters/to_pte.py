@@ -10,11 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from converters.delegation import lower_to_xnnpack
+from converters.options import FORMATS
 from converters.program import ExportResult, ProgramJob
 from sdk.bundle import TensorSpec
 
-PRECISIONS = ("fp32", "int8")
-SUFFIX = ".pte"
+PRECISIONS, SUFFIX = FORMATS["pte"].precisions, FORMATS["pte"].suffix
 
 
 def export(job: ProgramJob, path: Path) -> ExportResult:

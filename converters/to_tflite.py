@@ -33,13 +33,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from converters.options import FORMATS
 from converters.program import ExportResult, ProgramJob
 from sdk.bundle import TensorSpec
 
 __all__ = ["PRECISIONS", "SUFFIX", "export", "unfold_quantized_weights"]
 
-PRECISIONS = ("fp32", "int8")
-SUFFIX = ".tflite"
+PRECISIONS, SUFFIX = FORMATS["tflite"].precisions, FORMATS["tflite"].suffix
 
 DIRECT_METHOD = ("int8 from the PT2E XNNPACKQuantizer program (job.quantized: its QAT/PTQ ranges, per-channel "
                  "symmetric weights); int8 I/O")

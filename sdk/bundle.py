@@ -27,7 +27,6 @@ The program contract (DESIGN.md contracts 2 and 3):
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import math
@@ -43,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from sdk.errors import BundleError, ConfigError
+from sdk.files import sha256_of
 from sdk.preprocess import Preprocess
 from sdk.samplers import Sampler
 
@@ -489,20 +489,6 @@ def _check_roles(programs: tuple[Program, ...], faster: FasterSpec | None) -> No
 
 
 # ------------------------------------------------------------------------------------------------- files and hashes
-def sha256_of(path: str | Path) -> str:
-    """sha256 of a file, or of a directory (an .mlpackage): over the sorted ``relative/path\\0<file sha256>\\n`` lines."""
-    path = Path(path)
-    if path.is_dir():
-        lines = "".join(f"{f.relative_to(path).as_posix()}\0{sha256_of(f)}\n"
-                        for f in sorted(path.rglob("*")) if f.is_file())
-        return hashlib.sha256(lines.encode()).hexdigest()
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 class Bundle:
     """An opened bundle: the parsed manifest and verified access to its files.
 

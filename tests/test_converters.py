@@ -15,8 +15,9 @@ import torch
 
 from converters.__main__ import main as converters_main
 from converters.delegation import HARMLESS_OPS
-from converters.export import ExportOptions, dataset_id, export_bundle
+from converters.export import ExportOptions, export_bundle
 from converters.parity import ParityError, Tolerance, measure
+from converters.writer import dataset_id
 from sdk.backends import load_runner
 from sdk.bundle import Bundle
 from sdk.errors import ConfigError
@@ -122,6 +123,38 @@ def test_existing_bundle_needs_force_and_failed_parity_leaves_nothing(clip_check
                                     tolerance=Tolerance(fp32=-1.0)))
     assert (out / "keep").read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["b.vbundle"]
+
+
+def test_a_failing_format_leaves_the_others_written(clip_checkpoint: Path, tmp_path: Path, capsys,
+                                                   monkeypatch) -> None:
+    """The tflite exporter made to fail: the bundle holds the verified onnx program, the report and the exit status say
+    which format failed and why."""
+    import converters.to_tflite
+
+    def broken(job, path):
+        path.write_bytes(b"half a program")
+        raise RuntimeError("converter crashed")
+
+    monkeypatch.setattr(converters.to_tflite, "export", broken)
+    out = tmp_path / "partial.vbundle"
+    rc = converters_main(["export", "--checkpoint", str(clip_checkpoint), "--to", "tflite,onnx", "--out", str(out),
+                          "--parity-clips", "2"])
+    captured = capsys.readouterr()
+    assert rc == 1
+    assert "FAILED tflite: RuntimeError: converter crashed" in captured.out + captured.err
+    with Bundle(out) as b:
+        b.verify()
+        assert [p.id for p in b.manifest.programs] == ["clip_onnx_fp32"]
+        assert not [k for k in b.golden() if "tflite" in k]
+    assert [f.name for f in (out / "programs").iterdir()] == ["clip_onnx_fp32.onnx"]
+
+
+def test_options_are_checked_against_the_format_table_before_any_work(tmp_path: Path) -> None:
+    missing = tmp_path / "no_such_checkpoint.pt"  # never read: the options fail first
+    with pytest.raises(ConfigError, match="tflite exports fp32, int8, not fp16"):
+        ExportOptions(missing, tmp_path / "b.vbundle", formats=["coreml", "tflite"], precision="fp16")
+    with pytest.raises(ConfigError, match="unknown format.*valid: pte, coreml, tflite, onnx"):
+        ExportOptions(missing, tmp_path / "b.vbundle", formats=["trt"])
 
 
 def test_offline_model_cannot_stream(clip_checkpoint: Path, tmp_path: Path) -> None:

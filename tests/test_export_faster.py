@@ -17,7 +17,8 @@ import pytest
 import torch
 
 import sdk
-from converters.export import AGGREGATOR_PARITY_STEPS, ExportOptions, export_bundle
+from converters.export import ExportOptions, export_bundle
+from converters.plan import AGGREGATOR_PARITY_STEPS
 from sdk.backends import load_runner
 from sdk.bundle import MANIFEST_FILE, SCHEMA_FILE, Bundle
 from sdk.errors import BundleError, ConfigError

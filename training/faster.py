@@ -70,8 +70,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from sdk.bundle import CLIP_ROLES, sha256_of
+from sdk.bundle import CLIP_ROLES
 from sdk.errors import ConfigError
+from sdk.files import sha256_of
 from sdk.preprocess import Preprocess
 from sdk.samplers import Sampler
 from training.checkpoint import atomic_save, load_checkpoint_model

@@ -1,0 +1,111 @@
+"""What ``python -m converters export`` takes: the format table and the options, both checked before any work.
+
+The table has one row per ``--to`` name; the options check, the exporter, ``--help`` and each exporter module
+(``to_pte``, ``to_coreml``, ``to_tflite``, ``to_onnx``: their ``SUFFIX`` / ``PRECISIONS``) read it, so a format's file
+name, precisions, runtime and packages are written down once.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+
+from converters.parity import Tolerance
+from sdk.bundle import PRECISIONS
+from sdk.errors import BackendUnavailableError, ConfigError
+
+__all__ = ["FORMATS", "ExportOptions", "Format", "check_formats", "formats_help", "say"]
+
+@dataclass(frozen=True)
+class Format:
+    name: str  # the --to name
+    backend: str  # the manifest's backend (sdk.backends.load_runner)
+    suffix: str
+    precisions: tuple[str, ...]
+    module: str  # the exporter: export(job, path) -> ExportResult
+    needs: tuple[str, ...]  # Python packages the exporter imports
+    legacy_suffix: str | None = None  # Core ML's NeuralNetwork .mlmodel (fp32 only)
+
+    def exporter(self) -> ModuleType:
+        return importlib.import_module(self.module)
+
+    def missing(self) -> list[str]:
+        return [p for p in self.needs if importlib.util.find_spec(p) is None]
+
+
+FORMATS: dict[str, Format] = {f.name: f for f in (
+    Format("pte", "executorch", ".pte", ("fp32", "int8"), "converters.to_pte", ("executorch",)),
+    Format("coreml", "coreml", ".mlpackage", ("fp32", "fp16", "int8"), "converters.to_coreml", ("coremltools",),
+           legacy_suffix=".mlmodel"),
+    Format("tflite", "tflite", ".tflite", ("fp32", "int8"), "converters.to_tflite", ("litert_torch",)),
+    Format("onnx", "onnx", ".onnx", ("fp32", "int8"), "converters.to_onnx", ("onnx", "onnxscript")),
+)}
+
+
+def formats_help() -> str:
+    """One phrase per format for ``--to``'s help: name, file and precisions."""
+    return "; ".join(f"{f.name}: {f.suffix} ({'/'.join(f.precisions)})" for f in FORMATS.values())
+
+
+def check_formats(names: list[str] | tuple[str, ...], precision: str) -> list[Format]:
+    """The rows of ``names``, refused before any work: an unknown name, a precision the format cannot make, or a
+    missing exporter package, each with the valid choices or the install command."""
+    unknown = [n for n in names if n not in FORMATS]
+    if unknown or not names:
+        raise ConfigError(f"unknown format(s) {unknown}; valid: {', '.join(FORMATS)}")
+    rows = [FORMATS[n] for n in names]
+    for f in rows:
+        if precision not in f.precisions:
+            raise ConfigError(f"{f.name} exports {', '.join(f.precisions)}, not {precision}")
+        missing = f.missing()
+        if missing:
+            raise BackendUnavailableError(f"exporting {f.name} needs {', '.join(missing)}: "
+                                          "pip install 'edgevideo[export]'")
+    return rows
+
+
+@dataclass
+class ExportOptions:
+    """Everything ``python -m converters export`` takes (see ``--help``)."""
+
+    checkpoint: Path
+    out: Path
+    formats: Sequence[str] = ("pte", "coreml", "tflite", "onnx")
+    precision: str = "fp32"
+    mode: str = "clip"
+    data: Path | None = None  # benchmark for calibration and parity (default: the checkpoint's dataset)
+    split: str = "val.csv"
+    calibration_split: str = "train.csv"
+    calibration_clips: int = 32
+    parity_clips: int = 100
+    golden_clips: int = 2
+    tolerance: Tolerance = field(default_factory=Tolerance)
+    name: str | None = None
+    force: bool = False
+    zip: bool = False
+    threads: int | None = None
+    coreml_format: str = "mlpackage"  # or "mlmodel": the legacy NeuralNetwork format, fp32 only (to_coreml)
+
+    def __post_init__(self) -> None:
+        self.checkpoint, self.out = Path(self.checkpoint), Path(self.out)
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        self.formats = tuple(self.formats)
+        check_formats(self.formats, self.precision)
+        if self.mode not in ("clip", "stream"):
+            raise ConfigError(f"mode must be clip or stream, got {self.mode!r}")
+        if self.coreml_format not in ("mlpackage", "mlmodel"):
+            raise ConfigError(f"coreml_format must be mlpackage or mlmodel, got {self.coreml_format!r}")
+        if self.coreml_format == "mlmodel" and "coreml" in self.formats and self.precision != "fp32":
+            raise ConfigError(f"a legacy .mlmodel is fp32 only, not {self.precision}; use the .mlpackage")
+        for key in ("calibration_clips", "parity_clips", "golden_clips"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
+
+
+def say(msg: str) -> None:
+    """One line of the export's progress (stdout, flushed: a log shows where a long export is)."""
+    print(f"[export] {msg}", flush=True)
