@@ -67,14 +67,14 @@ class ExportResult:
 
 
 class Normalize(nn.Module):
-    """``x * scale`` then ``(x - mean) / std`` per channel, folded into one multiply-add (``x * a + b``) on NCHW."""
+    """``x * scale`` then ``(x - mean) / std`` per channel as one multiply-add (``x * a + b``) on NCHW, with the
+    runtime's and training's factors (:meth:`sdk.preprocess.Preprocess.value_affine`)."""
 
     def __init__(self, preprocess: Preprocess):
         super().__init__()
-        std = torch.tensor(preprocess.std, dtype=torch.float32)
-        mean = torch.tensor(preprocess.mean, dtype=torch.float32)
-        self.register_buffer("a", (preprocess.scale / std).reshape(1, 3, 1, 1))
-        self.register_buffer("b", (-mean / std).reshape(1, 3, 1, 1))
+        a, b = preprocess.value_affine()
+        self.register_buffer("a", torch.from_numpy(a).reshape(1, 3, 1, 1))
+        self.register_buffer("b", torch.from_numpy(b).reshape(1, 3, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.a + self.b

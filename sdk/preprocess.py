@@ -177,10 +177,19 @@ class Preprocess:
         y, x = (h - self.size) // 2, (w - self.size) // 2
         return frame[y:y + self.size, x:x + self.size]
 
+    def value_affine(self, *, scale: bool = True, normalize: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """float32 per-channel ``(mul, add)`` such that ``x * mul + add`` is ``x * scale`` then ``(x - mean) / std``
+        (each step only when asked): the one definition of the folded value steps, which training's data, the runtime
+        and the exported programs all apply, so that they agree to the bit."""
+        s = self.scale if scale else 1.0
+        if not normalize:
+            return np.full(3, s, np.float32), np.zeros(3, np.float32)
+        std, mean = np.asarray(self.std, np.float32), np.asarray(self.mean, np.float32)
+        return (s / std).astype(np.float32), (-mean / std).astype(np.float32)
+
     def _normalise(self, clip: np.ndarray) -> np.ndarray:
-        """uint8 ``(T, H, W, 3)`` -> float32 in ``layout``: ``x * scale / std - mean / std`` (one multiply-add)."""
-        mul = (self.scale / np.asarray(self.std, np.float32)).astype(np.float32)
-        add = (-np.asarray(self.mean, np.float32) / np.asarray(self.std, np.float32)).astype(np.float32)
+        """uint8 ``(T, H, W, 3)`` -> float32 in ``layout`` (:meth:`value_affine`, one multiply-add)."""
+        mul, add = self.value_affine()
         out = clip.astype(np.float32) * mul + add
         if self.layout == "TCHW":
             out = out.transpose(0, 3, 1, 2)

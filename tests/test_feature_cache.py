@@ -57,7 +57,7 @@ def test_cache_is_reused_only_while_its_key_matches(tiny_benchmark: Path, tmp_pa
         assert _cache(_model(), tiny_benchmark, tmp_path).path != first.path
     finally:
         os.utime(video, ns=(st.st_atime_ns, st.st_mtime_ns))
-    assert not list(tmp_path.glob("*.partial-*")), "no half-built cache is left behind"
+    assert not list(tmp_path.glob(".*.tmp-*")), "no half-built cache is left behind"
 
 
 def test_a_killed_build_leaves_no_cache(tiny_benchmark: Path, tmp_path: Path, monkeypatch):

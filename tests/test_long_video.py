@@ -26,7 +26,7 @@ from sdk.preprocess import Preprocess
 from sdk.samplers import Sampler
 from sdk.video import VideoFile
 from training.data import long_video as lv
-from training.data import synthetic as syn
+from training.data import writer
 from training.data.datasets import DatasetInfo, VideoRecord, make_loader
 from training.data.long_video import (
     LongVideoConfig,
@@ -306,7 +306,7 @@ def test_overwrite_protection_and_interrupted_run(tmp_path: Path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d"], "no partial / old directories left behind"
 
     calls = []
-    real = syn.write_mp4
+    real = writer.write_mp4
 
     def flaky(*args, **kwargs):
         calls.append(1)
@@ -314,7 +314,7 @@ def test_overwrite_protection_and_interrupted_run(tmp_path: Path, monkeypatch):
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(syn, "write_mp4", flaky)
+    monkeypatch.setattr(writer, "write_mp4", flaky)
     with pytest.raises(KeyboardInterrupt):
         generate(tmp_path / "e", sub, workers=1, progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]

@@ -23,6 +23,7 @@ import cv2  # noqa: F401  (installed by scripts/env.sh: a missing one fails, nev
 import skimage  # noqa: F401  (installed by scripts/env.sh: a missing one fails, never skips)
 
 from training.data import synthetic as syn  # noqa: E402
+from training.data import writer  # noqa: E402
 from training.data.synthetic import (  # noqa: E402
     CLASSES,
     HFLIP_MAP,
@@ -81,7 +82,7 @@ def test_tiny_layout_and_csv(tiny: Path):
         assert (counts == per_class).all()
         assert len(list((tiny / "videos" / split).glob("*.mp4"))) == len(rows)
     # no leftovers of the atomic write
-    assert not list(tiny.parent.glob("tiny.partial-*")) and not list(tiny.rglob("*.tmp.mp4"))
+    assert not list(tiny.parent.glob(".tiny.tmp-*")) and not list(tiny.rglob(".*.tmp-*"))
     ann = np.load(tiny / "annotations.npz")
     for split in ("train", "val"):
         n = meta["counts"][split]
@@ -140,7 +141,7 @@ def test_write_mp4_keeps_colours_order_count_and_fps(tmp_path: Path):
     t = np.arange(T)[:, None, None, None]
     base = np.stack([30 + 20 * t, 220 - 15 * t, 40 + 10 * (t % 3)], axis=-1)[..., 0, :]  # (T, 1, 1, 3)
     frames = np.broadcast_to(base, (T, H, W, 3)).astype(np.uint8).copy()
-    syn.write_mp4(tmp_path / "c.mp4", frames, fps=12)
+    writer.write_mp4(tmp_path / "c.mp4", frames, fps=12)
     dec = decode(tmp_path / "c.mp4")
     assert dec.shape == frames.shape
     assert np.abs(dec.reshape(T, -1, 3).mean(1) - base.reshape(T, 3)).max() < 4
@@ -173,11 +174,11 @@ def test_encoder_is_run_to_run_deterministic(tmp_path: Path, width: int):
     other, _ = render_clip(1, 4, dataclasses.replace(cfg, width=96))
     decoded = []
     for k in range(3):
-        syn.write_mp4(tmp_path / f"a{k}.mp4", frames, cfg.fps, cfg.crf, cfg.x264_preset)
-        syn.write_mp4(tmp_path / f"b{k}.mp4", other, cfg.fps, cfg.crf, cfg.x264_preset)
+        writer.write_mp4(tmp_path / f"a{k}.mp4", frames, cfg.fps, cfg.crf, cfg.x264_preset)
+        writer.write_mp4(tmp_path / f"b{k}.mp4", other, cfg.fps, cfg.crf, cfg.x264_preset)
         decoded.append(decode(tmp_path / f"a{k}.mp4"))
     assert all(np.array_equal(decoded[0], d) for d in decoded[1:])
-    assert syn.x264_needs_plain_c(width) == (width % 128 != 0)
+    assert writer.x264_needs_plain_c(width) == (width % 128 != 0)
 
 
 def test_render_clip_is_deterministic_and_seedsequence_reusable():
@@ -220,7 +221,7 @@ def test_overwrite_protection_and_replace(tmp_path: Path):
 def test_interrupted_run_leaves_no_dataset(tmp_path: Path, monkeypatch):
     sub = dataclasses.replace(TINY, train_per_class=1, val_per_class=1, frames=8)
     calls = []
-    real = syn.write_mp4
+    real = writer.write_mp4
 
     def flaky(*args, **kwargs):
         calls.append(1)
@@ -228,7 +229,7 @@ def test_interrupted_run_leaves_no_dataset(tmp_path: Path, monkeypatch):
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(syn, "write_mp4", flaky)
+    monkeypatch.setattr(writer, "write_mp4", flaky)
     with pytest.raises(KeyboardInterrupt):
         generate(tmp_path / "d", sub, workers=1, progress=False)
     assert list(tmp_path.iterdir()) == []
@@ -250,10 +251,10 @@ def test_cli_module_entry_point(tmp_path: Path):
 UNGUARDED = """
 import multiprocessing
 import training.data.{module} as generator
-from training.data import synthetic
+from training.data import writer
 
 if {spawn}:
-    synthetic._pool_context = lambda: multiprocessing.get_context("spawn")
+    writer.pool_context = lambda: multiprocessing.get_context("spawn")
 generator.generate({out!r}, preset="tiny", workers=2, progress=True)  # no `if __name__ == "__main__":` guard
 """
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ import torch
 from torch import nn
 
 from sdk.errors import ConfigError, SdkError
+from sdk.files import atomic_path
 from sdk.preprocess import Preprocess
 from sdk.samplers import Sampler
 from training.models import create
@@ -80,14 +80,10 @@ class CheckpointMeta:
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:
-    """Write to a temporary file, fsync, and rename: a run killed mid-write never leaves a truncated checkpoint."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """``torch.save`` through :func:`sdk.files.atomic_path`: a run killed mid-write never leaves a truncated
+    checkpoint."""
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def _read_bytes(path: Path) -> tuple[bytes, str]:

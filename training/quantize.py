@@ -28,9 +28,8 @@ import dataclasses
 import json
 import os
 import types
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, BinaryIO
 
 import torch
 from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
@@ -52,6 +51,7 @@ from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e, 
 from torchao.quantization.pt2e.quantizer import QuantizationSpec
 
 from sdk.errors import ConfigError
+from sdk.files import atomic_path
 
 __all__ = [
     "calibrate",
@@ -226,32 +226,21 @@ def convert(gm: GraphModule) -> GraphModule:
     return with_train_eval(convert_pt2e(copy.deepcopy(gm)))
 
 
-def _atomic_write(path: Path, write: Callable[[BinaryIO], Any]) -> None:
-    """``write`` into ``path.tmp``, flushed to disk, then renamed over ``path`` (an open file, not a name:
-    ``torch.export.save`` warns about names that do not end in ``.pt2``)."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def save_program(gm: GraphModule, example: torch.Tensor, path: str | os.PathLike, metadata: dict) -> Path:
     """Re-export ``gm`` (dynamic batch) and ``torch.export.save`` it to ``path`` (``.pt2``), with ``metadata``
     (config, labels, sampler, preprocess, metrics, quantization) in the JSON sidecar ``path.with_suffix(".json")``.
 
-    Both files are written to ``*.tmp`` and renamed: an interrupted save never leaves a truncated program behind.
+    Both files are written atomically (:func:`sdk.files.atomic_path`): an interrupted save never leaves a truncated
+    program behind.
     """
     path = Path(path)
     program = _export(gm, example, dynamic_batch=True)
     text = json.dumps(metadata, indent=2, sort_keys=True).encode()
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, lambda f: torch.export.save(program, f))
-    _atomic_write(path.with_suffix(".json"), lambda f: f.write(text))
+    with atomic_path(path) as tmp:  # keeps the .pt2 suffix torch.export.save wants
+        torch.export.save(program, tmp)
+    with atomic_path(path.with_suffix(".json")) as tmp:
+        tmp.write_bytes(text)
     return path
 
 

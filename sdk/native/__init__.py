@@ -29,6 +29,7 @@ from typing import Any, Self
 import numpy as np
 
 from sdk.errors import BackendUnavailableError, BundleError, ConfigError, FrameError, SdkError
+from sdk.files import atomic_dir
 
 __all__ = ["SOURCE_DIR", "NativeError", "NativeStreamClassifier", "build", "executorch_prefix", "load_library",
            "source_hash"]
@@ -120,26 +121,22 @@ def build(cache_dir: str | Path | None = None, *, asan: bool = False, jobs: int 
     out = cache / f"{'asan-' if asan else ''}{target}{source_hash(asan, prefix, toolchain)}"
     if (out / "libedgevideo.so").is_file() and (out / "edgevideo_cli").is_file() and (out / ".complete").is_file():
         return out
-    work = cache / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(work, ignore_errors=True)
-    # executorch_DIR, not a prefix path: a cross toolchain confines package searches to the target's sysroot
-    configure = [cmake, "-S", str(SOURCE_DIR), "-B", str(work), f"-Dexecutorch_DIR={prefix / 'share' / 'cmake'}",
-                 "-DCMAKE_BUILD_TYPE=" + ("RelWithDebInfo" if asan else "Release"), f"-DEV_ASAN={'ON' if asan else 'OFF'}"]
-    if toolchain is not None:
-        configure.append(f"-DCMAKE_TOOLCHAIN_FILE={toolchain}")
-    if shutil.which("ninja"):
-        configure += ["-G", "Ninja"]
-    for cmd in (configure, [cmake, "--build", str(work), "-j", str(jobs)]):
-        proc = subprocess.run(cmd, check=False, capture_output=not verbose, text=True)
-        if proc.returncode != 0:
-            shutil.rmtree(work, ignore_errors=True)
-            raise BackendUnavailableError(f"building the native core failed ({' '.join(cmd[:2])} ...):\n"
-                                          f"{(proc.stdout or '')[-3000:]}{(proc.stderr or '')[-3000:]}")
-    (work / ".complete").write_text(time.strftime("%Y-%m-%dT%H:%M:%S\n"))
-    if out.exists():
-        shutil.rmtree(work, ignore_errors=True)
-    else:
-        os.replace(work, out)
+    with atomic_dir(out, replace=False) as work:  # a build that finished first (another process) is kept
+        # executorch_DIR, not a prefix path: a cross toolchain confines package searches to the target's sysroot
+        configure = [cmake, "-S", str(SOURCE_DIR), "-B", str(work),
+                     f"-Dexecutorch_DIR={prefix / 'share' / 'cmake'}",
+                     "-DCMAKE_BUILD_TYPE=" + ("RelWithDebInfo" if asan else "Release"),
+                     f"-DEV_ASAN={'ON' if asan else 'OFF'}"]
+        if toolchain is not None:
+            configure.append(f"-DCMAKE_TOOLCHAIN_FILE={toolchain}")
+        if shutil.which("ninja"):
+            configure += ["-G", "Ninja"]
+        for cmd in (configure, [cmake, "--build", str(work), "-j", str(jobs)]):
+            proc = subprocess.run(cmd, check=False, capture_output=not verbose, text=True)
+            if proc.returncode != 0:
+                raise BackendUnavailableError(f"building the native core failed ({' '.join(cmd[:2])} ...):\n"
+                                              f"{(proc.stdout or '')[-3000:]}{(proc.stderr or '')[-3000:]}")
+        (work / ".complete").write_text(time.strftime("%Y-%m-%dT%H:%M:%S\n"))
     return out
 
 

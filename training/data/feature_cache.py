@@ -23,9 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -36,6 +33,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from sdk.errors import ConfigError
+from sdk.files import atomic_dir, atomic_path
 from sdk.preprocess import Preprocess
 from sdk.samplers import Sampler
 from sdk.video import FrameFolder, VideoFile
@@ -178,47 +176,38 @@ def build_cache(records: Sequence[VideoRecord], split_file: str | Path, preproce
         _DecodedVideos(records, preprocess, hflip, template), batch_size=None, num_workers=workers,
         multiprocessing_context="forkserver" if workers > 0 else None,
         worker_init_fn=_one_thread if workers > 0 else None)
-    tmp = path.with_name(f"{path.name}.partial-{uuid.uuid4().hex[:8]}")
-    tmp.mkdir(parents=True)
     try:
-        features, offsets, counts, row = None, [], [], 0
-        total = None
-        for i, views in enumerate(progress(loader, desc=desc, unit="video")):
-            v, t = views.shape[:2]
-            with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-                flat = views.flatten(0, 1).to(device).contiguous(memory_format=torch.channels_last)
-                out = torch.cat([prefix(flat[j:j + batch_frames]) for j in range(0, len(flat), batch_frames)])
-            out = out.float().cpu().unflatten(0, (v, t)).numpy()
-            if features is None:  # the first video gives the activation shape; all frames of all videos are counted
-                total = sum(_frame_count(r) for r in records)
-                features = np.lib.format.open_memmap(tmp / "features.npy", mode="w+", dtype=DTYPES[dtype],
-                                                     shape=(v, total, *out.shape[2:]))
-            if row + t > total:
-                raise ConfigError(f"{records[i].path} decoded to more frames than its header said")
-            features[:, row:row + t] = out
-            offsets.append(row)
-            counts.append(t)
-            row += t
-        features.flush()
-        shape = [features.shape[0], row, *features.shape[2:]]
-        del features
-        if row != total:  # a container that over-reported its frame count: keep only the decoded rows
-            arr = np.load(tmp / "features.npy", mmap_mode="r")[:, :row]
-            np.save(tmp / "features.trimmed.npy", np.ascontiguousarray(arr))
-            del arr
-            os.replace(tmp / "features.trimmed.npy", tmp / "features.npy")
-        index = {"key": key, "shape": shape, "offsets": offsets, "num_frames": counts,
-                 "labels": [r.label for r in records], "paths": [str(r.path) for r in records]}
-        (tmp / "index.json").write_text(json.dumps(index))
-        try:
-            os.replace(tmp, path)
-        except OSError:  # another process finished the same cache first: keep theirs
-            if not (path / "index.json").is_file():
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        with atomic_dir(path, replace=False) as tmp:  # another process that finished the same cache first wins
+            features, offsets, counts, row = None, [], [], 0
+            total = None
+            for i, views in enumerate(progress(loader, desc=desc, unit="video")):
+                v, t = views.shape[:2]
+                bf16 = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+                with torch.no_grad(), bf16:
+                    flat = views.flatten(0, 1).to(device).contiguous(memory_format=torch.channels_last)
+                    out = torch.cat([prefix(flat[j:j + batch_frames]) for j in range(0, len(flat), batch_frames)])
+                out = out.float().cpu().unflatten(0, (v, t)).numpy()
+                if features is None:  # the first video gives the activation shape; every video's frames counted
+                    total = sum(_frame_count(r) for r in records)
+                    features = np.lib.format.open_memmap(tmp / "features.npy", mode="w+", dtype=DTYPES[dtype],
+                                                         shape=(v, total, *out.shape[2:]))
+                if row + t > total:
+                    raise ConfigError(f"{records[i].path} decoded to more frames than its header said")
+                features[:, row:row + t] = out
+                offsets.append(row)
+                counts.append(t)
+                row += t
+            features.flush()
+            shape = [features.shape[0], row, *features.shape[2:]]
+            del features
+            if row != total:  # a container that over-reported its frame count: keep only the decoded rows
+                arr = np.load(tmp / "features.npy", mmap_mode="r")[:, :row]
+                with atomic_path(tmp / "features.npy") as trimmed:
+                    np.save(trimmed, np.ascontiguousarray(arr))
+                del arr
+            index = {"key": key, "shape": shape, "offsets": offsets, "num_frames": counts,
+                     "labels": [r.label for r in records], "paths": [str(r.path) for r in records]}
+            (tmp / "index.json").write_text(json.dumps(index))
     finally:
         for m, mode in modes:
             m.training = mode

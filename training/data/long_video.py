@@ -32,7 +32,7 @@ CLI::
 
     python -m training.data.long_video --out DIR --preset tiny|small|full --seed S [--workers N] [--overwrite]
 
-Layout written (atomically: into ``DIR.partial-*`` then renamed)::
+Layout written (atomically: into a hidden sibling ``.DIR.tmp-*`` directory, then renamed)::
 
     DIR/videos/{train,val}/{label_name}_{index:06d}.mp4   H.264 (libx264, yuv420p), segments * base.frames frames
     DIR/train.csv, DIR/val.csv                           header ``path,label`` (read_video_csv)
@@ -43,7 +43,6 @@ Layout written (atomically: into ``DIR.partial-*`` then renamed)::
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import sys
@@ -70,6 +69,8 @@ from training.data.synthetic import (
     SyntheticConfig,
     render_scene,
 )
+from training.data.writer import (dataset_output, generator_cli, meta_head, run_jobs,
+                                  split_arrays, start, video_relpath, write_split, x264_needs_plain_c)
 
 __all__ = [
     "GENERATOR_NAME",
@@ -229,11 +230,11 @@ def render_video(label: int, seed: int | np.random.SeedSequence, cfg: LongVideoC
 # dataset generation
 # --------------------------------------------------------------------------------------------------------------------
 def _relpath(split: str, label: int, index: int) -> str:
-    return f"videos/{split}/{CLASSES[label]}_{index:06d}.mp4"
+    return video_relpath(split, CLASSES[label], index)
 
 
 def _jobs(cfg: LongVideoConfig, seed: int) -> dict[tuple[str, int, int], tuple]:
-    """Per video: the scene job of ``synthetic._scene_work`` (what render_video renders, written to its path)."""
+    """Per video: the scene job of ``synthetic.scene_work`` (what render_video renders, written to its path)."""
     jobs = {}
     for split in SPLITS:
         for label in range(len(CLASSES)):
@@ -244,41 +245,28 @@ def _jobs(cfg: LongVideoConfig, seed: int) -> dict[tuple[str, int, int], tuple]:
     return jobs
 
 
-def _resolve_config(preset: str | LongVideoConfig) -> LongVideoConfig:
-    if isinstance(preset, LongVideoConfig):
-        return preset
-    if preset not in PRESETS:
-        raise ConfigError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
-    return PRESETS[preset]
-
-
 def generate(out: str | Path, preset: str | LongVideoConfig = "tiny", seed: int = 0, workers: int | None = None,
              overwrite: bool = False, progress: bool = True) -> Path:
     """Generate a long-video dataset into ``out`` (see the module docstring) and return its path.
 
-    Like :func:`training.data.synthetic.generate`: written into a sibling ``OUT.partial-*`` directory that replaces
+    Like :func:`training.data.synthetic.generate`: written into a hidden sibling ``.OUT.tmp-*`` directory that replaces
     ``out`` only once complete (an interrupted run leaves ``out`` untouched); an existing dataset of this generator
     is replaced only with ``overwrite=True``, anything else never; the output does not depend on ``workers``.
-    Each video is :func:`render_video` encoded with ``write_mp4``; the workers run ``synthetic._scene_work``.
+    Each video is :func:`render_video` encoded with ``write_mp4``; the workers run ``synthetic.scene_work``.
     """
-    cfg = _resolve_config(preset)
-    seed = int(seed)
-    if seed < 0:
-        raise ConfigError(f"seed must be >= 0, got {seed}")
-    out = Path(out).absolute()
-    synthetic._check_output(out, overwrite, GENERATOR_NAME)
-    workers = synthetic._resolve_workers(workers)
+    cfg, seed, out, workers = start(out, preset, seed, workers, overwrite, presets=PRESETS, cls=LongVideoConfig,
+                                    generator=GENERATOR_NAME)
     jobs = _jobs(cfg, seed)
     t0 = time.perf_counter()
 
-    with synthetic._atomic_output(out) as partial:
+    with dataset_output(out) as partial:
         for split in SPLITS:
             (partial / "videos" / split).mkdir(parents=True)
         anns: dict[str, dict[str, np.ndarray]] = {}
         chunk = max(1, min(4, len(jobs) // (workers * 8)))
-        for rel, ann in synthetic.run_jobs(synthetic._scene_work, list(jobs.values()), workers=workers,
-                                           init=(str(partial), cfg.base, seed), chunksize=chunk,
-                                           desc=f"long_video[{cfg.name}]", unit="video", show=progress):
+        for rel, ann in run_jobs(synthetic.scene_work, list(jobs.values()), workers=workers,
+                                 initializer=synthetic.worker_init, initargs=(str(partial), cfg.base, seed),
+                                 chunksize=chunk, desc=f"long_video[{cfg.name}]", unit="video", show=progress):
             anns[rel] = ann
 
         videos: dict[str, list[dict[str, Any]]] = {}
@@ -286,29 +274,17 @@ def generate(out: str | Path, preset: str | LongVideoConfig = "tiny", seed: int 
         for split in SPLITS:
             keys = [k for k in jobs if k[0] == split]
             rels = [jobs[k][0] for k in keys]
-            with open(partial / f"{split}.csv", "w", newline="") as f:
-                w = csv.writer(f)
-                w.writerow(["path", "label"])
-                w.writerows([rel, k[1]] for rel, k in zip(rels, keys))
+            write_split(partial / f"{split}.csv", [(rel, k[1]) for rel, k in zip(rels, keys)])
             videos[split] = [{"path": rel, "label": k[1],
                               **_annotation(cfg, jobs[k][4], anns[rel]["progress"]).to_dict()}
                              for rel, k in zip(rels, keys)]
-            arrays[f"{split}_path"] = np.array(rels, dtype=np.str_)
-            arrays[f"{split}_label"] = np.array([k[1] for k in keys], dtype=np.int64)
-            for name in SCENE_ANNOTATION_KEYS:
-                arrays[f"{split}_{name}"] = (np.stack([anns[rel][name] for rel in rels]) if keys
-                                             else np.zeros((0, cfg.frames), np.float32))
+            arrays.update(split_arrays(split, rels, [k[1] for k in keys], [anns[rel] for rel in rels],
+                                       SCENE_ANNOTATION_KEYS, cfg.frames))
         (partial / "labels.txt").write_text("".join(c + "\n" for c in CLASSES))
         np.savez_compressed(partial / "annotations.npz", **arrays)
         base = cfg.base
         meta = {
-            "generator": GENERATOR_NAME,
-            "generator_version": GENERATOR_VERSION,
-            "preset": cfg.name,
-            "config": cfg.to_dict(),
-            "seed": seed,
-            "num_classes": len(CLASSES),
-            "classes": list(CLASSES),
+            **meta_head(GENERATOR_NAME, GENERATOR_VERSION, cfg, seed, CLASSES),
             "segments": cfg.segments,
             "segment_frames": cfg.segment_frames,
             "frames": cfg.frames,
@@ -325,7 +301,7 @@ def generate(out: str | Path, preset: str | LongVideoConfig = "tiny", seed: int 
             "counts_per_class": {s: cfg.per_class(s) for s in SPLITS},
             "encoder": {"codec": "libx264", "pix_fmt": "yuv420p", "crf": base.crf, "preset": base.x264_preset,
                         "container": "mp4", "threads": 1,
-                        "asm": "off" if synthetic.x264_needs_plain_c(base.width) else "auto"},
+                        "asm": "off" if x264_needs_plain_c(base.width) else "auto"},
             "photos": [p.name for p in synthetic.photo_pool()],
             "annotation_keys": list(SCENE_ANNOTATION_KEYS),
             "seed_derivation": f"np.random.SeedSequence(seed, spawn_key=({_SEED_KEY:#x}, split_id, label, index)); "
@@ -445,7 +421,7 @@ class LongVideoDataset(ClipDataset):
 # CLI
 # --------------------------------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
-    return synthetic.generator_cli(
+    return generator_cli(
         argv, prog="python -m training.data.long_video",
         description="Generate the FASTER long-video benchmark: one time-reversal action hidden among idle segments "
                     "of a continuous scene (H.264 mp4 + CSV + meta).",

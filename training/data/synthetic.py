@@ -31,7 +31,7 @@ CLI::
 
     python -m training.data.synthetic --preset tiny|small|full --out DIR --seed S [--workers N] [--overwrite]
 
-Layout written (atomically: into ``DIR.partial-*`` then renamed)::
+Layout written (atomically: into a hidden sibling ``.DIR.tmp-*`` directory, then renamed)::
 
     DIR/videos/{train,val}/{label_name}_{index:06d}.mp4   H.264 (libx264, yuv420p), constant fps
     DIR/train.csv, DIR/val.csv                           header ``path,label``; path relative to DIR
@@ -41,25 +41,21 @@ Layout written (atomically: into ``DIR.partial-*`` then renamed)::
 """
 from __future__ import annotations
 
-import contextlib
-import csv
 import dataclasses
 import functools
 import json
 import math
-import os
-import shutil
 import sys
 import time
-import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from sdk.errors import SdkError
+from training.data.writer import (dataset_output, generator_cli, meta_head, run_jobs,
+                                  split_arrays, start, video_relpath, write_split, write_video, x264_needs_plain_c)
 
 __all__ = [
     "GENERATOR_NAME",
@@ -79,9 +75,8 @@ __all__ = [
     "SCENE_ANNOTATION_KEYS",
     "render_scene",
     "photo_pool",
-    "WorkerPoolError",
-    "write_mp4",
-    "x264_needs_plain_c",
+    "scene_work",
+    "worker_init",
     "generate",
     "main",
 ]
@@ -187,7 +182,7 @@ class SyntheticConfig:
 
 
 PRESETS: dict[str, SyntheticConfig] = {
-    # Widths are multiples of 128: x264's SIMD encoder is only run-to-run deterministic there (see write_mp4).
+    # Widths are multiples of 128: x264's SIMD encoder is only run-to-run deterministic there (see writer.write_mp4).
     # CI: 16 classes x (4 + 2) clips x 16 frames at 128x128; a few seconds on 2 cores.
     "tiny": SyntheticConfig(name="tiny", width=128, height=128, frames=16, fps=15, train_per_class=4, val_per_class=2),
     # CPU experiments: 2400 clips x 32 frames at 128x128.
@@ -787,50 +782,11 @@ def render_scene(label: int, seed: int | np.random.SeedSequence, cfg: SyntheticC
 # --------------------------------------------------------------------------------------------------------------------
 # encoding
 # --------------------------------------------------------------------------------------------------------------------
-def x264_needs_plain_c(width: int) -> bool:
-    """True when write_mp4 turns off x264's assembly to stay deterministic at this frame width.
-
-    Measured with the bundled libx264 (PyAV 18.1, FFmpeg 8) on an AVX-512 Xeon, 1 encoder thread: at widths that are
-    not a multiple of 128 (112, 192 and 96 seen) the SIMD code reads uninitialised memory, so the same frames encode
-    to different bitstreams (and decoded frames) from run to run -- in 44 of 48 clips at 112 px once the heap had
-    been churned. Widths that are multiples of 128 (128, 256, 384) and ``asm=0`` (plain C, ~3x slower to encode)
-    were deterministic in every trial.
-    """
-    return width % 128 != 0
-
-
-def write_mp4(path: str | Path, frames: np.ndarray, fps: int, crf: int = 20, preset: str = "veryfast") -> None:
-    """Write (T, H, W, 3) uint8 RGB frames as H.264 (libx264, yuv420p, constant fps) mp4 with PyAV.
-
-    One encoder thread; for widths where x264's SIMD code is not run-to-run deterministic the assembly is turned off
-    (:func:`x264_needs_plain_c`), so the same frames always decode to the same frames.
-    """
-    import av
-
-    T, H, W, _ = frames.shape
-    with av.open(str(path), mode="w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=int(fps))
-        stream.width, stream.height = W, H
-        stream.pix_fmt = "yuv420p"
-        stream.codec_context.thread_count = 1
-        options = {"crf": str(crf), "preset": preset}
-        if x264_needs_plain_c(W):
-            options["x264-params"] = "asm=0"
-        stream.options = options
-        for i, f in enumerate(frames):
-            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")
-            vf.pts = i
-            for packet in stream.encode(vf):
-                container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
-
-
 # --------------------------------------------------------------------------------------------------------------------
 # dataset generation
 # --------------------------------------------------------------------------------------------------------------------
 def _clip_relpath(split: str, label: int, index: int) -> str:
-    return f"videos/{split}/{CLASSES[label]}_{index:06d}.mp4"
+    return video_relpath(split, CLASSES[label], index)
 
 
 def _jobs(cfg: SyntheticConfig) -> list[tuple[str, int, int]]:
@@ -840,7 +796,8 @@ def _jobs(cfg: SyntheticConfig) -> list[tuple[str, int, int]]:
 _WORKER: dict[str, Any] = {}
 
 
-def _worker_init(root: str, cfg: SyntheticConfig, seed: int) -> None:
+def worker_init(root: str, cfg: SyntheticConfig, seed: int) -> None:
+    """Set up a generator worker process (both benchmarks): one OpenCV thread, the photos and noise loaded once."""
     import cv2
 
     cv2.setNumThreads(1)
@@ -853,190 +810,43 @@ def _work(job: tuple[str, int, int]) -> tuple[str, int, int, dict[str, np.ndarra
     split, label, index = job
     cfg: SyntheticConfig = _WORKER["cfg"]
     frames, ann = render_clip(label, clip_seed(_WORKER["seed"], split, label, index), cfg)
-    rel = _clip_relpath(split, label, index)
-    final = Path(_WORKER["root"]) / rel
-    tmp = final.with_name(final.stem + ".tmp.mp4")
-    write_mp4(tmp, frames, cfg.fps, cfg.crf, cfg.x264_preset)
-    os.replace(tmp, final)
+    write_video(_WORKER["root"], _clip_relpath(split, label, index), frames, cfg)
     return split, label, index, ann
 
 
-def _scene_work(job: tuple[str, int, np.random.SeedSequence, int, tuple[int, int]],
-                ) -> tuple[str, dict[str, np.ndarray]]:
+def scene_work(job: tuple[str, int, np.random.SeedSequence, int, tuple[int, int]],
+               ) -> tuple[str, dict[str, np.ndarray]]:
     """Pool job of the long-video generator (``training.data.long_video``): ``render_scene(label, ss, cfg, frames,
     window)`` written to ``root/rel``; returns ``(rel, annotations)``. It lives here so that worker processes import
     this module only, not the long-video module (which brings torch for its dataset class: seconds per worker)."""
     rel, label, ss, frames, window = job
     cfg: SyntheticConfig = _WORKER["cfg"]
     out, ann = render_scene(label, ss, cfg, frames, window)
-    final = Path(_WORKER["root"]) / rel
-    tmp = final.with_name(final.stem + ".tmp.mp4")
-    write_mp4(tmp, out, cfg.fps, cfg.crf, cfg.x264_preset)
-    os.replace(tmp, final)
+    write_video(_WORKER["root"], rel, out, cfg)
     return rel, ann
-
-
-def _pool_context():
-    """A multiprocessing context whose workers start from a clean process.
-
-    Plain fork is unsafe here: a child forked from a parent whose OpenCV thread pool has run deadlocks in
-    cv2.setNumThreads / parallel_for (seen with opencv 5.0, pthreads backend). forkserver forks workers from a fresh
-    server process that has only imported modules (cheap); spawn is the portable fallback.
-    """
-    import multiprocessing as mp
-
-    methods = mp.get_all_start_methods()
-    if "forkserver" in methods:
-        ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload(["numpy", "cv2", "av", "skimage.data"])
-        return ctx
-    return mp.get_context("spawn")
-
-
-class WorkerPoolError(SdkError, RuntimeError):
-    """A worker process of a generator died: the pool cannot finish, so generation stops instead of waiting."""
-
-
-UNGUARDED_SCRIPT_HINT = (
-    "if you called generate(..., workers=N) from your own script: each worker process starts fresh and imports that "
-    "script, so the call must sit under 'if __name__ == \"__main__\":' (or pass workers=1); otherwise a worker was "
-    "killed (out of memory?) or failed, and its error is printed above")
-
-
-def run_jobs(work: Callable[[Any], Any], jobs: Sequence[Any], *, workers: int, init: tuple[Any, ...], chunksize: int,
-             desc: str, unit: str, show: bool) -> Iterator[Any]:
-    """``work(job)`` for every job, in ``workers`` processes (each set up by ``_worker_init(*init)``; in this process
-    when ``workers`` is 1), with progress. A process pool that loses a worker raises :class:`WorkerPoolError` at once
-    (``concurrent.futures`` reports it; ``multiprocessing.Pool`` would replace the worker and wait forever)."""
-    from concurrent.futures import ProcessPoolExecutor
-    from concurrent.futures.process import BrokenProcessPool
-
-    from training.progress import progress
-
-    with progress(total=len(jobs), desc=desc, unit=unit, disable=not show) as bar:
-        if workers == 1 or len(jobs) <= 1:
-            _worker_init(*init)
-            for job in jobs:
-                yield work(job)
-                bar.update()
-            return
-        pool = ProcessPoolExecutor(min(workers, len(jobs)), mp_context=_pool_context(), initializer=_worker_init,
-                                   initargs=init)
-        try:
-            for result in pool.map(work, jobs, chunksize=chunksize):
-                yield result
-                bar.update()
-        except BrokenProcessPool as e:
-            raise WorkerPoolError(f"{desc}: a worker process died after {bar.n} of {len(jobs)} {unit}s ({e}); "
-                                  f"{UNGUARDED_SCRIPT_HINT}") from e
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _is_dataset(path: Path, generator: str = GENERATOR_NAME) -> bool:
-    try:
-        return json.loads((path / "meta.json").read_text()).get("generator") == generator
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
-def _check_output(out: Path, overwrite: bool, generator: str = GENERATOR_NAME) -> None:
-    """Refuse a file, a foreign non-empty directory, or (without ``overwrite``) a dataset of ``generator``; and refuse
-    to start at all inside a worker process that is still importing the caller's script (no main guard), before it
-    writes anything."""
-    import multiprocessing
-
-    if getattr(multiprocessing.current_process(), "_inheriting", False):
-        raise WorkerPoolError(f"generate() was called while a worker process was starting; {UNGUARDED_SCRIPT_HINT}")
-    if out.exists():
-        if not out.is_dir():
-            raise FileExistsError(f"{out} exists and is not a directory")
-        if any(out.iterdir()):
-            if not _is_dataset(out, generator):
-                raise FileExistsError(f"{out} is not empty and is not a dataset written by this generator; "
-                                      "refusing to replace it (choose another --out)")
-            if not overwrite:
-                raise FileExistsError(f"{out} already holds a dataset; pass --overwrite (overwrite=True) to replace it")
-
-
-def _resolve_workers(workers: int | None) -> int:
-    if workers is None:
-        try:
-            workers = len(os.sched_getaffinity(0))
-        except AttributeError:  # pragma: no cover - not Linux
-            workers = os.cpu_count() or 1
-    return max(1, int(workers))
-
-
-@contextlib.contextmanager
-def _atomic_output(out: Path) -> Iterator[Path]:
-    """Yield a fresh sibling ``OUT.partial-*`` directory; once the block completes it replaces ``out`` (per rename),
-    on any exception (SIGTERM included, turned into SystemExit meanwhile) it is removed and ``out`` is untouched."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.parent / f"{out.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    old_sigterm = _raise_on_sigterm()
-    try:
-        partial.mkdir()
-        yield partial
-        # swap in atomically (per rename)
-        if out.exists():
-            if any(out.iterdir()):
-                old = out.parent / f"{out.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-                os.replace(out, old)
-                os.replace(partial, out)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                out.rmdir()
-                os.replace(partial, out)
-        else:
-            os.replace(partial, out)
-    except BaseException:
-        for _ in range(10):  # a worker killed mid-write may still be closing a file: retry briefly
-            shutil.rmtree(partial, ignore_errors=True)
-            if not partial.exists():
-                break
-            time.sleep(0.1)
-        raise
-    finally:
-        if old_sigterm is not None:
-            import signal
-
-            signal.signal(signal.SIGTERM, old_sigterm)
-
-
-def _resolve_config(preset: str | SyntheticConfig) -> SyntheticConfig:
-    if isinstance(preset, SyntheticConfig):
-        return preset
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
-    return PRESETS[preset]
 
 
 def generate(out: str | Path, preset: str | SyntheticConfig = "tiny", seed: int = 0, workers: int | None = None,
              overwrite: bool = False, progress: bool = True) -> Path:
     """Generate a dataset into ``out`` (see the module docstring) and return its path.
 
-    Everything is written into a sibling ``OUT.partial-*`` directory that replaces ``out`` only once complete; an
+    Everything is written into a hidden sibling ``.OUT.tmp-*`` directory that replaces ``out`` only once complete; an
     interrupted run leaves ``out`` untouched. An existing complete dataset is replaced only with ``overwrite=True``;
     a non-empty directory that is not a dataset of this generator is never touched. The output does not depend on
     ``workers`` (default: the number of CPUs available to this process).
     """
-    cfg = _resolve_config(preset)
-    seed = int(seed)
-    if seed < 0:
-        raise ValueError(f"seed must be >= 0, got {seed}")
-    out = Path(out).absolute()
-    _check_output(out, overwrite)
-    workers = _resolve_workers(workers)
+    cfg, seed, out, workers = start(out, preset, seed, workers, overwrite, presets=PRESETS, cls=SyntheticConfig,
+                                    generator=GENERATOR_NAME)
 
     jobs = _jobs(cfg)
     t0 = time.perf_counter()
-    with _atomic_output(out) as partial:
+    with dataset_output(out) as partial:
         for split in SPLITS:
             (partial / "videos" / split).mkdir(parents=True)
         results: dict[tuple[str, int, int], dict[str, np.ndarray]] = {}
         chunk = max(1, min(8, len(jobs) // (workers * 8)))
-        for s, lab, i, ann in run_jobs(_work, jobs, workers=workers, init=(str(partial), cfg, seed), chunksize=chunk,
+        for s, lab, i, ann in run_jobs(_work, jobs, workers=workers, initializer=worker_init,
+                                       initargs=(str(partial), cfg, seed), chunksize=chunk,
                                        desc=f"synthetic[{cfg.name}]", unit="clip", show=progress):
             results[(s, lab, i)] = ann
 
@@ -1044,29 +854,16 @@ def generate(out: str | Path, preset: str | SyntheticConfig = "tiny", seed: int 
         for split in SPLITS:
             keys = [j for j in jobs if j[0] == split]
             counts[split] = len(keys)
-            with open(partial / f"{split}.csv", "w", newline="") as f:
-                w = csv.writer(f)
-                w.writerow(["path", "label"])
-                for _, lab, i in keys:
-                    w.writerow([_clip_relpath(split, lab, i), lab])
+            write_split(partial / f"{split}.csv", [(_clip_relpath(split, lab, i), lab) for _, lab, i in keys])
         (partial / "labels.txt").write_text("".join(c + "\n" for c in CLASSES))
         arrays: dict[str, np.ndarray] = {}
         for split in SPLITS:
             keys = [j for j in jobs if j[0] == split]
-            arrays[f"{split}_path"] = np.array([_clip_relpath(*k) for k in keys], dtype=np.str_)
-            arrays[f"{split}_label"] = np.array([k[1] for k in keys], dtype=np.int64)
-            for name in ANNOTATION_KEYS:
-                arrays[f"{split}_{name}"] = (np.stack([results[k][name] for k in keys]) if keys
-                                             else np.zeros((0, cfg.frames), np.float32))
+            arrays.update(split_arrays(split, [_clip_relpath(*k) for k in keys], [k[1] for k in keys],
+                                       [results[k] for k in keys], ANNOTATION_KEYS, cfg.frames))
         np.savez_compressed(partial / "annotations.npz", **arrays)
         meta = {
-            "generator": GENERATOR_NAME,
-            "generator_version": GENERATOR_VERSION,
-            "preset": cfg.name,
-            "config": cfg.to_dict(),
-            "seed": seed,
-            "num_classes": len(CLASSES),
-            "classes": list(CLASSES),
+            **meta_head(GENERATOR_NAME, GENERATOR_VERSION, cfg, seed, CLASSES),
             "frames": cfg.frames,
             "width": cfg.width,
             "height": cfg.height,
@@ -1087,59 +884,6 @@ def generate(out: str | Path, preset: str | SyntheticConfig = "tiny", seed: int 
         }
         (partial / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     return out
-
-
-def _raise_on_sigterm():
-    """While generating, turn SIGTERM into SystemExit so the partial directory is cleaned up. Returns the previous
-    handler (None when not in the main thread, where handlers cannot be set)."""
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        return None
-
-    def handler(signum, frame):
-        raise SystemExit(128 + signum)
-
-    return signal.signal(signal.SIGTERM, handler)
-
-
-def generator_cli(argv: list[str] | None, *, prog: str, description: str, presets: dict[str, Any],
-                  generate_fn: Callable[..., Path], describe: Callable[[Any, dict[str, Any]], str],
-                  example_out: str = "data/small") -> int:
-    """The command line shared by this benchmark and the long-video one (``training.data.long_video``): pick a
-    preset, override its per-class counts, generate, print ``describe(config, meta)``."""
-    from training.config import set_verbose, tool_parser
-
-    parser = tool_parser(prog, description, f"{prog} --preset small --out {example_out} --workers 2",
-                         notes="presets (train + val videos per class): " + ", ".join(
-                             f"{name} {cfg.train_per_class} + {cfg.val_per_class}" for name, cfg in presets.items()))
-    parser.add_argument("--preset", choices=sorted(presets), default="tiny", help="dataset size (see presets below)")
-    parser.add_argument("--out", required=True, help="output directory")
-    parser.add_argument("--seed", type=int, default=0, help="dataset seed: the same seed gives the same videos")
-    parser.add_argument("--workers", type=int, default=None, help="processes (default: the CPUs available)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset at --out")
-    parser.add_argument("--train-per-class", type=int, default=None,
-                        help="training videos per class (default: the preset's)")
-    parser.add_argument("--val-per-class", type=int, default=None,
-                        help="validation videos per class (default: the preset's)")
-    parser.add_argument("--quiet", action="store_true", help="no progress output")
-    args = parser.parse_args(argv)
-    set_verbose(args.verbose)
-    cfg = presets[args.preset]
-    over = {k: v for k, v in (("train_per_class", args.train_per_class), ("val_per_class", args.val_per_class))
-            if v is not None}
-    try:
-        if over:
-            cfg = dataclasses.replace(cfg, **over)
-        path = generate_fn(args.out, cfg, seed=args.seed, workers=args.workers, overwrite=args.overwrite,
-                           progress=not args.quiet)
-    except (FileExistsError, ValueError, SdkError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    meta = json.loads((Path(path) / "meta.json").read_text())
-    print(f"wrote {path}: {describe(cfg, meta)}, {meta['wall_time_s']:.1f} s with {meta['workers']} workers")
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
