@@ -101,7 +101,7 @@ def export_faster_bundle(opts: ExportOptions, faster: LoadedFaster, started: flo
     that runtime (its clip programs' features into its aggregator, one video at a time from zero state) against the
     torch pipeline: recorded as ``details.video_parity`` of the aggregator program.
     """
-    from training.models.fast_gru import AggregatorStep
+    from training.models.aggregators import AggregatorStep
 
     if opts.mode != "clip":
         raise ConfigError("a FASTER bundle has its own modes (clip programs + an aggregate program): drop --mode")

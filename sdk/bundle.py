@@ -53,7 +53,7 @@ __all__ = [
     "MANIFEST_FILE",
     "MODES",
     "PRECISIONS",
-    "ROLES",
+    "PROGRAM_ROLES",
     "SCHEMA_VERSION",
     "Bundle",
     "FasterClipModel",
@@ -74,7 +74,7 @@ GOLDEN_FILE = "golden.npz"
 BACKENDS = ("executorch", "coreml", "tflite", "onnx")
 PRECISIONS = ("fp32", "fp16", "int8")
 MODES = ("clip", "stream", "aggregate")
-ROLES = ("model", "expensive", "cheap", "aggregator")  # "model": the one classifier of an ordinary bundle
+PROGRAM_ROLES = ("model", "expensive", "cheap", "aggregator")  # "model": the one classifier of an ordinary bundle
 CLIP_ROLES = ("expensive", "cheap")
 DTYPES = ("float32", "float16", "int8", "uint8", "int32", "int64")
 PARITY_STATUSES = ("verified", "not_verified")
@@ -260,7 +260,7 @@ class Program:
                               for i, t in enumerate(_get(obj, key, where, list, optional=key == "state") or []))
                    for key in ("inputs", "outputs", "state")}
         mode = _choice(obj, "mode", where, MODES)
-        role = _choice(obj, "role", where, ROLES) if "role" in obj else "model"
+        role = _choice(obj, "role", where, PROGRAM_ROLES) if "role" in obj else "model"
         if mode in ("stream", "aggregate") and not tensors["state"]:
             raise _fail(where, f"a {mode} program needs its state tensors")
         if not tensors["inputs"] or not tensors["outputs"]:

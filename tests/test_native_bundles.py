@@ -248,7 +248,7 @@ def faster_bundle(root: Path, segment_frames: int = 8) -> Path:
 
     from converters.program import ProgramJob
     from sdk.bundle import FasterClipModel, FasterSpec, InputSpec
-    from training.models.fast_gru import AggregatorStep, gru
+    from training.models.aggregators import AggregatorStep, gru
 
     root.mkdir(parents=True)
     (root / "programs").mkdir()

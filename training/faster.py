@@ -3,7 +3,7 @@
 A long video is a sequence of ``L`` segments (clips). An *expensive* clip model (TAM-MobileNetV2, 8 frames, 64 px by
 default) runs on one segment in every ``N + 1``, a *cheap* one (a 2D MobileNetV2 on 1 frame at lower resolution, TSN)
 on the others; a learned linear projection per clip model maps both into one ``D``-dimensional feature space, and an
-aggregator (average, GRU, FAST-GRU; :mod:`training.models.fast_gru`) turns the mixed sequence into the video
+aggregator (average, GRU, FAST-GRU; :mod:`training.models.aggregators`) turns the mixed sequence into the video
 prediction (Zhu et al., "FASTER Recurrent Networks for Efficient Video Classification", AAAI 2020, arXiv 1906.04226).
 
 The recipe, as a straight line of named steps:
@@ -39,7 +39,7 @@ Where we had to choose:
 
 * **Feature maps for the spatial FAST-GRU.** ``fast_gru`` consumes maps: the last MobileNetV2 feature maps of each
   segment, averaged over the clip's frames (the temporal axis is pooled away: the aggregator's state is rank 4, see
-  :mod:`training.models.fast_gru`), brought to one ``map_size x map_size`` by adaptive average pooling (default: the
+  :mod:`training.models.aggregators`), brought to one ``map_size x map_size`` by adaptive average pooling (default: the
   smaller of the two models' maps -- 2x2 for 64 px and 48 px inputs, 1x1 at 32 px, where spatial FAST-GRU equals
   ``fast_gru_pooled``). Its projections are 1x1 convs. Maps are extracted and cached only when ``fast_gru`` is asked
   for, and only MobileNetV2-based clip models (``model.backbone.features``) provide them.
@@ -80,7 +80,7 @@ from training.config import check_choices, option, parse_config
 from training.data.datasets import DatasetInfo
 from training.data.long_video import GENERATOR_NAME, LongVideoDataset
 from training.models import create, list_models
-from training.models.fast_gru import create_aggregator, list_aggregators
+from training.models.aggregators import create_aggregator, list_aggregators
 from training.models.faster import (FasterModel, backbone_maps, clip_outputs, parse_schedule, save_faster,
                                     schedule_mask)
 from training.profile import count_gmacs

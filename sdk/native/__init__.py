@@ -40,7 +40,7 @@ _SOURCES = ("CMakeLists.txt", "include", "src", "tools")
 # ev_status codes (include/edgevideo.h)
 EV_OK, EV_ERR_INVALID_ARGUMENT, EV_ERR_IO, EV_ERR_BAD_BUNDLE, EV_ERR_HASH_MISMATCH = 0, 1, 2, 3, 4
 EV_ERR_UNSUPPORTED, EV_ERR_BAD_FRAME, EV_ERR_RUNTIME, EV_ERR_GOLDEN_MISMATCH, EV_ERR_INTERNAL = 5, 6, 7, 8, 9
-ROLES = ("model", "expensive", "cheap")
+C_ROLES = ("model", "expensive", "cheap")  # the C API's role field: 0, 1, 2 (include/edgevideo.h)
 
 
 class NativeError(SdkError):
@@ -265,7 +265,7 @@ class NativeStreamClassifier:
         r = _Request()
         _check(self._lib, self._lib.ev_next_frame(self._handle(), ctypes.byref(r)))
         return {"copies": r.copies, "size": r.size, "short_side": r.short_side, "window": r.window,
-                "role": ROLES[r.role]}
+                "role": C_ROLES[r.role]}
 
     def wants_next(self) -> bool:
         return bool(self.next_frame()["copies"])
@@ -306,7 +306,7 @@ class NativeStreamClassifier:
         return Prediction(labels=tuple(self.labels[i] for i in order), scores=tuple(float(probs[i]) for i in order),
                           class_ids=tuple(order), logits=logits, probabilities=probs,
                           timestamp=None if math.isnan(p.timestamp) else p.timestamp, frame_index=int(p.frame_index),
-                          window=int(p.window), role=ROLES[p.role])
+                          window=int(p.window), role=C_ROLES[p.role])
 
     def reset(self) -> None:
         _check(self._lib, self._lib.ev_reset(self._handle()))

@@ -1,7 +1,7 @@
 """The FASTER network and its checkpoint format: what ``python -m training.faster`` trains and the converters export.
 
 A FASTER video model is two frozen clip models (an *expensive* and a *cheap* one), each followed by a fixed
-standardisation and a learned projection into one feature space, and an aggregator (:mod:`training.models.fast_gru`)
+standardisation and a learned projection into one feature space, and an aggregator (:mod:`training.models.aggregators`)
 over the mixed sequence. A schedule ``1:N`` says which segments the expensive model sees. The recipe
 (:mod:`training.faster`) trains it; this module is the library both the recipe and :mod:`converters` build on.
 """
@@ -24,7 +24,7 @@ from sdk.preprocess import Preprocess
 from sdk.samplers import Sampler
 from training.checkpoint import atomic_save, load_checkpoint, load_checkpoint_model, read_checkpoint
 from training.models import create
-from training.models.fast_gru import Aggregator, create_aggregator
+from training.models.aggregators import Aggregator, create_aggregator
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "FasterModel", "LoadedFaster", "backbone_maps", "clip_outputs",
            "faster_from_checkpoint", "is_faster", "load_faster", "parse_schedule", "save_faster", "schedule_mask"]

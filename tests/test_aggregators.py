@@ -1,4 +1,4 @@
-"""FASTER aggregators (training/models/fast_gru.py): interface, FAST-GRU equations, order sensitivity, gradients, and
+"""FASTER aggregators (training/models/aggregators.py): interface, FAST-GRU equations, order sensitivity, gradients, and
 the exported step program (XNNPACK delegation; a 20-step .pte stream against eager)."""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sdk.errors import ConfigError
-from training.models.fast_gru import (
+from training.models.aggregators import (
     AGGREGATORS,
     Aggregator,
     AggregatorStep,
