@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
     from training.data import synthetic as syn
+    from training.data.writer import write_mp4
 
     workers = args.workers or _cpus()
     root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench_generate_"))
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             frames, _ = syn.render_clip(i % len(syn.CLASSES), syn.clip_seed(args.seed, "val", i % 16, i), cfg)
             t1 = time.perf_counter()
-            syn.write_mp4(root / "serial.mp4", frames, cfg.fps, cfg.crf, cfg.x264_preset)
+            write_mp4(root / "serial.mp4", frames, cfg.fps, cfg.crf, cfg.x264_preset)
             t2 = time.perf_counter()
             render_s += t1 - t0
             encode_s += t2 - t1

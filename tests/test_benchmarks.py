@@ -34,6 +34,7 @@ def test_order_blind_features_cannot_tell_a_clip_from_its_reversal(tmp_path: Pat
 
     from benchmarks.probe import extract
     from training.data import synthetic as syn
+    from training.data.writer import write_mp4
 
     cfg = syn.PRESETS["tiny"]
     (tmp_path / "clips").mkdir()
@@ -42,7 +43,7 @@ def test_order_blind_features_cannot_tell_a_clip_from_its_reversal(tmp_path: Pat
         for label, index in ((a, 0), (b, 0), (a, 1)):
             frames, _ = syn.render_clip(label, syn.clip_seed(0, "val", a, index), cfg)
             name = f"clips/{syn.CLASSES[label]}_{index}.mp4"
-            syn.write_mp4(tmp_path / name, frames, cfg.fps, crf=0)
+            write_mp4(tmp_path / name, frames, cfg.fps, crf=0)
             rows.append((name, label))
     with open(tmp_path / "val.csv", "w", newline="") as f:
         csv.writer(f).writerows([("path", "label"), *rows])
