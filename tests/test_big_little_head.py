@@ -131,5 +131,5 @@ def test_prefix_bn_needs_frozen_blocks():
     from training.train import TrainConfig
     with pytest.raises(ConfigError, match="freeze"):
         TrainConfig(prefix_bn="remeasure")
-    with pytest.raises(ConfigError, match="keep or remeasure"):
+    with pytest.raises(ConfigError, match="valid: keep, remeasure"):
         TrainConfig(prefix_bn="recompute", freeze=1)
