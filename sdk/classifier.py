@@ -89,7 +89,7 @@ from sdk.errors import BundleError, ConfigError, FrameError, SdkError, Truncated
 from sdk.preprocess import _cv2
 from sdk.runtime import Model
 from sdk.samplers import StreamingSampler
-from sdk.stats import STAGES, LatencyStats
+from sdk.stats import LatencyStats, StageClock
 from sdk.video import FrameSource, StreamCapture, VideoFile, _to_rgb, open_source
 
 __all__ = ["DEFAULT_WINDOW", "Prediction", "Smoothing", "StreamClassifier", "VideoClassifier", "as_frame"]
@@ -241,38 +241,28 @@ class _Engine:
         self.labels = model.labels
         self.top_k = min(top_k, len(self.labels))
         self.stats = LatencyStats(stats_window)
+        self.clock = StageClock(self.stats)
         self.faster = model.manifest.faster
         roles = tuple(self.faster.clip_models) if self.faster is not None else ("model",)
         self.preps = {r: _Prep(model.input_spec(r)) for r in roles if r in model.programs}
         for role in self.preps:
             _check_program_input(model, role, model.sampler(role).frames)
         self.kind = model.kind
-        self._lap: dict[str, float] = dict.fromkeys(STAGES, 0.0)
         for prep in self.preps.values():  # the first OpenCV call loads the library (~30 ms): not a frame's cost
             side = prep.pre.resize_to + 1
             prep(np.zeros((side, side + 1, 3), np.uint8))
 
-    def timed(self, stage: str, t0: float) -> float:
-        t1 = _now()
-        ms = (t1 - t0) * 1e3
-        self.stats.add(stage, ms)
-        self._lap[stage] += ms
-        return t1
-
-    def take_lap(self) -> dict[str, float]:
-        lap, self._lap = self._lap, dict.fromkeys(STAGES, 0.0)
-        return lap
 
     def prep(self, role: str, frame: np.ndarray) -> np.ndarray:
         t0 = _now()
         x = self.preps[role](as_frame(frame))
-        self.timed("preprocess", t0)
+        self.clock.timed("preprocess", t0)
         return x
 
     def run(self, role: str, inputs: list[np.ndarray], stage: str = "model") -> list[np.ndarray]:
         t0 = _now()
         out = self.model.run(role, inputs)
-        self.timed(stage, t0)
+        self.clock.timed(stage, t0)
         return out
 
     def clip_logits(self, role: str, frames: list[np.ndarray]) -> np.ndarray:
@@ -365,11 +355,11 @@ class VideoClassifier:
                 rows.append(row)
             t0 = _now()
             logits = np.mean(rows, axis=0).astype(np.float32)
-            e.timed("aggregate", t0)
+            e.clock.timed("aggregate", t0)
         t0 = _now()
         probs = _softmax(logits)
-        e.timed("aggregate", t0)
-        return e.predict(logits, probs, latency_ms=e.take_lap(), frame_index=n - 1, window=0)
+        e.clock.timed("aggregate", t0)
+        return e.predict(logits, probs, latency_ms=e.clock.take_lap(), frame_index=n - 1, window=0)
 
     @staticmethod
     def _length(source: Any) -> int:
@@ -399,7 +389,7 @@ class VideoClassifier:
         ms = (_now() - t0) * 1e3
         for _ in frames:  # one decode sample per frame returned, as the stats module says
             e.stats.add("decode", ms / len(frames))
-        e._lap["decode"] += ms
+        e.clock.lap["decode"] += ms
         return frames
 
     def _classify_faster(self, source: Any, n: int) -> Prediction:
@@ -425,8 +415,8 @@ class VideoClassifier:
             logits, state = e.faster_step(role, xs, state)
         t0 = _now()
         probs = _softmax(logits)
-        e.timed("aggregate", t0)
-        return e.predict(logits, probs, latency_ms=e.take_lap(), frame_index=n - 1, window=len(plan) - 1,
+        e.clock.timed("aggregate", t0)
+        return e.predict(logits, probs, latency_ms=e.clock.take_lap(), frame_index=n - 1, window=len(plan) - 1,
                          role=plan[-1][0])
 
 
@@ -530,12 +520,12 @@ class StreamClassifier:
                                    index, timestamp)
         t0 = _now()
         copies = self._sampler.offer()
-        t0 = e.timed("sample", t0)
+        t0 = e.clock.timed("sample", t0)
         if copies:
             try:
                 if callable(frame):
                     frame = frame()
-                    t0 = e.timed("decode", t0)
+                    t0 = e.clock.timed("decode", t0)
                 x = e.prep(self._role, frame)
             except SdkError as err:
                 self._sampler.frames_seen -= 1  # the bad frame does not count: the next one takes its place
@@ -575,10 +565,10 @@ class StreamClassifier:
             logits, self._state = e.faster_step(role, self._buffer, self._state)
             t0 = _now()
         probs, order = self._smooth(_softmax(logits))
-        e.timed("aggregate", t0)
+        e.clock.timed("aggregate", t0)
         self._window_index += 1
         self._start_window()
-        return e.predict(logits, probs, order, latency_ms=e.take_lap(), timestamp=timestamp, frame_index=index,
+        return e.predict(logits, probs, order, latency_ms=e.clock.take_lap(), timestamp=timestamp, frame_index=index,
                          window=window, role=role)
 
     def _smooth(self, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:

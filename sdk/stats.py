@@ -17,12 +17,13 @@ percentiles, and running totals over everything for :meth:`LatencyStats.outside_
 """
 from __future__ import annotations
 
+import time
 from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["STAGES", "LatencyStats", "StageSummary"]
+__all__ = ["STAGES", "LatencyStats", "StageClock", "StageSummary"]
 
 STAGES = ("decode", "sample", "preprocess", "model", "aggregate")
 # Work the runtime adds around the model (decode excluded: it depends on the source, not on the runtime).
@@ -97,3 +98,25 @@ class LatencyStats:
                      f"before decoding, {self.frame_errors} bad; {self.predictions} predictions; "
                      f"outside the model (sample+preprocess+aggregate): {100 * self.outside_model_share():.2f}%")
         return "\n".join(lines)
+
+
+class StageClock:
+    """Times consecutive stages of one prediction: each :meth:`timed` call adds a sample to ``stats`` and to the
+    current lap (per-stage milliseconds since the last :meth:`take_lap`: a prediction's ``latency_ms``)."""
+
+    def __init__(self, stats: LatencyStats):
+        self.stats = stats
+        self.lap = dict.fromkeys(STAGES, 0.0)
+
+    def timed(self, stage: str, t0: float) -> float:
+        """Record ``stage`` as lasting from ``t0`` (``time.perf_counter``) until now; returns now."""
+        t1 = time.perf_counter()
+        ms = (t1 - t0) * 1e3
+        self.stats.add(stage, ms)
+        self.lap[stage] += ms
+        return t1
+
+    def take_lap(self) -> dict[str, float]:
+        """The current lap, and a new one started."""
+        lap, self.lap = self.lap, dict.fromkeys(STAGES, 0.0)
+        return lap

@@ -38,7 +38,7 @@ from sdk.bundle import Bundle
 from sdk.classifier import Prediction, Smoothing, VideoClassifier, as_frame, lazy_frames
 from sdk.errors import ConfigError, FrameError, SdkError, TruncatedVideoError
 from sdk.native import NativeStreamClassifier, build
-from sdk.stats import STAGES, LatencyStats
+from sdk.stats import LatencyStats, StageClock
 from sdk.video import open_source
 
 __all__ = ["NativeStream", "NativeVideoClassifier"]
@@ -82,15 +82,15 @@ class NativeStream:
             raise
         self.kind, self.labels = self.classifier.kind, self.classifier.labels
         self.window, self.precision = self.classifier.window, self.classifier.precision
-        self.stats = LatencyStats()
-        self._lap = dict.fromkeys(STAGES, 0.0)
+        self._clock = StageClock(LatencyStats())
 
-    def _timed(self, stage: str, t0: float) -> float:
-        t1 = _now()
-        ms = (t1 - t0) * 1e3
-        self.stats.add(stage, ms)
-        self._lap[stage] += ms
-        return t1
+    @property
+    def stats(self) -> LatencyStats:
+        return self._clock.stats
+
+    @stats.setter
+    def stats(self, stats: LatencyStats) -> None:  # NativeVideoClassifier keeps one record over its streams
+        self._clock.stats = stats
 
     def wants_next(self) -> bool:
         """Whether the next frame will be kept: ask before decoding to skip the work for dropped frames."""
@@ -103,23 +103,23 @@ class NativeStream:
         stats = self.stats
         t0 = _now()
         request = self.classifier.next_frame()
-        t0 = self._timed("sample", t0)
+        t0 = self._clock.timed("sample", t0)
         resized = None
         if request["copies"]:
             try:
                 if callable(frame):
                     frame = frame()
-                    t0 = self._timed("decode", t0)
+                    t0 = self._clock.timed("decode", t0)
                 if frame is None:
                     raise FrameError("the sampler keeps this frame: pass the frame, not None")
                 resized = self._preprocess[str(request["role"])].resize_short(as_frame(frame))
             except SdkError as err:
                 stats.frame_errors += 1
                 return Prediction(error=err, timestamp=timestamp, role=str(request["role"]))
-            t0 = self._timed("preprocess", t0)
+            t0 = self._clock.timed("preprocess", t0)
         prediction = self.classifier.push(resized, timestamp)
         if resized is not None or prediction is not None:
-            self._timed("model", t0)
+            self._clock.timed("model", t0)
         if prediction is not None and not prediction.ok:
             stats.frame_errors += 1
             return prediction
@@ -131,8 +131,7 @@ class NativeStream:
         if prediction is None:
             return None
         stats.predictions += 1
-        lap, self._lap = self._lap, dict.fromkeys(STAGES, 0.0)
-        return dataclasses.replace(prediction, latency_ms=lap)
+        return dataclasses.replace(prediction, latency_ms=self._clock.take_lap())
 
     def run(self, source: Any, *, max_frames: int | None = None) -> Iterator[Prediction]:
         """Stream a path / camera index / URL / :class:`~sdk.video.FrameSource` / iterable of frames through
@@ -154,7 +153,7 @@ class NativeStream:
     def reset(self) -> None:
         """Start a new stream (the core's ``ev_reset``); latency statistics are kept."""
         self.classifier.reset()
-        self._lap = dict.fromkeys(STAGES, 0.0)
+        self._clock.take_lap()  # a new stream starts a new lap
 
     def close(self) -> None:
         self.classifier.close()
