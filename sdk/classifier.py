@@ -92,7 +92,7 @@ from sdk.samplers import StreamingSampler
 from sdk.stats import LatencyStats, StageClock
 from sdk.video import FrameSource, StreamCapture, VideoFile, _to_rgb, open_source
 
-__all__ = ["DEFAULT_WINDOW", "Prediction", "Smoothing", "StreamClassifier", "VideoClassifier", "as_frame"]
+__all__ = ["DEFAULT_WINDOW", "Prediction", "Smoothing", "StreamClassifier", "VideoClassifier", "as_frame", "drive"]
 
 DEFAULT_WINDOW = 32
 _now = time.perf_counter
@@ -592,25 +592,34 @@ class StreamClassifier:
         coding needs it) but never converted to RGB, resized or copied. Frame timestamps come from the source
         (seconds); a source whose first timestamp is not after the stream's last one (a second file streamed after
         a first) is shifted to continue the timeline one frame interval later."""
-        owned = isinstance(source, (str, int, os.PathLike)) and not isinstance(source, bool)
-        src = open_source(source) if owned else source
-        step = 1.0 / src.fps if isinstance(src, FrameSource) and src.fps else 1e-3
-        offset = None
-        try:
-            for i, (frame, ts) in enumerate(lazy_frames(src)):
-                if max_frames is not None and i >= max_frames:
-                    break
-                if ts is not None:
-                    if offset is None:  # a source streamed after another continues the stream's timeline
-                        last = self._last_ts
-                        offset = 0.0 if last is None or ts > last else last + step - ts
-                    ts += offset
-                out = self.push(frame, ts)
-                if out is not None:
-                    yield out
-        finally:
-            if owned:
-                src.close()
+        yield from drive(self.push, source, max_frames=max_frames, last_timestamp=lambda: self._last_ts)
+
+
+def drive(push: Callable[[Any, float | None], Prediction | None], source: Any, *, max_frames: int | None = None,
+          last_timestamp: Callable[[], float | None] = lambda: None) -> Iterator[Prediction]:
+    """Push a path / camera index / URL / :class:`~sdk.video.FrameSource` / iterable of frames into ``push`` (a
+    classifier's), lazily (a frame is converted only when the classifier keeps it), yielding what it returns. A source
+    whose first timestamp is not after ``last_timestamp()`` (a second file streamed after a first) is shifted to
+    continue the timeline one frame interval later. Opens and closes what it opened."""
+    owned = isinstance(source, (str, int, os.PathLike)) and not isinstance(source, bool)
+    src = open_source(source) if owned else source
+    step = 1.0 / src.fps if isinstance(src, FrameSource) and src.fps else 1e-3
+    offset = None
+    try:
+        for i, (frame, ts) in enumerate(lazy_frames(src)):
+            if max_frames is not None and i >= max_frames:
+                break
+            if ts is not None:
+                if offset is None:
+                    last = last_timestamp()
+                    offset = 0.0 if last is None or ts > last else last + step - ts
+                ts += offset
+            out = push(frame, ts)
+            if out is not None:
+                yield out
+    finally:
+        if owned:
+            src.close()
 
 
 def lazy_frames(source: Any) -> Iterator[tuple[Callable[[], np.ndarray] | np.ndarray, float | None]]:

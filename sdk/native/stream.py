@@ -35,7 +35,7 @@ from typing import Any, Self
 import numpy as np
 
 from sdk.bundle import Bundle
-from sdk.classifier import Prediction, Smoothing, VideoClassifier, as_frame, lazy_frames
+from sdk.classifier import Prediction, Smoothing, VideoClassifier, as_frame, drive, lazy_frames
 from sdk.errors import ConfigError, FrameError, SdkError, TruncatedVideoError
 from sdk.native import NativeStreamClassifier, build
 from sdk.stats import LatencyStats, StageClock
@@ -137,18 +137,7 @@ class NativeStream:
         """Stream a path / camera index / URL / :class:`~sdk.video.FrameSource` / iterable of frames through
         :meth:`push` (frames the sampler drops are decoded by the codec but never converted), with the source's
         timestamps, yielding predictions and error events."""
-        owned = isinstance(source, (str, int, os.PathLike)) and not isinstance(source, bool)
-        src = open_source(source) if owned else source
-        try:
-            for i, (frame, ts) in enumerate(lazy_frames(src)):
-                if max_frames is not None and i >= max_frames:
-                    break
-                out = self.push(frame, ts)
-                if out is not None:
-                    yield out
-        finally:
-            if owned:
-                src.close()
+        yield from drive(self.push, source, max_frames=max_frames)
 
     def reset(self) -> None:
         """Start a new stream (the core's ``ev_reset``); latency statistics are kept."""
