@@ -1,9 +1,10 @@
 """Shared fixtures: one tiny time-reversal benchmark per test session (generated in ~5 s), and the settled clip
 program with its int8 program that the exporter tests share (tests/settled_models.py).
 
-The native C++ core's tests never skip: a skip there (cmake missing, executorch missing) is turned into a failure,
-so that CI cannot pass without having built and run the core. The tools of the environment (cmake and ninja from
-pyproject's ``native`` extra) are found even when the venv is not activated: its ``bin`` goes first on ``PATH``.
+The native C++ core's tests never skip: without cmake or executorch ``sdk.native.build`` raises
+``BackendUnavailableError`` and they fail, so CI cannot pass without having built and run the core. The tools of the
+environment (cmake and ninja from pyproject's ``native`` extra) are found even when the venv is not activated: its
+``bin`` goes first on ``PATH``.
 """
 from __future__ import annotations
 
@@ -13,42 +14,8 @@ from pathlib import Path
 
 import pytest
 
-# The tests of the native core (files, or single tests by node id suffix) that must run wherever the suite runs.
-NATIVE_FILES = ("test_native.py",)
-NATIVE_TESTS = ("test_jetson_app.py::test_native_option_gives_the_python_runtimes_predictions",)
-
-
 def pytest_configure(config: pytest.Config) -> None:
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-
-
-def _is_native(nodeid: str) -> bool:
-    path, _, rest = nodeid.partition("::")
-    name = Path(path).name
-    return name in NATIVE_FILES or any(f"{name}::{rest}".startswith(t) for t in NATIVE_TESTS)
-
-
-def _refuse_skip(report) -> None:
-    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
-    report.outcome = "failed"
-    report.longrepr = (f"a test of the native core was skipped ({reason}); they must run: install the environment "
-                       "with scripts/env.sh (cmake and ninja come from pyproject's native extra)")
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
-    outcome = yield
-    report = outcome.get_result()
-    if report.skipped and _is_native(item.nodeid):
-        _refuse_skip(report)
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_make_collect_report(collector: pytest.Collector):
-    outcome = yield
-    report = outcome.get_result()
-    if report.skipped and _is_native(collector.nodeid):  # a module-level skip (importorskip, pytest.skip)
-        _refuse_skip(report)
 
 
 @pytest.fixture(scope="session")

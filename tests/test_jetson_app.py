@@ -1,7 +1,6 @@
 """The Jetson/Linux app runs headless: a video file in, an annotated mp4 with every frame out, predictions printed."""
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -55,8 +54,6 @@ def test_native_option_gives_the_python_runtimes_predictions(video: Path, tmp_pa
     """``--native``: the C++ core through its C API (issue 8, item 4) prints the predictions the Python ExecuTorch
     runtime prints on the same video (kept frames resized by the app with the bundle's preprocessing, as the Python
     classifier does)."""
-    if shutil.which("cmake") is None:
-        pytest.skip("the native core needs cmake")
     bundle = make_bundle("clip", tmp_path / "pte", formats=("pte",))
     lines = {}
     for native in (False, True):

@@ -28,9 +28,6 @@ from sdk.preprocess import Preprocess
 from sdk.samplers import SAMPLER_KINDS, Sampler
 from test_native_bundles import cli_stream_vs_python, video
 
-if shutil.which("cmake") is None:
-    pytest.skip("cmake is needed to build the native core", allow_module_level=True)
-
 # Program-level equality bound (fp32): the core and the Python bindings run the same ExecuTorch kernels.
 ATOL = 1e-5
 
