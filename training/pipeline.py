@@ -1,4 +1,4 @@
-"""``python -m training.pipeline``: the README's name for the main job, which lives in :mod:`edgevideo.pipeline`.
+"""``python -m training.pipeline``: the main job's earlier name, kept as an alias of :mod:`edgevideo.pipeline`.
 
 Only the command is aliased, not the module: importing ``training.pipeline`` imports nothing above ``training``
 (dependencies point one way, ``sdk <- training <- converters <- edgevideo``).
