@@ -24,8 +24,10 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   # torch==2.13.0 must come from the local CPU wheel that pip's config points at (uv/poetry do not see it).
   pip_install -e '.[all]'
   # Every runtime, exporter and tool the test suite uses must import (a missing one would make its tests fail or
-  # skip), and every == pin of pyproject.toml must be the installed version.
-  "$VENV/bin/python" - <<'PY' || { echo "install incomplete: see the lines above" >&2; exit 1; }
+  # skip), and every == pin of pyproject.toml must be the installed version. The problems go to $check; what the
+  # libraries print while importing (torchao's CUDA-kernel notices, ...) goes to $noise, shown only on a failure.
+  check=$(mktemp); noise=$(mktemp)
+  "$VENV/bin/python" - >"$check" 2>"$noise" <<'PY' || { cat "$noise" "$check" >&2; echo "install incomplete: see the lines above" >&2; exit 1; }
 import importlib, importlib.metadata as md, re, sys, tomllib
 modules = ["torch", "torchao", "executorch", "executorch.runtime", "ai_edge_litert.interpreter", "onnxruntime",
            "coremltools", "litert_torch", "onnx", "onnxscript", "av", "cv2", "skimage", "yaml", "matplotlib", "tqdm",
@@ -46,9 +48,10 @@ for req in {r for reqs in extras.values() for r in reqs}:
         if have != m[2]:
             bad.append(f"{m[1]}: pyproject.toml pins {m[2]}, the environment has {have}")
 for line in bad:
-    print(line, file=sys.stderr)
+    print(line)
 sys.exit(bool(bad))
 PY
+  rm -f "$check" "$noise"
   for tool in cmake ninja; do
     "$VENV/bin/$tool" --version >/dev/null || { echo "install failed: $VENV/bin/$tool does not run" >&2; exit 1; }
   done
