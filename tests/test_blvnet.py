@@ -1,13 +1,16 @@
 """bLVNet-TAM (official-checkpoint compatible) and the ResNet-50 baselines TSN / TSM: shapes, keys, loader, MACs."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from sdk.errors import ConfigError
 from training.models import blvnet, resnet  # noqa: F401  (registers blvnet_tam_*, tsn_resnet50, tsm_resnet50)
-from training.models.blvnet import BLVNetTAM, load_official_checkpoint
+from training.models.blvnet import BLVNetTAM, load_imagenet_blresnet, load_official_checkpoint
 from training.models.registry import create, list_models
 
 # Names and shapes read from the official IBM/bLVNet-TAM model (bLVNet_TAM, depth 50, alpha 2, beta 4, groups 16,
@@ -165,6 +168,56 @@ def test_loader_reports_mismatches_by_key(tmp_path):
         load_official_checkpoint(dst, tmp_path / "nope.pth")
     with pytest.raises(ConfigError, match="no bLVNet-TAM weights"):
         create("blvnet_tam_r50", num_classes=4, frames=1, pretrained=True)
+
+
+IMAGENET_R50_KEYS = Path(__file__).parent / "data" / "blresnet50_a2_b4_imagenet_keys.json"
+
+
+def _imagenet_blresnet50(seed: int = 0) -> dict[str, torch.Tensor]:
+    """A checkpoint laid out like IBM/BigLittleNet's ImageNet-bLResNet-50-a2-b4.pth.tar (key names and shapes read
+    from that code into tests/data; random values), wrapped and ``module.``-prefixed as that file is."""
+    g = torch.Generator().manual_seed(seed)
+    keys = json.loads(IMAGENET_R50_KEYS.read_text())["keys"]
+    state = {f"module.{k}": torch.randn(shape, generator=g) if shape else torch.tensor(7) for k, shape in keys.items()}
+    return {"state_dict": state, "epoch": 100}
+
+
+def test_imagenet_blresnet_backbone_init(tmp_path):
+    """``imagenet_weights=`` (a model arg, so ``--model-args '{imagenet_weights: PATH}'``) fills every backbone
+    parameter from the ImageNet bLResNet; the TAMs and the video classifier keep their own initialisation."""
+    ckpt = _imagenet_blresnet50()
+    torch.save(ckpt, tmp_path / "imagenet.pth.tar")
+    torch.manual_seed(3)
+    fresh = BLVNetTAM(5, 2).state_dict()
+    torch.manual_seed(3)
+    model = create("blvnet_tam_r50", num_classes=5, frames=2, imagenet_weights=tmp_path / "imagenet.pth.tar")
+    state = model.state_dict()
+    loaded = {"baseline_model." + k[len("module."):]: v for k, v in ckpt["state_dict"].items() if ".fc." not in k}
+    assert len(loaded) == 426
+    for key, value in state.items():
+        expected = loaded.get(key, fresh[key])  # not in the ImageNet file: TAMs and new_fc, as initialised
+        assert torch.equal(value, expected), key
+    assert sum("tam" in k.split(".") for k in state) == 21 and state["new_fc.weight"].shape == (5, 2048)
+
+
+def test_imagenet_blresnet_refuses_another_network():
+    state = _imagenet_blresnet50()["state_dict"]
+    model = BLVNetTAM(5, 2)
+    before = model.baseline_model.conv1.weight.clone()
+    for broken, names in [({k: v for k, v in state.items() if k != "module.layer2.little_e.1.running_var"},
+                           "missing 1: baseline_model.layer2.little_e.1.running_var"),
+                          ({**state, "module.layer1.big.0.conv2.weight": torch.zeros(64, 64, 1, 1)},
+                           "baseline_model.layer1.big.0.conv2.weight checkpoint [64, 64, 1, 1]"),
+                          ({**state, "module.layer1.tam.prev.weight": torch.zeros(64, 1, 1, 1)},
+                           "unexpected 1: baseline_model.layer1.tam.prev.weight")]:
+        with pytest.raises(ConfigError, match="not an ImageNet bLResNet-50") as err:
+            load_imagenet_blresnet(model, broken)
+        assert names in str(err.value)
+    assert torch.equal(model.baseline_model.conv1.weight, before)  # nothing loaded
+    with pytest.raises(ConfigError, match="exclude each other"):
+        create("blvnet_tam_r50", num_classes=4, frames=1, weights_path="a.pth", imagenet_weights="b.pth")
+    with pytest.raises(ConfigError, match="not found"):
+        create("blvnet_tam_r50", num_classes=4, frames=1, imagenet_weights="/nonexistent/imagenet.pth.tar")
 
 
 def _swap_pairs(x: torch.Tensor) -> torch.Tensor:

@@ -313,28 +313,75 @@ def load_official_checkpoint(model: BLVNetTAM, path_or_state: str | Path | Mappi
     return report
 
 
+def _is_new_in_video_net(key: str) -> bool:
+    """Parameters a video bLVNet-TAM has and an ImageNet bLResNet lacks: every TAM and the video classifier."""
+    return key.startswith("new_fc.") or "tam" in key.split(".")
+
+
+def load_imagenet_blresnet(model: BLVNetTAM, path_or_state: str | Path | Mapping) -> LoadReport:
+    """Start ``model``'s backbone from an ImageNet bLResNet checkpoint of IBM/BigLittleNet (e.g.
+    ``ImageNet-bLResNet-50-a2-b4.pth.tar``), the paper's initialisation.
+
+    The ImageNet network has the backbone's key names without the ``baseline_model.`` prefix, no TAMs, and a 1000-way
+    ``fc``: its keys are prefixed, its ``fc`` dropped, and every backbone parameter that is not a TAM must be present
+    with the same shape -- anything else (a ResNeXt file, other ``alpha``/``beta``, another depth) raises
+    :class:`sdk.errors.ConfigError` naming the keys, and nothing is loaded. The TAMs and ``new_fc`` keep their
+    initialisation. (The official bLVNet-TAM code's RGB path builds an empty state dict here and so loads none of
+    these weights; this function loads them.)
+    """
+    if isinstance(path_or_state, (str, Path)):
+        try:
+            state = torch.load(path_or_state, map_location="cpu", weights_only=True)
+        except FileNotFoundError as exc:
+            raise ConfigError(f"ImageNet bLResNet checkpoint not found: {path_or_state}") from exc
+    else:
+        state = path_or_state
+    state = {f"baseline_model.{k}": v for k, v in normalise_official_state(state).items() if not k.startswith("fc.")}
+    own = model.state_dict()
+    report = LoadReport(missing=sorted(k for k in own if k not in state and not _is_new_in_video_net(k)),
+                        unexpected=sorted(k for k in state if k not in own or _is_new_in_video_net(k)))
+    for key, value in state.items():
+        if key in own and tuple(value.shape) != tuple(own[key].shape):
+            report.shape_mismatch[key] = (tuple(value.shape), tuple(own[key].shape))
+    if not report.ok:
+        raise ConfigError(f"not an ImageNet bLResNet-{model.depth} (a{model.alpha}-b{model.beta}) checkpoint: "
+                          f"{report.describe()}")
+    model.load_state_dict(state, strict=False)
+    report.loaded = sorted(state)
+    return report
+
+
 # --------------------------------------------------------------------------------------------------------- registry
-def _build(depth: int, num_classes: int, frames: int, pretrained: bool, weights_path, **kw) -> BLVNetTAM:
-    if pretrained and weights_path is None:
+def _build(depth: int, num_classes: int, frames: int, pretrained: bool, weights_path, imagenet_weights,
+           **kw) -> BLVNetTAM:
+    if pretrained and weights_path is None and imagenet_weights is None:
         raise ConfigError("no bLVNet-TAM weights exist offline: use pretrained=False, or pass weights_path= to an "
-                          "official IBM/bLVNet-TAM checkpoint")
+                          "official IBM/bLVNet-TAM checkpoint or imagenet_weights= to an ImageNet bLResNet one")
+    if weights_path is not None and imagenet_weights is not None:
+        raise ConfigError("weights_path (a whole bLVNet-TAM) and imagenet_weights (its backbone) exclude each other")
     model = BLVNetTAM(num_classes, frames, depth=depth, **kw)
     if weights_path is not None:
         load_official_checkpoint(model, weights_path)
+    if imagenet_weights is not None:
+        load_imagenet_blresnet(model, imagenet_weights)
     return model
 
 
 @register_model
 def blvnet_tam_r50(*, num_classes: int, frames: int, pretrained: bool = False, weights_path: str | Path | None = None,
-                   alpha: int = 2, beta: int = 4, blending_frames: int = 3, dropout: float = 0.5) -> BLVNetTAM:
-    """bLVNet-TAM on bLResNet-50; ``frames`` = T big frames (clips of 2T frames)."""
-    return _build(50, num_classes, frames, pretrained, weights_path, alpha=alpha, beta=beta,
+                   imagenet_weights: str | Path | None = None, alpha: int = 2, beta: int = 4,
+                   blending_frames: int = 3, dropout: float = 0.5) -> BLVNetTAM:
+    """bLVNet-TAM on bLResNet-50; ``frames`` = T big frames (clips of 2T frames). ``weights_path``: a whole official
+    bLVNet-TAM checkpoint; ``imagenet_weights``: an ImageNet bLResNet-50-a2-b4 backbone (:func:`load_imagenet_blresnet`)."""
+    return _build(50, num_classes, frames, pretrained, weights_path, imagenet_weights, alpha=alpha, beta=beta,
                   blending_frames=blending_frames, dropout=dropout)
 
 
 @register_model
 def blvnet_tam_r101(*, num_classes: int, frames: int, pretrained: bool = False, weights_path: str | Path | None = None,
-                    alpha: int = 2, beta: int = 4, blending_frames: int = 3, dropout: float = 0.5) -> BLVNetTAM:
-    """bLVNet-TAM on bLResNet-101; ``frames`` = T big frames (clips of 2T frames)."""
-    return _build(101, num_classes, frames, pretrained, weights_path, alpha=alpha, beta=beta,
+                    imagenet_weights: str | Path | None = None, alpha: int = 2, beta: int = 4,
+                    blending_frames: int = 3, dropout: float = 0.5) -> BLVNetTAM:
+    """bLVNet-TAM on bLResNet-101; ``frames`` = T big frames (clips of 2T frames). ``weights_path``: a whole official
+    bLVNet-TAM checkpoint; ``imagenet_weights``: an ImageNet bLResNet-101-a2-b4 backbone."""
+    return _build(101, num_classes, frames, pretrained, weights_path, imagenet_weights, alpha=alpha, beta=beta,
                   blending_frames=blending_frames, dropout=dropout)
