@@ -7,9 +7,9 @@ from pathlib import Path
 
 from converters.options import FORMATS, formats_help
 from converters.parity import ParityError, Tolerance
-from sdk.bundle import PRECISIONS
 from sdk.describe import add_inspect_command
 from sdk.errors import SdkError
+from sdk.manifest import PRECISIONS
 from training.config import VERBOSE_HELP, HelpFormatter, set_verbose
 
 

@@ -34,8 +34,8 @@ from converters.program import FasterClipProgram
 from converters.source import Source, clips, dataset_root, load_source, long_videos
 from converters.writer import ExportReport, provenance, write_bundle
 from sdk.backends import load_runner
-from sdk.bundle import FasterClipModel, FasterSpec, InputSpec, Program
 from sdk.errors import ConfigError
+from sdk.manifest import FasterClipModel, FasterSpec, InputSpec, Program
 from training.models.faster import LoadedFaster
 
 __all__ = ["ExportOptions", "ExportReport", "export_bundle", "export_faster_bundle"]

@@ -14,8 +14,8 @@ from pathlib import Path
 from types import ModuleType
 
 from converters.parity import Tolerance
-from sdk.bundle import PRECISIONS
 from sdk.errors import BackendUnavailableError, ConfigError
+from sdk.manifest import PRECISIONS
 
 __all__ = ["FORMATS", "ExportOptions", "Format", "check_formats", "formats_help", "say"]
 

@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from sdk.bundle import Parity
+from sdk.manifest import Parity
 
 __all__ = ["Outputs", "ParityError", "Tolerance", "measure", "run_clips"]
 

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from sdk.bundle import TensorSpec
+from sdk.manifest import TensorSpec
 from sdk.preprocess import Preprocess
 
 __all__ = ["ClipProgram", "ExportResult", "FasterClipProgram", "Normalize", "ProgramJob", "StreamProgram"]

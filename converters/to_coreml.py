@@ -31,7 +31,7 @@ import torch
 
 from converters.options import FORMATS
 from converters.program import ExportResult, ProgramJob
-from sdk.bundle import TensorSpec
+from sdk.manifest import TensorSpec
 
 __all__ = ["LEGACY_SUFFIX", "PRECISIONS", "SUFFIX", "export"]
 

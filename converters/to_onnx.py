@@ -20,7 +20,7 @@ from typing import Any
 
 from converters.options import FORMATS
 from converters.program import ExportResult, ProgramJob
-from sdk.bundle import TensorSpec
+from sdk.manifest import TensorSpec
 
 __all__ = ["MIN_OPSET", "PRECISIONS", "SUFFIX", "export"]
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from converters.delegation import lower_to_xnnpack
 from converters.options import FORMATS
 from converters.program import ExportResult, ProgramJob
-from sdk.bundle import TensorSpec
+from sdk.manifest import TensorSpec
 
 PRECISIONS, SUFFIX = FORMATS["pte"].precisions, FORMATS["pte"].suffix
 

@@ -35,7 +35,7 @@ from torch import nn
 
 from converters.options import FORMATS
 from converters.program import ExportResult, ProgramJob
-from sdk.bundle import TensorSpec
+from sdk.manifest import TensorSpec
 
 __all__ = ["PRECISIONS", "SUFFIX", "export", "unfold_quantized_weights"]
 

@@ -24,9 +24,10 @@ from converters.options import ExportOptions, Format, say
 from converters.plan import Programs
 from converters.program import ExportResult, ProgramJob
 from sdk.backends import load_runner
-from sdk.bundle import GOLDEN_FILE, SCHEMA_VERSION, Manifest, Parity, Program, golden_bytes, write_manifest
+from sdk.bundle import GOLDEN_FILE, golden_bytes
 from sdk.errors import BackendUnavailableError
 from sdk.files import atomic_dir, atomic_path, sha256_of
+from sdk.manifest import SCHEMA_VERSION, Manifest, Parity, Program, write_manifest
 
 __all__ = ["ExportReport", "FormatFailure", "dataset_id", "provenance", "write_bundle", "zip_bundle"]
 

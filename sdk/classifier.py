@@ -84,8 +84,8 @@ from typing import Any
 
 import numpy as np
 
-from sdk.bundle import InputSpec
 from sdk.errors import BundleError, ConfigError, FrameError, SdkError, TruncatedVideoError
+from sdk.manifest import InputSpec
 from sdk.preprocess import _cv2
 from sdk.runtime import Model
 from sdk.samplers import StreamingSampler

@@ -29,8 +29,9 @@ from typing import Self
 import numpy as np
 
 from sdk.backends import Runner, load_runner
-from sdk.bundle import Bundle, InputSpec, Manifest, Program
+from sdk.bundle import Bundle
 from sdk.errors import BackendUnavailableError, BundleError, ConfigError, SdkError
+from sdk.manifest import InputSpec, Manifest, Program
 from sdk.samplers import Sampler
 
 __all__ = ["BACKEND_ORDER", "PRECISION_ORDER", "Model", "VerifyReport", "available_backends", "is_available", "load"]

@@ -25,18 +25,9 @@ from torch import nn
 
 from converters.program import Normalize, ProgramJob
 from sdk.backends import load_runner
-from sdk.bundle import (
-    GOLDEN_FILE,
-    SCHEMA_VERSION,
-    FasterClipModel,
-    FasterSpec,
-    InputSpec,
-    Manifest,
-    Program,
-    golden_bytes,
-    sha256_of,
-    write_manifest,
-)
+from sdk.bundle import GOLDEN_FILE, golden_bytes
+from sdk.files import sha256_of
+from sdk.manifest import SCHEMA_VERSION, FasterClipModel, FasterSpec, InputSpec, Manifest, Program, write_manifest
 from sdk.preprocess import Preprocess
 from sdk.samplers import Sampler
 

@@ -9,21 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sdk.bundle import (
-    GOLDEN_FILE,
-    MANIFEST_FILE,
-    SCHEMA_FILE,
-    Bundle,
-    InputSpec,
-    Manifest,
-    Parity,
-    Program,
-    TensorSpec,
-    golden_bytes,
-    sha256_of,
-    write_manifest,
-)
+from sdk.bundle import GOLDEN_FILE, Bundle, golden_bytes
 from sdk.errors import BundleError
+from sdk.files import sha256_of
+from sdk.manifest import MANIFEST_FILE, SCHEMA_FILE, InputSpec, Manifest, Parity, Program, TensorSpec, write_manifest
 from sdk.preprocess import Preprocess
 from sdk.samplers import Sampler
 

@@ -20,8 +20,9 @@ import sdk
 from converters.export import ExportOptions, export_bundle
 from converters.plan import AGGREGATOR_PARITY_STEPS
 from sdk.backends import load_runner
-from sdk.bundle import MANIFEST_FILE, SCHEMA_FILE, Bundle
+from sdk.bundle import Bundle
 from sdk.errors import BundleError, ConfigError
+from sdk.manifest import MANIFEST_FILE, SCHEMA_FILE
 from sdk.video import VideoFile
 from training import faster
 from training.data.long_video import LongVideoConfig, LongVideoDataset, generate

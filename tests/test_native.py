@@ -20,7 +20,7 @@ import pytest
 import executorch  # noqa: F401  (the core links its C++ runtime; a missing wheel fails, never skips)
 
 import sdk
-from sdk.bundle import sha256_of
+from sdk.files import sha256_of
 from sdk.classifier import Smoothing, StreamClassifier
 from sdk.errors import BackendUnavailableError, BundleError, FrameError
 from sdk.native import NativeStreamClassifier, build, load_library, sampler_copies, sha256_path

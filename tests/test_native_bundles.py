@@ -80,7 +80,8 @@ def _pte(job, path: Path):
 
 
 def _program(pid, role, mode, precision, path: Path, result, n_inputs: int, root: Path):
-    from sdk.bundle import Program, sha256_of
+    from sdk.files import sha256_of
+    from sdk.manifest import Program
 
     inputs, outputs = list(result.inputs), list(result.outputs)
     return Program(id=pid, backend="executorch", precision=precision, mode=mode,
@@ -109,7 +110,9 @@ def _export_time_outputs(path: Path, mode: str, x: np.ndarray, state: list[np.nd
 
 
 def _write(root: Path, name: str, pre: Preprocess, sampler: Sampler, programs, golden, faster=None) -> Path:
-    from sdk.bundle import GOLDEN_FILE, InputSpec, Manifest, golden_bytes, sha256_of, write_manifest
+    from sdk.bundle import GOLDEN_FILE, golden_bytes
+    from sdk.files import sha256_of
+    from sdk.manifest import InputSpec, Manifest, write_manifest
 
     (root / GOLDEN_FILE).write_bytes(golden_bytes(golden))
     manifest = Manifest(name=name, labels=LABELS, input=InputSpec(pre), sampler=sampler, programs=tuple(programs),
@@ -247,7 +250,7 @@ def faster_bundle(root: Path, segment_frames: int = 8) -> Path:
     import torch
 
     from converters.program import ProgramJob
-    from sdk.bundle import FasterClipModel, FasterSpec, InputSpec
+    from sdk.manifest import FasterClipModel, FasterSpec, InputSpec
     from training.models.aggregators import AggregatorStep, gru
 
     root.mkdir(parents=True)

@@ -87,8 +87,8 @@ def test_bad_frames_raise_frame_error(frame):
 def test_runtime_preprocessing_is_bit_exact_with_the_spec(layout: str, in_program: tuple[str, ...]):
     """The streaming runtime's per-frame path (a lookup table instead of float arithmetic) gives the very same
     float32 values as training's ``Preprocess`` on landscape, portrait (rotated) and odd-sized frames."""
-    from sdk.bundle import InputSpec
     from sdk.classifier import _Prep
+    from sdk.manifest import InputSpec
 
     pre = Preprocess(size=31, resize=37, layout=layout)
     prep = _Prep(InputSpec(pre, in_program))

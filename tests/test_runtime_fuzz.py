@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import sdk
-from sdk.bundle import MANIFEST_FILE, Bundle, Manifest
+from sdk.bundle import Bundle
 from sdk.errors import BundleError, FrameError, SdkError
+from sdk.manifest import MANIFEST_FILE, Manifest
 from tests.runtime_helpers import make_bundle, random_video
 
 FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -15,8 +15,10 @@ import numpy as np
 import pytest
 
 import sdk
-from sdk.bundle import GOLDEN_FILE, MANIFEST_FILE, golden_bytes, sha256_of
+from sdk.bundle import GOLDEN_FILE, golden_bytes
 from sdk.errors import BundleError
+from sdk.files import sha256_of
+from sdk.manifest import MANIFEST_FILE
 from tests.runtime_helpers import make_bundle
 
 PRECISIONS = ("fp32", "fp16", "int8")

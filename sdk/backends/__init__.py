@@ -1,6 +1,6 @@
 """Inference runtimes behind one small interface: ``load_runner(backend, path).run(inputs) -> outputs``.
 
-A :class:`Runner` takes and returns float32 numpy arrays in the program's order (``sdk/bundle.py``: inputs then state,
+A :class:`Runner` takes and returns float32 numpy arrays in the program's order (``sdk/manifest.py``: inputs then state,
 outputs then new state); a program with int8 inputs/outputs is quantized/dequantized inside the runner with the
 parameters stored in the program file. Each runtime is imported only when its runner is created, so ``import sdk``
 stays numpy-only; a missing runtime raises :class:`~sdk.errors.BackendUnavailableError` saying what to install.

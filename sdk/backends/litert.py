@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from sdk.backends import Runner, as_float32, unavailable
-from sdk.bundle import Quantization
 from sdk.errors import ConfigError, FrameError
+from sdk.manifest import Quantization
 
 __all__ = ["LiteRTRunner", "load", "program_order", "tensor_quantization"]
 

@@ -207,7 +207,7 @@ def _check(lib: ctypes.CDLL, status: int) -> None:
 
 
 def sha256_path(lib: ctypes.CDLL, path: str | Path) -> str:
-    """The native sha256 of a file or directory (as ``sdk.bundle.sha256_of``)."""
+    """The native sha256 of a file or directory (as ``sdk.files.sha256_of``)."""
     out = ctypes.create_string_buffer(65)
     _check(lib, lib.ev_sha256_path(os.fsencode(path), out))
     return out.value.decode()

@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sdk.bundle import CLIP_ROLES
 from sdk.errors import ConfigError
 from sdk.files import sha256_of
+from sdk.manifest import CLIP_ROLES
 from sdk.preprocess import Preprocess
 from sdk.samplers import Sampler
 from training.checkpoint import atomic_save, load_checkpoint, load_checkpoint_model, read_checkpoint

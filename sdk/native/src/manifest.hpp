@@ -1,4 +1,4 @@
-// The part of sdk.bundle.Manifest the native core needs, parsed strictly from manifest.json.
+// The part of sdk.manifest.Manifest the native core needs, parsed strictly from manifest.json.
 #pragma once
 
 #include <cstdint>
@@ -56,7 +56,7 @@ struct Manifest {
   static Manifest parse(const std::string& text);  // throws Error(EV_ERR_BAD_BUNDLE)
 };
 
-// A path inside the bundle: relative, no "..", no backslash (as sdk.bundle._relative_file).
+// A path inside the bundle: relative, no "..", no backslash (as sdk.manifest._relative_file).
 bool safe_relative_path(const std::string& p);
 
 }  // namespace ev

@@ -22,7 +22,7 @@ class Sha256 {
 };
 
 std::string sha256_hex(const std::string& data);
-// sha256 of a file, or of a directory (an .mlpackage) exactly as sdk.bundle.sha256_of: over the sorted
+// sha256 of a file, or of a directory (an .mlpackage) exactly as sdk.files.sha256_of: over the sorted
 // "relative/path\0<file sha256>\n" lines. Throws ev::Error(EV_ERR_IO) when unreadable.
 std::string sha256_of_path(const std::string& path);
 

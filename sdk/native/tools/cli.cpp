@@ -6,7 +6,7 @@
 //       prediction or error event, then a summary line. Dropped frames are skipped without being read.
 //   edgevideo_cli check BUNDLE [--precision P]     golden self-check: one JSON line with max |diff| per program
 //   edgevideo_cli info BUNDLE [--precision P]      kind, window, labels, next frame request
-//   edgevideo_cli sha256 PATH                      as sdk.bundle.sha256_of
+//   edgevideo_cli sha256 PATH                      as sdk.files.sha256_of
 //   edgevideo_cli sampler JSON WINDOW              copies per window position (StreamingSampler)
 //
 // Exit status: 0 ok; 2 usage; 10 + ev_status when the bundle cannot be opened or a command fails.
