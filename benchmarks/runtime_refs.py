@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         if mode == "clip":
             _save_torch(ClipProgram(model, pre), (torch.rand(1, 3, size, size) * 255,), args.out / f"{name}_torch.pt2")
         else:
-            state = tuple(torch.zeros(shape) for _, shape in model.state_spec(size, size))
+            state = tuple(torch.zeros(shape) for _, shape in model.state_specs(size, size))
             _save_torch(StreamProgram(model, pre), (torch.rand(1, 3, size, size) * 255, *state),
                         args.out / f"{name}_torch.pt2")
         for precision in args.precisions.split(","):

@@ -69,7 +69,7 @@ def plan(source: Source, mode: str) -> Programs:
         raise ConfigError(f"{source.meta.config.get('arch', 'this model')} looks at future frames and cannot "
                           "stream; train a causal model (tam_mobilenet_v2_causal, tsm_mobilenet_v2_online) or "
                           "export --mode clip")
-    spec = source.model.state_spec(size, size)
+    spec = source.model.state_specs(size, size)
     zero = tuple(torch.zeros(shape) for _, shape in spec)
     example = (torch.zeros(1, *frame_shape), *zero)
     names = [n for n, _ in spec]

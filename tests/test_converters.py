@@ -172,7 +172,7 @@ def test_stream_bundle_steps_match_the_offline_model(causal_checkpoint: Path, tm
 
     model, meta = load_checkpoint_model(causal_checkpoint, "cpu")
     assert prog.mode == "stream"
-    assert [s.shape for s in prog.state] == [shape for _, shape in model.state_spec(SIZE, SIZE)]
+    assert [s.shape for s in prog.state] == [shape for _, shape in model.state_specs(SIZE, SIZE)]
     assert [t.name for t in prog.outputs] == ["logits", "features"]
     with Bundle(out) as b:
         golden = b.golden()

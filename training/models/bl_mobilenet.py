@@ -34,7 +34,7 @@ from training.models.mobilenet_v2 import (INVERTED_RESIDUAL_SETTING, ConvBNReLU6
                                           load_imagenet_weights, make_divisible)
 from training.models.registry import register_model
 from training.models.tam_mobilenet import (TemporalInvertedResidual, identity_init_tam, insert_temporal,
-                                          temporal_state_spec)
+                                          temporal_state_specs)
 from training.models.temporal import TAM, CausalTAM
 from training.models.tsn import ConsensusHead
 
@@ -145,10 +145,10 @@ class BigLittleMobileNetV2(ConsensusHead):
             raise RuntimeError("bl_mobilenet_v2_tam uses future frames and cannot stream: "
                                "use bl_mobilenet_v2_tam_causal")
 
-    def state_spec(self, height: int, width: int, batch: int = 1) -> list[tuple[str, tuple[int, int, int, int]]]:
+    def state_specs(self, height: int, width: int, batch: int = 1) -> list[tuple[str, tuple[int, int, int, int]]]:
         """``[(name, shape)]`` of the streaming state for ``height x width`` frames (the big branch sees half of it)."""
         self._require_causal()
-        return temporal_state_spec(self.big.features, height // 2, width // 2, batch, "state_big_features")
+        return temporal_state_specs(self.big.features, height // 2, width // 2, batch, "state_big_features")
 
     def step(self, pair: torch.Tensor, *state: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """One **frame pair** ``(N, 6, H, W)`` = little frame (channels 0-2) and big frame (3-5), i.e. input frames

@@ -26,9 +26,9 @@ Streaming (causal models only: ``tam_mobilenet_v2_causal``, ``tsm_mobilenet_v2_o
 ----------------------------------------------------------------------------------------
 The clip logits are ``fc(mean_t features_t)`` = ``mean_t fc(features_t)`` (the head is linear), so per-frame logits
 are well defined: :meth:`TemporalMobileNetV2.forward_frames` gives them offline, and
-``step(frame, *state) -> (logits, features, *new_state)`` gives them one frame at a time; ``init_state`` returns zeros
-(one rank-4 tensor per temporal module, in block order) and :meth:`~TemporalMobileNetV2.state_spec` names and shapes
-them.
+``step(frame, *state) -> (logits, features, *new_state)`` gives them one frame at a time; ``initial_state`` returns
+zeros (one rank-4 tensor per temporal module, in block order) and :meth:`~TemporalMobileNetV2.state_specs` names and
+shapes them (the aggregators of ``training.models.aggregators`` use the same two names).
 Streaming a clip through ``step`` from zero state equals the offline model on the same frames (eval mode).
 
 The offline temporal modules are built for clips of exactly ``frames`` frames.
@@ -146,7 +146,7 @@ def is_temporal_block(module: nn.Module) -> bool:
     return isinstance(getattr(module, "temporal", None), TEMPORAL_MODULES) and hasattr(module, "step")
 
 
-def temporal_state_spec(features: nn.Sequential, height: int, width: int, batch: int,
+def temporal_state_specs(features: nn.Sequential, height: int, width: int, batch: int,
                         prefix: str) -> list[tuple[str, tuple[int, int, int, int]]]:
     """``[(f"{prefix}_{i}", shape)]`` of the state of every temporal block in ``features`` on ``height x width``
     input, in ``step`` order."""
@@ -189,10 +189,10 @@ class TemporalMobileNetV2(TSN):
                                "it cannot stream; "
                                "use tam_mobilenet_v2_causal, tam_head_mobilenet_v2_causal or tsm_mobilenet_v2_online")
 
-    def state_spec(self, height: int, width: int, batch: int = 1) -> list[tuple[str, tuple[int, int, int, int]]]:
+    def state_specs(self, height: int, width: int, batch: int = 1) -> list[tuple[str, tuple[int, int, int, int]]]:
         """``[(name, shape)]`` of the streaming state tensors for ``height x width`` frames, in ``step`` order."""
         self._require_causal()
-        return temporal_state_spec(self.backbone.features, height, width, batch, "state_features")
+        return temporal_state_specs(self.backbone.features, height, width, batch, "state_features")
 
     def step(self, frame: torch.Tensor, *state: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """One frame ``(N, 3, H, W)`` -> ``(logits (N, K), features (N, F), *new_state)``."""

@@ -35,11 +35,11 @@ class ConsensusHead(nn.Module):
         """Per-frame logits ``(N, T, num_classes)``; their mean over time is ``forward(clips)`` in eval mode."""
         return self.fc(self.dropout(self.forward_features(clips)))
 
-    def init_state(self, batch: int, height: int, width: int) -> tuple[torch.Tensor, ...]:
-        """Zero streaming state (start of a stream; what ``reset()`` means) for models with a ``state_spec``."""
+    def initial_state(self, batch: int, height: int, width: int) -> tuple[torch.Tensor, ...]:
+        """Zero streaming state (start of a stream; what ``reset()`` means) for models with a ``state_specs``."""
         p = self.fc.weight
         return tuple(torch.zeros(shape, dtype=p.dtype, device=p.device)
-                     for _, shape in self.state_spec(height, width, batch))
+                     for _, shape in self.state_specs(height, width, batch))
 
 
 class TSN(ConsensusHead):
