@@ -13,6 +13,7 @@ import torch
 from edgevideo import pipeline
 from sdk.preprocess import Preprocess
 from sdk.samplers import Sampler
+from training.checkpoint import CheckpointMeta
 from training.train import main as train_main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,6 +39,9 @@ def test_train_writes_metrics_and_loadable_checkpoints(tiny_benchmark: Path, tmp
     assert Sampler.from_dict(ckpt["sampler"]) == Sampler("uniform_segments", 4)
     assert Preprocess.from_dict(ckpt["preprocess"]) == Preprocess(size=64, resize=72)
     assert len(ckpt["labels"]) == 16 and ckpt["epoch"] in (1, 2)
+    # written through CheckpointMeta: its schema reads back every metadata entry, nothing more, nothing less
+    metadata = {k: v for k, v in ckpt.items() if k not in ("model", "epoch")}
+    assert CheckpointMeta.from_dict(ckpt, out / "best.pt").to_dict() == metadata
     assert not list(out.glob("*.tmp")), "atomic writes leave no temporary files"
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "best val top-1" in capsys.readouterr().out

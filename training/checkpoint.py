@@ -41,7 +41,8 @@ class CheckpointMeta:
     """What a classifier checkpoint (or a ``.pt2`` sidecar) says besides its weights, parsed and checked once.
 
     Evaluation, QAT, distillation, FASTER and the exporter read these fields instead of re-parsing the raw dict.
-    ``dataset`` / ``metrics`` / ``teacher`` / ``quantization`` are absent from older checkpoints (empty / None).
+    ``dataset`` / ``metrics`` / ``teacher`` / ``quantization`` / ``note`` are absent from older checkpoints (empty /
+    None). The writers (``train``, ``distill``, ``qat``) build one and save :meth:`to_dict`: one schema both ways.
     """
 
     labels: tuple[str, ...]
@@ -52,6 +53,7 @@ class CheckpointMeta:
     metrics: Mapping[str, Any] | None = None
     teacher: Mapping[str, Any] | None = None
     quantization: Mapping[str, Any] | None = None
+    note: str | None = None  # what the file holds when it is not the plain model (QAT: the fake-quantized graph)
     sha256: str = ""  # of the file it was read from
 
     @property
@@ -69,13 +71,13 @@ class CheckpointMeta:
             raise ConfigError(f"{where}: {e}") from e
         return cls(labels=tuple(raw["labels"]), sampler=sampler, preprocess=preprocess, config=dict(raw["config"]),
                    dataset=dict(raw.get("dataset") or {}), metrics=raw.get("metrics"), teacher=raw.get("teacher"),
-                   quantization=raw.get("quantization"), sha256=sha256)
+                   quantization=raw.get("quantization"), note=raw.get("note"), sha256=sha256)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready metadata entries, as a checkpoint or ``.pt2`` sidecar holds them (without ``sha256``)."""
         out = {"config": dict(self.config), "labels": list(self.labels), "sampler": self.sampler.to_dict(),
                "preprocess": self.preprocess.to_dict(), "dataset": dict(self.dataset)}
-        optional = {k: getattr(self, k) for k in ("metrics", "teacher", "quantization")}
+        optional = {k: getattr(self, k) for k in ("metrics", "teacher", "quantization", "note")}
         return {**out, **{k: v for k, v in optional.items() if v is not None}}
 
 

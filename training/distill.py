@@ -24,7 +24,7 @@ export take it like any checkpoint) and ``distill.json``: teacher and student to
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -38,7 +38,7 @@ from training import distributed
 from training.config import option, parse_config
 from training.data.datasets import ClipDataset, DatasetInfo, read_records
 from training.data.feature_cache import CachedClipDataset, prefix_digest
-from training.checkpoint import load_checkpoint_model
+from training.checkpoint import CheckpointMeta, load_checkpoint_model
 from training.frozen import FromBlock, cache_split, freeze_prefix, frozen_prefix
 from training.models import create, list_models
 from training.profile import count_gmacs
@@ -231,10 +231,10 @@ def _distill(cfg: DistillConfig, ctx: distributed.Context) -> dict[str, Any]:
         total, logits, _ = m(teacher_clips, student_clips, positions, labels)
         return total, logits, labels
 
-    meta = {"labels": info.labels, "sampler": student_sampler.to_dict(), "preprocess": cfg.preprocess_spec.to_dict(),
-            "dataset": {"root": str(info.root), "preset": info.meta.get("preset"), "seed": info.meta.get("seed")},
-            "teacher": {"checkpoint": cfg.teacher or None, "arch": teacher_ckpt.arch if teacher_ckpt else
-                        cfg.teacher_arch or None, "sampler": teacher_sampler.to_dict()}}
+    meta = CheckpointMeta(labels=tuple(info.labels), sampler=student_sampler, preprocess=cfg.preprocess_spec,
+                          config=asdict(cfg), dataset=info.checkpoint_entry(),
+                          teacher={"checkpoint": cfg.teacher or None, "arch": teacher_ckpt.arch if teacher_ckpt else
+                                   cfg.teacher_arch or None, "sampler": teacher_sampler.to_dict()})
     job = Job(module=module, model=student, loss=loss, train_set=train_set, meta=meta, set_training=set_training,
               validate=lambda m: validation_metrics(runnable(m), val_student, cfg, ctx, info.pairs))
     summary = fit(cfg, job, ctx)
@@ -251,7 +251,7 @@ def _distill(cfg: DistillConfig, ctx: distributed.Context) -> dict[str, Any]:
         teacher.to(ctx.device)
         t_metrics = validation_metrics(runnable(teacher.eval()), val_teacher, cfg, ctx, info.pairs)
         t_gmacs = count_gmacs(teacher, torch.zeros(1, n, 3, size, size, device=ctx.device))
-        report["teacher"] = {"arch": meta["teacher"]["arch"], "frames": n, "gmacs": t_gmacs, "top1": t_metrics["top1"],
+        report["teacher"] = {"arch": meta.teacher["arch"], "frames": n, "gmacs": t_gmacs, "top1": t_metrics["top1"],
                              "within_pair_acc": t_metrics.get("within_pair_acc")}
         report["macs_ratio"] = student_gmacs / t_gmacs
         report["top1_ratio"] = summary["best"]["top1"] / max(t_metrics["top1"], 1e-12)

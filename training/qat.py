@@ -25,7 +25,7 @@ from torch import nn
 
 from sdk.errors import ConfigError
 from training import distributed, quantize
-from training.checkpoint import load_checkpoint, load_checkpoint_model
+from training.checkpoint import CheckpointMeta, load_checkpoint, load_checkpoint_model
 from training.config import option, parse_config
 from training.data.datasets import ClipDataset, DatasetInfo, make_loader, read_records
 from training.train import Job, TrainConfig, fit, validation_metrics
@@ -106,8 +106,8 @@ def quantize_checkpoint(cfg: QATConfig) -> dict[str, Any]:
                               "frames": sampler.frames, "scheme": {"quantizer": "XNNPACKQuantizer", "symmetric": True,
                                                                    "per_channel": cfg.per_channel}}
     report["fp32"] = validation_metrics(model, val_set, cfg, ctx, info.pairs)
-    meta = {"config": dict(ckpt.config), "labels": info.labels, "sampler": sampler.to_dict(),
-            "preprocess": preprocess.to_dict(), "dataset": dict(ckpt.dataset)}
+    meta = CheckpointMeta(labels=tuple(info.labels), sampler=sampler, preprocess=preprocess, config=dict(ckpt.config),
+                          dataset=dict(ckpt.dataset))
 
     if cfg.ptq:
         ptq = quantize.prepare(model, example, qat=False, per_channel=cfg.per_channel)
@@ -115,7 +115,7 @@ def quantize_checkpoint(cfg: QATConfig) -> dict[str, Any]:
         ptq = quantize.convert(ptq)
         report["int8_ptq"] = {**validation_metrics(ptq, val_set, cfg, ctx, info.pairs), "calibration_clips": seen}
         quantize.save_program(ptq, example, out / "int8_ptq.pt2",
-                              {**meta, "metrics": report["int8_ptq"], "quantization": {"method": "ptq"}})
+                              replace(meta, metrics=report["int8_ptq"], quantization={"method": "ptq"}).to_dict())
 
     gm = quantize.prepare(model, example, qat=True, per_channel=cfg.per_channel)
     quantize.calibrate(gm, _calibration_batches(calib_set, cfg, ctx.device))  # start from calibrated ranges
@@ -149,15 +149,15 @@ def quantize_checkpoint(cfg: QATConfig) -> dict[str, Any]:
 
     job = Job(module=gm, model=gm, loss=loss, train_set=train_set, set_training=set_training,
               validate=lambda m: validation_metrics(m, val_set, cfg, ctx, info.pairs),
-              meta={**meta, "note": "fake-quantized PT2E graph state: see int8_qat.pt2 for the int8 program"})
+              meta=replace(meta, note="fake-quantized PT2E graph state: see int8_qat.pt2 for the int8 program"))
     summary = fit(cfg, job, ctx)
     gm.load_state_dict(load_checkpoint(out / "best.pt")["model"])
     int8 = quantize.convert(gm)
     report["qat_fake_quant"], report["crop"] = summary["best"], crop
     report["int8_qat"] = validation_metrics(int8, val_set, cfg, ctx, info.pairs)
     quantize.save_program(int8, example, out / "int8_qat.pt2",
-                          {**meta, "metrics": report["int8_qat"],
-                           "quantization": {"method": "qat", "epochs": cfg.epochs, "lr": cfg.lr, "crop": crop}})
+                          replace(meta, metrics=report["int8_qat"], quantization={
+                              "method": "qat", "epochs": cfg.epochs, "lr": cfg.lr, "crop": crop}).to_dict())
     report["top1_drop_points"] = {k: 100 * (report["fp32"]["top1"] - report[k]["top1"])
                                   for k in ("int8_qat", "int8_ptq") if k in report}
     report["files"] = {k: str(out / f"{k}.pt2") for k in ("int8_qat", "int8_ptq") if k in report}

@@ -15,7 +15,7 @@ import contextlib
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -27,7 +27,7 @@ from sdk.errors import ConfigError
 from sdk.preprocess import CROP_COUNTS, Preprocess
 from sdk.samplers import SAMPLER_KINDS, Sampler
 from training import distributed
-from training.checkpoint import atomic_save, load_checkpoint
+from training.checkpoint import CheckpointMeta, atomic_save, load_checkpoint
 from training.config import check_choices, option, parse_config
 from training.data.datasets import ClipDataset, DatasetInfo, make_loader, read_records
 from training.data.feature_cache import CachedClipDataset
@@ -143,7 +143,8 @@ class Job:
         loss: ``(module, batch) -> (loss, logits, labels)`` on a batch already on the device.
         train_set: the training dataset (its loader is made here: sampler, workers, resume position).
         validate: ``(model) -> metrics`` with at least ``top1``; runs on every rank and must agree across ranks.
-        meta: saved in every checkpoint beside the weights (labels, sampler, preprocess, config, ...).
+        meta: saved in every checkpoint beside the weights (:meth:`CheckpointMeta.to_dict`); ``None`` saves the
+            run's config only.
         set_training: switches train/eval mode (exported quantization graphs need their own functions).
     """
 
@@ -152,7 +153,7 @@ class Job:
     loss: Callable[[nn.Module, Sequence[torch.Tensor]], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
     train_set: ClipDataset
     validate: Callable[[nn.Module], dict[str, float]]
-    meta: dict[str, Any] = field(default_factory=dict)
+    meta: CheckpointMeta | None = None
     set_training: Callable[[nn.Module, bool], None] = lambda m, mode: m.train(mode)
 
 
@@ -273,7 +274,8 @@ def fit(cfg: TrainConfig, job: Job, ctx: distributed.Context) -> dict[str, Any]:
         rngs = distributed.gather_objects(ctx, _rng_state()) if trainer_state else None
         if not ctx.is_main:
             return
-        state = {"model": job.model.state_dict(), "config": asdict(cfg), "epoch": epoch, **job.meta}
+        meta = job.meta.to_dict() if job.meta is not None else {}
+        state = {"model": job.model.state_dict(), "config": asdict(cfg), "epoch": epoch, **meta}
         if trainer_state:
             state["trainer"] = {
                 "module": job.module.state_dict(), "optimizer": optimizer.state_dict(),
@@ -398,8 +400,8 @@ def classifier_job(cfg: TrainConfig, ctx: distributed.Context) -> Job:
         logits = m(clips).float()
         return criterion(logits, labels), logits, labels
 
-    meta = {"labels": info.labels, "sampler": sampler.to_dict(), "preprocess": cfg.preprocess_spec.to_dict(),
-            "dataset": {"root": str(info.root), "preset": info.meta.get("preset"), "seed": info.meta.get("seed")}}
+    meta = CheckpointMeta(labels=tuple(info.labels), sampler=sampler, preprocess=cfg.preprocess_spec,
+                          config=asdict(cfg), dataset=info.checkpoint_entry())
     return Job(module=module, model=model, loss=loss, train_set=train_set, meta=meta,
                validate=lambda m: validation_metrics(module if cfg.cached else m, val_set, cfg, ctx, info.pairs),
                set_training=lambda m, mode: set_training_frozen(m, mode, cfg.freeze))

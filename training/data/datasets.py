@@ -64,6 +64,10 @@ class DatasetInfo:
             raise ConfigError(f"{root}/meta.json: hflip_map must be a permutation of the {len(labels)} labels")
         return cls(root, labels, pairs, hflip, meta)
 
+    def checkpoint_entry(self) -> dict:
+        """What a checkpoint records about the dataset it was trained on (``CheckpointMeta.dataset``)."""
+        return {"root": str(self.root), "preset": self.meta.get("preset"), "seed": self.meta.get("seed")}
+
 
 def _label(value: str, labels: Sequence[str] | None, where: str) -> int:
     if value.strip().lstrip("-").isdigit():
