@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import dataclasses
+import os
 import subprocess
 import sys
 import threading
@@ -15,6 +16,7 @@ import pytest
 
 import sdk
 from sdk.__main__ import main as sdk_main
+from sdk.backends import VERBOSE_ENV
 from sdk.classifier import DEFAULT_WINDOW, Smoothing, as_frame
 from sdk.errors import BackendUnavailableError, BundleError, ConfigError, FrameError
 from tests.runtime_helpers import LABELS, make_bundle, random_video, write_video
@@ -51,6 +53,16 @@ def test_loading_an_executorch_program_prints_no_third_party_chatter(bundles) ->
               f"sdk.load({str(bundles['clip'])!r}, backend='executorch', verify=True)\n")
     err = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stderr
     assert err.splitlines() == ["kept"], err
+
+
+def test_verbose_output_lets_the_cpuinfo_lines_through(bundles) -> None:
+    """``EDGEVIDEO_VERBOSE=1`` (what a tool's ``--verbose`` sets): XNNPACK's C++ CPU probing, hidden by default, reaches
+    stderr when an ExecuTorch program loads."""
+    script = f"import sdk\nsdk.load({str(bundles['clip'])!r}, backend='executorch', threads=1)\n"
+    quiet, verbose = (subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                                     env={**os.environ, VERBOSE_ENV: value}).stderr for value in ("0", "1"))
+    assert "[cpuinfo_utils.cpp:" not in quiet, quiet
+    assert "[cpuinfo_utils.cpp:" in verbose and "[threadpool.cpp:" in verbose, verbose
 
 
 def test_verify_raises_on_wrong_numbers(bundles) -> None:

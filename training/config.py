@@ -20,6 +20,7 @@ from typing import Any, Callable, Mapping, Sequence, TypeVar, Union
 
 import yaml
 
+from sdk.backends import VERBOSE_ENV
 from sdk.errors import ConfigError
 
 __all__ = ["RECIPES", "VERBOSE_HELP", "HelpFormatter", "check_choices", "config_from_mapping", "field_choices",
@@ -182,7 +183,7 @@ def set_verbose(verbose: bool) -> None:
     if verbose:
         from training import logs
 
-        os.environ[logs.VERBOSE_ENV] = "1"
+        os.environ[VERBOSE_ENV] = "1"
         logs.show_everything()
 
 

@@ -8,7 +8,8 @@ Each is matched by its own message, so every other warning of the same library s
 - ``torch.export`` warns ``isinstance(treespec, LeafSpec)`` is deprecated (a FutureWarning from inside torch).
 
 XNNPACK's ``[cpuinfo_utils.cpp:...]`` lines come from C++ on file descriptor 2: the sdk's ExecuTorch runner filters
-those where it loads programs (``sdk.backends.executorch._native_stderr_without``).
+those where it loads programs (``sdk.backends.executorch._without_cpu_probe_lines``), unless ``EDGEVIDEO_VERBOSE`` is
+set (``sdk.backends.verbose_output``).
 
 ``import training`` hides them (before torchao or torch.export can be imported), in every process that imports it
 -- DataLoader and generator workers included -- unless verbose output is asked for: ``--verbose`` on the command
@@ -18,14 +19,13 @@ line of the tool being run (seen here already, so that messages printed while th
 from __future__ import annotations
 
 import logging
-import os
 import re
 import sys
 import warnings
 
-__all__ = ["VERBOSE_ENV", "hide_known_chatter", "show_everything", "verbose_requested"]
+from sdk.backends import verbose_output
 
-VERBOSE_ENV = "EDGEVIDEO_VERBOSE"
+__all__ = ["hide_known_chatter", "show_everything", "verbose_requested"]
 
 # logger name -> the start of each message hidden on it
 LOG_MESSAGES: dict[str, tuple[str, ...]] = {
@@ -50,7 +50,7 @@ _FILTERS = {name: _DropMessages(starts) for name, starts in LOG_MESSAGES.items()
 
 
 def verbose_requested() -> bool:
-    return os.environ.get(VERBOSE_ENV, "") not in ("", "0") or "--verbose" in sys.argv[1:]
+    return verbose_output() or "--verbose" in sys.argv[1:]
 
 
 def hide_known_chatter() -> None:

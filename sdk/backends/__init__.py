@@ -17,6 +17,7 @@ backend         runtime                                notes
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,7 +25,10 @@ import numpy as np
 
 from sdk.errors import BackendUnavailableError, ConfigError
 
-__all__ = ["RUNNER_MODULES", "Runner", "load_runner"]
+__all__ = ["RUNNER_MODULES", "VERBOSE_ENV", "Runner", "load_runner", "verbose_output"]
+
+# Set to 1 (the tools' ``--verbose`` does): the runtimes' known-harmless native log lines are no longer filtered.
+VERBOSE_ENV = "EDGEVIDEO_VERBOSE"
 
 RUNNER_MODULES = {
     "executorch": "sdk.backends.executorch",
@@ -32,6 +36,11 @@ RUNNER_MODULES = {
     "onnx": "sdk.backends.onnxruntime",
     "coreml": "sdk.backends.coreml",
 }
+
+
+def verbose_output() -> bool:
+    """Whether everything the runtimes log should reach stderr (``EDGEVIDEO_VERBOSE`` set and not ``0``)."""
+    return os.environ.get(VERBOSE_ENV, "") not in ("", "0")
 
 
 class Runner:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sdk.backends import Runner, as_float32, unavailable
+from sdk.backends import Runner, as_float32, unavailable, verbose_output
 from sdk.errors import ConfigError, FrameError
 
 
@@ -35,11 +35,11 @@ class ExecuTorchRunner(Runner):
         if threads is not None:
             from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
 
-            with _native_stderr_without(CPUINFO_PROBE):  # the reset probes the CPU and says so, too
+            with _without_cpu_probe_lines():  # the reset probes the CPU and says so, too
                 _unsafe_reset_threadpool(threads)
         self._torch = torch
         try:
-            with _native_stderr_without(CPUINFO_PROBE):
+            with _without_cpu_probe_lines():
                 self._method = Runtime.get().load_program(Path(path)).load_method("forward")
         except (RuntimeError, ValueError) as e:  # e.g. a delegate that fails to initialise (XNNPACK compile error)
             raise ConfigError(f"cannot load the executorch program {path}: {e}") from e
@@ -69,6 +69,12 @@ def _quiet_import_chatter() -> None:
 # XNNPACK's initialisation logs its ARM CPU probing from C++ on every host ("[cpuinfo_utils.cpp:87] Failed to open
 # midr file ..."): five lines of noise on x86, where there is no such file to read.
 CPUINFO_PROBE = ("[cpuinfo_utils.cpp:", "[threadpool.cpp:")
+
+
+def _without_cpu_probe_lines() -> contextlib.AbstractContextManager[None]:
+    """Filters :data:`CPUINFO_PROBE` lines out of the block's native stderr, unless verbose output is asked for
+    (:func:`sdk.backends.verbose_output`): then everything passes."""
+    return contextlib.nullcontext() if verbose_output() else _native_stderr_without(CPUINFO_PROBE)
 
 
 @contextlib.contextmanager
