@@ -16,6 +16,7 @@ from types import ModuleType
 from converters.parity import Tolerance
 from sdk.errors import BackendUnavailableError, ConfigError
 from sdk.manifest import PRECISIONS
+from training.config import check_choices, option
 
 __all__ = ["FORMATS", "ExportOptions", "Format", "check_formats", "formats_help", "say"]
 
@@ -69,36 +70,36 @@ def check_formats(names: list[str] | tuple[str, ...], precision: str) -> list[Fo
 
 @dataclass
 class ExportOptions:
-    """Everything ``python -m converters export`` takes (see ``--help``)."""
+    """Everything ``python -m converters export`` takes: each field's metadata is its option (flag, description,
+    default, choices), from which the command line is built (``training.config.add_options``) and checked."""
 
-    checkpoint: Path
-    out: Path
-    formats: Sequence[str] = ("pte", "coreml", "tflite", "onnx")
-    precision: str = "fp32"
-    mode: str = "clip"
-    data: Path | None = None  # benchmark for calibration and parity (default: the checkpoint's dataset)
-    split: str = "val.csv"
-    calibration_split: str = "train.csv"
-    calibration_clips: int = 32
-    parity_clips: int = 100
-    golden_clips: int = 2
+    checkpoint: Path = option(help="best.pt (training) or int8_qat.pt2 (training.qat)")
+    out: Path = option(help="NAME.vbundle directory to write")
+    formats: Sequence[str] = option(tuple(FORMATS), flag="--to", choices=tuple(FORMATS), many=True,
+                                    help=f"formats to export ({formats_help()})")
+    precision: str = option("fp32", choices=PRECISIONS, help="precision of the programs (int8 from a .pt: "
+                            "post-training calibration; a .pt2 is int8)")
+    mode: str = option("clip", choices=("clip", "stream"), help="clip: (T,3,H,W) -> logits; stream: one frame + "
+                       "explicit state per call (causal models)")
+    data: Path | None = option(None, help="benchmark for calibration and parity (default: the checkpoint's dataset)")
+    split: str = option("val.csv", help="held-out split for parity")
+    calibration_split: str = option("train.csv", help="split the int8 calibration clips come from")
+    calibration_clips: int = option(32, help="int8 post-training calibration clips")
+    parity_clips: int = option(100, help="held-out clips each program is checked on")
+    golden_clips: int = option(2, help="clips stored in golden.npz")
     tolerance: Tolerance = field(default_factory=Tolerance)
-    name: str | None = None
-    force: bool = False
-    zip: bool = False
-    threads: int | None = None
-    coreml_format: str = "mlpackage"  # or "mlmodel": the legacy NeuralNetwork format, fp32 only (to_coreml)
+    name: str | None = option(None, help="bundle name (default: from --out)")
+    force: bool = option(False, help="replace an existing bundle")
+    zip: bool = option(False, help="also write NAME.vbundle.zip")
+    threads: int | None = option(None, help="runtime threads for the parity runs (default: the runtime's)")
+    coreml_format: str = option("mlpackage", choices=("mlpackage", "mlmodel"), help="Core ML container: ML program "
+                                ".mlpackage or legacy NeuralNetwork .mlmodel (fp32 only)")
 
     def __post_init__(self) -> None:
         self.checkpoint, self.out = Path(self.checkpoint), Path(self.out)
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         self.formats = tuple(self.formats)
+        check_choices(self)
         check_formats(self.formats, self.precision)
-        if self.mode not in ("clip", "stream"):
-            raise ConfigError(f"mode must be clip or stream, got {self.mode!r}")
-        if self.coreml_format not in ("mlpackage", "mlmodel"):
-            raise ConfigError(f"coreml_format must be mlpackage or mlmodel, got {self.coreml_format!r}")
         if self.coreml_format == "mlmodel" and "coreml" in self.formats and self.precision != "fp32":
             raise ConfigError(f"a legacy .mlmodel is fp32 only, not {self.precision}; use the .mlpackage")
         for key in ("calibration_clips", "parity_clips", "golden_clips"):

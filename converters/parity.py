@@ -14,6 +14,7 @@ from typing import NamedTuple
 import numpy as np
 
 from sdk.manifest import Parity
+from training.config import option
 
 __all__ = ["Outputs", "ParityError", "Tolerance", "measure", "run_clips"]
 
@@ -34,11 +35,13 @@ class Tolerance:
     .tflite vs torch; 1.4e-6 of its largest logit), over the fixed 1e-3 that suits logits of +-5. ``rtol`` 1e-5 is
     ~100x float32's epsilon: room for a deep net's accumulated rounding, far below a real mismatch."""
 
-    fp32: float = 1e-3
-    fp16: float = 5e-2
-    int8: float | None = None
-    int8_min_top1: float = 0.9
-    rtol: float = 1e-5
+    fp32: float = option(1e-3, help="max |logit diff| for fp32 programs", flag="--atol-fp32")
+    fp16: float = option(5e-2, help="max |logit diff| for fp16 programs", flag="--atol-fp16")
+    int8: float | None = option(None, help="max |logit diff| for int8 programs (default: none)", flag="--atol-int8")
+    int8_min_top1: float = option(0.9, help="smallest top-1 agreement of an int8 program with its reference",
+                                  flag="--int8-min-agreement")
+    rtol: float = option(1e-5, help="added to each atol, times the largest |logit| of the reference (like "
+                                    "numpy.allclose)")
 
     def atol(self, precision: str) -> float | None:
         return getattr(self, precision)

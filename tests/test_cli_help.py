@@ -109,6 +109,34 @@ def test_distill_help_lists_the_sampler_choices_and_train_the_registry(capsys):
     assert train["--epochs INT"] == "training epochs (default: 3)"
 
 
+def test_export_options_are_built_from_the_export_options_dataclass(capsys):
+    """``python -m converters export``: one definition per option (ExportOptions' field metadata) gives the flag, the
+    help with its choices and default, and the parsed value."""
+    from converters.__main__ import build_parser
+    from converters.options import FORMATS, ExportOptions
+    from converters.parity import Tolerance
+    from sdk.manifest import PRECISIONS
+    from training.config import options_from_args
+
+    export = _options(_help("converters.__main__", ["export"], capsys))
+    assert export[f"--precision {{{','.join(PRECISIONS)}}}"].endswith("(default: fp32)")
+    to = next(text for flag, text in export.items() if flag.startswith("--to "))
+    assert f"of: {', '.join(FORMATS)}" in to and to.endswith(f"(default: {','.join(FORMATS)})"), to
+    assert export["--int8-min-agreement FLOAT"].endswith("(default: 0.9)")
+
+    def parsed(*argv: str) -> ExportOptions:
+        return options_from_args(ExportOptions, build_parser().parse_args(["export", "--checkpoint", "c.pt",
+                                                                           "--out", "o.vbundle", *argv]))
+
+    assert parsed() == ExportOptions(Path("c.pt"), Path("o.vbundle"))
+    assert parsed("--to", "onnx,pte", "--atol-fp32", "0.01", "--int8-min-agreement", "0.5", "--calibration-split",
+                  "x.csv", "--zip") == ExportOptions(Path("c.pt"), Path("o.vbundle"), formats=("onnx", "pte"),
+                                                     tolerance=Tolerance(fp32=0.01, int8_min_top1=0.5),
+                                                     calibration_split="x.csv", zip=True)
+    with pytest.raises(ConfigError, match="unknown formats 'tf'; valid: pte, coreml, tflite, onnx"):
+        parsed("--to", "onnx,tf")
+
+
 def test_every_config_field_has_a_description():
     from training.config import field_help
 

@@ -7,7 +7,9 @@ fall back to a default.
 
 Each field says what it means once, in its metadata (:func:`option`): ``--help`` prints that description with the
 default and the valid choices, and :func:`check_choices` validates recipes and overrides against the same choices. A
-subclass that only changes a default (``epochs: int = 1``) keeps its base class's description.
+subclass that only changes a default (``epochs: int = 1``) keeps its base class's description. Tools without recipes
+(``python -m converters export``) build their parser from the same metadata with :func:`add_options` and read it
+back with :func:`options_from_args`.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import dataclasses
 import os
 import typing
 from pathlib import Path
+from types import UnionType
 from typing import Any, Callable, Mapping, Sequence, TypeVar, Union
 
 import yaml
@@ -23,8 +26,9 @@ import yaml
 from sdk.backends import VERBOSE_ENV
 from sdk.errors import ConfigError
 
-__all__ = ["RECIPES", "VERBOSE_HELP", "HelpFormatter", "check_choices", "config_from_mapping", "field_choices",
-           "field_help", "load_recipe", "option", "parse_config", "set_verbose", "tool_parser"]
+__all__ = ["RECIPES", "VERBOSE_HELP", "HelpFormatter", "add_options", "check_choices", "config_from_mapping",
+           "field_choices", "field_help", "load_recipe", "option", "options_from_args", "parse_config", "set_verbose",
+           "tool_parser"]
 
 RECIPES = Path(__file__).parent / "configs"
 C = TypeVar("C")
@@ -33,13 +37,16 @@ LONG_CHOICES = 6  # more choices than this are listed in the help text, not in t
 
 
 def option(default: Any = dataclasses.MISSING, *, help: str, choices: Choices | None = None, many: bool = False,
-           default_factory: Any = dataclasses.MISSING) -> Any:
+           default_factory: Any = dataclasses.MISSING, flag: str | None = None) -> Any:
     """A dataclass field that carries its one-line description and, optionally, its valid ``choices`` (a sequence,
     or a callable such as a registry's ``list_models`` evaluated when needed); ``many``: the value is a
-    comma-separated list of choices."""
+    comma-separated list of choices (a sequence of them in a dataclass built by :func:`options_from_args`);
+    ``flag``: its command-line spelling in :func:`add_options` when it is not ``--field-name``."""
     metadata: dict[str, Any] = {"help": help}
     if choices is not None:
         metadata["choices"], metadata["many"] = choices, many
+    if flag is not None:
+        metadata["flag"] = flag
     return dataclasses.field(default=default, default_factory=default_factory, metadata=metadata)
 
 
@@ -73,7 +80,11 @@ def check_choices(config: Any) -> None:
         if choices is None or value == "":
             continue
         many = _metadata(type(config), f.name)["many"]
-        for v in [v.strip() for v in value.split(",") if v.strip()] if many else [value]:
+        if not many:
+            values = [value]
+        else:
+            values = [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else list(value)
+        for v in values:
             if v not in choices:
                 raise ConfigError(f"unknown {f.name} {v!r}; valid: {', '.join(map(str, choices))}")
 
@@ -204,6 +215,8 @@ def _shown(value: Any) -> str:
         return "true" if value else "false"
     if value in ("", {}, None):
         return "none"
+    if isinstance(value, (tuple, list)):
+        return ",".join(map(str, value))
     return str(value)
 
 
@@ -258,6 +271,64 @@ def parse_config(cls: type[C], argv: Sequence[str] | None, *, prog: str, descrip
         values = _merge(cls, values, load_recipe(args.config), str(args.config))
     values = _merge(cls, values, dict(getattr(args, "overrides", None) or []), "command line")
     return cls(**values), args  # validated once, on the final values
+
+
+def _optional_inner(kind: Any) -> Any:
+    """``X`` of ``X | None``; any other type as it is."""
+    args = [a for a in typing.get_args(kind) if a is not type(None)]
+    return args[0] if typing.get_origin(kind) in (Union, UnionType) and len(args) == 1 else kind
+
+
+def _comma_list(raw: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in raw.split(",") if v.strip())
+
+
+def add_options(parser: argparse.ArgumentParser, cls: type, prefix: str = "") -> None:
+    """One option per field of the dataclass ``cls``, all from its metadata (:func:`option`): the flag (``--field-name``
+    or its ``flag``), its description followed by the default, its choices (``many``: a comma-separated list, read as a
+    tuple) and its type (``X | None`` reads an ``X``). A field without a default is required, a boolean one is a
+    switch (``--x``, plus ``--no-x`` when it defaults to true), and a field whose type is a dataclass adds that
+    dataclass's options. :func:`options_from_args` builds ``cls`` back from the parsed arguments."""
+    hints = _field_types(cls)
+    for f in dataclasses.fields(cls):
+        kind = _optional_inner(hints[f.name])
+        dest = prefix + f.name
+        if dataclasses.is_dataclass(kind):
+            add_options(parser, kind, f"{dest}.")
+            continue
+        meta = _metadata(cls, f.name)
+        flag = meta.get("flag", "--" + f.name.replace("_", "-"))
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        default = None if required else f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        choices = field_choices(cls, f.name)
+        many = bool(choices) and meta["many"]
+        text = meta["help"]
+        if choices and (many or len(choices) > LONG_CHOICES):
+            text += f"; {'comma-separated, of' if many else 'one of'}: {', '.join(map(str, choices))}"
+        if not required and "default:" not in text:
+            text += f" (default: {_shown(default)})"
+        kwargs: dict[str, Any] = {"dest": dest, "help": text.replace("%", "%%"), "default": default}
+        if kind is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction if default else "store_true"
+        else:
+            listed = many or (choices and len(choices) > LONG_CHOICES)
+            kwargs.update(type=_comma_list if many else kind, required=required,
+                          metavar="NAME[,NAME...]" if many else "NAME" if listed
+                          else None if choices else getattr(kind, "__name__", "VALUE").upper())
+            if choices and not listed:
+                kwargs["choices"] = choices
+        parser.add_argument(flag, **kwargs)
+
+
+def options_from_args(cls: type[C], args: argparse.Namespace, prefix: str = "") -> C:
+    """The ``cls`` instance of the arguments parsed by a parser built with :func:`add_options` (its own checks run)."""
+    hints = _field_types(cls)
+    values = {}
+    for f in dataclasses.fields(cls):
+        kind = _optional_inner(hints[f.name])
+        values[f.name] = (options_from_args(kind, args, f"{prefix}{f.name}.") if dataclasses.is_dataclass(kind)
+                          else getattr(args, prefix + f.name))
+    return cls(**values)
 
 
 class _BoolOverride(_Override):
