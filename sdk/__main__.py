@@ -133,10 +133,11 @@ def _bench(args: argparse.Namespace) -> int:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bundle", type=Path, required=True, help="NAME.vbundle directory or its zip")
     p.add_argument("--backend", default="auto", help="auto (default), executorch, tflite, onnx, coreml")
-    p.add_argument("--precision", default=None, choices=("fp32", "fp16", "int8"))
+    p.add_argument("--precision", default=None, choices=("fp32", "fp16", "int8"),
+                   help="program precision (default: the smallest the bundle has: int8, then fp16, then fp32)")
     p.add_argument("--threads", type=int, default=None, help="runtime threads (default: the runtime's)")
     p.add_argument("--verify", action="store_true", help="check the golden vectors after loading")
-    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--top-k", type=int, default=5, help="labels printed per prediction (default 5)")
     p.add_argument("--native", action="store_true",
                    help="run the .pte programs on the native C++ core (sdk/native) instead of a Python runtime: "
                         "no torch needed (scripts/device_install.sh --native)")
@@ -150,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     c = sub.add_parser("classify", help="classify one video file")
-    c.add_argument("video")
+    c.add_argument("video", help="video file to classify (decoded with PyAV or OpenCV)")
     _common(c)
     c.add_argument("--json", action="store_true", help="print the prediction and stats as JSON")
     c.add_argument("--strict", action="store_true",
@@ -161,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("source", help="video file, camera index (0) or URL (rtsp://...)")
     _common(s)
     s.add_argument("--window", type=int, default=None, help="frames per window (clip/stream bundles; default 32)")
-    s.add_argument("--max-frames", type=int, default=None)
+    s.add_argument("--max-frames", type=int, default=None, help="stop after this many frames (default: the end)")
     s.add_argument("--ema", type=float, default=0.0, help="EMA smoothing weight of the previous output, [0, 1)")
     s.add_argument("--hysteresis", type=float, default=0.0, help="margin before the top label may change")
     s.set_defaults(func=_stream)

@@ -83,7 +83,7 @@ def inspect(path: str | Path, *, verify: bool = False, as_json: bool = False) ->
 def add_inspect_command(subparsers) -> None:
     """The ``inspect`` subcommand, the same in ``python -m sdk`` and ``python -m converters``."""
     i = subparsers.add_parser("inspect", help="print a bundle readably")
-    i.add_argument("bundle", type=Path)
+    i.add_argument("bundle", type=Path, help="NAME.vbundle directory or its zip")
     i.add_argument("--verify", action="store_true", help="check every file's sha256")
     i.add_argument("--json", action="store_true", help="print the manifest as JSON")
     i.set_defaults(func=_inspect_command)

@@ -109,6 +109,26 @@ def test_distill_help_lists_the_sampler_choices_and_train_the_registry(capsys):
     assert train["--epochs INT"] == "training epochs (default: 3)"
 
 
+@pytest.mark.parametrize("module, argv", [("sdk.__main__", [c]) for c in ("classify", "stream", "bench", "inspect")]
+                         + [("sdk.native.__main__", ["build"])], ids=lambda v: v if isinstance(v, str) else " ".join(v))
+def test_sdk_commands_describe_every_argument(module: str, argv: list[str], capsys):
+    """``python -m sdk ...`` and ``python -m sdk.native build``: every positional and every option has a description."""
+    entries: dict[str, str] = {}
+    section, last = "", None
+    for line in _help(module, argv, capsys).splitlines():
+        if line and not line.startswith(" "):
+            section, last = line, None
+        elif section.startswith(("options:", "positional arguments:")):
+            match = re.match(r"^  (\S.*?)(?: {2,}(.*))?$", line)
+            if match:
+                last = match.group(1).strip()
+                entries[last] = (match.group(2) or "").strip()
+            elif line.startswith("    ") and last is not None:
+                entries[last] = f"{entries[last]} {line.strip()}".strip()
+    assert "-h, --help" in entries, entries
+    assert not [name for name, text in entries.items() if not text], f"undescribed: {entries}"
+
+
 def test_export_options_are_built_from_the_export_options_dataclass(capsys):
     """``python -m converters export``: one definition per option (ExportOptions' field metadata) gives the flag, the
     help with its choices and default, and the parsed value."""
