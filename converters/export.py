@@ -28,8 +28,8 @@ import torch
 
 from converters import parity as parity_mod
 from converters.options import ExportOptions, check_formats, say
-from converters.plan import (AGGREGATOR_PARITY_STEPS, Programs, chain, feature_sequences, plan, quantize, references,
-                             representative_input, step_inputs)
+from converters.plan import (AGGREGATOR_PARITY_STEPS, Programs, chain, feature_sequences, plan, quantize,
+                             reference_videos, references, representative_input, step_inputs)
 from converters.program import FasterClipProgram
 from converters.source import Source, clips, dataset_root, load_source, long_videos
 from converters.writer import ExportReport, provenance, write_bundle
@@ -99,7 +99,8 @@ def export_faster_bundle(opts: ExportOptions, faster: LoadedFaster, started: flo
     the aggregator on those videos' torch feature sequences chained and cut into ``AGGREGATOR_PARITY_STEPS``-step
     sequences (stepped from zero state; max-abs-diff over every step). Then, per backend, the whole schedule run in
     that runtime (its clip programs' features into its aggregator, one video at a time from zero state) against the
-    torch pipeline: recorded as ``details.video_parity`` of the aggregator program.
+    torch pipeline as training runs it (:func:`converters.plan.reference_videos`, not through the clip programs):
+    recorded as ``details.video_parity`` of the aggregator program.
     """
     from training.models.aggregators import AggregatorStep
 
@@ -154,10 +155,9 @@ def export_faster_bundle(opts: ExportOptions, faster: LoadedFaster, started: flo
         quantize(job, opts.precision)
         references(job, golden)
 
-    # the whole pipeline in torch on the parity videos: reference of each backend's video parity
+    # the whole pipeline in torch on the parity videos, not through the clip programs: each backend's reference
     parity_labels = labels[opts.golden_clips:]
-    with torch.no_grad():
-        torch_videos = np.stack([aggregator(s.transpose(0, 1)).numpy()[0] for s in sequences[opts.golden_clips:]])
+    torch_videos = reference_videos(faster, {r: v[opts.golden_clips:] for r, v in videos.items()})
 
     def video_parity(backend: str, entries: list[Program], outputs: dict, bundle: Path) -> list[Program]:
         if any(outputs.get(r) is None for r in (*roles, "aggregator")):
@@ -173,7 +173,7 @@ def export_faster_bundle(opts: ExportOptions, faster: LoadedFaster, started: flo
                   "top1_agreement": float((runtime.argmax(-1) == torch_videos.argmax(-1)).mean()),
                   "top1_runtime": float((runtime.argmax(-1) == y).mean()),
                   "top1_torch": float((torch_videos.argmax(-1) == y).mean()),
-                  "reference": "torch fp32 clip programs + aggregator"}
+                  "reference": "torch fp32 clip models + FASTER model"}
         say(f"{backend}: whole schedule on {n_videos} videos: max|diff| {record['max_abs_diff']:.2e}, top-1 "
              f"agreement {record['top1_agreement']:.3f} (top-1 {record['top1_runtime']:.3f} vs torch "
              f"{record['top1_torch']:.3f})")

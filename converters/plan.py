@@ -12,7 +12,7 @@ from torch import nn
 
 from converters import parity as parity_mod
 from converters.options import say
-from converters.program import ClipProgram, StreamProgram
+from converters.program import ClipProgram, Normalize, StreamProgram, _to_nchw
 from converters.source import Source
 from sdk.errors import ConfigError
 
@@ -152,6 +152,34 @@ def feature_sequences(faster, clip_programs: dict[str, nn.Module], videos: dict[
                      for i in range(faster.meta["segments"])]
             out.append(torch.stack(steps))
     return out
+
+
+def reference_videos(faster, videos: dict[str, list[torch.Tensor]]) -> np.ndarray:
+    """Logits ``(videos, K)`` of the torch FASTER pipeline on each role's raw segments ``(L, T, 3, H, W)`` in
+    [0, 255], the training side's way: each role's normalisation and clip model (``clip_outputs`` on all segments),
+    then ``FasterModel`` (standardisation, projection, schedule mask, aggregator). Independent of the exported clip
+    programs' wrapper, so that a fault in it fails the whole-schedule check instead of being shared by both sides."""
+    from training.models.faster import clip_outputs, schedule_mask
+
+    model, meta = faster.model, faster.meta
+    segments = meta["segments"]
+    map_size = meta["map_size"] if model.spatial else None
+    mask = schedule_mask(meta["schedule"], segments)
+    norm = {r: Normalize(faster.preprocess[r]) for r in videos}
+    out = []
+    with torch.no_grad():
+        for v in range(len(next(iter(videos.values())))):
+            feats = {}
+            for role in ("expensive", "cheap"):
+                if role not in videos:  # a one-role schedule: the mask never picks the other role
+                    shape = (segments, model.in_features(role), *([map_size] * 2 if map_size else []))
+                    feats[role] = torch.zeros(1, *shape)
+                    continue
+                clips = torch.stack([norm[role](_to_nchw(s, faster.preprocess[role].layout)) for s in videos[role][v]])
+                pooled, _, maps = clip_outputs(faster.clip_models[role], clips, map_size)
+                feats[role] = (pooled if maps is None else maps)[None]
+            out.append(model(feats["expensive"], feats["cheap"], mask)[0].numpy())
+    return np.stack(out)
 
 
 def chain(sequences: list[torch.Tensor], steps: int) -> list[torch.Tensor]:

@@ -27,10 +27,9 @@ import numpy as np
 
 from sdk.errors import BundleError
 from sdk.files import sha256_of
-from sdk.manifest import CLIP_ROLES, MANIFEST_FILE, Manifest, Program
+from sdk.manifest import MANIFEST_FILE, Manifest, Program
 
-# CLIP_ROLES is imported from here by training/faster.py (owned elsewhere); new code imports it from sdk.manifest.
-__all__ = ["CLIP_ROLES", "GOLDEN_FILE", "Bundle", "golden_bytes", "open_bundle"]
+__all__ = ["GOLDEN_FILE", "Bundle", "golden_bytes", "open_bundle"]
 
 GOLDEN_FILE = "golden.npz"
 

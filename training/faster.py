@@ -70,7 +70,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from sdk.bundle import CLIP_ROLES
+from sdk.manifest import CLIP_ROLES
 from sdk.errors import ConfigError
 from sdk.files import sha256_of
 from sdk.preprocess import Preprocess
