@@ -2,7 +2,7 @@
 # FASTER on trained clip models, end to end on a CPU; every stage is reused on a rerun (delete its output to redo it):
 #   1. the clip models: the main job's teacher (expensive: TAM head, 8 frames) and its see-very-little student (cheap:
 #      the same network on 2 of those frames) -- `python -m edgevideo.pipeline --out $MAIN` unless already there;
-#   2. the long-video benchmark (`small`: 640 train / 160 val videos of 8 segments x 32 frames);
+#   2. the long-video benchmark (`small`: 640 train / 256 val videos of 8 segments x 32 frames);
 #   3. `python -m training.faster`: schedules x aggregators on cached clip features -> faster_table.md, faster.json;
 #   4. the 1:3 FAST-GRU (pooled) model exported as a FASTER bundle (.pte, parity-checked);
 #   5. every validation video streamed through it, frame by frame, in sdk (Python) and in the native core.
