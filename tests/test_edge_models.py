@@ -98,7 +98,7 @@ def test_streaming_equals_offline(name: str, kw: dict):
     with torch.no_grad():
         offline_frames, offline_feats, offline = model.forward_frames(x), model.forward_features(x), model(x)
         spec = model.state_specs(S, S, batch=N)
-        state = model.initial_state(N, S, S)
+        state = model.initial_state(S, S, batch=N)
         assert len(state) == len(spec) == STATES.get(name, 10)
         for s, (sname, shape) in zip(state, spec):
             assert s.ndim == 4 and tuple(s.shape) == shape and sname.startswith("state_")
@@ -136,7 +136,7 @@ def test_offline_models_cannot_stream(name: str):
     model = build(name)
     assert not model.causal
     with pytest.raises(RuntimeError, match="stream"):
-        model.initial_state(1, S, S)
+        model.initial_state(S, S)
 
 
 @pytest.mark.parametrize("name", CLIP_MODELS + ["bl_mobilenet_v2_tam"])
@@ -205,7 +205,7 @@ def test_big_little_causal_streams_frame_pairs():
         offline_frames, offline = model.forward_frames(x), model(x)
         changed = model.forward_frames(y)
         spec = model.state_specs(S, S, batch=N)
-        state = model.initial_state(N, S, S)
+        state = model.initial_state(S, S, batch=N)
         assert len(state) == len(spec) == 10
         assert all(s.ndim == 4 and tuple(s.shape) == shape and not s.any() for s, (_, shape) in zip(state, spec))
         logits = []

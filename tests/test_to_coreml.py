@@ -67,7 +67,7 @@ def test_mlpackage_interface_and_precisions(packages):
 def test_stream_program_declares_state(tmp_path):
     model = settled("tam_mobilenet_v2_causal", frames=4, seed=1)
     spec = model.state_specs(SIZE, SIZE)
-    state0 = tuple(model.initial_state(1, SIZE, SIZE))
+    state0 = tuple(model.initial_state(SIZE, SIZE))
     inputs = ["frame"] + [name for name, _ in spec]
     outputs = ["logits", "features"] + [f"{name}_out" for name, _ in spec]
     job = ProgramJob("stream", StreamProgram(model, PRE).eval(), (rgb_clips(1, 1, 3)[0], *state0), inputs, outputs,

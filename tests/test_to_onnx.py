@@ -70,7 +70,7 @@ def test_stream_program_steps_match_torch_and_offline(tmp_path):
     model = settled("tam_mobilenet_v2_causal", frames=frames, seed=1)
     program = StreamProgram(model, PRE).eval()
     spec = model.state_specs(SIZE, SIZE)
-    state0 = tuple(model.initial_state(1, SIZE, SIZE))
+    state0 = tuple(model.initial_state(SIZE, SIZE))
     assert [tuple(s.shape) for s in state0] == [shape for _, shape in spec]
     inputs = ["frame"] + [name for name, _ in spec]
     outputs = ["logits", "features"] + [f"{name}_out" for name, _ in spec]

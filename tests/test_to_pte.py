@@ -91,12 +91,12 @@ def test_stream_program_steps_equal_the_offline_model(tmp_path):
     assert _order_effect(offline, offline_reversed, offline) > 0.05, "the test model ignores frame order"
     # the past matters frame by frame: the last frame's logits differ from what that frame gives on a fresh state
     with torch.no_grad():
-        fresh_last = np.concatenate([program(c[-1:], *model.initial_state(1, SIZE, SIZE))[0].numpy() for c in clips])
+        fresh_last = np.concatenate([program(c[-1:], *model.initial_state(SIZE, SIZE))[0].numpy() for c in clips])
     last = np.stack([p[-1] for p in per_frame])
     assert np.abs(last - fresh_last).max() > 0.05 * np.ptp(last, axis=0).max(), "the state does not matter"
 
     spec = model.state_specs(SIZE, SIZE)
-    state0 = tuple(model.initial_state(1, SIZE, SIZE))
+    state0 = tuple(model.initial_state(SIZE, SIZE))
     inputs = ["frame", *[n for n, _ in spec]]
     outputs = ["logits", "features", *[f"new_{n}" for n, _ in spec]]
     path = tmp_path / f"stream{to_pte.SUFFIX}"

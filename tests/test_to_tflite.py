@@ -79,7 +79,7 @@ def test_stream_program_keeps_tensor_order_and_matches_torch(tmp_path):
     model = settled("tam_mobilenet_v2_causal", frames=frames, seed=1)
     program = StreamProgram(model, PRE).eval()
     spec = model.state_specs(SIZE, SIZE)
-    state0 = tuple(model.initial_state(1, SIZE, SIZE))
+    state0 = tuple(model.initial_state(SIZE, SIZE))
     inputs = ["frame"] + [name for name, _ in spec]
     outputs = ["logits", "features"] + [f"{name}_out" for name, _ in spec]
     clip = rgb_clips(1, frames, 7)[0]

@@ -35,7 +35,7 @@ class ConsensusHead(nn.Module):
         """Per-frame logits ``(N, T, num_classes)``; their mean over time is ``forward(clips)`` in eval mode."""
         return self.fc(self.dropout(self.forward_features(clips)))
 
-    def initial_state(self, batch: int, height: int, width: int) -> tuple[torch.Tensor, ...]:
+    def initial_state(self, height: int, width: int, batch: int = 1) -> tuple[torch.Tensor, ...]:
         """Zero streaming state (start of a stream; what ``reset()`` means) for models with a ``state_specs``."""
         p = self.fc.weight
         return tuple(torch.zeros(shape, dtype=p.dtype, device=p.device)
