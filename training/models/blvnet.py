@@ -15,7 +15,7 @@ no in-place writes, so the model exports with ``torch.export``.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -282,6 +282,28 @@ def normalise_official_state(state: Mapping) -> dict[str, torch.Tensor]:
     return out
 
 
+def _read_state(path_or_state: str | Path | Mapping, what: str) -> dict[str, torch.Tensor]:
+    """A state dict from a file (read with ``weights_only=True``: no code runs) or as given, normalised."""
+    if isinstance(path_or_state, (str, Path)):
+        try:
+            path_or_state = torch.load(path_or_state, map_location="cpu", weights_only=True)
+        except FileNotFoundError as exc:
+            raise ConfigError(f"{what} not found: {path_or_state}") from exc
+    return normalise_official_state(path_or_state)
+
+
+def _compare(own: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor],
+             absent: Callable[[str], bool] = lambda key: False) -> LoadReport:
+    """Keys of ``own`` missing from ``state``, keys of ``state`` that ``own`` lacks, and shape mismatches; ``absent``
+    keys must not be in ``state`` (and are not missed)."""
+    report = LoadReport(missing=sorted(k for k in own if k not in state and not absent(k)),
+                        unexpected=sorted(k for k in state if k not in own or absent(k)))
+    for key, value in state.items():
+        if key in own and tuple(value.shape) != tuple(own[key].shape):
+            report.shape_mismatch[key] = (tuple(value.shape), tuple(own[key].shape))
+    return report
+
+
 def load_official_checkpoint(model: BLVNetTAM, path_or_state: str | Path | Mapping, *, strict: bool = True
                              ) -> LoadReport:
     """Load an official IBM/bLVNet-TAM checkpoint (file path or already-loaded dict) into ``model``.
@@ -291,20 +313,9 @@ def load_official_checkpoint(model: BLVNetTAM, path_or_state: str | Path | Mappi
     :class:`sdk.errors.ConfigError` naming the keys and nothing is loaded; with ``strict=False`` the matching keys are
     loaded and the report lists the rest.
     """
-    if isinstance(path_or_state, (str, Path)):
-        try:
-            state = torch.load(path_or_state, map_location="cpu", weights_only=True)
-        except FileNotFoundError as exc:
-            raise ConfigError(f"checkpoint not found: {path_or_state}") from exc
-    else:
-        state = path_or_state
-    state = normalise_official_state(state)
+    state = _read_state(path_or_state, "checkpoint")
     own = model.state_dict()
-    report = LoadReport(missing=sorted(k for k in own if k not in state),
-                        unexpected=sorted(k for k in state if k not in own))
-    for key, value in state.items():
-        if key in own and tuple(value.shape) != tuple(own[key].shape):
-            report.shape_mismatch[key] = (tuple(value.shape), tuple(own[key].shape))
+    report = _compare(own, state)
     if strict and not report.ok:
         raise ConfigError(f"checkpoint does not match {type(model).__name__}: {report.describe()}")
     loadable = {k: v for k, v in state.items() if k in own and k not in report.shape_mismatch}
@@ -329,20 +340,9 @@ def load_imagenet_blresnet(model: BLVNetTAM, path_or_state: str | Path | Mapping
     initialisation. (The official bLVNet-TAM code's RGB path builds an empty state dict here and so loads none of
     these weights; this function loads them.)
     """
-    if isinstance(path_or_state, (str, Path)):
-        try:
-            state = torch.load(path_or_state, map_location="cpu", weights_only=True)
-        except FileNotFoundError as exc:
-            raise ConfigError(f"ImageNet bLResNet checkpoint not found: {path_or_state}") from exc
-    else:
-        state = path_or_state
-    state = {f"baseline_model.{k}": v for k, v in normalise_official_state(state).items() if not k.startswith("fc.")}
-    own = model.state_dict()
-    report = LoadReport(missing=sorted(k for k in own if k not in state and not _is_new_in_video_net(k)),
-                        unexpected=sorted(k for k in state if k not in own or _is_new_in_video_net(k)))
-    for key, value in state.items():
-        if key in own and tuple(value.shape) != tuple(own[key].shape):
-            report.shape_mismatch[key] = (tuple(value.shape), tuple(own[key].shape))
+    state = {f"baseline_model.{k}": v for k, v in _read_state(path_or_state, "ImageNet bLResNet checkpoint").items()
+             if not k.startswith("fc.")}
+    report = _compare(model.state_dict(), state, absent=_is_new_in_video_net)
     if not report.ok:
         raise ConfigError(f"not an ImageNet bLResNet-{model.depth} (a{model.alpha}-b{model.beta}) checkpoint: "
                           f"{report.describe()}")
