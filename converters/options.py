@@ -20,6 +20,7 @@ from training.config import check_choices, option
 
 __all__ = ["FORMATS", "ExportOptions", "Format", "check_formats", "formats_help", "say"]
 
+
 @dataclass(frozen=True)
 class Format:
     name: str  # the --to name
