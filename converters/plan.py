@@ -12,9 +12,10 @@ from torch import nn
 
 from converters import parity as parity_mod
 from converters.options import say
-from converters.program import ClipProgram, Normalize, StreamProgram, _to_nchw
+from converters.program import ClipProgram, Normalize, StreamProgram, to_nchw
 from converters.source import Source
 from sdk.errors import ConfigError
+from sdk.manifest import CLIP_ROLES
 
 __all__ = ["AGGREGATOR_PARITY_STEPS", "Programs", "chain", "feature_sequences", "plan", "quantize", "references",
            "representative_input", "step_inputs"]
@@ -170,12 +171,12 @@ def reference_videos(faster, videos: dict[str, list[torch.Tensor]]) -> np.ndarra
     with torch.no_grad():
         for v in range(len(next(iter(videos.values())))):
             feats = {}
-            for role in ("expensive", "cheap"):
+            for role in CLIP_ROLES:
                 if role not in videos:  # a one-role schedule: the mask never picks the other role
                     shape = (segments, model.in_features(role), *([map_size] * 2 if map_size else []))
                     feats[role] = torch.zeros(1, *shape)
                     continue
-                clips = torch.stack([norm[role](_to_nchw(s, faster.preprocess[role].layout)) for s in videos[role][v]])
+                clips = torch.stack([norm[role](to_nchw(s, faster.preprocess[role].layout)) for s in videos[role][v]])
                 pooled, _, maps = clip_outputs(faster.clip_models[role], clips, map_size)
                 feats[role] = (pooled if maps is None else maps)[None]
             out.append(model(feats["expensive"], feats["cheap"], mask)[0].numpy())

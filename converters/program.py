@@ -22,7 +22,7 @@ from torch import nn
 from sdk.manifest import TensorSpec
 from sdk.preprocess import Preprocess
 
-__all__ = ["ClipProgram", "ExportResult", "FasterClipProgram", "Normalize", "ProgramJob", "StreamProgram"]
+__all__ = ["ClipProgram", "ExportResult", "FasterClipProgram", "Normalize", "ProgramJob", "StreamProgram", "to_nchw"]
 
 
 @dataclass
@@ -80,7 +80,8 @@ class Normalize(nn.Module):
         return x * self.a + self.b
 
 
-def _to_nchw(x: torch.Tensor, layout: str) -> torch.Tensor:
+def to_nchw(x: torch.Tensor, layout: str) -> torch.Tensor:
+    """Frames in a program's input ``layout`` (``TCHW`` or ``THWC``) as ``(T, C, H, W)``."""
     return x.permute(0, 3, 1, 2) if layout == "THWC" else x
 
 
@@ -95,7 +96,7 @@ class ClipProgram(nn.Module):
         self.model, self.normalize, self.layout = model, Normalize(preprocess), preprocess.layout
 
     def forward(self, clip: torch.Tensor) -> torch.Tensor:
-        x = self.normalize(_to_nchw(clip, self.layout))
+        x = self.normalize(to_nchw(clip, self.layout))
         return self.model(x.reshape(1, *x.shape))  # a reshape stays in the XNNPACK delegate; unsqueeze does not
 
 
@@ -107,7 +108,7 @@ class StreamProgram(nn.Module):
         self.model, self.normalize, self.layout = model, Normalize(preprocess), preprocess.layout
 
     def forward(self, frame: torch.Tensor, *state: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return tuple(self.model.step(self.normalize(_to_nchw(frame, self.layout)), *state))
+        return tuple(self.model.step(self.normalize(to_nchw(frame, self.layout)), *state))
 
 
 class FasterClipProgram(nn.Module):
@@ -129,7 +130,7 @@ class FasterClipProgram(nn.Module):
     def forward(self, clip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         from training.models.faster import clip_outputs
 
-        x = self.normalize(_to_nchw(clip, self.layout))
+        x = self.normalize(to_nchw(clip, self.layout))
         pooled, logits, maps = clip_outputs(self.model, x.reshape(1, *x.shape), self.map_size)
         features = pooled if maps is None else maps
         return logits, self.project((features - self.mean) / self.std)

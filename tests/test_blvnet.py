@@ -9,6 +9,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from sdk.errors import ConfigError
+from sdk.preprocess import Preprocess
+from sdk.samplers import Sampler
+from training.checkpoint import CheckpointMeta, model_from_checkpoint
 from training.models import blvnet, resnet  # noqa: F401  (registers blvnet_tam_*, tsn_resnet50, tsm_resnet50)
 from training.models.blvnet import BLVNetTAM, load_imagenet_blresnet, load_official_checkpoint
 from training.models.registry import create, list_models
@@ -198,6 +201,15 @@ def test_imagenet_blresnet_backbone_init(tmp_path):
         expected = loaded.get(key, fresh[key])  # not in the ImageNet file: TAMs and new_fc, as initialised
         assert torch.equal(value, expected), key
     assert sum("tam" in k.split(".") for k in state) == 21 and state["new_fc.weight"].shape == (5, 2048)
+
+    # a checkpoint of the trained model names the file in its config; rebuilding it for its own weights (evaluate,
+    # QAT, export, maybe on another machine) must not need that file any more
+    (tmp_path / "imagenet.pth.tar").unlink()
+    meta = CheckpointMeta(labels=tuple("abcde"), sampler=Sampler("uniform_segments", 4), preprocess=Preprocess(64),
+                          config={"arch": "blvnet_tam_r50", "frames": 2,
+                                  "model_args": {"imagenet_weights": str(tmp_path / "imagenet.pth.tar")}})
+    rebuilt = model_from_checkpoint({"model": state}, meta)
+    assert all(torch.equal(v, state[k]) for k, v in rebuilt.state_dict().items())
 
 
 def test_imagenet_blresnet_refuses_another_network():

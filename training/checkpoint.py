@@ -29,6 +29,7 @@ from sdk.files import atomic_path
 from sdk.preprocess import Preprocess
 from sdk.samplers import Sampler
 from training.models import create
+from training.models.registry import INITIAL_WEIGHT_OPTIONS
 
 __all__ = ["METADATA_KEYS", "CheckpointMeta", "atomic_save", "load_checkpoint", "load_checkpoint_model",
            "model_from_checkpoint", "read_checkpoint"]
@@ -115,10 +116,10 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> dic
 
 def model_from_checkpoint(ckpt: Mapping[str, Any], meta: CheckpointMeta) -> nn.Module:
     """The registry model of a ``.pt`` checkpoint, rebuilt with ``create(arch, frames=, **model_args)`` (no pretrained
-    download) and loaded strictly."""
+    weights, no starting-weights file: :data:`~training.models.registry.INITIAL_WEIGHT_OPTIONS`) and loaded strictly."""
     cfg = meta.config
-    model = create(cfg["arch"], num_classes=len(meta.labels), frames=cfg["frames"], pretrained=False,
-                   **cfg.get("model_args", {}))
+    args = {k: v for k, v in cfg.get("model_args", {}).items() if k not in INITIAL_WEIGHT_OPTIONS}
+    model = create(cfg["arch"], num_classes=len(meta.labels), frames=cfg["frames"], pretrained=False, **args)
     model.load_state_dict(ckpt["model"])
     return model
 

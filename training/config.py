@@ -220,8 +220,10 @@ def _shown(value: Any) -> str:
     return str(value)
 
 
-def _add_field(parser: argparse.ArgumentParser, cls: type, name: str, kind: type, default: Any) -> None:
-    flag = "--" + name.replace("_", "-")
+def _argument(cls: type, name: str, kind: type, default: Any, required: bool = False
+              ) -> tuple[str, Sequence[Any] | None, str | None, bool]:
+    """``(help, choices, metavar, many)`` of a field's option, from its metadata: the description, the valid choices
+    (listed in the help when many, passed to argparse when few) and the default; one spelling for every parser."""
     text = field_help(cls, name)
     choices = field_choices(cls, name)
     many = bool(choices) and _metadata(cls, name)["many"]
@@ -229,15 +231,22 @@ def _add_field(parser: argparse.ArgumentParser, cls: type, name: str, kind: type
     if listed:
         text += f"; {'comma-separated, of' if many else 'one of'}: {', '.join(map(str, choices))}"
         choices = None
-    text = f"{text} (default: {_shown(default)})".replace("%", "%%") if text else ""
+    if text and not required and "default:" not in text:
+        text += f" (default: {_shown(default)})"
+    metavar = "NAME[,NAME...]" if many else "NAME" if listed else None if choices else \
+        getattr(kind, "__name__", "value").upper()
+    return text.replace("%", "%%"), choices, metavar, many
+
+
+def _add_field(parser: argparse.ArgumentParser, cls: type, name: str, kind: type, default: Any) -> None:
+    flag = "--" + name.replace("_", "-")
+    text, choices, metavar, _ = _argument(cls, name, kind, default)
     if kind is bool:  # one action, two spellings: --x sets true, --no-x false
         parser.add_argument(flag, "--no-" + flag[2:], dest=name, nargs=0, action=_BoolOverride, help=text)
     elif typing.get_origin(kind) is dict:  # a YAML/JSON mapping: --model-args '{temporal_from: 7}'
         parser.add_argument(flag, dest=name, type=_yaml_value, action=_Override, metavar="MAPPING", help=text)
     else:
-        metavar = "NAME" if listed else kind.__name__.upper()
-        parser.add_argument(flag, dest=name, type=kind, action=_Override, choices=choices, help=text,
-                            metavar=None if choices else metavar)
+        parser.add_argument(flag, dest=name, type=kind, action=_Override, choices=choices, help=text, metavar=metavar)
 
 
 def parse_config(cls: type[C], argv: Sequence[str] | None, *, prog: str, description: str, example: str = "",
@@ -296,28 +305,16 @@ def add_options(parser: argparse.ArgumentParser, cls: type, prefix: str = "") ->
         if dataclasses.is_dataclass(kind):
             add_options(parser, kind, f"{dest}.")
             continue
-        meta = _metadata(cls, f.name)
-        flag = meta.get("flag", "--" + f.name.replace("_", "-"))
+        flag = _metadata(cls, f.name).get("flag", "--" + f.name.replace("_", "-"))
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         default = None if required else f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        choices = field_choices(cls, f.name)
-        many = bool(choices) and meta["many"]
-        text = meta["help"]
-        if choices and (many or len(choices) > LONG_CHOICES):
-            text += f"; {'comma-separated, of' if many else 'one of'}: {', '.join(map(str, choices))}"
-        if not required and "default:" not in text:
-            text += f" (default: {_shown(default)})"
-        kwargs: dict[str, Any] = {"dest": dest, "help": text.replace("%", "%%"), "default": default}
+        text, choices, metavar, many = _argument(cls, f.name, kind, default, required)
         if kind is bool:
-            kwargs["action"] = argparse.BooleanOptionalAction if default else "store_true"
+            parser.add_argument(flag, dest=dest, help=text, default=default,
+                                action=argparse.BooleanOptionalAction if default else "store_true")
         else:
-            listed = many or (choices and len(choices) > LONG_CHOICES)
-            kwargs.update(type=_comma_list if many else kind, required=required,
-                          metavar="NAME[,NAME...]" if many else "NAME" if listed
-                          else None if choices else getattr(kind, "__name__", "VALUE").upper())
-            if choices and not listed:
-                kwargs["choices"] = choices
-        parser.add_argument(flag, **kwargs)
+            parser.add_argument(flag, dest=dest, help=text, default=default, type=_comma_list if many else kind,
+                                required=required, choices=choices, metavar=metavar)
 
 
 def options_from_args(cls: type[C], args: argparse.Namespace, prefix: str = "") -> C:

@@ -14,6 +14,10 @@ from sdk.errors import ConfigError
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 
+# Builder options that only name a file of starting weights: a model rebuilt to receive a checkpoint's own weights
+# drops them (the file may be gone, and reading it would be wasted).
+INITIAL_WEIGHT_OPTIONS = ("weights_path", "imagenet_weights")
+
 
 def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
     """Register a keyword-only builder under its function name; a duplicate name is a programming error."""
