@@ -15,7 +15,7 @@ import torch
 from sdk.errors import ConfigError
 from sdk.preprocess import Preprocess
 from sdk.samplers import Sampler
-from training.config import RECIPES, load_recipe, parse_config
+from training.config import RECIPE_TOOLS, load_recipe, parse_config, recipe_names
 from training.data.datasets import ClipDataset, read_records
 from training.train import TrainConfig
 
@@ -66,19 +66,54 @@ def test_recipe_and_overrides(tmp_path: Path):
     assert parse_config(TrainConfig, ["--no-hflip"], prog="t", description="")[0].hflip is False
 
 
-def test_builtin_recipes_parse():
-    names = sorted(p.stem for p in RECIPES.glob("*.yaml"))
-    assert names, "training/configs/ has recipes"
-    for name in names:
-        values = load_recipe(name)
-        cls = TrainConfig
-        extra = []
-        if "teacher" in values or values.get("no_teacher"):
-            from training.distill import DistillConfig as cls
-        elif "schedules" in values:  # FASTER recipes name no dataset: it is always given on the command line
-            from training.faster import FasterConfig as cls
-            extra = ["data=data/long_small"]
-        parse_config(cls, ["--config", name, *extra], prog="t", description="")
+def test_builtin_recipes_parse_with_their_tool():
+    """Every recipe of training/configs/TOOL/ is a valid config of that tool (unknown keys and bad values fail), and
+    is listed in that tool's --config help; a recipe given to the wrong tool says which tool it belongs to."""
+    from training.distill import DistillConfig
+    from training.faster import FasterConfig
+    from training.qat import QATConfig
+
+    classes = {"train": TrainConfig, "distill": DistillConfig, "qat": QATConfig, "faster": FasterConfig}
+    required = {"distill": ["--no-teacher"], "qat": ["checkpoint=x.pt"], "faster": ["data=data/long_small"]}
+    assert set(classes) == set(RECIPE_TOOLS)
+    for tool, cls in classes.items():
+        names = recipe_names(tool)
+        assert names, f"training/configs/{tool}/ has recipes"
+        for name in names:
+            parse_config(cls, ["--config", name, *required.get(tool, [])], prog=RECIPE_TOOLS[tool], description="")
+    assert {"teacher_cpu", "teacher_gpu", "baseline_cpu", "baseline_gpu"} <= set(recipe_names("train"))
+    assert {"student_cpu", "student_gpu"} <= set(recipe_names("distill"))
+    assert {"qat_cpu", "qat_gpu"} <= set(recipe_names("qat"))
+    with pytest.raises(ConfigError, match="recipe student_cpu is a recipe of python -m training.distill"):
+        parse_config(TrainConfig, ["--config", "student_cpu"], prog=RECIPE_TOOLS["train"], description="")
+    with pytest.raises(ConfigError, match="not found.*teacher_cpu"):
+        parse_config(TrainConfig, ["--config", "teacher_cpux"], prog=RECIPE_TOOLS["train"], description="")
+
+
+def test_main_job_runs_the_named_recipes():
+    """The main job's stages are the named recipes (one source of truth): `small` is exactly the CPU recipes with
+    paths and seed added, `full` the GPU ones, `tiny` the CPU ones with main_job.yaml's overrides."""
+    from edgevideo.pipeline import resolve_stages
+
+    for preset, scale in (("small", "cpu"), ("full", "gpu"), ("tiny", "cpu")):
+        stages = resolve_stages(preset, None, Path("/data"), Path("/out"), 3, {"workers": None})
+        assert stages.recipes == {"teacher": f"teacher_{scale}", "baseline_tsn": f"baseline_{scale}",
+                                  "student": f"student_{scale}", "qat": f"qat_{scale}"}
+        for stage, cfg in (("teacher", stages.teacher), ("baseline_tsn", stages.baseline_tsn),
+                           ("student", stages.student), ("student_no_teacher", stages.student_no_teacher),
+                           ("qat", stages.qat)):
+            recipe = load_recipe(stages.recipes["student" if stage.startswith("student") else stage])
+            changed = {k for k, v in recipe.items() if getattr(cfg, k) != v}
+            if preset == "tiny":
+                assert changed <= {"size", "resize", "batch_size", "epochs", "cache_precision"}, (stage, changed)
+            else:
+                assert not changed, (preset, stage, changed)
+            assert (cfg.data, cfg.seed, cfg.out) == ("/data", 3, f"/out/{stage if stage != 'qat' else 'int8'}")
+    small = resolve_stages("small", None, Path("/data"), Path("/out"), 0, {"epochs": 4, "student_epochs": 5})
+    assert (small.teacher.epochs, small.baseline_tsn.epochs, small.student.epochs, small.qat.epochs) == (4, 4, 5, 1)
+    assert small.student.teacher == "/out/teacher/best.pt" and small.student_no_teacher.no_teacher
+    gpu = resolve_stages("small", "gpu", Path("/data"), Path("/out"), 0, {})
+    assert (gpu.teacher.freeze, gpu.teacher.size) == (0, 224)
 
 
 def test_distillation_dataset_gives_the_student_a_subset_of_the_teacher_clip(tiny_benchmark: Path):

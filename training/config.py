@@ -1,6 +1,7 @@
 """Run configuration: a dataclass of typed fields, filled from a YAML recipe and command-line overrides.
 
-Precedence, lowest first: the dataclass defaults, the recipe (``--config training/configs/NAME.yaml``), then flags
+Precedence, lowest first: the dataclass defaults, the recipe (``--config NAME``: ``training/configs/TOOL/NAME.yaml``,
+each tool's own recipes, or a YAML path), then flags
 (``--lr 0.01``) and ``key=value`` overrides (``lr=0.01``), whichever comes later on the command line. Unknown keys and
 values of the wrong type are a :class:`~sdk.errors.ConfigError` naming the key, so a typo in a recipe cannot silently
 fall back to a default.
@@ -26,8 +27,8 @@ import yaml
 from sdk.backends import VERBOSE_ENV
 from sdk.errors import ConfigError
 
-__all__ = ["RECIPES", "VERBOSE_HELP", "HelpFormatter", "add_options", "check_choices", "config_from_mapping",
-           "field_choices", "field_help", "load_recipe", "option", "options_from_args", "parse_config", "set_verbose",
+__all__ = ["RECIPES", "RECIPE_TOOLS", "VERBOSE_HELP", "HelpFormatter", "add_options", "check_choices", "config_from_mapping",
+           "field_choices", "field_help", "load_recipe", "option", "options_from_args", "parse_config", "recipe_names", "set_verbose",
            "tool_parser"]
 
 RECIPES = Path(__file__).parent / "configs"
@@ -129,14 +130,38 @@ def config_from_mapping(cls: type[C], values: Mapping[str, Any], base: C | None 
     return cls(**_merge(cls, current, values, where))
 
 
-def load_recipe(path: str | Path) -> dict[str, Any]:
-    """A YAML mapping; a bare name such as ``tam_mobilenet_v2_small`` is looked up in ``training/configs/``."""
+RECIPE_TOOLS = {"train": "python -m training.train", "distill": "python -m training.distill",
+                "qat": "python -m training.qat", "faster": "python -m training.faster"}
+
+
+def recipe_names(tool: str | None = None) -> list[str]:
+    """The built-in recipes of ``tool`` (a folder of ``training/configs/``: train, distill, qat, faster), or of all."""
+    folders = [RECIPES / tool] if tool else [RECIPES / t for t in RECIPE_TOOLS]
+    return sorted(q.stem for folder in folders for q in folder.glob("*.yaml"))
+
+
+def _recipe_file(name: str, tool: str | None) -> Path:
+    """The file of a built-in recipe: ``training/configs/TOOL/NAME.yaml``; a recipe of another tool is an error that
+    names the tool it belongs to."""
+    owners = [t for t in RECIPE_TOOLS if (RECIPES / t / f"{name}.yaml").is_file()]
+    if owners and (tool is None or tool in owners):
+        return RECIPES / (tool or owners[0]) / f"{name}.yaml"
+    if owners:
+        raise ConfigError(f"recipe {name} is a recipe of {RECIPE_TOOLS[owners[0]]}, not of {RECIPE_TOOLS[tool]} "
+                          f"(this tool's recipes: {', '.join(recipe_names(tool)) or 'none'})")
+    available = ", ".join(recipe_names(tool))
+    raise ConfigError(f"recipe {name} not found: give a YAML file or one of the built-in recipes ({available})")
+
+
+def load_recipe(path: str | Path, tool: str | None = None) -> dict[str, Any]:
+    """A YAML mapping from a file, or a bare name such as ``teacher_cpu``: a built-in recipe of ``tool`` in
+    ``training/configs/TOOL/`` (any tool's when ``tool`` is None)."""
     p = Path(path)
-    if not p.exists() and not p.suffix and (RECIPES / f"{p}.yaml").is_file():
-        p = RECIPES / f"{p}.yaml"
+    if not p.exists() and not p.suffix and p.parent == Path("."):
+        p = _recipe_file(p.name, tool)
     if not p.is_file():
-        available = ", ".join(sorted(q.stem for q in RECIPES.glob("*.yaml")))
-        raise ConfigError(f"recipe {path} not found (built-in recipes: {available})")
+        raise ConfigError(f"recipe {path} not found: give a YAML file or one of the built-in recipes "
+                          f"({', '.join(recipe_names(tool))})")
     try:
         data = yaml.safe_load(p.read_text())
     except yaml.YAMLError as e:
@@ -265,8 +290,9 @@ def parse_config(cls: type[C], argv: Sequence[str] | None, *, prog: str, descrip
     parser = tool_parser(prog, description, example, usage=usage,
                          notes="every option is also a recipe key: --config takes a YAML mapping of them, and "
                                "key=value overrides (lr=0.01) may follow; the later of a flag and an override wins")
-    parser.add_argument("--config", metavar="RECIPE", help="YAML recipe: a path, or a name in training/configs/ ("
-                        + ", ".join(sorted(p.stem for p in RECIPES.glob("*.yaml"))) + ")")
+    tool = next((t for t, command in RECIPE_TOOLS.items() if command == prog), None)
+    parser.add_argument("--config", metavar="RECIPE", help="YAML recipe: a path, or a built-in recipe ("
+                        + ", ".join(recipe_names(tool)) + f"; training/configs/{tool or '*'}/)")
     for flag, kwargs in extra:
         parser.add_argument(flag, **kwargs)
     for name, kind in types.items():
@@ -277,7 +303,7 @@ def parse_config(cls: type[C], argv: Sequence[str] | None, *, prog: str, descrip
     set_verbose(args.verbose)
     values = _merge(cls, {}, dict(defaults or {}), f"{prog} defaults")
     if args.config:
-        values = _merge(cls, values, load_recipe(args.config), str(args.config))
+        values = _merge(cls, values, load_recipe(args.config, tool), str(args.config))
     values = _merge(cls, values, dict(getattr(args, "overrides", None) or []), "command line")
     return cls(**values), args  # validated once, on the final values
 
