@@ -19,10 +19,10 @@ import numpy as np
 def stream_videos(bundle: Path, data: Path, videos: int = 0, native: bool = True) -> dict:
     """``videos`` validation videos spread over the split (0: all) through both runtimes; the comparison as a dict."""
     import sdk
-    from training.data.datasets import read_records
+    from training.data.datasets import DatasetInfo
 
-    labels = (data / "labels.txt").read_text().split()
-    records = read_records(data / "val.csv", labels)
+    info = DatasetInfo.from_dir(data)
+    labels, records = info.labels, info.records("val.csv")
     count = len(records) if videos <= 0 else min(videos, len(records))
     picks = [records[i] for i in np.linspace(0, len(records) - 1, count).round().astype(int)]
     model = sdk.load(bundle, backend="executorch", verify=True)

@@ -21,21 +21,21 @@ from torch import nn
 from sdk.preprocess import Preprocess
 from sdk.samplers import Sampler
 from training.config import set_verbose, tool_parser
-from training.data.datasets import ClipDataset, DatasetInfo, make_loader, read_video_csv
+from training.data.datasets import ClipDataset, DatasetInfo, make_loader
 from training.metrics import classification_metrics
 from training.models.mobilenet_v2 import MobileNetV2, load_imagenet_weights
 from training.progress import progress
 
 
 @torch.no_grad()
-def extract(root: Path, split: str, labels: list[str], frames: int, size: int, workers: int) -> tuple[np.ndarray, np.ndarray]:
+def extract(info: DatasetInfo, split: str, frames: int, size: int, workers: int) -> tuple[np.ndarray, np.ndarray]:
     """``(N, T, 1280)`` frozen per-frame features and ``(N,)`` labels of a split, cached on disk."""
-    cache = root / f"probe-features-{split}-T{frames}-S{size}.npz"
+    cache = info.root / f"probe-features-{split}-T{frames}-S{size}.npz"
     if cache.is_file():
         z = np.load(cache)
         return z["features"], z["labels"]
     model = load_imagenet_weights(MobileNetV2()).eval()
-    ds = ClipDataset(read_video_csv(root / f"{split}.csv", labels), sampler=Sampler("uniform_segments", frames),
+    ds = ClipDataset(info.records(f"{split}.csv"), sampler=Sampler("uniform_segments", frames),
                      preprocess=Preprocess(size=size, resize=round(size * 8 / 7)), train=False)
     feats, ys = [], []
     for clips, y in progress(make_loader(ds, batch_size=16, workers=workers, shuffle=False), desc=f"features {split}"):
@@ -63,7 +63,7 @@ def run_probes(data: str | Path, *, frames: int = 8, size: int = 112, steps: int
                seed: int = 0) -> dict[str, dict[str, float]]:
     """Metrics of the ``average`` and ``ordered`` probes on a benchmark's val split."""
     info = DatasetInfo.from_dir(data)
-    (xtr, ytr), (xva, yva) = (extract(info.root, s, info.labels, frames, size, workers) for s in ("train", "val"))
+    (xtr, ytr), (xva, yva) = (extract(info, s, frames, size, workers) for s in ("train", "val"))
     views = {"average": lambda f: f.mean(1), "ordered": lambda f: f.reshape(len(f), -1)}
     results = {}
     for name, view in views.items():

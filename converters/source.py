@@ -66,13 +66,13 @@ def raw_preprocess(preprocess: Preprocess) -> Preprocess:
 def clips(root: Path, split: str, source: Source, count: int) -> list[torch.Tensor]:
     """The first ``count`` clips of a split, deterministic sampling and centre crop, float32 in [0, 255] (T, 3, H, W);
     taken evenly over the split so that every class appears."""
-    from training.data.datasets import ClipDataset, DatasetInfo, read_records
+    from training.data.datasets import ClipDataset, DatasetInfo
 
     info = DatasetInfo.from_dir(root)
     if list(info.labels) != source.labels:
         raise ConfigError(f"the dataset {root} has other labels than the checkpoint: pass the benchmark it was "
                           "trained on with --data")
-    records = read_records(root / split, info.labels)
+    records = info.records(split)
     picks = np.linspace(0, len(records) - 1, min(count, len(records))).round().astype(int)
     dataset = ClipDataset([records[i] for i in picks], sampler=source.sampler,
                           preprocess=raw_preprocess(source.preprocess), train=False)
@@ -80,11 +80,17 @@ def clips(root: Path, split: str, source: Source, count: int) -> list[torch.Tens
 
 
 def dataset_root(opts: ExportOptions, source: Source) -> Path:
-    root = opts.data or Path(source.meta.dataset.get("root") or "")
-    if not root or not (Path(root) / "labels.txt").is_file():
-        raise ConfigError(f"calibration and parity need the benchmark the model was trained on; {root or 'none'} "
-                          "is not a dataset directory: pass --data DIR (python -m benchmarks generate makes one)")
-    return Path(root)
+    from training.data.datasets import DatasetInfo
+
+    root = opts.data or source.meta.dataset.get("root")
+    try:
+        if root:
+            return DatasetInfo.from_dir(root).root
+        reason = "the checkpoint names none"
+    except ConfigError as e:
+        reason = str(e)
+    raise ConfigError(f"calibration and parity need the benchmark the model was trained on ({reason}): pass --data "
+                      "DIR (python -m benchmarks generate makes one)")
 
 
 def long_videos(root: Path, split: str, sampler: Sampler, preprocess: Preprocess, count: int

@@ -18,6 +18,47 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def feature_cache_dir(tmp_path_factory) -> Path:
+    """Every feature cache of the session (the default cache directory, also in subprocesses) goes to a temporary
+    directory: the suite never writes into ~/.cache."""
+    from training.data.feature_cache import CACHE_ENV
+
+    path = tmp_path_factory.mktemp("feature-cache")
+    os.environ[CACHE_ENV] = str(path)
+    return path
+
+
+CONTAINERS = {".webm": ("webm", "libvpx"), ".mkv": ("matroska", "libx264"), ".avi": ("avi", "libx264"),
+              ".mov": ("mov", "libx264")}  # any other suffix: H.264 in MP4
+
+
+@pytest.fixture(scope="session")
+def write_video():
+    """``write_video(path, frames=8, fps=10, size=32) -> path``: a small video of a moving gradient, in the container
+    its suffix names (VP8 in .webm, as Something-Something ships; H.264 otherwise)."""
+    import av
+    import numpy as np
+
+    def write(path: Path, frames: int = 8, fps: int = 10, size: int = 32) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fmt, codec = CONTAINERS.get(path.suffix.lower(), ("mp4", "libx264"))
+        ramp = np.add.outer(np.arange(size), np.arange(size)).astype(np.uint8) * 4
+        with av.open(str(path), mode="w", format=fmt) as container:
+            stream = container.add_stream(codec, rate=fps)
+            stream.width = stream.height = size
+            stream.pix_fmt = "yuv420p"
+            for t in range(frames):
+                shade = (ramp + np.uint8(8 * t % 256))[..., None]  # wraps: a moving gradient
+                frame = av.VideoFrame.from_ndarray(np.repeat(shade, 3, axis=2), format="rgb24")
+                frame.pts = t
+                container.mux(stream.encode(frame))
+            container.mux(stream.encode(None))
+        return path
+
+    return write
+
+
 @pytest.fixture(scope="session")
 def tiny_benchmark(tmp_path_factory) -> Path:
     from training.data.synthetic import generate

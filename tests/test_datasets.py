@@ -12,7 +12,8 @@ from sdk.errors import ConfigError, DecodeError
 from sdk.preprocess import Preprocess
 from sdk.samplers import Sampler
 from sdk.video import VideoFile
-from training.data.datasets import ClipDataset, DatasetInfo, EpochSampler, make_loader, read_frame_list, read_video_csv
+from training.data.datasets import (ClipDataset, DatasetInfo, EpochSampler, VideoRecord, clip_profile, make_loader,
+                                    read_frame_list, read_video_csv)
 
 SAMPLER = Sampler("uniform_segments", 4)
 PREP = Preprocess(size=64, resize=72)
@@ -145,3 +146,86 @@ def test_a_corrupt_video_raises_decode_error_naming_it(bench, tmp_path: Path):
     ds = ClipDataset([type(records[0])(bad, 0)], sampler=SAMPLER, preprocess=PREP, train=False)
     with pytest.raises(DecodeError, match="broken.mp4"):
         ds[0]
+
+
+# ---------------------------------------------------------------------------------------------------- layouts
+def _class_folders(root: Path, write_video) -> Path:
+    """train/{jump,walk}, val/{sit,walk}; suffixes in any case; hidden and non-video files that must be skipped."""
+    for rel in ("train/walk/a.mp4", "train/walk/b.MP4", "train/jump/c.webm", "val/walk/d.mov", "val/sit/e.mkv"):
+        write_video(root / rel)
+    (root / "train/walk/.a-copy.mp4").write_bytes(b"hidden")
+    (root / "train/walk/notes.txt").write_text("not a video")
+    write_video(root / ".thumbnails/ghost/f.mp4")  # a hidden folder is no split
+    return root
+
+
+def test_folder_per_class_layout_without_labels_txt(tmp_path: Path, write_video):
+    root = _class_folders(tmp_path / "data", write_video)
+    info = DatasetInfo.from_dir(root)
+    assert info.labels == ["jump", "sit", "walk"], "the sorted union of the class folders of every split"
+    assert info.splits() == ["train", "val"]
+    train = info.records("train.csv")  # the default split name finds the folder train/
+    assert [(r.path.relative_to(root).as_posix(), r.label) for r in train] == [
+        ("train/jump/c.webm", 0), ("train/walk/a.mp4", 2), ("train/walk/b.MP4", 2)]
+    assert info.records("train") == train and info.split_path("train.csv") == root / "train"
+    assert [r.label for r in info.records("val.csv")] == [1, 2]
+    with pytest.raises(ConfigError, match=r"'test.csv' not found .*splits there: train, val"):
+        info.records("test.csv")
+
+
+def test_labels_txt_orders_the_classes_and_a_split_file_wins_over_the_folder(tmp_path: Path, write_video):
+    root = _class_folders(tmp_path / "data", write_video)
+    (root / "labels.txt").write_text("walk\njump\nsit\n")
+    info = DatasetInfo.from_dir(root)
+    assert info.labels == ["walk", "jump", "sit"]
+    assert [r.label for r in info.records("train")] == [1, 0, 0]
+    (root / "train.csv").write_text("path,label\ntrain/walk/a.mp4,walk\n")
+    assert [r.path.name for r in info.records("train.csv")] == ["a.mp4"] and info.splits() == ["train.csv"]
+    (root / "labels.txt").write_text("walk\njump\n")
+    with pytest.raises(ConfigError, match="class folder 'sit' is not one of the labels"):
+        DatasetInfo.from_dir(root).records("val")
+    (root / "labels.txt").write_text("walk\njump\nwalk\n")
+    with pytest.raises(ConfigError, match="walk appear more than once"):
+        DatasetInfo.from_dir(root)
+
+
+@pytest.mark.parametrize("meta, error", [
+    ({"pairs": [[0, 3]]}, "3 is neither a label name nor an index in \\[0, 3\\)"),
+    ({"pairs": [["a", "d"]]}, "'d' is neither a label name"),
+    ({"pairs": [[1, "b"]]}, "must name two different labels"),
+    ({"pairs": [[0, 1, 2]]}, "must name two labels"),
+    ({"pairs": [["a", "b"], [1, 2]]}, "label 1 is in two pairs"),
+    ({"hflip_map": [1, 2, 0]}, "flips 'a' to 'b' but not back"),
+    ({"hflip_map": {"a": "b", "b": "c"}}, "flips 'a' to 'b' but not back"),
+    ({"hflip_map": [0, 0, 1]}, "permutation"),
+])
+def test_meta_json_pairs_and_flip_map_are_checked(tmp_path: Path, meta: dict, error: str):
+    import json
+
+    (tmp_path / "labels.txt").write_text("a\nb\nc\n")
+    (tmp_path / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(ConfigError, match=error):
+        DatasetInfo.from_dir(tmp_path)
+
+
+def test_meta_json_names_labels_by_name_or_index(tmp_path: Path):
+    """A folder layout's label indices follow the sorted class names: meta.json may name them instead."""
+    import json
+
+    (tmp_path / "labels.txt").write_text("left\nright\nopen\nclose\n")
+    (tmp_path / "meta.json").write_text(json.dumps({"pairs": [["open", "close"], [0, "right"]],
+                                                    "hflip_map": {"left": "right"}}))
+    info = DatasetInfo.from_dir(tmp_path)
+    assert info.pairs == [(2, 3), (0, 1)] and info.hflip_map == [1, 0, 2, 3]
+
+
+def test_checkpoint_entry_records_the_training_split_clip_profile(tmp_path: Path, write_video):
+    for name, frames in (("a", 8), ("b", 12), ("c", 20)):
+        write_video(tmp_path / "train" / "x" / f"{name}.mp4", frames=frames, fps=10)
+    write_video(tmp_path / "val" / "x" / "d.mp4", frames=40, fps=25)
+    entry = DatasetInfo.from_dir(tmp_path).checkpoint_entry("train.csv")
+    assert entry["split"] == "train.csv" and entry["root"] == str(tmp_path)
+    assert entry["clip"] == {"frames": 12, "fps": 10.0, "seconds": pytest.approx(1.2), "videos": 3}
+    folders = [VideoRecord(tmp_path / "frames", 0, n) for n in (9, 30)]
+    assert clip_profile(folders) == {"frames": 20, "fps": None, "seconds": None, "videos": 2}, \
+        "frame folders: the list's counts, no fps or duration"

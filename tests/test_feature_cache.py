@@ -1,6 +1,7 @@
 """The feature cache and partial fine-tuning (issue "Models that learn"): the cache is keyed (reused only while its key
-matches), the frozen prefix gets no gradient and keeps its BN statistics, and a model run on cached activations gives
-the logits it gives on decoded frames."""
+matches), lives outside the dataset and holds each video once whatever splits list it, the frozen prefix gets no
+gradient and keeps its BN statistics, and a model run on cached activations gives the logits it gives on decoded
+frames."""
 from __future__ import annotations
 
 import json
@@ -15,7 +16,7 @@ from sdk.errors import ConfigError
 from sdk.preprocess import Preprocess
 from sdk.samplers import Sampler
 from training.data.datasets import ClipDataset, DatasetInfo, read_records
-from training.data.feature_cache import CachedClipDataset, FeatureCache
+from training.data.feature_cache import CACHE_ENV, CachedClipDataset, FeatureCache, default_cache_dir
 from training.frozen import FromBlock, cache_split, freeze_prefix, set_training_frozen
 from training.models import create
 
@@ -33,13 +34,17 @@ def _cache(model, bench: Path, root: Path, split: str = "val.csv", train: bool =
                        train=train, hflip=kw.pop("hflip", False), cache_dir=root, workers=0, **kw)
 
 
+def _stamps(cache: FeatureCache) -> list[int]:
+    return [f.stat().st_mtime_ns for f in cache.files]
+
+
 def test_cache_is_reused_only_while_its_key_matches(tiny_benchmark: Path, tmp_path: Path):
     model = _model()
     first = _cache(model, tiny_benchmark, tmp_path)
-    stamp = (first.path / "features.npy").stat().st_mtime_ns
+    stamps = _stamps(first)
     again = _cache(_model(), tiny_benchmark, tmp_path)  # same prefix weights (same seed), same everything
-    assert again.path == first.path and (again.path / "features.npy").stat().st_mtime_ns == stamp
-    assert len(list(tmp_path.iterdir())) == 1
+    assert again.path == first.path and again.files == first.files and _stamps(again) == stamps
+    assert len(list(tmp_path.iterdir())) == 1 and len(set(first.files)) == len(first) == 32
 
     other_weights = _model(seed=1)
     assert _cache(other_weights, tiny_benchmark, tmp_path).path != first.path
@@ -49,34 +54,67 @@ def test_cache_is_reused_only_while_its_key_matches(tiny_benchmark: Path, tmp_pa
     assert _cache(_model(), tiny_benchmark, tmp_path, preprocess=Preprocess(size=48, resize=56)).path != first.path
     assert _cache(_model(), tiny_benchmark, tmp_path, precision="bf16", train=True).path != first.path
 
-    # a changed dataset (a video rewritten) is a new key, never a silent reuse
+    # a changed video is a new entry (only that one is recomputed), never a silent reuse
     video = read_records(tiny_benchmark / "val.csv")[0].path
     st = video.stat()
     os.utime(video, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
     try:
-        assert _cache(_model(), tiny_benchmark, tmp_path).path != first.path
+        changed = _cache(_model(), tiny_benchmark, tmp_path)
     finally:
         os.utime(video, ns=(st.st_atime_ns, st.st_mtime_ns))
-    assert not list(tmp_path.glob(".*.tmp-*")), "no half-built cache is left behind"
+    assert changed.path == first.path and changed.files[0] != first.files[0] and changed.files[1:] == first.files[1:]
+    assert not list(tmp_path.rglob(".*.tmp-*")), "no half-written video is left behind"
 
 
-def test_a_killed_build_leaves_no_cache(tiny_benchmark: Path, tmp_path: Path, monkeypatch):
+def test_a_killed_build_keeps_the_finished_videos_only_and_the_next_build_does_the_rest(tiny_benchmark: Path,
+                                                                                       tmp_path: Path, monkeypatch):
     import training.data.feature_cache as fc
 
-    def boom(*_, **__):
-        raise KeyboardInterrupt
+    saves, kill_at = [], [3]
+    real_save = np.save
 
-    monkeypatch.setattr(fc.np.lib.format, "open_memmap", boom)
+    def save(path, array):
+        saves.append(path)
+        if kill_at and len(saves) == kill_at[0]:
+            raise KeyboardInterrupt  # killed while writing the third video
+        real_save(path, array)
+
+    monkeypatch.setattr(fc.np, "save", save)
     with pytest.raises(KeyboardInterrupt):
         _cache(_model(), tiny_benchmark, tmp_path)
-    assert list(tmp_path.iterdir()) == []
+    [store] = tmp_path.iterdir()
+    assert len(list(store.rglob("*.npy"))) == 2 and not list(store.rglob(".*.tmp-*"))
+    saves.clear()
+    kill_at.clear()
+    cache = _cache(_model(), tiny_benchmark, tmp_path)
+    assert len(saves) == len(cache) - 2, "the finished videos are not computed again"
+
+
+def test_splits_that_share_videos_compute_them_once(tiny_benchmark: Path, tmp_path: Path, monkeypatch):
+    """A second split file over some of the same videos (here in another dataset directory, as an importer writes
+    one) reads the cached videos: nothing is decoded."""
+    import shutil
+
+    import training.data.feature_cache as fc
+
+    model = _model()
+    val = _cache(model, tiny_benchmark, tmp_path / "cache")
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(tiny_benchmark / "labels.txt", other)
+    rows = read_records(tiny_benchmark / "val.csv")[::3]
+    (other / "subset.csv").write_text("path,label\n" + "".join(f"{r.path},{r.label}\n" for r in rows))
+    monkeypatch.setattr(fc._DecodedVideos, "__getitem__", lambda *_: pytest.fail("a cached video was decoded"))
+    subset = cache_split(model, FREEZE, DatasetInfo.from_dir(other), "subset.csv", PREPROCESS, train=False,
+                         hflip=False, cache_dir=tmp_path / "cache", workers=0)
+    assert subset.files == val.files[::3] and list(subset.labels) == [r.label for r in rows]
 
 
 def test_model_on_the_cache_equals_the_model_on_decoded_frames(tiny_benchmark: Path, tmp_path: Path):
     """Evaluation splits are fp32: the trained suffix on cached activations == the whole model on decoded frames."""
     model = _model().eval()
     cache = _cache(model, tiny_benchmark, tmp_path)
-    assert cache.features.dtype == np.float32
+    assert cache.dtype == cache.video(0).dtype == np.float32
     sampler = Sampler("uniform_segments", 4)
     decoded = ClipDataset(read_records(tiny_benchmark / "val.csv", DatasetInfo.from_dir(tiny_benchmark).labels),
                           sampler=sampler, preprocess=PREPROCESS, train=False)
@@ -94,7 +132,7 @@ def test_training_items_follow_the_sampler_and_the_flip_map(tiny_benchmark: Path
     info = DatasetInfo.from_dir(tiny_benchmark)
     model = _model()
     cache = _cache(model, tiny_benchmark, tmp_path, split="train.csv", train=True, hflip=True)
-    assert cache.views == 2 and cache.features.dtype == np.float16
+    assert cache.views == 2 and cache.video(0).dtype == np.float16 and cache.video(0).shape[0] == 2
     teacher, student = Sampler("uniform_segments", 8), Sampler("uniform_k", 2, of=8)
     data = CachedClipDataset(cache, sampler=teacher, subset=student, train=True, hflip_map=info.hflip_map, seed=3)
     flipped = 0
@@ -135,7 +173,7 @@ def test_a_temporal_prefix_cannot_be_cached():
 
 
 def test_cached_training_run_and_evaluation(tiny_benchmark: Path, tmp_path: Path):
-    """train.py with freeze: trains on the cache (one per split, under DATA/cache unless cache_dir), keeps the prefix
+    """train.py with freeze: trains on the cache (one store per dtype and views, in cache_dir), keeps the prefix
     bit-exact in best.pt, and evaluate reads the fp32 cache."""
     from training.evaluate import evaluate_checkpoint
     from training.train import TrainConfig, train
@@ -157,3 +195,45 @@ def test_cached_training_run_and_evaluation(tiny_benchmark: Path, tmp_path: Path
     assert cached["cached"] and not decoded["cached"]
     assert cached["confusion"] == decoded["confusion"]
     assert json.loads((tmp_path / "e1" / "eval.json").read_text())["top1"] == decoded["top1"]
+
+
+def test_the_default_cache_directory_is_outside_the_dataset(monkeypatch, feature_cache_dir: Path):
+    assert default_cache_dir() == feature_cache_dir, "the suite's caches go to a temporary directory"
+    monkeypatch.delenv(CACHE_ENV)
+    assert default_cache_dir() == Path.home() / ".cache" / "edgevideo" / "features"
+
+
+def test_a_read_only_folder_dataset_trains_and_evaluates_with_the_cache_elsewhere(tiny_benchmark: Path,
+                                                                                tmp_path: Path, monkeypatch):
+    """A dataset in the folder-per-class layout (no labels.txt), write permission removed: train (frozen prefix on the
+    feature cache) and evaluate it; the caches go to the default cache directory and nothing in the dataset changes
+    (compared file by file too: as root, removed permissions do not stop a write)."""
+    import shutil
+    import stat
+
+    from training.evaluate import evaluate_checkpoint
+    from training.train import TrainConfig, train
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    info = DatasetInfo.from_dir(tiny_benchmark)
+    data = tmp_path / "data"
+    for split in ("train", "val"):
+        for i, r in enumerate(read_records(tiny_benchmark / f"{split}.csv", info.labels)):
+            (data / split / info.labels[r.label]).mkdir(parents=True, exist_ok=True)
+            shutil.copy(r.path, data / split / info.labels[r.label] / f"{i}.mp4")
+    tree = [data, *data.rglob("*")]
+    for p in tree:
+        p.chmod(p.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+    before = sorted((str(p), p.stat().st_mtime_ns) for p in tree)
+    try:
+        cfg = TrainConfig(data=str(data), out=str(tmp_path / "run"), arch="tam_head_mobilenet_v2", frames=4,
+                          size=SIZE, resize=72, freeze=FREEZE, epochs=1, batch_size=8, workers=0, pretrained=False,
+                          optimizer="adamw", lr=3e-3)
+        summary = train(cfg)
+        result = evaluate_checkpoint(tmp_path / "run" / "best.pt", data, workers=0)
+        assert summary["train_clips"] == 64 and result["cached"] and result["n"] == 32
+        assert sorted((str(p), p.stat().st_mtime_ns) for p in [data, *data.rglob("*")]) == before
+    finally:
+        for p in tree:
+            p.chmod(p.stat().st_mode | stat.S_IWUSR)
+    assert len(list((tmp_path / "cache").glob("*/key.json"))) == 2  # the training and the evaluation store

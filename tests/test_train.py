@@ -39,6 +39,8 @@ def test_train_writes_metrics_and_loadable_checkpoints(tiny_benchmark: Path, tmp
     assert Sampler.from_dict(ckpt["sampler"]) == Sampler("uniform_segments", 4)
     assert Preprocess.from_dict(ckpt["preprocess"]) == Preprocess(size=64, resize=72)
     assert len(ckpt["labels"]) == 16 and ckpt["epoch"] in (1, 2)
+    # the training videos' clip profile, from their headers: what the runtime should expect of a video
+    assert ckpt["dataset"]["clip"] == {"frames": 16, "fps": 15.0, "seconds": pytest.approx(16 / 15), "videos": 64}
     # written through CheckpointMeta: its schema reads back every metadata entry, nothing more, nothing less
     metadata = {k: v for k, v in ckpt.items() if k not in ("model", "epoch")}
     assert CheckpointMeta.from_dict(ckpt, out / "best.pt").to_dict() == metadata

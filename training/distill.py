@@ -36,7 +36,8 @@ from sdk.errors import ConfigError
 from sdk.samplers import SEE_VERY_LITTLE_KINDS, Sampler
 from training import distributed
 from training.config import option, parse_config
-from training.data.datasets import ClipDataset, DatasetInfo, read_records
+from training.data.check import check_dataset
+from training.data.datasets import ClipDataset, DatasetInfo
 from training.data.feature_cache import CachedClipDataset, prefix_digest
 from training.checkpoint import CheckpointMeta, load_checkpoint_model
 from training.frozen import FromBlock, cache_split, freeze_prefix, frozen_prefix
@@ -157,11 +158,12 @@ def distill(cfg: DistillConfig) -> dict[str, Any]:
 
 def _distill(cfg: DistillConfig, ctx: distributed.Context) -> dict[str, Any]:
     info = DatasetInfo.from_dir(cfg.data)
+    check_dataset(info, [cfg.train_split, cfg.val_split], decode=False).raise_for_problems()
     teacher, teacher_ckpt = None, None
     if cfg.teacher:
         teacher, teacher_ckpt = load_checkpoint_model(cfg.teacher, "cpu")
         if list(teacher_ckpt.labels) != info.labels:
-            raise ConfigError(f"the teacher {cfg.teacher} was trained on other labels than {info.root}/labels.txt")
+            raise ConfigError(f"the teacher {cfg.teacher} was trained on other labels than those of {info.root}")
         teacher_sampler = teacher_ckpt.sampler
         if teacher_ckpt.preprocess != cfg.preprocess_spec:
             raise ConfigError(f"the teacher {cfg.teacher} was trained on {teacher_ckpt.preprocess.to_dict()}: set the "
@@ -210,7 +212,7 @@ def _distill(cfg: DistillConfig, ctx: distributed.Context) -> dict[str, Any]:
         val_student = CachedClipDataset(val_cache, sampler=student_sampler, train=False, num_clips=cfg.eval_clips)
         val_teacher = CachedClipDataset(val_cache, sampler=teacher_sampler, train=False, num_clips=cfg.eval_clips)
     else:
-        train_set = ClipDataset(read_records(info.root / cfg.train_split, info.labels), sampler=teacher_sampler,
+        train_set = ClipDataset(info.records(cfg.train_split), sampler=teacher_sampler,
                                 subset=student_sampler, preprocess=cfg.preprocess_spec, train=True,
                                 hflip_map=hflip_map, seed=cfg.seed, template=cfg.frame_template)
         val_student = eval_dataset(info, cfg, student_sampler)
@@ -232,7 +234,7 @@ def _distill(cfg: DistillConfig, ctx: distributed.Context) -> dict[str, Any]:
         return total, logits, labels
 
     meta = CheckpointMeta(labels=tuple(info.labels), sampler=student_sampler, preprocess=cfg.preprocess_spec,
-                          config=asdict(cfg), dataset=info.checkpoint_entry(),
+                          config=asdict(cfg), dataset=info.checkpoint_entry(cfg.train_split),
                           teacher={"checkpoint": cfg.teacher or None, "arch": teacher_ckpt.arch if teacher_ckpt else
                                    cfg.teacher_arch or None, "sampler": teacher_sampler.to_dict()})
     job = Job(module=module, model=student, loss=loss, train_set=train_set, meta=meta, set_training=set_training,

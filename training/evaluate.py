@@ -32,7 +32,8 @@ from sdk.errors import ConfigError, SdkError
 from sdk.preprocess import CROP_COUNTS
 from training.checkpoint import CheckpointMeta, load_checkpoint_model
 from training.config import set_verbose, tool_parser
-from training.data.datasets import ClipDataset, DatasetInfo, make_loader, read_records
+from training.data.check import check_dataset
+from training.data.datasets import ClipDataset, DatasetInfo, make_loader
 from training.metrics import classification_metrics, confusion_matrix, pair_confusion, per_class_accuracy
 from training.plots import plot_confusion
 from training.progress import progress
@@ -100,14 +101,11 @@ def _check_views(clips: int, crops: int) -> None:
 
 
 def _dataset(info: DatasetInfo, split: str, meta: CheckpointMeta, clips: int, crops: int) -> ClipDataset:
-    split_path = info.root / split
-    if not split_path.is_file():
-        raise ConfigError(f"split {split_path} does not exist")
     if list(meta.labels) != info.labels:
-        raise ConfigError(f"the checkpoint's {len(meta.labels)} labels differ from {info.root}/labels.txt "
-                          f"({len(info.labels)} labels): scores would be compared with the wrong classes")
+        raise ConfigError(f"the checkpoint's {len(meta.labels)} labels differ from the {len(info.labels)} labels of "
+                          f"{info.root}: scores would be compared with the wrong classes")
     template = meta.config.get("frame_template", "img_{:05d}.jpg")
-    return ClipDataset(read_records(split_path, info.labels), sampler=meta.sampler, preprocess=meta.preprocess,
+    return ClipDataset(info.records(split), sampler=meta.sampler, preprocess=meta.preprocess,
                        train=False, num_clips=clips,
                        num_crops=crops, template=template)
 
@@ -145,19 +143,23 @@ def _check_out(out: Path, settings: dict[str, Any]) -> None:
 
 def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, *, split: str = "val.csv", clips: int = 1,
                         crops: int = 1, batch_size: int = 8, workers: int = 2, device: str = "auto",
-                        out: str | Path | None = None, cache: bool = True) -> dict[str, Any]:
+                        out: str | Path | None = None, cache: bool = True,
+                        cache_dir: str | Path | None = None) -> dict[str, Any]:
     """Evaluate ``checkpoint`` on ``data/split`` with ``clips`` x ``crops`` views; write ``eval.json`` and
     ``confusion.png`` into ``out`` (default: :func:`default_out`; an ``out`` holding another evaluation is a
     :class:`ConfigError`, checked before any work).
 
     A ``.pt`` trained on a feature cache (``freeze`` > 0) is evaluated on the fp32 feature cache of the split (built
-    on first use) when ``cache`` and one crop: the same numbers as on decoded frames, without re-running the frozen
-    blocks per model. Returns what ``eval.json`` holds: the settings (checkpoint, data, split, clips, crops, device,
-    seconds, out, cached) and the :func:`evaluation_report`.
+    on first use, under ``cache_dir``: default the checkpoint's ``cache_dir``, else
+    :func:`~training.data.feature_cache.default_cache_dir`) when ``cache`` and one crop: the same numbers as on decoded
+    frames, without re-running the frozen blocks per model. The split is checked first
+    (:func:`~training.data.check.check_dataset` without decoding). Returns what ``eval.json`` holds: the settings
+    (checkpoint, data, split, clips, crops, device, seconds, out, cached) and the :func:`evaluation_report`.
     """
     _check_views(clips, crops)
     checkpoint = Path(checkpoint)
     info = DatasetInfo.from_dir(data)
+    check_dataset(info, [split], decode=False).raise_for_problems()
     out = Path(out) if out is not None else default_out(checkpoint, info.root, split, clips, crops)
     settings = {"checkpoint": str(checkpoint), "data": str(info.root), "split": split, "clips": clips, "crops": crops}
     _check_out(out, settings)
@@ -171,7 +173,8 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, *, split: str 
         from training.frozen import FromBlock, cache_split
 
         feature_cache = cache_split(model, freeze, info, split, dataset.preprocess, train=False, hflip=False,
-                                    cache_dir=meta.config.get("cache_dir", ""), device=dev, workers=workers,
+                                    cache_dir=cache_dir or meta.config.get("cache_dir", ""), device=dev,
+                                    workers=workers,
                                     template=dataset.template)
         dataset = CachedClipDataset(feature_cache, sampler=dataset.sampler, train=False, num_clips=clips)
         model, workers = FromBlock(model, freeze), 0
@@ -203,20 +206,26 @@ def main(argv: Sequence[str] | None = None) -> int:
                          "python -m training.evaluate --checkpoint runs/demo/student/best.pt --data data/other "
                          "--clips 2 --crops 3")
     parser.add_argument("--checkpoint", required=True, help=".pt checkpoint or .pt2 exported program (+ NAME.json)")
-    parser.add_argument("--data", required=True, help="dataset directory (labels.txt, meta.json, split files)")
-    parser.add_argument("--split", default="val.csv", help="split file inside --data (.csv or a frame list)")
+    parser.add_argument("--data", required=True, help="dataset directory (split files beside labels.txt, or split "
+                        "folders of class folders)")
+    parser.add_argument("--split", default="val.csv", help="split inside --data: a .csv, a frame list or a folder of "
+                        "class folders (a missing val.csv means the folder val/)")
     parser.add_argument("--clips", type=int, default=1, help="views along time per video")
     parser.add_argument("--crops", type=int, default=1, choices=CROP_COUNTS, help="views in space per clip")
     parser.add_argument("--batch-size", type=int, default=8, help="videos per batch (each with clips x crops views)")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
+    parser.add_argument("--cache-dir", default=None, help="feature cache directory for checkpoints trained on one "
+                        "(default: the checkpoint's cache_dir, else $EDGEVIDEO_FEATURE_CACHE or "
+                        "~/.cache/edgevideo/features)")
     parser.add_argument("--out", default=None, help="output directory (default: eval-<checkpoint>-<dataset>-<split>-"
                         "<clips>x<crops> next to the checkpoint: one per checkpoint, dataset, split and views)")
     args = parser.parse_args(argv)
     set_verbose(args.verbose)
     try:
         result = evaluate_checkpoint(args.checkpoint, args.data, split=args.split, clips=args.clips, crops=args.crops,
-                                     batch_size=args.batch_size, workers=args.workers, device=args.device, out=args.out)
+                                     batch_size=args.batch_size, workers=args.workers, device=args.device, out=args.out,
+                                     cache_dir=args.cache_dir)
     except SdkError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -16,8 +16,8 @@ from torch import nn
 from sdk.errors import ConfigError
 from sdk.preprocess import Preprocess
 from sdk.samplers import Sampler
-from training.data.datasets import ClipDataset, DatasetInfo, read_records
-from training.data.feature_cache import FeatureCache, build_cache
+from training.data.datasets import ClipDataset, DatasetInfo
+from training.data.feature_cache import FeatureCache, build_cache, default_cache_dir
 from training.models.temporal import TEMPORAL_MODULES
 
 __all__ = ["FromBlock", "cache_split", "freeze_prefix", "frozen_prefix", "remeasure_prefix_bn", "set_training_frozen"]
@@ -68,7 +68,7 @@ def remeasure_prefix_bn(model: nn.Module, blocks: int, info: DatasetInfo, split:
     ImageNet trunk) the stored statistics no longer describe its activations. Deterministic, so a resumed run
     measures the same values (and finds the same feature cache)."""
     prefix = frozen_prefix(model, blocks)
-    records = read_records(info.root / split, info.labels)[:videos]
+    records = info.records(split)[:videos]
     data = ClipDataset(records, sampler=sampler, preprocess=preprocess, train=False, template=template)
     frames = torch.cat([data[i][0] for i in range(len(data))])
     norms = [m for m in prefix.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
@@ -99,13 +99,13 @@ class FromBlock(nn.Module):
 def cache_split(model: nn.Module, blocks: int, info: DatasetInfo, split: str, preprocess: Preprocess, *,
                 train: bool, hflip: bool, cache_dir: str | Path = "", precision: str = "fp32",
                 device: torch.device | str = "cpu", workers: int = 2, template: str = "img_{:05d}.jpg") -> FeatureCache:
-    """The feature cache of ``model``'s frozen prefix over ``split`` (built on first use, reused while its key
-    matches). Training splits are float16 and store a flipped view too when ``hflip``; evaluation splits are computed
+    """The feature cache of ``model``'s frozen prefix over ``split``, under ``cache_dir`` (default:
+    :func:`~training.data.feature_cache.default_cache_dir`; videos already cached for this prefix and preprocessing are
+    reused). Training splits are float16 and store a flipped view too when ``hflip``; evaluation splits are computed
     and stored in fp32, so that metrics on the cache are the model's metrics on decoded frames."""
     prefix = frozen_prefix(model, blocks)
-    records = read_records(info.root / split, info.labels)
     kwargs: dict[str, Any] = dict(hflip=train and hflip, precision=precision if train else "fp32",
                                   dtype="float16" if train else "float32", device=device,
                                   workers=workers, template=template, desc=f"cache {Path(split).stem}")
-    return build_cache(records, info.root / split, preprocess, prefix, Path(cache_dir) if cache_dir else info.root / "cache",
+    return build_cache(info.records(split), preprocess, prefix, Path(cache_dir) if cache_dir else default_cache_dir(),
                        **kwargs)

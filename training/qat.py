@@ -27,7 +27,8 @@ from sdk.errors import ConfigError
 from training import distributed, quantize
 from training.checkpoint import CheckpointMeta, load_checkpoint, load_checkpoint_model
 from training.config import option, parse_config
-from training.data.datasets import ClipDataset, DatasetInfo, make_loader, read_records
+from training.data.check import check_dataset
+from training.data.datasets import ClipDataset, DatasetInfo, make_loader
 from training.train import Job, TrainConfig, fit, validation_metrics
 
 __all__ = ["QATConfig", "main", "quantize_checkpoint"]
@@ -87,13 +88,14 @@ def quantize_checkpoint(cfg: QATConfig) -> dict[str, Any]:
         raise ConfigError("training.qat runs in one process (launch it with python -m, not torchrun)")
     torch.manual_seed(cfg.seed)
     info = DatasetInfo.from_dir(cfg.data)
+    check_dataset(info, [cfg.train_split, cfg.val_split], decode=False).raise_for_problems()
     model, ckpt = load_checkpoint_model(cfg.checkpoint, ctx.device)
     if list(ckpt.labels) != info.labels:
-        raise ConfigError(f"{cfg.checkpoint} was trained on other labels than {info.root}/labels.txt")
+        raise ConfigError(f"{cfg.checkpoint} was trained on other labels than those of {info.root}")
     sampler, preprocess = ckpt.sampler, ckpt.preprocess
     cfg = replace(cfg, size=preprocess.size, resize=preprocess.resize_to)  # what the checkpoint's data side uses
-    train_records = read_records(info.root / cfg.train_split, info.labels)
-    val_set = ClipDataset(read_records(info.root / cfg.val_split, info.labels), sampler=sampler, preprocess=preprocess,
+    train_records = info.records(cfg.train_split)
+    val_set = ClipDataset(info.records(cfg.val_split), sampler=sampler, preprocess=preprocess,
                           train=False, num_clips=cfg.eval_clips, num_crops=cfg.eval_crops, template=cfg.frame_template)
     calib_set = ClipDataset(train_records, sampler=sampler, preprocess=preprocess, train=False,
                             template=cfg.frame_template)

@@ -29,7 +29,8 @@ from sdk.samplers import SAMPLER_KINDS, Sampler
 from training import distributed
 from training.checkpoint import CheckpointMeta, atomic_save, load_checkpoint
 from training.config import check_choices, option, parse_config
-from training.data.datasets import ClipDataset, DatasetInfo, make_loader, read_records
+from training.data.check import check_dataset
+from training.data.datasets import ClipDataset, DatasetInfo, make_loader
 from training.data.feature_cache import CachedClipDataset
 from training.evaluate import predict
 from training.frozen import FromBlock, cache_split, freeze_prefix, remeasure_prefix_bn, set_training_frozen
@@ -47,10 +48,12 @@ class TrainConfig:
     descriptions below."""
 
     # data
-    data: str = option("data/tiny", help="dataset directory (labels.txt, meta.json, split files)")
-    train_split: str = option("train.csv", help="training split in DATA: a .csv of videos, or a TSN/bLVNet frame "
-                                                "list (folder num_frames label)")
-    val_split: str = option("val.csv", help="validation split in DATA (same formats)")
+    data: str = option("data/tiny", help="dataset directory: split files beside labels.txt (and meta.json), or "
+                                         "split folders of class folders (train/<label>/*.mp4)")
+    train_split: str = option("train.csv", help="training split in DATA: a .csv of videos, a TSN/bLVNet frame list "
+                                                "(folder num_frames label), or a folder of class folders; a missing "
+                                                "train.csv means the folder train/")
+    val_split: str = option("val.csv", help="validation split in DATA (same formats; a missing val.csv means val/)")
     frame_template: str = option("img_{:05d}.jpg", help="file names inside frame folders (1-based)")
     out: str = option("runs/train", help="output directory (checkpoints, metrics.jsonl, curves.png)")
     # model and input
@@ -71,8 +74,10 @@ class TrainConfig:
     feature_cache: bool = option(True, help="with freeze > 0: run the frozen blocks once per frame, cache their "
                                             "output on disk and train the rest on it (frozen blocks must be "
                                             "per-frame)")
-    cache_dir: str = option("", help="feature cache directory (none: DATA/cache; keyed by a hash, so a changed "
-                                     "dataset, preprocessing or prefix rebuilds)")
+    cache_dir: str = option("", help="feature cache directory, outside the dataset; one array per video, keyed by "
+                                     "the video file, preprocessing and prefix, so splits share cached videos and a "
+                                     "changed one is recomputed (default: $EDGEVIDEO_FEATURE_CACHE or "
+                                     "~/.cache/edgevideo/features)")
     cache_precision: str = option("fp32", help="compute of the frozen blocks for the training cache (bf16: autocast)",
                                   choices=("fp32", "bf16"))
     prefix_bn: str = option("keep", help="BN statistics of the frozen blocks: keep (as built) or remeasure (on 64 "
@@ -360,9 +365,8 @@ def validation_metrics(model: nn.Module, dataset: ClipDataset, cfg: TrainConfig,
 
 def eval_dataset(info: DatasetInfo, cfg: TrainConfig, sampler: Sampler, split: str | None = None) -> ClipDataset:
     """The validation clips of ``split`` with the multi-view settings of ``cfg``."""
-    records = read_records(info.root / (split or cfg.val_split), info.labels)
-    return ClipDataset(records, sampler=sampler, preprocess=cfg.preprocess_spec, train=False,
-                       num_clips=cfg.eval_clips, num_crops=cfg.eval_crops, template=cfg.frame_template)
+    return ClipDataset(info.records(split or cfg.val_split), sampler=sampler, preprocess=cfg.preprocess_spec,
+                       train=False, num_clips=cfg.eval_clips, num_crops=cfg.eval_crops, template=cfg.frame_template)
 
 
 def classifier_job(cfg: TrainConfig, ctx: distributed.Context) -> Job:
@@ -372,6 +376,7 @@ def classifier_job(cfg: TrainConfig, ctx: distributed.Context) -> Job:
     model = create(cfg.arch, num_classes=len(info.labels), frames=cfg.frames, pretrained=cfg.pretrained,
                    **cfg.model_args)
     sampler = cfg.sampler_spec(getattr(model, "input_frames", cfg.frames))
+    check_dataset(info, [cfg.train_split, cfg.val_split], decode=False).raise_for_problems()
     hflip_map = info.hflip_map if cfg.hflip else None
     if cfg.freeze:
         freeze_prefix(model, cfg.freeze, per_frame=cfg.cached)
@@ -388,7 +393,7 @@ def classifier_job(cfg: TrainConfig, ctx: distributed.Context) -> Job:
         val_set = CachedClipDataset(val_cache, sampler=sampler, train=False, num_clips=cfg.eval_clips)
         module: nn.Module = FromBlock(model, cfg.freeze)
     else:
-        train_set = ClipDataset(read_records(info.root / cfg.train_split, info.labels), sampler=sampler,
+        train_set = ClipDataset(info.records(cfg.train_split), sampler=sampler,
                                 preprocess=cfg.preprocess_spec, train=True, template=cfg.frame_template,
                                 hflip_map=hflip_map, seed=cfg.seed)
         val_set = eval_dataset(info, cfg, sampler)
@@ -401,7 +406,7 @@ def classifier_job(cfg: TrainConfig, ctx: distributed.Context) -> Job:
         return criterion(logits, labels), logits, labels
 
     meta = CheckpointMeta(labels=tuple(info.labels), sampler=sampler, preprocess=cfg.preprocess_spec,
-                          config=asdict(cfg), dataset=info.checkpoint_entry())
+                          config=asdict(cfg), dataset=info.checkpoint_entry(cfg.train_split))
     return Job(module=module, model=model, loss=loss, train_set=train_set, meta=meta,
                validate=lambda m: validation_metrics(module if cfg.cached else m, val_set, cfg, ctx, info.pairs),
                set_training=lambda m, mode: set_training_frozen(m, mode, cfg.freeze))

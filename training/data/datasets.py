@@ -1,4 +1,5 @@
-"""Video datasets for training: a CSV of video files, or frame folders in the TSN/bLVNet list format.
+"""Video datasets for training: a CSV of video files, frame folders in the TSN/bLVNet list format, or a folder of
+class folders of videos (``train/<label>/*.mp4``), all read into the same :class:`VideoRecord` lists.
 
 Frame choice and preprocessing are not implemented here: they are ``sdk.samplers.Sampler`` and
 ``sdk.preprocess.Preprocess``, the same objects the device runs. Only the sampled frames are decoded.
@@ -10,6 +11,8 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
+import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -22,11 +25,15 @@ from torch.utils.data import DataLoader, Dataset
 from sdk.errors import ConfigError
 from sdk.preprocess import Preprocess
 from sdk.samplers import Sampler
-from sdk.video import FrameFolder, VideoFile
+from sdk.video import FrameFolder, VideoFile, probe
 
 __all__ = [
-    "VideoRecord", "DatasetInfo", "read_video_csv", "read_frame_list", "read_records", "ClipDataset", "EpochSampler", "make_loader",
+    "VIDEO_SUFFIXES", "VideoRecord", "DatasetInfo", "clip_profile", "is_video_name", "read_class_folders",
+    "read_video_csv", "read_frame_list", "read_records", "split_folders", "ClipDataset", "EpochSampler", "make_loader",
 ]
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")  # compared case-insensitively
+PROFILE_VIDEOS = 512  # videos whose headers give a split's clip profile (spread over larger splits)
 
 
 @dataclass(frozen=True)
@@ -40,7 +47,12 @@ class VideoRecord:
 
 @dataclass
 class DatasetInfo:
-    """What a dataset directory says about itself: labels, and for the time-reversal benchmark its pairs and flip map."""
+    """What a dataset directory says about itself: labels, and for the time-reversal benchmark its pairs and flip map.
+
+    Two layouts (docs/training.md, "Dataset layouts"): split files (``train.csv``, TSN frame lists) beside
+    ``labels.txt``, or a folder per split holding a folder per class (``train/<label>/*.mp4``), where ``labels.txt``
+    is optional. :meth:`records` resolves a split name in either layout: every tool reads splits through it.
+    """
 
     root: Path
     labels: list[str]
@@ -50,59 +62,202 @@ class DatasetInfo:
 
     @classmethod
     def from_dir(cls, root: str | Path) -> "DatasetInfo":
-        """Read ``labels.txt`` (required) and ``meta.json`` (optional: ``pairs``, ``hflip_map``)."""
+        """Labels from ``labels.txt`` (its order) or else the sorted class folder names of every split folder; and
+        ``meta.json`` (optional: ``pairs``, ``hflip_map``, by label name or index, checked against the labels)."""
         root = Path(root)
+        if not root.is_dir():
+            raise ConfigError(f"dataset directory {root} does not exist")
         labels_file = root / "labels.txt"
-        if not labels_file.is_file():
-            raise ConfigError(f"{root} is not a dataset directory: {labels_file} is missing "
-                              "(generate one with python -m training.data.synthetic --out DIR)")
-        labels = [line.strip() for line in labels_file.read_text().splitlines() if line.strip()]
+        if labels_file.is_file():
+            labels = [line.strip() for line in labels_file.read_text().splitlines() if line.strip()]
+        else:
+            labels = sorted({c.name for folder in split_folders(root) for c in _class_dirs(folder)})
+        if not labels:
+            raise ConfigError(f"{root} is not a dataset directory: it has no labels.txt and no split folders of class "
+                              "folders (ROOT/train/<label>/*.mp4); see docs/training.md, 'Dataset layouts'")
+        repeated = sorted({name for name in labels if labels.count(name) > 1})
+        if repeated:
+            raise ConfigError(f"{labels_file}: labels {', '.join(repeated)} appear more than once; keep one line each")
         meta = json.loads((root / "meta.json").read_text()) if (root / "meta.json").is_file() else {}
-        pairs = [tuple(p) for p in meta.get("pairs", [])]
-        hflip = meta.get("hflip_map")
-        if hflip is not None and sorted(hflip) != list(range(len(labels))):
-            raise ConfigError(f"{root}/meta.json: hflip_map must be a permutation of the {len(labels)} labels")
+        where, index = root / "meta.json", {name: i for i, name in enumerate(labels)}
+        pairs = _read_pairs(meta.get("pairs", []), index, where)
+        hflip = None if meta.get("hflip_map") is None else _read_hflip_map(meta["hflip_map"], index, where)
         return cls(root, labels, pairs, hflip, meta)
 
-    def checkpoint_entry(self) -> dict:
-        """What a checkpoint records about the dataset it was trained on (``CheckpointMeta.dataset``)."""
-        return {"root": str(self.root), "preset": self.meta.get("preset"), "seed": self.meta.get("seed")}
+    def split_path(self, split: str) -> Path:
+        """Where ``split`` is: the file or folder ``ROOT/split`` when it exists, else the folder of class folders
+        ``ROOT/<split without its suffix>`` (so the default ``train.csv`` also finds ``train/``)."""
+        path = self.root / split
+        if path.exists():
+            return path
+        folder = path.with_suffix("")
+        if path.suffix and folder.is_dir():
+            return folder
+        raise ConfigError(f"split {split!r} not found in {self.root}: neither {path.name} nor {folder.name}/ exists "
+                          f"(splits there: {', '.join(self.splits()) or 'none'})")
+
+    def records(self, split: str) -> list[VideoRecord]:
+        """The videos of ``split`` (resolved by :meth:`split_path`): a CSV, a frame list, or a folder of class
+        folders."""
+        path = self.split_path(split)
+        return read_class_folders(path, self.labels) if path.is_dir() else read_records(path, self.labels)
+
+    def splits(self) -> list[str]:
+        """The splits found in the directory: its ``.csv`` files, or else its split folders (frame lists are not
+        recognisable by name: pass them explicitly)."""
+        files = sorted(p.name for p in self.root.glob("*.csv") if p.is_file())
+        return files or [folder.name for folder in split_folders(self.root)]
+
+    def checkpoint_entry(self, split: str) -> dict:
+        """What a checkpoint records about the dataset it was trained on (``CheckpointMeta.dataset``), with the clip
+        profile of ``split`` (the training split): what the runtime should expect of a video."""
+        return {"root": str(self.root), "preset": self.meta.get("preset"), "seed": self.meta.get("seed"),
+                "split": split, "clip": clip_profile(self.records(split))}
 
 
-def _label(value: str, labels: Sequence[str] | None, where: str) -> int:
+def _label_of(value: object, index: dict[str, int], where: Path) -> int:
+    """A label named in meta.json: its name or its index."""
+    if isinstance(value, str) and value in index:
+        return index[value]
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(index):
+        return value
+    raise ConfigError(f"{where}: {value!r} is neither a label name nor an index in [0, {len(index)})")
+
+
+def _read_pairs(raw: Sequence, index: dict[str, int], where: Path) -> list[tuple[int, int]]:
+    """Reversal pairs: two different labels each, and a label in at most one pair (the within-pair metric maps each
+    label to one partner)."""
+    pairs, seen = [], set()
+    for pair in raw:
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            raise ConfigError(f"{where}: pair {pair!r} must name two labels, e.g. [\"opening\", \"closing\"]")
+        a, b = (_label_of(v, index, where) for v in pair)
+        if a == b:
+            raise ConfigError(f"{where}: pair {list(pair)} must name two different labels")
+        if seen & {a, b}:
+            raise ConfigError(f"{where}: label {sorted(seen & {a, b})[0]} is in two pairs; each label may have one "
+                              "partner")
+        seen |= {a, b}
+        pairs.append((a, b))
+    return pairs
+
+
+def _read_hflip_map(raw: Sequence | dict, index: dict[str, int], where: Path) -> list[int]:
+    """The label of each label's mirror image: a list over all labels, or a mapping of the labels that change
+    (``{"moving_left": "moving_right"}``: the reverse direction is implied, the rest map to themselves)."""
+    labels = list(index)
+    if isinstance(raw, dict):
+        flip = list(range(len(labels)))
+        given = {_label_of(k, index, where): _label_of(v, index, where) for k, v in raw.items()}
+        for a, b in given.items():
+            flip[a] = b
+            flip[b] = given.get(b, a)
+    else:
+        flip = [_label_of(v, index, where) for v in raw]
+        if sorted(flip) != list(range(len(labels))):
+            raise ConfigError(f"{where}: hflip_map must be a permutation of the {len(labels)} labels")
+    bad = next((i for i in range(len(labels)) if flip[flip[i]] != i), None)
+    if bad is not None:
+        raise ConfigError(f"{where}: hflip_map flips {labels[bad]!r} to {labels[flip[bad]]!r} but not back; a flip "
+                          "map must swap labels in pairs (or map a label to itself)")
+    return flip
+
+
+def clip_profile(records: Sequence[VideoRecord]) -> dict:
+    """Median frame count, fps and duration of ``records`` from their headers (no decoding), measured on at most
+    :data:`PROFILE_VIDEOS` of them spread over the list; ``fps`` and ``seconds`` are None for frame folders.
+    ``videos``: how many were measured."""
+    picks = np.linspace(0, len(records) - 1, min(len(records), PROFILE_VIDEOS)).round().astype(int) if records else []
+    frames, fps, seconds = [], [], []
+    for i in picks:
+        record = records[i]
+        if record.num_frames is not None:
+            frames.append(record.num_frames)
+            continue
+        info = probe(record.path)
+        frames.append(info.num_frames)
+        if info.fps:
+            fps.append(info.fps)
+        if info.duration_s is not None:
+            seconds.append(info.duration_s)
+    return {"frames": round(statistics.median(frames)) if frames else 0,
+            "fps": float(statistics.median(fps)) if fps else None,
+            "seconds": float(statistics.median(seconds)) if seconds else None, "videos": len(picks)}
+
+
+def is_video_name(name: str) -> bool:
+    """A visible file with one of :data:`VIDEO_SUFFIXES` (any case)."""
+    return not name.startswith(".") and os.path.splitext(name)[1].lower() in VIDEO_SUFFIXES
+
+
+def _class_dirs(folder: Path) -> list[Path]:
+    return sorted(Path(e.path) for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
+
+
+def split_folders(root: Path) -> list[Path]:
+    """The folders of ``root`` laid out as ``<split>/<label>/<video>``: at least one class folder holds a video."""
+    def holds_videos(folder: Path) -> bool:
+        return any(e.is_file() and is_video_name(e.name) for e in os.scandir(folder))
+
+    return [d for d in _class_dirs(root) if any(holds_videos(c) for c in _class_dirs(d))]
+
+
+def read_class_folders(folder: str | Path, labels: Sequence[str]) -> list[VideoRecord]:
+    """A split stored as ``folder/<label>/<video>`` (video suffixes of :data:`VIDEO_SUFFIXES`, hidden files
+    skipped), in sorted order; a class folder that is not a label is an error, not a silently dropped class."""
+    folder = Path(folder)
+    index = {name: i for i, name in enumerate(labels)}
+    records = []
+    for class_dir in _class_dirs(folder):
+        if class_dir.name not in index:
+            raise ConfigError(f"{class_dir}: class folder {class_dir.name!r} is not one of the labels; add it to "
+                              f"{folder.parent}/labels.txt or remove the folder")
+        entries = sorted(os.scandir(class_dir), key=lambda e: e.name)
+        records += [VideoRecord(Path(e.path), index[class_dir.name]) for e in entries
+                    if e.is_file() and is_video_name(e.name)]
+    return records
+
+
+def _label(value: str, index: dict[str, int] | None, where: str) -> int:
+    """A label column: an index, or a name of ``index`` (label name -> index)."""
     if value.strip().lstrip("-").isdigit():
         label = int(value)
-    elif labels is not None and value.strip() in labels:
-        label = list(labels).index(value.strip())
+    elif index is not None and value.strip() in index:
+        label = index[value.strip()]
     else:
         raise ConfigError(f"{where}: label {value!r} is neither an index nor a known label name")
-    if labels is not None and not 0 <= label < len(labels):
-        raise ConfigError(f"{where}: label {label} outside [0, {len(labels)})")
+    if index is not None and not 0 <= label < len(index):
+        raise ConfigError(f"{where}: label {label} outside [0, {len(index)})")
     return label
+
+
+def _index(labels: Sequence[str] | None) -> dict[str, int] | None:
+    return None if labels is None else {name: i for i, name in enumerate(labels)}
 
 
 def read_video_csv(csv_path: str | Path, labels: Sequence[str] | None = None, root: str | Path | None = None) -> list[VideoRecord]:
     """Rows ``path,label`` after a header; paths relative to ``root`` (default: the CSV's folder); labels index or name."""
     csv_path = Path(csv_path)
     base = Path(root) if root is not None else csv_path.parent
+    index = _index(labels)
     with csv_path.open(newline="") as f:
         reader = csv.DictReader(f)
         if reader.fieldnames is None or not {"path", "label"} <= set(reader.fieldnames):
             raise ConfigError(f"{csv_path}: expected a header with columns 'path,label', got {reader.fieldnames}")
-        return [VideoRecord(base / row["path"], _label(row["label"], labels, f"{csv_path}:{i + 2}"))
+        return [VideoRecord(base / row["path"], _label(row["label"], index, f"{csv_path}:{i + 2}"))
                 for i, row in enumerate(reader)]
 
 
 def read_frame_list(list_path: str | Path, root: str | Path, labels: Sequence[str] | None = None) -> list[VideoRecord]:
     """TSN/bLVNet list format: one ``folder num_frames label`` per line (folders relative to ``root``)."""
-    records = []
+    records, index = [], _index(labels)
     for i, line in enumerate(Path(list_path).read_text().splitlines()):
         if not line.strip():
             continue
         parts = line.split()
         if len(parts) != 3 or not parts[1].isdigit():
             raise ConfigError(f"{list_path}:{i + 1}: expected 'path num_frames label', got {line!r}")
-        records.append(VideoRecord(Path(root) / parts[0], _label(parts[2], labels, f"{list_path}:{i + 1}"), int(parts[1])))
+        records.append(VideoRecord(Path(root) / parts[0], _label(parts[2], index, f"{list_path}:{i + 1}"), int(parts[1])))
     return records
 
 

@@ -3,17 +3,21 @@
 Transfer learning's cheap path on a CPU (DESIGN.md, "Learning on a CPU"): the first blocks of an ImageNet MobileNetV2
 are frozen, so their output for a given frame never changes. :func:`build_cache` decodes every frame of every video
 of a split once, preprocesses it with the evaluation transform of ``sdk.preprocess`` (resize + centre crop +
-normalise: what the device does), runs the frozen prefix, and stores the activations (float16 by default) in one
-memory-mapped array. Training, distillation and evaluation then read clips from it with :class:`CachedClipDataset`:
-any sampler's frame indices are rows of the cache, so the teacher (N frames), the student (k of those N) and the
-TSN/TSM baselines share one cache, and the model runs from the first trainable block on
-(``model.forward_features(cached, start=prefix)``).
+normalise: what the device does), runs the frozen prefix, and stores the activations (float16 by default) as one
+memory-mapped array per video. Training, distillation and evaluation then read clips from it with
+:class:`CachedClipDataset`: any sampler's frame indices are rows of a video's array, so the teacher (N frames), the
+student (k of those N) and the TSN/TSM baselines share one cache, and the model runs from the first trainable block
+on (``model.forward_features(cached, start=prefix)``).
 
-A cache is keyed by everything that determines its content -- the split file and each video's size and mtime, the
-dataset's ``meta.json``, the preprocessing, the prefix (architecture, depth, a hash of its weights and BN statistics),
-the dtype and the views -- hashed into its directory name, so a changed dataset, preprocessing or prefix never reuses
-a stale cache: it builds a new one. It is written into a temporary directory and renamed into place, so a killed build
-leaves no half cache under a valid key.
+Layout: ``CACHE_DIR/<store>/videos/<ab>/<video>.npy``. A store is named by a hash of everything that determines its
+content except the video -- the preprocessing, the prefix (architecture, depth, a hash of its weights and BN
+statistics), the compute precision, the dtype and the views -- and holds that key in ``key.json``; a video file is
+named by a hash of the video's resolved path, size and mtime (frame folders: also their frame count and file name
+template). A split is the list of its videos' files, so splits that share videos (``val.csv`` and a subset of it, two
+datasets pointing at the same files) compute them once, a changed video or prefix is never served stale, and nothing
+is written into the dataset (``CACHE_DIR`` defaults to :func:`default_cache_dir`: a read-only or shared dataset
+works). Each video's array is written to a temporary file and renamed into place, so a killed build leaves only
+complete videos, and the next build computes just the rest.
 
 Augmentation: random temporal offsets come for free (every frame is cached); spatial crops cannot be cached, but with
 ``hflip=True`` a second, horizontally flipped view is stored and training picks it with probability 1/2, mapping the
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -33,18 +38,25 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from sdk.errors import ConfigError
-from sdk.files import atomic_dir, atomic_path
+from sdk.files import atomic_path
 from sdk.preprocess import Preprocess
 from sdk.samplers import Sampler
 from sdk.video import FrameFolder, VideoFile
 from training.data.datasets import VideoRecord
 from training.progress import progress
 
-__all__ = ["CACHE_VERSION", "CachedClipDataset", "FeatureCache", "build_cache", "cache_key", "prefix_digest", "weights_digest"]
+__all__ = ["CACHE_ENV", "CACHE_VERSION", "CachedClipDataset", "FeatureCache", "build_cache", "cache_key",
+           "default_cache_dir", "prefix_digest", "video_key", "weights_digest"]
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: one array per video, in a cache directory outside the dataset
+CACHE_ENV = "EDGEVIDEO_FEATURE_CACHE"
 DTYPES = {"float16": np.float16, "float32": np.float32}
 PRECISIONS = ("fp32", "bf16")  # compute of the prefix while building (bf16: autocast, ~2.3x faster with AMX)
+
+
+def default_cache_dir() -> Path:
+    """``$EDGEVIDEO_FEATURE_CACHE``, else ``~/.cache/edgevideo/features``: outside any dataset, shared by all runs."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "edgevideo" / "features")
 
 
 def weights_digest(module: nn.Module) -> str:
@@ -57,79 +69,77 @@ def weights_digest(module: nn.Module) -> str:
     return h.hexdigest()
 
 
-def _dataset_fingerprint(records: Sequence[VideoRecord], split_file: Path) -> str:
-    """What the split holds: its file, the dataset's meta.json, and each video's path, size and mtime."""
-    h = hashlib.sha256(split_file.read_bytes())
-    meta = split_file.parent / "meta.json"
-    if meta.is_file():
-        h.update(meta.read_bytes())
-    for r in records:
-        st = r.path.stat()
-        h.update(f"{r.path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{r.label}|{r.num_frames}".encode())
-    return h.hexdigest()
-
-
 def prefix_digest(prefix: nn.Module) -> dict[str, str]:
     """The prefix's identity: its structure (``repr``: module types, strides, groups, activations) and its weights."""
     return {"structure": hashlib.sha256(repr(prefix).encode()).hexdigest(), "weights": weights_digest(prefix)}
 
 
-def cache_key(records: Sequence[VideoRecord], split_file: str | Path, preprocess: Preprocess, prefix: nn.Module,
-              dtype: str = "float16", hflip: bool = False, precision: str = "fp32") -> dict[str, Any]:
-    """The cache's identity; its sha256 names the cache directory."""
+def cache_key(preprocess: Preprocess, prefix: nn.Module, dtype: str = "float16", hflip: bool = False,
+              precision: str = "fp32") -> dict[str, Any]:
+    """A store's identity (everything but the video); its sha256 names the store directory."""
     if dtype not in DTYPES:
         raise ConfigError(f"cache dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     if precision not in PRECISIONS:
         raise ConfigError(f"cache precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    return {"version": CACHE_VERSION, "dataset": _dataset_fingerprint(records, Path(split_file)),
-            "split": Path(split_file).name, "preprocess": preprocess.to_dict(), "prefix": prefix_digest(prefix),
+    return {"version": CACHE_VERSION, "preprocess": preprocess.to_dict(), "prefix": prefix_digest(prefix),
             "precision": precision, "dtype": dtype, "views": ["centre", "hflip"] if hflip else ["centre"]}
 
 
-def _key_hash(key: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+def video_key(record: VideoRecord, template: str) -> str:
+    """A video's identity in a store: its resolved path, size and mtime (a frame folder's also its frame count and
+    frame file names), so a rewritten video gets a new entry."""
+    st = record.path.stat()
+    ident = [str(record.path.resolve()), st.st_size, st.st_mtime_ns]
+    if record.num_frames is not None:
+        ident += [record.num_frames, template]
+    return _hash(ident)
+
+
+def _hash(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:20]
 
 
 @dataclass
 class FeatureCache:
-    """An opened cache: ``features[view, row]`` is the prefix output ``(C, h, w)`` of one frame; video ``i`` holds
-    rows ``offsets[i] : offsets[i] + num_frames[i]``."""
+    """A split's view of a store: video ``i`` is the memory-mapped array ``files[i]``, ``(views, frames, C, h, w)``:
+    the prefix output of each of its frames."""
 
-    path: Path
+    path: Path  # the store
     key: dict[str, Any]
-    features: np.ndarray  # (views, total frames, C, h, w), memory-mapped
-    offsets: np.ndarray
-    num_frames: np.ndarray
+    files: list[Path]
     labels: np.ndarray
-
-    @classmethod
-    def open(cls, path: str | Path) -> "FeatureCache":
-        path = Path(path)
-        index_file = path / "index.json"
-        if not index_file.is_file():
-            raise ConfigError(f"{path} is not a feature cache (no index.json)")
-        index = json.loads(index_file.read_text())
-        features = np.load(path / "features.npy", mmap_mode="r")
-        if list(features.shape) != index["shape"]:
-            raise ConfigError(f"{path}/features.npy is shaped {features.shape}, its index says {index['shape']}: "
-                              "delete the directory to rebuild it")
-        return cls(path, index["key"], features, np.asarray(index["offsets"]), np.asarray(index["num_frames"]),
-                   np.asarray(index["labels"]))
 
     @property
     def views(self) -> int:
-        return self.features.shape[0]
+        return len(self.key["views"])
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(DTYPES[self.key["dtype"]])
 
     @property
     def feature_shape(self) -> tuple[int, int, int]:
-        return tuple(self.features.shape[2:])
+        return tuple(self.video(0).shape[2:])
 
     def __len__(self) -> int:
-        return len(self.offsets)
+        return len(self.files)
 
-    def frames(self, video: int, indices: np.ndarray, view: int = 0) -> np.ndarray:
-        """``(len(indices), C, h, w)`` float32 activations of frames ``indices`` of video ``video``."""
-        return np.asarray(self.features[view, self.offsets[video] + np.asarray(indices)], dtype=np.float32)
+    def video(self, i: int) -> np.ndarray:
+        """Video ``i``'s activations, memory-mapped (opened per call: a split may hold more videos than a process
+        may keep files open)."""
+        return np.load(self.files[i], mmap_mode="r")
+
+
+def _open_store(path: Path, key: dict[str, Any]) -> None:
+    """Create the store ``path`` for ``key``, or check that the existing one is for ``key``."""
+    key_file = path / "key.json"
+    if key_file.is_file():
+        if json.loads(key_file.read_text()) != key:
+            raise ConfigError(f"{path} holds another cache than its name says: delete it to rebuild")
+        return
+    path.mkdir(parents=True, exist_ok=True)
+    with atomic_path(key_file) as tmp:
+        tmp.write_text(json.dumps(key, indent=1))
 
 
 class _DecodedVideos(Dataset):
@@ -151,25 +161,33 @@ class _DecodedVideos(Dataset):
         return torch.from_numpy(np.stack(views))
 
 
-def build_cache(records: Sequence[VideoRecord], split_file: str | Path, preprocess: Preprocess, prefix: nn.Module,
-                root: str | Path, *, dtype: str = "float16", hflip: bool = False, precision: str = "fp32",
+def build_cache(records: Sequence[VideoRecord], preprocess: Preprocess, prefix: nn.Module, root: str | Path, *,
+                dtype: str = "float16", hflip: bool = False, precision: str = "fp32",
                 device: str | torch.device = "cpu", workers: int = 2, batch_frames: int = 256,
                 template: str = "img_{:05d}.jpg", desc: str = "cache") -> FeatureCache:
-    """Open the cache of ``prefix`` over ``records`` under ``root``, building it first when no cache has this key.
+    """The cache of ``prefix`` over ``records`` in the cache directory ``root``, computing the videos it lacks.
 
     ``prefix`` maps ``(B, 3, H, W)`` normalised frames to ``(B, C, h, w)`` and must be per-frame (no temporal
     module); it is run in eval mode without gradients.
     """
     if preprocess.layout != "TCHW":
         raise ConfigError("the feature cache needs the TCHW layout (the layout torch models take)")
-    key = cache_key(records, split_file, preprocess, prefix, dtype, hflip, precision)
-    path = Path(root) / f"{Path(split_file).stem}-{_key_hash(key)}"
-    if (path / "index.json").is_file():
-        cache = FeatureCache.open(path)
-        if cache.key == key:
-            return cache
-        raise ConfigError(f"{path} holds another cache than its name says: delete it to rebuild")
-    device = torch.device(device)
+    key = cache_key(preprocess, prefix, dtype, hflip, precision)
+    store = Path(root) / _hash(key)
+    _open_store(store, key)
+    files = [store / "videos" / k[:2] / f"{k}.npy" for k in (video_key(r, template) for r in records)]
+    todo = [i for i, f in enumerate(files) if not f.is_file()]
+    if todo:
+        _compute(prefix, [records[i] for i in todo], [files[i] for i in todo], preprocess, hflip, template,
+                 dtype=dtype, precision=precision, device=torch.device(device), workers=workers,
+                 batch_frames=batch_frames, desc=desc)
+    return FeatureCache(store, key, files, np.asarray([r.label for r in records], dtype=np.int64))
+
+
+def _compute(prefix: nn.Module, records: list[VideoRecord], files: list[Path], preprocess: Preprocess, hflip: bool,
+             template: str, *, dtype: str, precision: str, device: torch.device, workers: int, batch_frames: int,
+             desc: str) -> None:
+    """Run ``prefix`` over every frame of ``records`` and write each video's array to its file."""
     modes = [(m, m.training) for m in prefix.modules()]  # restored per module: a Sequential slice has its own flag
     prefix.eval().to(device, memory_format=torch.channels_last)
     loader = torch.utils.data.DataLoader(
@@ -177,48 +195,18 @@ def build_cache(records: Sequence[VideoRecord], split_file: str | Path, preproce
         multiprocessing_context="forkserver" if workers > 0 else None,
         worker_init_fn=_one_thread if workers > 0 else None)
     try:
-        with atomic_dir(path, replace=False) as tmp:  # another process that finished the same cache first wins
-            features, offsets, counts, row = None, [], [], 0
-            total = None
-            for i, views in enumerate(progress(loader, desc=desc, unit="video")):
-                v, t = views.shape[:2]
-                bf16 = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
-                with torch.no_grad(), bf16:
-                    flat = views.flatten(0, 1).to(device).contiguous(memory_format=torch.channels_last)
-                    out = torch.cat([prefix(flat[j:j + batch_frames]) for j in range(0, len(flat), batch_frames)])
-                out = out.float().cpu().unflatten(0, (v, t)).numpy()
-                if features is None:  # the first video gives the activation shape; every video's frames counted
-                    total = sum(_frame_count(r) for r in records)
-                    features = np.lib.format.open_memmap(tmp / "features.npy", mode="w+", dtype=DTYPES[dtype],
-                                                         shape=(v, total, *out.shape[2:]))
-                if row + t > total:
-                    raise ConfigError(f"{records[i].path} decoded to more frames than its header said")
-                features[:, row:row + t] = out
-                offsets.append(row)
-                counts.append(t)
-                row += t
-            features.flush()
-            shape = [features.shape[0], row, *features.shape[2:]]
-            del features
-            if row != total:  # a container that over-reported its frame count: keep only the decoded rows
-                arr = np.load(tmp / "features.npy", mmap_mode="r")[:, :row]
-                with atomic_path(tmp / "features.npy") as trimmed:
-                    np.save(trimmed, np.ascontiguousarray(arr))
-                del arr
-            index = {"key": key, "shape": shape, "offsets": offsets, "num_frames": counts,
-                     "labels": [r.label for r in records], "paths": [str(r.path) for r in records]}
-            (tmp / "index.json").write_text(json.dumps(index))
+        for file, views in zip(files, progress(loader, desc=desc, unit="video")):
+            bf16 = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+            with torch.no_grad(), bf16:
+                flat = views.flatten(0, 1).to(device).contiguous(memory_format=torch.channels_last)
+                out = torch.cat([prefix(flat[j:j + batch_frames]) for j in range(0, len(flat), batch_frames)])
+            out = out.float().cpu().unflatten(0, views.shape[:2]).numpy().astype(DTYPES[dtype])
+            file.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(file) as tmp:  # another process writing the same video writes the same array
+                np.save(tmp, out)
     finally:
         for m, mode in modes:
             m.training = mode
-    return FeatureCache.open(path)
-
-
-def _frame_count(record: VideoRecord) -> int:
-    if record.num_frames is not None:
-        return record.num_frames
-    with VideoFile(record.path, threads=1) as v:
-        return v.num_frames
 
 
 def _one_thread(_: int) -> None:
@@ -256,17 +244,18 @@ class CachedClipDataset(Dataset):
 
     def __getitem__(self, key: int | tuple[int, int]) -> tuple:
         epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
-        n, label = int(self.cache.num_frames[index]), int(self.cache.labels[index])
+        video, label = self.cache.video(index), int(self.cache.labels[index])
+        n = video.shape[1]
         if not self.train:
             views = self.sampler.multi_view(n, self.num_clips)
-            clips = np.stack([self.cache.frames(index, v) for v in views])
+            clips = np.stack([np.asarray(video[0, v], dtype=np.float32) for v in views])
             return torch.from_numpy(clips[0] if len(clips) == 1 else clips), label
         rng = np.random.default_rng([self.seed, epoch, index])
         indices = self.sampler.indices(n, rng)
         view = 0
         if self.hflip_map is not None and rng.random() < self.flip_prob:
             view, label = 1, self.hflip_map[label]
-        clip = self.cache.frames(index, indices, view)
+        clip = np.asarray(video[view, indices], dtype=np.float32)
         if self.subset is not None:
             positions = self.subset.grid_positions(len(clip), rng)
             return torch.from_numpy(clip), torch.from_numpy(clip[positions]), torch.from_numpy(positions), label

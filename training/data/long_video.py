@@ -59,7 +59,7 @@ from sdk.errors import ConfigError
 from sdk.preprocess import Preprocess
 from sdk.samplers import Sampler
 from training.data import synthetic
-from training.data.datasets import ClipDataset, DatasetInfo, VideoRecord, read_video_csv
+from training.data.datasets import ClipDataset, DatasetInfo, VideoRecord
 from training.data.synthetic import (
     CLASSES,
     HFLIP_MAP,
@@ -364,7 +364,7 @@ class LongVideoDataset(ClipDataset):
                               f"{info.meta.get('generator')!r}); generate one with python -m training.data.long_video")
         if split not in SPLITS:
             raise ConfigError(f"split must be one of {SPLITS}, got {split!r}")
-        records = read_video_csv(root / f"{split}.csv", info.labels)
+        records = info.records(f"{split}.csv")
         by_path = {v["path"]: v for v in info.meta.get("videos", {}).get(split, [])}
         annotations = []
         for r in records:
