@@ -373,10 +373,10 @@ def classifier_job(cfg: TrainConfig, ctx: distributed.Context) -> Job:
     """Plain supervised training of ``cfg.arch`` with cross-entropy (label smoothing); with ``freeze`` the first
     blocks are frozen, and with ``feature_cache`` too the rest trains on their cached output (:mod:`training.frozen`)."""
     info = DatasetInfo.from_dir(cfg.data)
+    check_dataset(info, [cfg.train_split, cfg.val_split], decode=False).raise_for_problems()
     model = create(cfg.arch, num_classes=len(info.labels), frames=cfg.frames, pretrained=cfg.pretrained,
                    **cfg.model_args)
     sampler = cfg.sampler_spec(getattr(model, "input_frames", cfg.frames))
-    check_dataset(info, [cfg.train_split, cfg.val_split], decode=False).raise_for_problems()
     hflip_map = info.hflip_map if cfg.hflip else None
     if cfg.freeze:
         freeze_prefix(model, cfg.freeze, per_frame=cfg.cached)
