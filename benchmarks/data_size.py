@@ -22,6 +22,8 @@ import numpy as np
 from training.config import config_from_mapping, load_recipe
 from training.data.datasets import DatasetInfo, VideoRecord
 
+VALIDATIONS = 10  # validation passes per run (a long run on a small subset would otherwise mostly validate)
+
 
 def nested_subsets(records: Sequence[VideoRecord], per_class: Sequence[int], seed: int) -> dict[int, list[VideoRecord]]:
     """For each n, n videos of every class (all of a class that has fewer); smaller subsets are inside larger ones."""
@@ -56,7 +58,8 @@ def run(data: Path, per_class: Sequence[int], out: Path, recipe: str, seed: int,
         epochs = max(base.epochs, math.ceil(min_steps / steps_per_epoch))
         split = write_split(records, info.labels, out / f"train_n{n}.csv")
         cfg = config_from_mapping(TrainConfig, {"train_split": str(split), "out": str(out / f"n{n}"),
-                                                "epochs": epochs, "seed": seed, "resume": True}, base=base)
+                                                "epochs": epochs, "val_every": max(1, epochs // VALIDATIONS),
+                                                "seed": seed, "resume": True}, base=base)
         summary_file = Path(cfg.out) / "summary.json"
         summary = json.loads(summary_file.read_text()) if summary_file.is_file() else train(cfg)
         best = summary["best"]

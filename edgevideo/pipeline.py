@@ -1,32 +1,39 @@
-"""The main job, end to end on the built-in default: ``python -m edgevideo.pipeline`` (README command (a)).
+"""The main job, end to end: ``python -m edgevideo.pipeline`` (README command (a)), on the built-in benchmark or on
+your own dataset (``--data DIR``).
 
-generate the time-reversal benchmark -> cache the frozen ImageNet trunk's output per frame (CPU presets) -> train the
-teacher (TAM head, N frames) and the order-blind baseline (TSN head, same cost) on the cache -> distil a
-see-very-little student that sees k = 2 of the teacher's frames, and train the same student without the teacher ->
-quantization-aware training of the student to int8 (post-training int8 beside it) -> evaluate every model (JSON +
-confusion matrix PNG) -> the table (role, model, frames, GMACs, top-1, within-pair, int8) + ``summary.json`` +
+validate the dataset -> cache the frozen ImageNet trunk's output per frame (CPU recipes) -> train the teacher (TAM
+head, N frames) and the order-blind baseline (TSN head, same cost) -> distil a see-very-little student that sees k of
+the teacher's frames, and train the same student without the teacher -> quantization-aware training of the student to
+int8 (post-training int8 beside it) -> evaluate every model (JSON + confusion matrix PNG) -> the table (role, model,
+frames, GMACs, top-1, within-pair when the dataset declares time-reversal pairs, int8) + ``summary.json`` +
 ``accuracy_vs_gmacs.png`` -> export the QAT int8 student as ``student.vbundle`` (int8 ``.pte``, parity-gated) ->
-stream validation videos through ``sdk`` frame by frame (``sdk.StreamClassifier``), printing each prediction, the
-streaming accuracy and the per-stage latency table.
+stream the validation videos through ``sdk`` frame by frame (``sdk.StreamClassifier`` with the bundle's own window),
+printing predictions, the streaming accuracy and the per-stage latency table.
 
-Every stage writes under ``--out`` and a rerun continues: the benchmark is reused when its preset and seed match, the
-feature cache while its key matches, and a finished stage is not run again; an interrupted one resumes from its
-``last.pt``. The ``small`` default fits 2 CPU cores in under 20 minutes; ``--preset full`` is sized for a GPU (the
-whole network trains end to end there).
+Each stage runs a named recipe of ``training/configs/`` (``teacher_cpu``, ``baseline_cpu``, ``student_cpu``,
+``qat_cpu``, or the ``_gpu`` ones); ``training/configs/main_job.yaml`` says which recipes and overrides each
+``--preset`` uses. Every stage writes under ``--out`` and a rerun continues: the benchmark is reused when its preset
+and seed match, the feature cache while its key matches, and a finished stage is not run again; an interrupted one
+resumes from its ``last.pt``.
 """
 from __future__ import annotations
 
-import argparse
 import json
+import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
+import yaml
 
-from training.config import set_verbose, tool_parser
+from sdk.errors import ConfigError, SdkError
+from training.config import RECIPES, config_from_mapping, load_recipe, set_verbose, tool_parser
 from training.data import synthetic
+from training.data.check import check_dataset
+from training.data.datasets import DatasetInfo
 from training.distill import DistillConfig, distill
 from training.evaluate import evaluate_checkpoint
 from training.models import create
@@ -35,21 +42,61 @@ from training.profile import count_gmacs
 from training.qat import QATConfig, quantize_checkpoint
 from training.train import TrainConfig, train
 
-# Per-preset recipe (README "Models that learn"). On the CPU presets the ImageNet MobileNetV2 trunk (first `freeze`
-# blocks) is frozen and cached once per frame, and the TAM head trains for many epochs on the cache; the `full` preset
-# (a GPU) trains the whole network end to end (freeze=0). The teacher sees N frames, the student k = 2 of them.
-PRESET_TRAINING: dict[str, dict[str, Any]] = {
-    "tiny": dict(teacher_frames=8, student_frames=2, size=64, resize=72, batch_size=8, epochs=2, student_epochs=2,
-                 qat_epochs=1, freeze=7, lr=3e-3, cache_precision="fp32"),
-    "small": dict(teacher_frames=8, student_frames=2, size=112, resize=128, batch_size=16, epochs=10,
-                  student_epochs=12, qat_epochs=1, freeze=7, lr=3e-3, cache_precision="bf16"),
-    "full": dict(teacher_frames=16, student_frames=2, size=224, resize=256, batch_size=32, epochs=30,
-                 student_epochs=30, qat_epochs=3, freeze=0, lr=1e-3, cache_precision="fp32"),
-}
-TEACHER, BASELINE = "tam_head_mobilenet_v2", "tsn_head_mobilenet_v2"
-# select=last: the reported model is the last epoch's, not the one that scored best on the validation clips.
-# hflip off: a flipped view doubles the training cache and did not help in the ablation (README).
-OPTIMIZER = dict(optimizer="adamw", weight_decay=0.05, select="last", hflip=False)
+MAIN_JOB = RECIPES / "main_job.yaml"
+ROLES = ("teacher", "baseline_tsn", "student", "student_no_teacher")
+STREAM_VIDEOS = 0  # validation videos streamed through the sdk at the end of the main job (0: all of them)
+PRINTED_PREDICTIONS = 8  # streamed predictions printed one per line (all of them go to summary.json)
+
+
+@dataclass
+class Stages:
+    """The resolved configuration of every training stage (recipe + preset overrides + command line)."""
+
+    teacher: TrainConfig
+    baseline_tsn: TrainConfig
+    student: DistillConfig
+    student_no_teacher: DistillConfig
+    qat: QATConfig
+    recipes: dict[str, str]  # stage -> recipe name
+
+    def fp32(self) -> dict[str, TrainConfig]:
+        return {role: getattr(self, role) for role in ROLES}
+
+
+def main_job_presets() -> dict[str, dict[str, Any]]:
+    """``training/configs/main_job.yaml``'s presets (tiny, small, full)."""
+    return yaml.safe_load(MAIN_JOB.read_text())["presets"]
+
+
+STAGE_TOOLS = {"teacher": "train", "baseline_tsn": "train", "student": "distill", "qat": "qat"}
+
+
+def resolve_stages(preset: str, recipes: str | None, data: Path, out: Path, seed: int,
+                   cli: dict[str, Any]) -> Stages:
+    """Each stage's config: its named recipe, then the preset's overrides (``fp32`` for the teacher, baseline and
+    students, ``qat`` for QAT), then the command line (``cli``: epochs, student_epochs, qat_epochs, workers)."""
+    job = yaml.safe_load(MAIN_JOB.read_text())
+    spec = job["presets"][preset]
+    names = {stage: pattern.format(recipes=recipes or spec["recipes"]) for stage, pattern in job["stages"].items()}
+    preset_overrides = spec.get("overrides") or {}
+    shared = {"data": str(data), "seed": seed, "resume": True,
+              **({"workers": cli["workers"]} if cli.get("workers") is not None else {})}
+
+    def config(cls: type, stage: str, values: dict[str, Any], epochs: int | None) -> Any:
+        merged = {**load_recipe(names[stage], STAGE_TOOLS[stage]),
+                  **preset_overrides.get("qat" if stage == "qat" else "fp32", {}), **shared, **values,
+                  **({"epochs": epochs} if epochs else {})}
+        return config_from_mapping(cls, merged, where=f"stage {stage} (recipe {names[stage]})")
+
+    students = {role: config(DistillConfig, "student", {"out": str(out / role), "no_teacher": role != "student",
+                                                        "teacher": str(out / "teacher" / "best.pt")},
+                             cli.get("student_epochs")) for role in ("student", "student_no_teacher")}
+    return Stages(
+        teacher=config(TrainConfig, "teacher", {"out": str(out / "teacher")}, cli.get("epochs")),
+        baseline_tsn=config(TrainConfig, "baseline_tsn", {"out": str(out / "baseline_tsn")}, cli.get("epochs")),
+        qat=config(QATConfig, "qat", {"out": str(out / "int8"), "checkpoint": str(out / "student" / "best.pt")},
+                   cli.get("qat_epochs")),
+        recipes=names, **students)
 
 
 def ensure_benchmark(root: Path, preset: str, seed: int, workers: int | None) -> Path:
@@ -75,116 +122,103 @@ def _stage(name: str, done: Path, run: Callable[[], Any], timings: dict[str, flo
     print(f"[{name}] {timings[name]:.0f} s")
 
 
-def _gmacs(arch: str, frames: int, size: int, num_classes: int) -> float:
-    return count_gmacs(create(arch, num_classes=num_classes, frames=frames, pretrained=False),
-                       torch.zeros(1, frames, 3, size, size))
+def _gmacs(cfg: TrainConfig, num_classes: int) -> float:
+    model = create(cfg.arch, num_classes=num_classes, frames=cfg.frames, pretrained=False)
+    return count_gmacs(model, torch.zeros(1, cfg.frames, 3, cfg.size, cfg.size))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    p = tool_parser("python -m edgevideo.pipeline", __doc__.splitlines()[0],
-                    "python -m edgevideo.pipeline --preset tiny --out runs/tiny > tiny.log 2>&1")
-    p.add_argument("--preset", choices=sorted(PRESET_TRAINING), default="small",
-                   help="benchmark size and training recipe (tiny: CI-sized, small: 2 CPU cores, full: a GPU)")
-    p.add_argument("--seed", type=int, default=0, help="benchmark and training seed")
-    p.add_argument("--out", default="runs/demo", help="output folder (benchmark, checkpoints, metrics)")
-    p.add_argument("--epochs", type=int, default=None, help="teacher and baseline epochs (default: the preset's)")
-    p.add_argument("--student-epochs", type=int, default=None,
-                   help="student epochs, with and without the teacher (default: the preset's)")
-    p.add_argument("--qat-epochs", type=int, default=None,
-                   help="quantization-aware training epochs (default: the preset's)")
-    p.add_argument("--workers", type=int, default=None,
-                   help="processes for generation and data loading (default: the CPUs for generation, 2 for loading)")
-    p.add_argument("--stream-videos", type=int, default=STREAM_VIDEOS,
-                   help="validation videos streamed through the sdk at the end, spread over the split (0: all)")
-    args = p.parse_args(argv)
-    set_verbose(args.verbose)
+def validate(info: DatasetInfo, stages: Stages, decode: bool) -> dict[str, Any]:
+    """Check the dataset before anything expensive (``decode``: every video opens and decodes); raise on a problem."""
+    cfg = stages.teacher
+    report = check_dataset(info, [cfg.train_split, cfg.val_split], decode=decode)
+    print(report.summary())
+    report.raise_for_problems()
+    return report.as_dict()
 
-    recipe = dict(PRESET_TRAINING[args.preset])
-    epochs = args.epochs or recipe["epochs"]
-    student_epochs = args.student_epochs or recipe["student_epochs"]
-    qat_epochs = args.qat_epochs or recipe["qat_epochs"]
-    out = Path(args.out)
-    timings: dict[str, float] = {}
+
+def build_caches(info: DatasetInfo, cfg: TrainConfig) -> dict[str, str]:
+    """The feature caches of the teacher's frozen trunk over both splits (every later stage reads them)."""
+    from training.frozen import cache_split
+
+    model = create(cfg.arch, num_classes=len(info.labels), frames=cfg.frames)
+    return {split: str(cache_split(model, cfg.freeze, info, split, cfg.preprocess_spec, train=split == cfg.train_split,
+                                   hflip=cfg.hflip and info.hflip_map is not None, cache_dir=cfg.cache_dir,
+                                   precision=cfg.cache_precision, workers=cfg.workers).path)
+            for split in (cfg.train_split, cfg.val_split)}
+
+
+def train_stages(stages: Stages, out: Path, info: DatasetInfo, timings: dict[str, float]) -> None:
+    """Cache, teacher, baseline, the two students and QAT, each skipped when it finished before."""
+    teacher = stages.teacher
+    if teacher.cached:
+        _stage("cache", out / "cache.json", lambda: (out / "cache.json").write_text(
+            json.dumps(build_caches(info, teacher), indent=2)), timings)
+    _stage("teacher", out / "teacher" / "summary.json", lambda: train(teacher), timings)
+    _stage("baseline_tsn", out / "baseline_tsn" / "summary.json", lambda: train(stages.baseline_tsn), timings)
+    for role in ("student", "student_no_teacher"):
+        _stage(role, out / role / "distill.json", lambda cfg=getattr(stages, role): distill(cfg), timings)
+    _stage("qat", out / "int8" / "qat.json", lambda: quantize_checkpoint(stages.qat), timings)
+
+
+def evaluate_models(stages: Stages, out: Path, info: DatasetInfo, workers: int, timings: dict[str, float]
+                    ) -> tuple[dict[str, dict], dict[str, dict]]:
+    """Every fp32 model and both int8 programs on the validation split (each in its own ``eval-*`` folder)."""
     t0 = time.perf_counter()
-    data = ensure_benchmark(out / f"data-{args.preset}-seed{args.seed}", args.preset, args.seed, args.workers)
-    timings["benchmark"] = time.perf_counter() - t0
-    workers = {"workers": args.workers} if args.workers is not None else {}
-    common = dict(data=str(data), seed=args.seed, size=recipe["size"], resize=recipe["resize"],
-                  batch_size=recipe["batch_size"], resume=True, freeze=recipe["freeze"], lr=recipe["lr"],
-                  cache_precision=recipe["cache_precision"], **OPTIMIZER,
-                  **workers)
-    n, k = recipe["teacher_frames"], recipe["student_frames"]
-    dirs = {role: out / role for role in ("teacher", "baseline_tsn", "student", "student_no_teacher")}
-    qat_dir = out / "int8"
-    if recipe["freeze"]:
-        _stage("cache", data / "cache" / "done.json", lambda: _build_caches(data, recipe, args), timings)
-    _stage("teacher", dirs["teacher"] / "summary.json", lambda: train(TrainConfig(
-        arch=TEACHER, frames=n, out=str(dirs["teacher"]), epochs=epochs, **common)), timings)
-    _stage("baseline_tsn", dirs["baseline_tsn"] / "summary.json", lambda: train(TrainConfig(
-        arch=BASELINE, frames=n, out=str(dirs["baseline_tsn"]), epochs=epochs, **common)), timings)
-    for role, no_teacher in (("student", False), ("student_no_teacher", True)):
-        _stage(role, dirs[role] / "distill.json", lambda role=role, no_teacher=no_teacher: distill(DistillConfig(
-            arch=TEACHER, frames=k, sampler="uniform_k", teacher=str(dirs["teacher"] / "best.pt"),
-            no_teacher=no_teacher, out=str(dirs[role]), epochs=student_epochs, **common)), timings)
-    _stage("qat", qat_dir / "qat.json", lambda: quantize_checkpoint(QATConfig(
-        checkpoint=str(dirs["student"] / "best.pt"), data=str(data), out=str(qat_dir), epochs=qat_epochs,
-        seed=args.seed, batch_size=recipe["batch_size"], resume=True, **workers)), timings)
-
-    t0 = time.perf_counter()
-    eval_workers = args.workers if args.workers is not None else 2
-    # each model's evaluation on its own validation split: ROLE/eval-val-1x1, int8/eval-int8_{qat,ptq}-val-1x1
-    results = {role: evaluate_checkpoint(path / "best.pt", data, workers=eval_workers, out=path / "eval-val-1x1")
-               for role, path in dirs.items()}
-    int8 = {name: evaluate_checkpoint(qat_dir / f"{name}.pt2", data, workers=eval_workers,
-                                      out=qat_dir / f"eval-{name}-val-1x1") for name in ("int8_qat", "int8_ptq")}
+    split = stages.teacher.val_split
+    fp32 = {role: evaluate_checkpoint(out / role / "best.pt", info.root, split=split, workers=workers,
+                                      out=out / role / "eval-val-1x1") for role in ROLES}
+    int8 = {name: evaluate_checkpoint(out / "int8" / f"{name}.pt2", info.root, split=split, workers=workers,
+                                      out=out / "int8" / f"eval-{name}-val-1x1") for name in ("int8_qat", "int8_ptq")}
     timings["evaluate"] = time.perf_counter() - t0
-    labels = (data / "labels.txt").read_text().split()
-    arch = {"teacher": TEACHER, "baseline_tsn": BASELINE, "student": TEACHER, "student_no_teacher": TEACHER}
-    frames = {"teacher": n, "baseline_tsn": n, "student": k, "student_no_teacher": k}
-    rows = [{"role": role, "model": arch[role], "frames": frames[role],
-             "gmacs": _gmacs(arch[role], frames[role], recipe["size"], len(labels)),
-             "top1_fp32": results[role]["top1"], "within_pair_fp32": results[role].get("within_pair_acc"),
-             "top1_int8": int8["int8_qat"]["top1"] if role == "student" else None,
-             "top1_int8_ptq": int8["int8_ptq"]["top1"] if role == "student" else None,
-             "checkpoint": str(dirs[role] / "best.pt")} for role in dirs]
-    teacher, student = rows[0], rows[2]
-    summary = {"preset": args.preset, "seed": args.seed, "epochs": epochs, "student_epochs": student_epochs,
-               "qat_epochs": qat_epochs, "recipe": recipe, "val_clips": results["teacher"]["n"], "models": rows,
-               "int8": {name: {"top1": r["top1"], "within_pair": r.get("within_pair_acc"),
-                               "checkpoint": str(qat_dir / f"{name}.pt2")} for name, r in int8.items()},
-               "student_teacher": {"top1_ratio": student["top1_fp32"] / max(teacher["top1_fp32"], 1e-9),
-                                   "macs_ratio": student["gmacs"] / teacher["gmacs"]}}
+    return fp32, int8
+
+
+def summarise(stages: Stages, out: Path, info: DatasetInfo, fp32: dict[str, dict], int8: dict[str, dict],
+              source: dict[str, Any]) -> dict[str, Any]:
+    """``summary.json``'s content: one row per model, the int8 results and the student / teacher ratios."""
+    rows = []
+    for role, cfg in stages.fp32().items():
+        r = fp32[role]
+        rows.append({"role": role, "model": cfg.arch, "frames": cfg.frames, "gmacs": _gmacs(cfg, len(info.labels)),
+                     "recipe": stages.recipes["student" if role.startswith("student") else role],
+                     "top1_fp32": r["top1"], "within_pair_fp32": r.get("within_pair_acc"),
+                     "top1_int8": int8["int8_qat"]["top1"] if role == "student" else None,
+                     "top1_int8_ptq": int8["int8_ptq"]["top1"] if role == "student" else None,
+                     "checkpoint": str(out / role / "best.pt")})
+    by_role = {r["role"]: r for r in rows}
+    teacher, student = by_role["teacher"], by_role["student"]
+    return {**source, "epochs": stages.teacher.epochs, "student_epochs": stages.student.epochs,
+            "qat_epochs": stages.qat.epochs, "recipes": stages.recipes, "labels": list(info.labels),
+            "pairs": [list(p) for p in info.pairs], "val_clips": fp32["teacher"]["n"], "models": rows,
+            "int8": {name: {"top1": r["top1"], "within_pair": r.get("within_pair_acc"),
+                            "checkpoint": str(out / "int8" / f"{name}.pt2")} for name, r in int8.items()},
+            "student_teacher": {"top1_ratio": student["top1_fp32"] / max(teacher["top1_fp32"], 1e-9),
+                                "macs_ratio": student["gmacs"] / teacher["gmacs"]}}
+
+
+def print_table(summary: dict[str, Any]) -> None:
+    """The main job's table; the within-pair column only when the dataset declares time-reversal pairs."""
+    pairs = bool(summary["pairs"])
+    labels = summary["labels"]
     print()
-    print(f"Time-reversal benchmark: preset {args.preset}, seed {args.seed}, {summary['val_clips']} validation clips; "
-          f"{epochs} epochs teacher and baseline, {student_epochs} students, {qat_epochs} QAT")
-    print(f"{'role':<20} {'model':<22} {'frames':>6} {'GMACs':>7} {'top-1 fp32':>10} {'within-pair':>11} "
-          f"{'int8 QAT':>8} {'int8 PTQ':>8}")
-    for r in rows:
+    print(f"{summary['dataset_name']}: {len(labels)} classes, {summary['val_clips']} validation clips; "
+          f"{summary['epochs']} epochs teacher and baseline, {summary['student_epochs']} students, "
+          f"{summary['qat_epochs']} QAT (recipes {', '.join(sorted(set(summary['recipes'].values())))})")
+    print(f"{'role':<20} {'model':<22} {'frames':>6} {'GMACs':>7} {'top-1 fp32':>10}"
+          + (f" {'within-pair':>11}" if pairs else "") + f" {'int8 QAT':>8} {'int8 PTQ':>8}")
+    for r in summary["models"]:
         q = "-" if r["top1_int8"] is None else f"{r['top1_int8']:.3f}"
         ptq = "-" if r["top1_int8_ptq"] is None else f"{r['top1_int8_ptq']:.3f}"
-        print(f"{r['role']:<20} {r['model']:<22} {r['frames']:>6} {r['gmacs']:>7.3f} {r['top1_fp32']:>10.3f} "
-              f"{r['within_pair_fp32']:>11.3f} {q:>8} {ptq:>8}")
-    st = summary["student_teacher"]
+        print(f"{r['role']:<20} {r['model']:<22} {r['frames']:>6} {r['gmacs']:>7.3f} {r['top1_fp32']:>10.3f}"
+              + (f" {r['within_pair_fp32']:>11.3f}" if pairs else "") + f" {q:>8} {ptq:>8}")
+    rows = {r["role"]: r for r in summary["models"]}
+    student, st = rows["student"], summary["student_teacher"]
     print(f"student/teacher: top-1 {st['top1_ratio']:.3f}x at {st['macs_ratio']:.3f}x the MACs; distilled - no "
-          f"teacher: {100 * (student['top1_fp32'] - rows[3]['top1_fp32']):+.1f} points; int8 QAT - fp32: "
-          f"{100 * (student['top1_int8'] - student['top1_fp32']):+.1f} points")
-    print(f"chance: top-1 {1 / len(labels):.3f}, within-pair 0.500 (the true class beats its time-reversed partner)")
-    plot_accuracy_vs_macs(rows, out / "accuracy_vs_gmacs.png", chance=1 / len(labels))
-    _write_summary(out, summary, timings)
-
-    bundle = out / "student.vbundle"
-    _stage("export", bundle / "manifest.json", lambda: _export_student(qat_dir / "int8_qat.pt2", data, bundle),
-           timings)
-    t0 = time.perf_counter()
-    summary["streaming"] = stream_videos(bundle, data, videos=args.stream_videos)
-    timings["stream"] = time.perf_counter() - t0
-    s = summary["streaming"]
-    print(f"[stream] {s['correct']}/{s['videos']} correct: top-1 {s['top1']:.3f} through the sdk (the evaluated torch "
-          f"int8 student: {student['top1_int8']:.3f} on all {summary['val_clips']} validation clips)")
-    _write_summary(out, summary, timings)
-    print("wall time: " + ", ".join(f"{k_} {v:.0f}s" for k_, v in timings.items())
-          + f" (total {sum(timings.values()) / 60:.1f} min); files under {out}")
-    return 0
+          f"teacher: {100 * (student['top1_fp32'] - rows['student_no_teacher']['top1_fp32']):+.1f} points; int8 QAT "
+          f"- fp32: {100 * (student['top1_int8'] - student['top1_fp32']):+.1f} points")
+    print(f"chance: top-1 {1 / len(labels):.3f}" + (", within-pair 0.500 (the true class beats its time-reversed "
+                                                    "partner)" if pairs else "; no time-reversal pairs declared "
+                                                    "(meta.json): no within-pair metric"))
 
 
 def _write_summary(out: Path, summary: dict[str, Any], timings: dict[str, float]) -> None:
@@ -192,28 +226,7 @@ def _write_summary(out: Path, summary: dict[str, Any], timings: dict[str, float]
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
 
 
-def _build_caches(data: Path, recipe: dict[str, Any], args: argparse.Namespace) -> None:
-    """The feature caches of the frozen trunk over both splits (every stage after this reads them)."""
-    from training.data.datasets import DatasetInfo
-    from training.frozen import cache_split
-
-    info = DatasetInfo.from_dir(data)
-    model = create(TEACHER, num_classes=len(info.labels), frames=recipe["teacher_frames"])
-    preprocess = TrainConfig(size=recipe["size"], resize=recipe["resize"]).preprocess_spec
-    workers = args.workers if args.workers is not None else 2
-    paths = {split: str(cache_split(model, recipe["freeze"], info, split, preprocess, train=split == "train.csv",
-                                    hflip=OPTIMIZER["hflip"] and info.hflip_map is not None,
-                                    precision=recipe["cache_precision"],
-                                    workers=workers).path)
-             for split in ("train.csv", "val.csv")}
-    (data / "cache" / "done.json").write_text(json.dumps(paths, indent=2))
-
-
-STREAM_VIDEOS = 0  # validation videos streamed through the sdk at the end of the main job (0: all of them)
-PRINTED_PREDICTIONS = 8  # streamed predictions printed one per line (all of them go to summary.json)
-
-
-def _export_student(checkpoint: Path, data: Path, bundle: Path) -> None:
+def export_student(checkpoint: Path, data: Path, bundle: Path) -> None:
     """The QAT int8 student (``int8_qat.pt2``) as a bundle with its int8 ``.pte`` (ExecuTorch, XNNPACK), parity-checked
     against the torch int8 program on held-out clips at the exporter's default agreement gate."""
     from converters.export import ExportOptions, export_bundle
@@ -223,35 +236,128 @@ def _export_student(checkpoint: Path, data: Path, bundle: Path) -> None:
     print(report.table())
 
 
-def stream_videos(bundle: Path, data: Path, videos: int = STREAM_VIDEOS) -> dict[str, Any]:
-    """Stream ``videos`` validation videos (spread over the split; 0: all) back to back through
-    ``sdk.StreamClassifier``, one window per video; print the first predictions beside the true labels, the accuracy
-    and the per-stage latency table. Returns the predictions and the statistics."""
+def stream_videos(bundle: Path, info: DatasetInfo, split: str, videos: int = STREAM_VIDEOS) -> dict[str, Any]:
+    """Stream ``videos`` validation videos (spread over the split; 0: all) through ``sdk.StreamClassifier`` with the
+    bundle's own window (the clip length its model was trained on), the stream reset between videos; every complete
+    window is one prediction, scored against its video's label. Prints the first predictions, the accuracy and the
+    per-stage latency table; returns the predictions and the statistics."""
     import sdk
-    from training.data.datasets import read_records
 
-    labels = (data / "labels.txt").read_text().split()
-    records = read_records(data / "val.csv", labels)
+    records = info.records(split)
     count = len(records) if videos <= 0 else min(videos, len(records))
     picks = [records[i] for i in np.linspace(0, len(records) - 1, count).round().astype(int)]
+    labels = info.labels
     with sdk.load(bundle, verify=True) as model:
-        frames = sdk.VideoFile(picks[0].path).num_frames
-        clf = sdk.StreamClassifier(model, window=frames)
+        clf = sdk.StreamClassifier(model)
         print(f"[stream] {model.manifest.name} on {model.backend} {model.precision} (golden vectors verified); "
-              f"{len(picks)} validation videos of {frames} frames streamed back to back, one window per video, "
-              f"{model.sampler().frames} frames kept per window")
-        rows = []
+              f"{len(picks)} validation videos, windows of {clf.window} frames, {model.sampler().frames} frames kept "
+              "per window")
+        rows, unscored = [], []
         for rec in picks:
+            clf.reset()
+            windows = 0
             for pred in clf.run(str(rec.path)):
+                if pred.error is not None:
+                    print(f"[stream] {rec.path.name}: {pred.error}")
+                    continue
+                windows += 1
                 ok = pred.label == labels[rec.label]
                 rows.append({"video": rec.path.name, "true": labels[rec.label], "predicted": pred.label,
-                             "score": pred.score, "correct": ok})
+                             "score": pred.score, "window": pred.window, "correct": ok})
                 if len(rows) <= PRINTED_PREDICTIONS:
                     print(f"[stream] {rec.path.name}: true {labels[rec.label]:<14} predicted {pred}")
+            if not windows:
+                unscored.append(rec.path.name)
         print(clf.stats.table())
+    if unscored:
+        print(f"[stream] {len(unscored)} videos shorter than one window gave no prediction (e.g. {unscored[0]})")
     correct = sum(r["correct"] for r in rows)
-    return {"backend": model.backend, "precision": model.precision, "window": frames, "videos": len(rows),
-            "correct": correct, "top1": correct / max(1, len(rows)), "predictions": rows, "stats": clf.stats.as_dict()}
+    return {"backend": model.backend, "precision": model.precision, "window": clf.window, "videos": len(picks),
+            "windows": len(rows), "videos_without_window": unscored, "correct": correct,
+            "top1": correct / max(1, len(rows)), "predictions": rows, "stats": clf.stats.as_dict()}
+
+
+def parse_args(argv: Sequence[str] | None):
+    presets = main_job_presets()
+    p = tool_parser("python -m edgevideo.pipeline", __doc__.splitlines()[0],
+                    "python -m edgevideo.pipeline --data my_videos --out runs/mine   # your own dataset\n"
+                    "  python -m edgevideo.pipeline --preset tiny --out runs/tiny > tiny.log 2>&1")
+    p.add_argument("--data", default=None, metavar="DIR",
+                   help="your dataset (a folder per class, CSV + labels.txt, or an imported one: docs/own-data.md); "
+                        "default: generate the built-in time-reversal benchmark of --preset")
+    p.add_argument("--preset", choices=sorted(presets), default="small",
+                   help="benchmark size and recipe set (tiny: CI-sized, small: 2 CPU cores, full: a GPU; "
+                        "training/configs/main_job.yaml)")
+    p.add_argument("--recipes", choices=("cpu", "gpu"), default=None,
+                   help="the stage recipes: cpu (frozen trunk + feature cache) or gpu (everything trains) "
+                        "(default: the preset's)")
+    p.add_argument("--seed", type=int, default=0, help="benchmark and training seed")
+    p.add_argument("--out", default="runs/demo", help="output folder (benchmark, checkpoints, metrics)")
+    p.add_argument("--epochs", type=int, default=None, help="teacher and baseline epochs (default: the recipe's)")
+    p.add_argument("--student-epochs", type=int, default=None,
+                   help="student epochs, with and without the teacher (default: the recipe's)")
+    p.add_argument("--qat-epochs", type=int, default=None,
+                   help="quantization-aware training epochs (default: the recipe's)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="processes for generation and data loading (default: the CPUs for generation, the recipe's "
+                        "for loading)")
+    p.add_argument("--stream-videos", type=int, default=STREAM_VIDEOS,
+                   help="validation videos streamed through the sdk at the end, spread over the split (0: all)")
+    args = p.parse_args(argv)
+    set_verbose(args.verbose)
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        return run(args)
+    except SdkError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def run(args) -> int:
+    out = Path(args.out)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    if args.data:
+        info = DatasetInfo.from_dir(args.data)
+        source = {"dataset": str(info.root), "dataset_name": f"dataset {info.root}", "preset": None,
+                  "seed": args.seed}
+    else:
+        root = ensure_benchmark(out / f"data-{args.preset}-seed{args.seed}", args.preset, args.seed, args.workers)
+        info = DatasetInfo.from_dir(root)
+        source = {"dataset": str(root), "dataset_name": f"Time-reversal benchmark: preset {args.preset}, seed "
+                  f"{args.seed}", "preset": args.preset, "seed": args.seed}
+    timings["benchmark"] = time.perf_counter() - t0
+    out.mkdir(parents=True, exist_ok=True)
+    stages = resolve_stages(args.preset, args.recipes, info.root, out, args.seed, vars(args))
+    t0 = time.perf_counter()
+    source["check"] = validate(info, stages, decode=bool(args.data))
+    timings["check"] = time.perf_counter() - t0
+    train_stages(stages, out, info, timings)
+    workers = args.workers if args.workers is not None else stages.teacher.workers
+    fp32, int8 = evaluate_models(stages, out, info, workers, timings)
+    summary = summarise(stages, out, info, fp32, int8, source)
+    print_table(summary)
+    plot_accuracy_vs_macs(summary["models"], out / "accuracy_vs_gmacs.png", chance=1 / len(info.labels))
+    _write_summary(out, summary, timings)
+
+    bundle = out / "student.vbundle"
+    _stage("export", bundle / "manifest.json", lambda: export_student(out / "int8" / "int8_qat.pt2", info.root, bundle),
+           timings)
+    t0 = time.perf_counter()
+    summary["streaming"] = s = stream_videos(bundle, info, stages.teacher.val_split, videos=args.stream_videos)
+    timings["stream"] = time.perf_counter() - t0
+    student = next(r for r in summary["models"] if r["role"] == "student")
+    print(f"[stream] {s['correct']}/{s['windows']} windows correct over {s['videos']} videos: top-1 {s['top1']:.3f} "
+          f"through the sdk (the evaluated torch int8 student: {student['top1_int8']:.3f} on all "
+          f"{summary['val_clips']} validation clips)")
+    _write_summary(out, summary, timings)
+    print("wall time: " + ", ".join(f"{k_} {v:.0f}s" for k_, v in timings.items())
+          + f" (total {sum(timings.values()) / 60:.1f} min); files under {out}")
+    return 0
 
 
 if __name__ == "__main__":

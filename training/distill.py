@@ -266,8 +266,8 @@ def _distill(cfg: DistillConfig, ctx: distributed.Context) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     cfg, _ = parse_config(DistillConfig, argv, prog="python -m training.distill", description=__doc__.splitlines()[0],
-                          example="python -m training.distill --teacher runs/teacher/best.pt --data data/small "
-                                  "--arch tam_mobilenet_v2 --frames 2 --sampler uniform_k --out runs/student")
+                          example="python -m training.distill --config student_cpu --teacher runs/teacher/best.pt "
+                                  "--data my_videos --out runs/student")
     report = distill(cfg)["distill"]
     s = report["student"]
     print(f"student {s['arch']} sees {s['frames']} frames: top-1 {s['top1']:.3f}, {s['gmacs']:.3f} GMACs "

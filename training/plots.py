@@ -23,9 +23,10 @@ def plot_curves(metrics_jsonl: str | Path, png: str | Path) -> Path:
     ax_loss.legend()
     for key, label in [("train_acc", "train top-1"), ("val_top1", "val top-1"), ("val_pair_acc", "val pair"),
                        ("val_within_pair_acc", "val within-pair")]:
-        if key in rows[0]:
-            ax_acc.plot(epochs, [r[key] for r in rows], marker="o", label=label)
-    if "val_within_pair_acc" in rows[0]:
+        kept = [(r["epoch"], r[key]) for r in rows if key in r]  # validation may skip epochs (val_every)
+        if kept:
+            ax_acc.plot(*zip(*kept), marker="o", label=label)
+    if any("val_within_pair_acc" in r for r in rows):
         ax_acc.axhline(0.5, color="grey", linestyle=":", label="within-pair chance")
     ax_acc.set_xlabel("epoch")
     ax_acc.set_ylim(0, 1)

@@ -171,8 +171,8 @@ def quantize_checkpoint(cfg: QATConfig) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     cfg, _ = parse_config(QATConfig, argv, prog="python -m training.qat", description=__doc__.splitlines()[0],
-                          example="python -m training.qat --checkpoint runs/student/best.pt --data data/small "
-                                  "--out runs/int8 --epochs 1")
+                          example="python -m training.qat --config qat_cpu --checkpoint runs/student/best.pt "
+                                  "--data my_videos --out runs/int8")
     report = quantize_checkpoint(cfg)
     print(f"{'model':<12} {'top-1':>7} {'within-pair':>12}")
     for key in ("fp32", "int8_ptq", "int8_qat"):

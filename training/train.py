@@ -1,4 +1,4 @@
-"""Train a clip classifier: ``python -m training.train --config tam_mobilenet_v2_small [key=value ...]``.
+"""Train a clip classifier: ``python -m training.train --config teacher_cpu --data DATA [key=value ...]``.
 
 Any registry model; sampling and preprocessing are ``sdk``'s (what the device runs). SGD (Nesterov) or AdamW with
 warm-up + cosine, label smoothing, gradient clipping and accumulation; AMP and channels_last on CUDA; torchrun +
@@ -96,6 +96,8 @@ class TrainConfig:
     label_smoothing: float = option(0.1, help="label smoothing of the cross-entropy")
     clip_grad: float = option(20.0, help="max gradient norm; 0 disables clipping")
     # evaluation
+    val_every: int = option(1, help="validate every this many epochs (and after the last one): many short epochs "
+                                    "on a small dataset spend most of their time validating otherwise")
     eval_clips: int = option(1, help="validation views along time per video")
     eval_crops: int = option(1, help="validation crops per clip (1: centre, 3: left/centre/right)",
                              choices=CROP_COUNTS)
@@ -113,7 +115,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_choices(self)
-        for name in ("epochs", "batch_size", "accumulate", "frames", "size", "eval_clips"):
+        for name in ("epochs", "batch_size", "accumulate", "frames", "size", "eval_clips", "val_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.workers < 0 or self.checkpoint_every < 0 or self.freeze < 0:
@@ -325,14 +327,15 @@ def fit(cfg: TrainConfig, job: Job, ctx: distributed.Context) -> dict[str, Any]:
                             lr=f"{scheduler.get_last_lr()[0]:.2e}")
         bar.close()
         job.set_training(job.module, False)
-        val = job.validate(job.model)
+        validated = (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs
+        val = job.validate(job.model) if validated else {}
         train_stats = distributed.gather_objects(ctx, (seen, loss_sum, correct))
         seen_all = sum(s[0] for s in train_stats)
         epoch, batches_done = epoch + 1, 0
         row = {"epoch": epoch, "train_loss": sum(s[1] for s in train_stats) / max(1, seen_all),
                "train_acc": sum(s[2] for s in train_stats) / max(1, seen_all), "lr": scheduler.get_last_lr()[0],
                "elapsed_s": round(time.perf_counter() - start, 1), **{f"val_{k}": v for k, v in val.items()}}
-        if val["top1"] > best["top1"] or cfg.select == "last":
+        if val and (val["top1"] > best["top1"] or cfg.select == "last"):
             best = {**val, "epoch": epoch}
             checkpoint(out / "best.pt", trainer_state=False)
         if ctx.is_main:
@@ -425,8 +428,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 
 def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
     return parse_config(TrainConfig, argv, prog="python -m training.train", description=__doc__.splitlines()[0],
-                        example="python -m training.train --config tam_mobilenet_v2_small --data data/small "
-                                "--out runs/tam epochs=5")[0]
+                        example="python -m training.train --config teacher_cpu --data my_videos --out runs/teacher "
+                                "epochs=20")[0]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
