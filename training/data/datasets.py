@@ -66,7 +66,8 @@ class DatasetInfo:
         ``meta.json`` (optional: ``pairs``, ``hflip_map``, by label name or index, checked against the labels)."""
         root = Path(root)
         if not root.is_dir():
-            raise ConfigError(f"dataset directory {root} does not exist")
+            raise ConfigError(f"dataset directory {root} does not exist: pass a folder of split files beside labels.txt, "
+                              "or of train/<label>/ video folders")
         labels_file = root / "labels.txt"
         if labels_file.is_file():
             labels = [line.strip() for line in labels_file.read_text().splitlines() if line.strip()]
