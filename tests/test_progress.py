@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 
 from training.progress import LineProgress, progress
 
@@ -47,3 +50,33 @@ def test_a_terminal_gets_a_tqdm_bar():
     assert isinstance(bar, tqdm)
     list(bar)
     assert "\r" in term.getvalue()
+
+
+FOREIGN = r"""
+import os, sys
+from training.logs import filtered_stderr
+
+with filtered_stderr():
+    os.write(2, b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n")
+    sys.stderr.write("\rRunning MIL default pipeline:   0%|   | 0/92\rRunning MIL default pipeline: 100%|###| 92/92\n")
+    sys.stderr.write("\rcalibrate:  50%|#  | 1/2\rcalibrate: 100%|## | 2/2\n")
+    os.write(2, b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\nkept: a line of its own\n")
+    os.write(2, b"no newline at the end")
+"""
+
+
+def test_native_chatter_is_dropped_and_any_bar_is_one_line_in_a_log():
+    """training.logs.filtered_stderr on descriptor 2 going to a log (not a terminal): the known third-party lines
+    (native writes and a Core ML bar) are dropped, another bar is written once, in its final state, and every other
+    line passes; with EDGEVIDEO_VERBOSE nothing is dropped, and bars are still whole lines."""
+    def run(**env: str) -> str:
+        done = subprocess.run([sys.executable, "-c", FOREIGN], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              env={**os.environ, "EDGEVIDEO_VERBOSE": "", **env}, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return done.stderr
+
+    assert run() == "calibrate: 100%|## | 2/2\nkept: a line of its own\nno newline at the end"
+    assert run(EDGEVIDEO_VERBOSE="1").splitlines() == [
+        "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
+        "Running MIL default pipeline: 100%|###| 92/92", "calibrate: 100%|## | 2/2",
+        "INFO: Created TensorFlow Lite XNNPACK delegate for CPU.", "kept: a line of its own", "no newline at the end"]

@@ -3,7 +3,8 @@
 On a terminal (stderr is a TTY) :func:`progress` is a tqdm bar. Anywhere else (CI, ``> log 2>&1``) a bar's carriage-
 return updates would become thousands of log lines, so it prints plain lines instead: one when the work is done, and
 in between at most one every ``every`` percent and ``interval`` seconds, so that a long step still shows it is alive.
-Every loop with progress in ``training`` and ``converters`` goes through this one helper.
+Every loop with progress in ``training`` and ``converters`` goes through this one helper; the libraries' own bars
+(coremltools' while exporting) are made whole lines by :func:`training.logs.filtered_stderr`.
 """
 from __future__ import annotations
 
