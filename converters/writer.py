@@ -25,11 +25,11 @@ from converters.plan import Programs
 from converters.program import ExportResult, ProgramJob
 from sdk.backends import load_runner
 from sdk.bundle import GOLDEN_FILE, golden_bytes
-from sdk.errors import BackendUnavailableError
+from sdk.errors import BackendUnavailableError, BundleError, ConfigError
 from sdk.files import atomic_dir, atomic_path, sha256_of
-from sdk.manifest import SCHEMA_VERSION, Manifest, Parity, Program, write_manifest
+from sdk.manifest import SCHEMA_VERSION, Manifest, Parity, Program, TrainingClip, write_manifest
 
-__all__ = ["ExportReport", "FormatFailure", "dataset_id", "provenance", "write_bundle", "zip_bundle"]
+__all__ = ["ExportReport", "FormatFailure", "dataset_id", "provenance", "training_clip", "write_bundle", "zip_bundle"]
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,8 @@ def write_bundle(opts: ExportOptions, jobs: list[Programs], formats: list[Format
     existing bundle stays) and the first error is raised.
 
     ``manifest(entries)`` gives the manifest's fields that depend on the source (name, labels, input, sampler,
-    provenance, ...); ``after_backend(backend, entries, outputs, root)``
+    provenance, ...; ``clip`` defaults to :func:`training_clip` of the provenance); ``after_backend(backend, entries,
+    outputs, root)``
     (FASTER) may add details once all programs of a backend were checked (``outputs``: each role's runtime outputs on
     its parity inputs, None where the runtime is missing; ``root``: the bundle being written)."""
     entries: list[Program] = []
@@ -132,7 +133,8 @@ def write_bundle(opts: ExportOptions, jobs: list[Programs], formats: list[Format
                 errors[0].add_note(f"{other.format} failed too: {other.error}")
             raise errors[0]
         (tmp / GOLDEN_FILE).write_bytes(golden_bytes(golden))
-        m = Manifest(**manifest(entries), programs=tuple(entries),
+        fields = manifest(entries)
+        m = Manifest(**{"clip": training_clip(fields["provenance"]), **fields}, programs=tuple(entries),
                      golden={"file": GOLDEN_FILE, "sha256": sha256_of(tmp / GOLDEN_FILE)}, created=_now(),
                      producer=_producer(), schema_version=SCHEMA_VERSION)
         write_manifest(m, tmp)
@@ -226,6 +228,20 @@ def provenance(opts: ExportOptions, meta: dict, sha256: str, root: Path, cost: d
         "export": {"precision": opts.precision, "mode": opts.mode, "formats": list(opts.formats),
                    "tolerance": dataclasses.asdict(opts.tolerance), "seconds": round(seconds, 1)},
     }
+
+
+def training_clip(provenance: dict) -> TrainingClip | None:
+    """The manifest's ``clip``: the training videos' median length as the checkpoint recorded it
+    (``CheckpointMeta.dataset["clip"]``, which :func:`provenance` carries into ``provenance["dataset"]``); None for a
+    checkpoint that predates the record (the runtime then streams in its default window and says so)."""
+    raw = (provenance.get("dataset") or {}).get("clip")
+    if raw is None:
+        return None
+    try:
+        return TrainingClip.parse(raw, "dataset.clip")
+    except BundleError as e:
+        raise ConfigError(f"the checkpoint's record of its training videos is malformed ({e}): fix its dataset.clip "
+                          "entry or train again") from e
 
 
 def dataset_id(root: Path) -> str:

@@ -85,26 +85,28 @@ def _source(text: str) -> int | str:
 
 
 def _stream(args: argparse.Namespace) -> int:
-    from sdk.classifier import Smoothing, StreamClassifier
+    from sdk.classifier import Smoothing, StreamClassifier, opened
 
     smoothing = Smoothing(args.ema, args.hysteresis) if (args.ema or args.hysteresis) else None
-    if args.native:
-        from sdk.native.stream import NativeStream
+    with opened(_source(args.source)) as source:  # first: the default window follows the source's frame rate
+        if args.native:
+            from sdk.native.stream import NativeStream
 
-        with NativeStream(args.bundle, window=args.window, smoothing=smoothing, **_native_options(args)) as clf:
-            _announce_native(clf, args.verify)
-            _print_stream(args, clf, clf.kind)
-        return 0
-    with _model(args) as model:
-        clf = StreamClassifier(model, window=args.window, top_k=args.top_k, smoothing=smoothing)
-        _print_stream(args, clf, model.kind)
+            with NativeStream(args.bundle, window=args.window, fps=source.fps, smoothing=smoothing,
+                              **_native_options(args)) as clf:
+                _announce_native(clf, args.verify)
+                _print_stream(args, clf, source)
+            return 0
+        with _model(args) as model:
+            clf = StreamClassifier(model, window=args.window, fps=source.fps, top_k=args.top_k, smoothing=smoothing)
+            _print_stream(args, clf, source)
     return 0
 
 
-def _print_stream(args: argparse.Namespace, clf, kind: str) -> None:
-    print(f"window: {clf.window} frames" + (" (FASTER segment)" if kind == "faster" else ""))
+def _print_stream(args: argparse.Namespace, clf, source) -> None:
+    print(f"window: {clf.window} frames ({clf.window_reason})", flush=True)
     started = time.perf_counter()
-    for pred in clf.run(_source(args.source), max_frames=args.max_frames):
+    for pred in clf.run(source, max_frames=args.max_frames):
         print(pred, flush=True)
     wall = time.perf_counter() - started
     print()
@@ -161,7 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("stream", help="stream a file, camera index or URL frame by frame")
     s.add_argument("source", help="video file, camera index (0) or URL (rtsp://...)")
     _common(s)
-    s.add_argument("--window", type=int, default=None, help="frames per window (clip/stream bundles; default 32)")
+    s.add_argument("--window", type=int, default=None,
+                   help="frames per window (clip/stream bundles; default: the bundle's training clip, in seconds at "
+                        "the source's frame rate, or 32 for a bundle that does not record it)")
     s.add_argument("--max-frames", type=int, default=None, help="stop after this many frames (default: the end)")
     s.add_argument("--ema", type=float, default=0.0, help="EMA smoothing weight of the previous output, [0, 1)")
     s.add_argument("--hysteresis", type=float, default=0.0, help="margin before the top label may change")

@@ -26,11 +26,18 @@ the frames kept are those at positions ``sampler.indices(window)`` (deterministi
 :class:`~sdk.samplers.StreamingSampler`), a position listed twice (window shorter than T) is used twice. At the
 window's last frame the clip program runs on the kept frames in order and one :class:`Prediction` is returned; every
 other push returns ``None``. So the prediction of window ``w`` equals ``VideoClassifier.classify`` of that window's
-``window`` frames. ``window`` is a constructor argument, default :data:`DEFAULT_WINDOW` = 32 frames (at least
-``sampler.frames``): the manifest has no window field, because a clip model was trained on whole videos whose
-length the bundle does not record; 32 is the length of the ``small`` benchmark's videos that the main job trains
-on (about one second at 30 fps), so the default window spans what training spanned. An app whose training videos
-had another length passes it.
+``window`` frames.
+
+**The window** is a constructor argument; by default one window spans one training video (:func:`default_window`).
+A clip model was trained on whole videos through its sampler, so ``sampler.indices(n)`` of an ``n``-frame video is
+what it learned to read: the manifest records the training videos' median length (``manifest.clip``: frames, fps,
+seconds; written at export from the checkpoint) and the default window is ``floor(clip.seconds * fps + 0.5)``
+frames of a source at ``fps`` frames per second (a 60 fps camera spans the same 2 s as 30 fps training videos),
+or ``clip.frames`` when either rate is unknown. A window of another length stretches or squeezes time for the
+model (issue 26: on a real 2 s, 54-frame clip, 32-frame windows flipped the label in 3 of 6 windows, 54-frame
+windows gave 4 of 4 right). A bundle exported before the manifest recorded its clip (schema < 1.2) falls back to
+:data:`DEFAULT_WINDOW` = 32 frames (at least the sampler's span; the length of the synthetic benchmark's videos),
+with a warning to pass the window. The native core computes the same default (sdk/native/src/classifier.cpp).
 
 **Stream bundle** (mode ``stream``: ``(frame (1, 3, H, W), *state) -> (logits, features, *new_state)``). Same
 windows and kept frames as a clip bundle. The state is zeros at the start of every window; each kept frame (each
@@ -54,8 +61,14 @@ the last step's prediction; a file shorter than one segment is one segment of al
 aggregator state go back to zeros, smoothing forgets its history. Latency statistics are kept
 (``stats.reset()`` clears them).
 
-**Timestamps** (optional, seconds): when given they must increase strictly; a frame with a timestamp not after the
-previous one is an error event. A prediction carries the timestamp of its window's last frame.
+**Timestamps** (optional, seconds): when given to :meth:`~StreamClassifier.push` they must increase strictly; a
+frame with a timestamp not after the previous one is an error event (the frame is not used). ``push`` is the
+low-level contract and cannot tell a wrong clock from a wrong frame (frames of two sources in one stream, a frame
+pushed twice), so it refuses rather than guess. Frames from a decoder go through :meth:`~StreamClassifier.run` /
+:func:`drive`, which keep every decodable frame: a source whose timestamps go backwards (B-frames muxed with
+decode-order pts, a camera repeating its clock) is re-timed once from that frame on (first timestamp + frame index
+x frame duration, see :class:`_Timeline`) with one warning on the ``sdk`` logger, and predicts exactly what the
+same frames pushed without timestamps predict. A prediction carries the timestamp of its window's last frame.
 
 **Bad frames**: a kept frame that is not a valid frame (or whose callable raises an :class:`~sdk.errors.SdkError`)
 returns a :class:`Prediction` with ``error`` set and no labels; it does not count as a frame (see above), and the
@@ -72,31 +85,132 @@ stay raw; ``labels`` / ``scores`` / ``probabilities`` are smoothed.
 """
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import math
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from sdk.errors import BundleError, ConfigError, FrameError, SdkError, TruncatedVideoError
-from sdk.manifest import InputSpec
+from sdk.manifest import InputSpec, Manifest
 from sdk.preprocess import _cv2
 from sdk.runtime import Model
 from sdk.samplers import StreamingSampler
 from sdk.stats import LatencyStats, StageClock
 from sdk.video import FrameSource, StreamCapture, VideoFile, _to_rgb, open_source
 
-__all__ = ["DEFAULT_WINDOW", "Prediction", "Smoothing", "StreamClassifier", "VideoClassifier", "as_frame", "drive"]
+__all__ = ["DEFAULT_WINDOW", "Prediction", "Smoothing", "StreamClassifier", "VideoClassifier", "WindowChoice",
+           "as_frame", "choose_window", "clip_warnings", "default_window", "drive", "known_fps", "opened",
+           "source_warnings"]
 
-DEFAULT_WINDOW = 32
+DEFAULT_WINDOW = 32  # frames: the window of a bundle that does not record its training clip
+MAX_WINDOW = 1 << 24  # a default window beyond this comes from a wrong frame rate, not from a training clip
+FPS_MISMATCH = 1.5  # a source this many times faster or slower than the training videos gets a warning
+LENGTH_MISMATCH = 2.0  # classify warns about a video this many times longer or shorter than a training clip
+ASSUMED_FPS = 30.0  # the rate of a repaired timeline when the source states none and showed no positive step
 _now = time.perf_counter
 log = logging.getLogger("sdk")
+
+
+# ------------------------------------------------------------------------------------------ windows and the clip
+@dataclass(frozen=True)
+class WindowChoice:
+    """How many frames a stream's windows hold and why (what ``python -m sdk stream`` prints). ``warning``: what the
+    user should hear once (a bundle that does not record its training clip), else None."""
+
+    frames: int
+    reason: str
+    warning: str | None = None
+
+
+def known_fps(fps: Any) -> float | None:
+    """``fps`` as a usable frame rate, or None (unknown: None, 0, negative or not finite, as headers say)."""
+    if isinstance(fps, bool) or not isinstance(fps, (int, float, np.integer, np.floating)):
+        return None
+    return float(fps) if math.isfinite(fps) and fps > 0 else None
+
+
+def default_window(manifest: Manifest, fps: float | None = None) -> WindowChoice:
+    """The default window of a stream whose source runs at ``fps`` frames per second (None: unknown).
+
+    One window spans one training clip (``manifest.clip``): ``floor(clip.seconds * fps + 0.5)`` frames when both are
+    known (a 60 fps camera spans the same seconds as 30 fps training videos), else ``clip.frames``. A bundle that
+    does not record its clip (exported before schema 1.2) falls back to ``max(DEFAULT_WINDOW, sampler span)`` and
+    says so in ``warning``; a FASTER bundle's window is its segment. The native core applies the same rule
+    (``ev::default_window``, sdk/native/src/classifier.cpp; tests/test_clip.py checks that they agree).
+    """
+    if manifest.faster is not None:
+        return WindowChoice(manifest.faster.segment_frames, "FASTER segment")
+    clip, fps = manifest.clip, known_fps(fps)
+    if clip is None:
+        s = manifest.sampler
+        frames = max(DEFAULT_WINDOW, (s.frames - 1) * s.stride + 1)
+        return WindowChoice(frames, "default: the bundle does not record its training clip", warning=(
+            f"bundle {manifest.name!r} does not record the clip length its model was trained on (exported before "
+            f"manifest schema 1.2): streaming in windows of {frames} frames, the synthetic benchmark's video "
+            "length; pass --window FRAMES (StreamClassifier(window=)) with your training videos' frame count, or "
+            "export the bundle again"))
+    if clip.seconds is not None and fps is not None:
+        frames = math.floor(clip.seconds * fps + 0.5)
+        if frames > MAX_WINDOW:
+            raise ConfigError(f"a {clip.seconds:g} s training clip at {fps:g} fps is {frames} frames per window: is "
+                              "the source's frame rate right? pass the window explicitly")
+        return WindowChoice(max(1, frames), f"the training clip's {clip.seconds:.2f} s at the source's {fps:g} fps")
+    why = "" if clip.seconds is None else " (the source's frame rate is unknown)"
+    return WindowChoice(clip.frames, f"the training clip's {clip.frames} frames{why}")
+
+
+def choose_window(manifest: Manifest, window: int | None, fps: float | None = None) -> WindowChoice:
+    """The window a stream uses: ``window`` when given (clip / stream bundles; FASTER bundles use their segment),
+    else :func:`default_window`."""
+    if window is None or manifest.faster is not None:
+        return default_window(manifest, fps)
+    if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < 1:
+        raise ConfigError(f"window must be a positive number of frames, got {window!r}")
+    return WindowChoice(int(window), "given")
+
+
+def clip_warnings(manifest: Manifest, source: str, fps: float | None, frames: int | None = None) -> list[str]:
+    """What a prediction on ``source`` should be read with, compared with the training clip (``manifest.clip``): a
+    frame rate more than :data:`FPS_MISMATCH` times off the training videos', and, for a whole video of ``frames``
+    frames classified at once (clip / stream bundles), a length more than :data:`LENGTH_MISMATCH` times off one
+    training clip (in seconds when both rates are known, else in frames)."""
+    clip, fps = manifest.clip, known_fps(fps)
+    if clip is None:
+        return []
+    out = []
+    if fps is not None and clip.fps is not None and max(fps / clip.fps, clip.fps / fps) > FPS_MISMATCH:
+        out.append(f"{source} runs at {fps:g} fps and the model was trained on {clip.fps:g} fps videos: motion "
+                   f"between frames is {max(fps / clip.fps, clip.fps / fps):.1f}x "
+                   f"{'smaller' if fps > clip.fps else 'larger'} than in training, expect lower accuracy (re-encode "
+                   f"it at {clip.fps:g} fps if the labels look wrong)")
+    if frames is not None and manifest.faster is None:
+        if fps is not None and clip.seconds is not None:
+            ratio, have, want = frames / fps / clip.seconds, f"{frames / fps:.1f} s", f"{clip.seconds:.1f} s"
+        else:
+            ratio, have, want = frames / clip.frames, f"{frames} frames", f"{clip.frames}-frame"
+        if not 1 / LENGTH_MISMATCH <= ratio <= LENGTH_MISMATCH:
+            out.append(f"{source} is {have} long and the model was trained on {want} clips: classify samples "
+                       f"{manifest.sampler.frames} frames over the whole video as if it were one clip; python -m sdk "
+                       "stream classifies it window by window")
+    return out
+
+
+def source_warnings(manifest: Manifest, source: Any, frames: int | None = None) -> list[str]:
+    """:func:`clip_warnings` for a source about to be classified (``frames``: as a whole video) or streamed, each
+    logged once on the ``sdk`` logger."""
+    warnings = clip_warnings(manifest, getattr(source, "source", "the video"), getattr(source, "fps", None), frames)
+    for warning in warnings:
+        log.warning(warning)
+    return warnings
 
 
 # --------------------------------------------------------------------------------------------------------- results
@@ -304,6 +418,11 @@ class VideoClassifier:
     players show the frames that exist) is classified on the ``m`` frames that decoded: the sampling is planned again
     over ``m`` frames, and the prediction's ``warnings`` (and a warning on the ``sdk`` logger) say so. ``strict=True``
     raises the :class:`~sdk.errors.TruncatedVideoError` instead; a file with no decodable frame always raises.
+
+    A video much longer or shorter than the bundle's training clip, or at a frame rate far from the training videos'
+    (:func:`clip_warnings`), is classified all the same, with one warning each (logger and ``warnings``): a 30 s
+    video is still one sample of ``sampler.frames`` frames, where :class:`StreamClassifier` gives one prediction per
+    training-clip-long window.
     """
 
     def __init__(self, model: Model, *, top_k: int = 5, stats_window: int = 4096, strict: bool = False):
@@ -322,15 +441,17 @@ class VideoClassifier:
         source = open_source(video) if owned else video
         try:
             n = self._length(source)
+            warnings = source_warnings(self.model.manifest, source, n)
             try:
-                return self._classify(source, n)
+                prediction = self._classify(source, n)
             except TruncatedVideoError as e:
                 if self.strict or e.decoded < 1:
                     raise
                 warning = (f"{e.source}: the stream ends after {e.decoded} of the {e.expected} frames its header "
                            f"promises; sampled the {e.decoded} frames that exist")
                 log.warning(warning)
-                return dataclasses.replace(self._classify(source, e.decoded), warnings=(warning,))
+                prediction, warnings = self._classify(source, e.decoded), [*warnings, warning]
+            return dataclasses.replace(prediction, warnings=tuple(warnings))
         finally:
             if owned:
                 source.close()
@@ -426,34 +547,40 @@ class StreamClassifier:
 
     Args:
         model: from :func:`sdk.load`.
-        window: frames per window for clip / stream bundles (default :data:`DEFAULT_WINDOW`, at least the
-            sampler's span); ignored by FASTER bundles (their segment length is in the manifest).
+        window: frames per window for clip / stream bundles; default: one training clip (:func:`default_window`:
+            the bundle's training clip in seconds at ``fps``, else in frames; :data:`DEFAULT_WINDOW` for a bundle
+            that does not record it, with a warning); ignored by FASTER bundles (their segment length is in the
+            manifest). ``window_reason`` says where the window came from.
+        fps: the source's frame rate when known (a camera's); :meth:`run` takes it from its source instead when
+            the stream has not started.
         top_k: classes per prediction.
         smoothing: optional :class:`Smoothing` of the emitted predictions.
         stats_window: latency samples kept per stage for the percentiles.
     """
 
-    def __init__(self, model: Model, *, window: int | None = None, top_k: int = 5,
+    def __init__(self, model: Model, *, window: int | None = None, fps: float | None = None, top_k: int = 5,
                  smoothing: Smoothing | None = None, stats_window: int = 4096):
         self._engine = e = _Engine(model, top_k, stats_window)
         self.model = model
         if smoothing is not None and not isinstance(smoothing, Smoothing):
             raise ConfigError(f"smoothing must be an sdk.Smoothing or None, got {type(smoothing).__name__}")
         self.smoothing = smoothing
-        if e.kind == "faster":
-            self.window = e.faster.segment_frames
-            self._samplers = {r: StreamingSampler(model.sampler(r), self.window) for r in e.preps}
-        else:
-            sampler = model.sampler("model")
-            span = (sampler.frames - 1) * sampler.stride + 1
-            if window is None:
-                window = max(DEFAULT_WINDOW, span)
-            if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < 1:
-                raise ConfigError(f"window must be a positive number of frames, got {window!r}")
-            self.window = int(window)
-            self._samplers = {"model": StreamingSampler(sampler, self.window)}
+        self._given = window
+        warning = self._use_source(fps, "the source")
+        if warning is not None:
+            log.warning(warning)
         self._thread: int | None = None
         self.reset()
+
+    def _use_source(self, fps: float | None, source: str) -> str | None:
+        """Window and samplers for a source of ``fps`` frames per second, and its :func:`clip_warnings` (logged);
+        returns the window's own warning for the caller to give once."""
+        choice = choose_window(self.model.manifest, self._given, fps)
+        self.fps, self.window, self.window_reason = known_fps(fps), choice.frames, choice.reason
+        self._samplers = {r: StreamingSampler(self.model.sampler(r), self.window) for r in self._engine.preps}
+        for warning in clip_warnings(self.model.manifest, source, self.fps):
+            log.warning(warning)
+        return choice.warning
 
     @property
     def stats(self) -> LatencyStats:
@@ -501,7 +628,8 @@ class StreamClassifier:
     def push(self, frame: np.ndarray | Callable[[], np.ndarray], timestamp: float | None = None
              ) -> Prediction | None:
         """Offer the next frame (or a callable producing it, called only if kept): a :class:`Prediction` at each
-        window end, an error event for a bad frame, else ``None``."""
+        window end, an error event for a bad frame or a ``timestamp`` not after the previous one, else ``None``
+        (see "Timestamps" in the module docstring: :meth:`run` re-times a decoder's broken timestamps instead)."""
         me = threading.get_ident()
         if self._thread is None:
             self._thread = me
@@ -591,35 +719,97 @@ class StreamClassifier:
         :meth:`push`, yielding predictions and error events. Dropped frames are decoded by the codec (inter-frame
         coding needs it) but never converted to RGB, resized or copied. Frame timestamps come from the source
         (seconds); a source whose first timestamp is not after the stream's last one (a second file streamed after
-        a first) is shifted to continue the timeline one frame interval later."""
-        yield from drive(self.push, source, max_frames=max_frames, last_timestamp=lambda: self._last_ts)
+        a first) is shifted to continue the timeline one frame interval later; a source whose timestamps do not
+        increase is re-timed once, keeping every frame (:func:`drive`). At the start of a stream (nothing pushed
+        since construction or :meth:`reset`) the source's frame rate replaces the constructor's ``fps``: the default
+        window spans the training clip's seconds at that rate."""
+        with opened(source) as src:
+            fps = getattr(src, "fps", None)
+            if self._frames == 0 and known_fps(fps) not in (None, self.fps):
+                self._use_source(fps, src.source)
+                self._start_window()
+            yield from drive(self.push, src, max_frames=max_frames, last_timestamp=lambda: self._last_ts)
+
+
+@contextlib.contextmanager
+def opened(source: Any) -> Iterator[Any]:
+    """``source`` opened with :func:`~sdk.video.open_source` when it is a path, camera index or URL (and closed
+    after), else as it is."""
+    owned = isinstance(source, (str, int, os.PathLike)) and not isinstance(source, bool)
+    src = open_source(source) if owned else source
+    try:
+        yield src
+    finally:
+        if owned:
+            src.close()
 
 
 def drive(push: Callable[[Any, float | None], Prediction | None], source: Any, *, max_frames: int | None = None,
           last_timestamp: Callable[[], float | None] = lambda: None) -> Iterator[Prediction]:
     """Push a path / camera index / URL / :class:`~sdk.video.FrameSource` / iterable of frames into ``push`` (a
-    classifier's), lazily (a frame is converted only when the classifier keeps it), yielding what it returns. A source
-    whose first timestamp is not after ``last_timestamp()`` (a second file streamed after a first) is shifted to
-    continue the timeline one frame interval later. Opens and closes what it opened."""
-    owned = isinstance(source, (str, int, os.PathLike)) and not isinstance(source, bool)
-    src = open_source(source) if owned else source
-    step = 1.0 / src.fps if isinstance(src, FrameSource) and src.fps else 1e-3
-    offset = None
-    try:
+    classifier's), lazily (a frame is converted only when the classifier keeps it), yielding what it returns.
+
+    Every decoded frame is pushed, with a timestamp that increases strictly (:class:`_Timeline`): a source whose
+    first timestamp is not after ``last_timestamp()`` (a second file streamed after a first) is shifted to continue
+    the timeline one frame interval later, and a source whose timestamps stop increasing (B-frames muxed with
+    decode-order pts, a camera repeating its clock) is re-timed from there on, with one warning. Opens and closes
+    what it opened."""
+    with opened(source) as src:
+        timeline = _Timeline(getattr(src, "source", "the frames"), getattr(src, "fps", None), last_timestamp())
         for i, (frame, ts) in enumerate(lazy_frames(src)):
             if max_frames is not None and i >= max_frames:
                 break
-            if ts is not None:
-                if offset is None:
-                    last = last_timestamp()
-                    offset = 0.0 if last is None or ts > last else last + step - ts
-                ts += offset
-            out = push(frame, ts)
+            out = push(frame, timeline(i, ts))
             if out is not None:
                 yield out
-    finally:
-        if owned:
-            src.close()
+
+
+class _Timeline:
+    """One source's frame timestamps made strictly increasing, frame by frame (a live source cannot be scanned first).
+
+    Timestamps pass through (shifted by a constant when the stream's previous timestamp ``last`` is not before the
+    source's first) until one is not after its predecessor; from that frame ``k`` on, frame ``i`` is timed
+    ``anchor + (i - k) * step``: ``anchor`` is where the source's first timestamp + frame index x ``step`` puts
+    frame ``k``, moved later when needed to stay after the timestamps already passed on. ``step`` is one frame at
+    the header's rate, else the median positive step seen so far, else one frame at :data:`ASSUMED_FPS`.
+    """
+
+    def __init__(self, source: str, fps: float | None, last: float | None):
+        self.source, self.fps, self.last = source, known_fps(fps), last
+        self.offset: float | None = None  # set by the first timestamp
+        self.first, self.first_index, self.prev = 0.0, 0, -math.inf
+        self.steps: deque[float] = deque(maxlen=255)
+        self.anchor: float | None = None  # re-timed from frame ``at`` on
+        self.at, self.step = 0, 0.0
+
+    def _step(self) -> tuple[float, str]:
+        if self.fps is not None:
+            return 1.0 / self.fps, f"the header's {self.fps:g} fps"
+        if self.steps:
+            return float(np.median(self.steps)), "the median step between the earlier frames"
+        return 1.0 / ASSUMED_FPS, f"{ASSUMED_FPS:g} fps assumed: the source states no frame rate"
+
+    def __call__(self, index: int, ts: float | None) -> float | None:
+        if self.anchor is not None:
+            return self.anchor + (index - self.at) * self.step
+        if ts is None:
+            return None
+        if self.offset is None:
+            self.offset = 0.0 if self.last is None or ts > self.last else self.last + self._step()[0] - ts
+            self.first, self.first_index = ts + self.offset, index
+        t = ts + self.offset
+        if t > self.prev:
+            if self.prev > -math.inf:
+                self.steps.append(t - self.prev)
+            self.prev = t
+            return t
+        self.step, how = self._step()
+        self.anchor, self.at = max(self.first + (index - self.first_index) * self.step, self.prev + self.step), index
+        log.warning(f"{self.source}: frame timestamps go backwards (frame {index} at {ts:.3f} s after "
+                    f"{self.prev - self.offset:.3f} s: B-frames muxed with decode-order timestamps?); keeping every "
+                    f"frame and timing them from here on as the first timestamp + frame index x "
+                    f"{self.step * 1e3:.1f} ms ({how})")
+        return self.anchor
 
 
 def lazy_frames(source: Any) -> Iterator[tuple[Callable[[], np.ndarray] | np.ndarray, float | None]]:
@@ -636,15 +826,13 @@ def lazy_frames(source: Any) -> Iterator[tuple[Callable[[], np.ndarray] | np.nda
     elif isinstance(source, StreamCapture):
         cv2 = source._cv2
         source._rewind()
-        last = -math.inf
         while True:
             before = source._read
             source._grab(retrieve=False)  # demux + decode only; a live source that stalls raises DecodeError
             if source._read == before:  # a file ended
                 return
             ms = source._cap.get(cv2.CAP_PROP_POS_MSEC)
-            ts = ms / 1e3 if ms and ms / 1e3 > last else None  # cameras may report 0 or repeat: then no timestamp
-            last = ts if ts is not None else last
+            ts = ms / 1e3 if ms > 0 else None  # cameras without a clock report 0 (repeats: drive re-times them)
 
             def convert(cap=source._cap, src=source, at=source._read - 1) -> np.ndarray:
                 ok, bgr = cap.retrieve()

@@ -5,6 +5,8 @@ import json
 from pathlib import Path
 
 from sdk.bundle import Bundle
+from sdk.classifier import default_window
+from sdk.manifest import Manifest
 
 __all__ = ["add_inspect_command", "describe", "inspect"]
 
@@ -20,6 +22,7 @@ def describe(bundle: Bundle) -> str:
         f"labels   {len(m.labels)}: {', '.join(m.labels[:8])}{', ...' if len(m.labels) > 8 else ''}",
         (f"sampler  {m.sampler.kind}, {m.sampler.frames} frames"
          + (f" of a {m.sampler.of}-frame grid" if m.sampler.of else "")),
+        _clip_line(m),
         (f"input    {m.input.dtype} RGB in [{m.input.value_range[0]:g}, {m.input.value_range[1]:g}], {pre.layout}; "
          f"runtime: resize shorter side to {pre.resize_to}, centre-crop {pre.size}x{pre.size} "
          f"({pre.interpolation}); in the program: {', '.join(m.input.in_program) or 'nothing'} "
@@ -67,6 +70,17 @@ def describe(bundle: Bundle) -> str:
               f"  GMACs      {prov.get('gmacs_per_clip')} per clip",
               f"  metrics    {json.dumps(metrics) if metrics else 'none recorded'}"]
     return "\n".join(lines)
+
+
+def _clip_line(m: Manifest) -> str:
+    """What the bundle says about its training videos, and what a stream's default window makes of it."""
+    if m.faster is not None:
+        return f"clip     {'trained on ' + str(m.clip) if m.clip else 'not recorded'} (streams run in FASTER segments)"
+    if m.clip is not None:
+        return (f"clip     trained on {m.clip}: a stream's default window spans one (its seconds at the source's "
+                "frame rate, else its frames)")
+    return (f"clip     not recorded (exported before manifest schema 1.2): streams default to "
+            f"{default_window(m).frames}-frame windows; pass --window")
 
 
 def inspect(path: str | Path, *, verify: bool = False, as_json: bool = False) -> str:

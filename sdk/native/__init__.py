@@ -31,8 +31,8 @@ import numpy as np
 from sdk.errors import BackendUnavailableError, BundleError, ConfigError, FrameError, SdkError
 from sdk.files import atomic_dir
 
-__all__ = ["SOURCE_DIR", "NativeError", "NativeStreamClassifier", "build", "executorch_prefix", "load_library",
-           "source_hash"]
+__all__ = ["SOURCE_DIR", "NativeError", "NativeStreamClassifier", "build", "default_window", "executorch_prefix",
+           "load_library", "source_hash"]
 
 SOURCE_DIR = Path(__file__).resolve().parent
 _SOURCES = ("CMakeLists.txt", "include", "src", "tools")
@@ -143,7 +143,8 @@ def build(cache_dir: str | Path | None = None, *, asan: bool = False, jobs: int 
 # ---------------------------------------------------------------------------------------------------------- binding
 class _Options(ctypes.Structure):
     _fields_ = [("precision", ctypes.c_char_p), ("window", ctypes.c_int32), ("ema", ctypes.c_double),
-                ("hysteresis", ctypes.c_double), ("smoothing", ctypes.c_int32), ("verify_golden", ctypes.c_int32)]
+                ("hysteresis", ctypes.c_double), ("smoothing", ctypes.c_int32), ("verify_golden", ctypes.c_int32),
+                ("source_fps", ctypes.c_double)]
 
 
 class _Request(ctypes.Structure):
@@ -193,6 +194,7 @@ def load_library(path: str | Path) -> ctypes.CDLL:
         "ev_status_name": (ctypes.c_char_p, [S]),
         "ev_sha256_path": (S, [ctypes.c_char_p, ctypes.c_char_p]),
         "ev_sampler_copies": (S, [ctypes.c_char_p, ctypes.c_int32, ctypes.POINTER(ctypes.c_int32)]),
+        "ev_default_window": (S, [ctypes.c_char_p, ctypes.c_double, ctypes.POINTER(ctypes.c_int32)]),
     }
     for name, (res, args) in sig.items():
         fn = getattr(lib, name)
@@ -222,6 +224,16 @@ def sampler_copies(lib: ctypes.CDLL, sampler: dict[str, Any], window: int) -> np
     return np.frombuffer(out, np.int32).astype(np.int64)
 
 
+def default_window(lib: ctypes.CDLL, manifest: dict[str, Any], fps: float | None) -> int:
+    """The core's default window (``ev_default_window``) for a manifest object and a source frame rate (None:
+    unknown): :func:`sdk.classifier.default_window`'s rule, written again in C++."""
+    import json
+
+    out = ctypes.c_int32()
+    _check(lib, lib.ev_default_window(json.dumps(manifest).encode(), 0.0 if fps is None else fps, ctypes.byref(out)))
+    return out.value
+
+
 class NativeStreamClassifier:
     """:class:`sdk.StreamClassifier` on the native core (see the module docstring for the frame contract).
 
@@ -229,13 +241,16 @@ class NativeStreamClassifier:
         bundle: a ``.vbundle`` directory (the core does not read zips).
         library: ``libedgevideo.so`` or its build directory (default: :func:`build`).
         window, smoothing: as ``sdk.StreamClassifier`` (``smoothing`` an :class:`sdk.Smoothing` or None).
+        fps: the source's frame rate (None: unknown): the core's default window spans the bundle's training clip
+            at that rate (``ev_options.source_fps``).
         precision: ``fp32`` / ``int8`` / ``fp16``; None = int8 first, as ``sdk.load``.
         verify: run the golden self-check when opening (BundleError on a mismatch).
         top_k: classes per prediction.
     """
 
     def __init__(self, bundle: str | Path, *, library: str | Path | None = None, window: int | None = None,
-                 smoothing: Any = None, precision: str | None = None, verify: bool = False, top_k: int = 5):
+                 fps: float | None = None, smoothing: Any = None, precision: str | None = None, verify: bool = False,
+                 top_k: int = 5):
         self._lib = lib = load_library(library if library is not None else build())
         opts = _Options()
         lib.ev_options_default(ctypes.byref(opts))
@@ -243,6 +258,10 @@ class NativeStreamClassifier:
             if isinstance(window, bool) or not isinstance(window, int) or window < 1:
                 raise ConfigError(f"window must be a positive number of frames, got {window!r}")
             opts.window = window
+        if fps is not None:
+            if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not math.isfinite(fps) or fps < 0:
+                raise ConfigError(f"fps must be a frame rate >= 0 (0 or None: unknown), got {fps!r}")
+            opts.source_fps = fps
         if smoothing is not None:
             opts.smoothing, opts.ema, opts.hysteresis = 1, float(smoothing.ema), float(smoothing.hysteresis)
         self._precision = None if precision is None else precision.encode()

@@ -35,7 +35,8 @@ from typing import Any, Self
 import numpy as np
 
 from sdk.bundle import Bundle
-from sdk.classifier import Prediction, Smoothing, VideoClassifier, as_frame, drive, lazy_frames
+from sdk.classifier import (Prediction, Smoothing, VideoClassifier, as_frame, choose_window, clip_warnings, drive,
+                            known_fps, lazy_frames, opened, source_warnings)
 from sdk.errors import ConfigError, FrameError, SdkError, TruncatedVideoError
 from sdk.native import NativeStreamClassifier, build
 from sdk.stats import LatencyStats, StageClock
@@ -53,7 +54,9 @@ class NativeStream:
 
     Args:
         bundle: a ``.vbundle`` directory or its zip (extracted to a temporary directory while the stream lives).
-        window, smoothing, top_k: as :class:`sdk.StreamClassifier`.
+        window, fps, smoothing, top_k: as :class:`sdk.StreamClassifier`; the default window is the core's own
+            (``ev_options.source_fps``: the same rule as :func:`sdk.classifier.default_window`), and :meth:`run`
+            opens the core again with the source's frame rate when that changes it at the start of a stream.
         precision: ``fp32`` / ``int8`` / ``fp16`` programs; None = int8 first, as ``sdk.load``.
         verify: run the bundle's golden self-check in the core when opening (BundleError on a mismatch).
         library: ``libedgevideo.so`` or its build directory (default: :func:`sdk.native.build`, cached).
@@ -64,25 +67,43 @@ class NativeStream:
 
     backend = "native"
 
-    def __init__(self, bundle: str | Path, *, window: int | None = None, smoothing: Smoothing | None = None,
-                 top_k: int = 5, precision: str | None = None, verify: bool = False,
-                 library: str | Path | None = None):
+    def __init__(self, bundle: str | Path, *, window: int | None = None, fps: float | None = None,
+                 smoothing: Smoothing | None = None, top_k: int = 5, precision: str | None = None,
+                 verify: bool = False, library: str | Path | None = None):
         self._bundle = Bundle(bundle)
+        self.classifier: NativeStreamClassifier | None = None
         try:
             m = self._bundle.manifest
             self.manifest = m
             self._preprocess = {"model": m.input.preprocess}
             if m.faster is not None:
                 self._preprocess.update({r: c.input.preprocess for r, c in m.faster.clip_models.items()})
-            self.classifier = NativeStreamClassifier(self._bundle.root, library=library, window=window,
-                                                     smoothing=smoothing, precision=precision, verify=verify,
-                                                     top_k=top_k)
+            self._window = window
+            self._options = {"library": library, "smoothing": smoothing, "precision": precision, "top_k": top_k}
+            warning = self._use_source(fps, "the source", verify=verify)
         except BaseException:
             self._bundle.close()
             raise
+        if warning is not None:
+            log.warning(warning)
         self.kind, self.labels = self.classifier.kind, self.classifier.labels
-        self.window, self.precision = self.classifier.window, self.classifier.precision
+        self.precision = self.classifier.precision
         self._clock = StageClock(LatencyStats())
+        self._fresh = True  # nothing pushed since construction or reset
+
+    def _use_source(self, fps: float | None, source: str, verify: bool = False) -> str | None:
+        """(Re)open the core for a source of ``fps`` frames per second and log its ``clip_warnings``; returns the
+        window's own warning for the caller to give once."""
+        choice = choose_window(self.manifest, self._window, fps)
+        if self.classifier is not None:
+            self.classifier.close()
+        self.fps = known_fps(fps)
+        self.classifier = NativeStreamClassifier(self._bundle.root, window=self._window, fps=self.fps, verify=verify,
+                                                 **self._options)
+        self.window, self.window_reason = self.classifier.window, choice.reason
+        for warning in clip_warnings(self.manifest, source, self.fps):
+            log.warning(warning)
+        return choice.warning
 
     @property
     def stats(self) -> LatencyStats:
@@ -101,6 +122,7 @@ class NativeStream:
         """Offer the next frame (or a callable producing it, called only if kept): a :class:`Prediction` at each
         window / segment end, an error event for a bad frame, else ``None``."""
         stats = self.stats
+        self._fresh = False
         t0 = _now()
         request = self.classifier.next_frame()
         t0 = self._clock.timed("sample", t0)
@@ -136,12 +158,18 @@ class NativeStream:
     def run(self, source: Any, *, max_frames: int | None = None) -> Iterator[Prediction]:
         """Stream a path / camera index / URL / :class:`~sdk.video.FrameSource` / iterable of frames through
         :meth:`push` (frames the sampler drops are decoded by the codec but never converted), with the source's
-        timestamps, yielding predictions and error events."""
-        yield from drive(self.push, source, max_frames=max_frames)
+        timestamps (re-timed once where they do not increase: :func:`sdk.classifier.drive`), yielding predictions
+        and error events; the source's frame rate as :meth:`sdk.StreamClassifier.run` takes it."""
+        with opened(source) as src:
+            fps = getattr(src, "fps", None)
+            if self._fresh and known_fps(fps) not in (None, self.fps):
+                self._use_source(fps, src.source)
+            yield from drive(self.push, src, max_frames=max_frames)
 
     def reset(self) -> None:
         """Start a new stream (the core's ``ev_reset``); latency statistics are kept."""
         self.classifier.reset()
+        self._fresh = True
         self._clock.take_lap()  # a new stream starts a new lap
 
     def close(self) -> None:
@@ -171,7 +199,8 @@ class NativeVideoClassifier:
         self.strict = strict
         self._library = Path(library) if library is not None else build()
         self._options = {"top_k": top_k, "precision": precision, "library": self._library}
-        self._stream = NativeStream(bundle, verify=verify, **self._options)
+        # any window: classify opens the core again with a window of the video's length
+        self._stream = NativeStream(bundle, window=1, verify=verify, **self._options)
         self._bundle_path = Path(bundle)
         self.manifest, self.kind = self._stream.manifest, self._stream.kind
         self.labels, self.precision = self._stream.labels, self._stream.precision
@@ -182,9 +211,10 @@ class NativeVideoClassifier:
         source = open_source(video) if owned else video
         try:
             n = VideoClassifier._length(source)  # the same rules (and errors) as the Python classifier
+            warnings = source_warnings(self.manifest, source, n)
             prediction, decoded = self._classify(source, n)
             if prediction is not None:
-                return prediction
+                return dataclasses.replace(prediction, warnings=tuple(warnings))
             error = TruncatedVideoError(getattr(source, "source", "frames"),
                                         f"the stream ends after {decoded} of the {n} frames its header promises",
                                         decoded=decoded, expected=n)
@@ -196,7 +226,7 @@ class NativeVideoClassifier:
             prediction, _ = self._classify(source, decoded)
             if prediction is None:  # fewer frames decoded the second time
                 raise error
-            return dataclasses.replace(prediction, warnings=(warning,))
+            return dataclasses.replace(prediction, warnings=(*warnings, warning))
         finally:
             if owned:
                 source.close()

@@ -46,11 +46,14 @@ typedef struct ev_classifier ev_classifier;
 
 typedef struct ev_options {
   const char* precision; /* "fp32" / "int8" / "fp16" / NULL = the first of int8, fp16, fp32 (as sdk.load) */
-  int32_t window;        /* clip/stream bundles: frames per window; 0 = max(32, sampler span) as sdk; FASTER: ignored */
+  int32_t window;        /* clip/stream bundles: frames per window; 0 = the default (source_fps); FASTER: ignored */
   double ema;            /* smoothing (sdk.Smoothing): p = ema * p_prev + (1 - ema) * p_new, in [0, 1); 0 = off */
   double hysteresis;     /* the shown label changes only when another beats it by more than this, in [0, 1) */
   int32_t smoothing;     /* 1 = smoothing on (even with ema 0 and hysteresis 0, as sdk.Smoothing()) */
   int32_t verify_golden; /* 1 = run the golden self-check at create (fails with EV_ERR_GOLDEN_MISMATCH) */
+  double source_fps;     /* the source's frame rate, 0 = unknown. Default window (sdk.classifier.default_window):
+                          * one training clip (manifest "clip"), floor(clip.seconds * source_fps + 0.5) frames when
+                          * both are known, else clip.frames; a bundle without "clip": max(32, sampler span) */
 } ev_options;
 
 typedef struct ev_frame_request {
@@ -105,6 +108,8 @@ EV_API const char* ev_version(void);
 
 /* Utilities exposed for tests and tools. */
 EV_API ev_status ev_sha256_path(const char* path, char out_hex[65]);
+/* The default window (ev_options.source_fps) of a bundle whose manifest.json text is `manifest_json`. */
+EV_API ev_status ev_default_window(const char* manifest_json, double source_fps, int32_t* window);
 /* copies[i] for i < window: how often position i of a window is sampled, for a sampler given as the manifest's
  * JSON object (e.g. {"kind": "uniform_segments", "frames": 8, "stride": 1, "of": null, "seed": 0}). */
 EV_API ev_status ev_sampler_copies(const char* sampler_json, int32_t window, int32_t* copies);

@@ -76,6 +76,7 @@ ev_status ev_create(const char* bundle_dir, const ev_options* options, ev_classi
       o.ema = options->ema;
       o.hysteresis = options->hysteresis;
       o.verify_golden = options->verify_golden != 0;
+      o.source_fps = options->source_fps;
     }
     auto c = std::make_unique<ev_classifier>();
     c->impl = std::make_unique<ev::Classifier>(bundle_dir, o);
@@ -194,6 +195,14 @@ ev_status ev_sha256_path(const char* path, char out_hex[65]) {
   return guarded([&] {
     std::string h = ev::sha256_of_path(path);
     std::memcpy(out_hex, h.c_str(), 65);
+  });
+}
+
+ev_status ev_default_window(const char* manifest_json, double source_fps, int32_t* window) {
+  if (!manifest_json) return null_arg("manifest_json");
+  if (!window) return null_arg("window");
+  return guarded([&] {
+    *window = static_cast<int32_t>(ev::default_window(ev::Manifest::parse(manifest_json), source_fps));
   });
 }
 

@@ -13,10 +13,28 @@ namespace ev {
 
 namespace fs = std::filesystem;
 
-static constexpr int64_t kDefaultWindow = 32;  // sdk.classifier.DEFAULT_WINDOW
+static constexpr int64_t kDefaultWindow = 32;       // sdk.classifier.DEFAULT_WINDOW
+static constexpr int64_t kMaxWindow = int64_t(1) << 24;  // sdk.classifier.MAX_WINDOW
 static const char* const kPrecisionOrder[] = {"int8", "fp16", "fp32"};
 
 static int role_code(const std::string& r) { return r == "expensive" ? 1 : r == "cheap" ? 2 : 0; }
+
+int64_t default_window(const Manifest& m, double source_fps) {
+  if (m.has_faster) return m.faster.segment_frames;
+  if (!m.has_clip) {
+    const Sampler& s = m.sampler;
+    return std::max(kDefaultWindow, (s.frames - 1) * s.stride + 1);
+  }
+  const bool fps_known = std::isfinite(source_fps) && source_fps > 0;
+  if (m.clip.seconds > 0 && fps_known) {
+    const double frames = std::floor(m.clip.seconds * source_fps + 0.5);
+    if (!(frames <= static_cast<double>(kMaxWindow)))
+      throw Error(EV_ERR_INVALID_ARGUMENT, "the training clip at this frame rate is more than 2^24 frames per window: "
+                                           "is the source's frame rate right? pass the window explicitly");
+    return std::max<int64_t>(1, static_cast<int64_t>(frames));
+  }
+  return m.clip.frames;
+}
 
 std::string Classifier::check_file(const std::string& rel, const std::string& sha, const std::string& what) {
   fs::path p = fs::path(dir_) / rel;
@@ -86,10 +104,10 @@ Classifier::Classifier(const std::string& bundle_dir, const Options& options) : 
   } else {
     kind_ = chosen["model"]->mode;
     if (kind_ != "clip" && kind_ != "stream") throw Error(EV_ERR_BAD_BUNDLE, "the model program must be clip or stream");
-    const Sampler& s = manifest_.sampler;
-    int64_t span = (s.frames - 1) * s.stride + 1;
-    window_ = options.window > 0 ? options.window : std::max(kDefaultWindow, span);
     if (options.window < 0) throw Error(EV_ERR_INVALID_ARGUMENT, "window must be a positive number of frames");
+    if (!(options.source_fps >= 0) || !std::isfinite(options.source_fps))
+      throw Error(EV_ERR_INVALID_ARGUMENT, "source_fps must be a finite frame rate >= 0 (0 = unknown)");
+    window_ = options.window > 0 ? options.window : default_window(manifest_, options.source_fps);
   }
   for (const auto& kv : chosen) {
     const Program* p = kv.second;

@@ -17,11 +17,17 @@ namespace ev {
 
 struct Options {
   std::string precision;  // "" = auto (int8, fp16, fp32)
-  int64_t window = 0;     // 0 = max(32, sampler span)
+  int64_t window = 0;     // 0 = default_window(manifest, source_fps)
   bool smoothing = false;
   double ema = 0.0, hysteresis = 0.0;
   bool verify_golden = false;
+  double source_fps = 0.0;  // the source's frame rate; 0 = unknown
 };
+
+// sdk.classifier.default_window: frames per window when none is given. One training clip: floor(clip.seconds *
+// source_fps + 0.5) frames when both are known, else clip.frames; a bundle without a clip: max(32, sampler span);
+// FASTER: the segment. Throws Error(EV_ERR_INVALID_ARGUMENT) beyond 2^24 frames (a wrong frame rate).
+int64_t default_window(const Manifest& m, double source_fps);
 
 struct Prediction {
   bool ready = false;

@@ -102,6 +102,30 @@ InputSpec input_spec(const Json& j, const std::string& where) {
   return in;
 }
 
+// A number > 0, or null / absent (0 = unknown).
+double positive_or_null(const Json& obj, const std::string& key, const std::string& where) {
+  const Json* v = obj.find(key);
+  if (!v || v->is_null()) return 0.0;
+  if (!v->is_number() || !(v->number > 0)) fail(where + "." + key, "must be a number > 0 or null");
+  return v->number;
+}
+
+TrainingClip training_clip(const Json& j) {
+  if (!j.is_object()) fail("clip", "expected an object");
+  for (const auto& kv : j.object)
+    if (kv.first != "frames" && kv.first != "fps" && kv.first != "seconds" && kv.first != "videos")
+      fail("clip", "unknown field '" + kv.first + "'");
+  TrainingClip c;
+  c.frames = integer(j, "frames", "clip");
+  if (c.frames < 1) fail("clip.frames", "must be >= 1");
+  const Json* videos = j.find("videos");
+  if (videos && !videos->is_null() && (!videos->is_int() || videos->integer < 1))
+    fail("clip.videos", "must be an integer >= 1 or null");
+  c.fps = positive_or_null(j, "fps", "clip");
+  c.seconds = positive_or_null(j, "seconds", "clip");
+  return c;
+}
+
 Sampler parse_sampler(const Json& obj, const std::string& where) {
   return Sampler::from_json(member(obj, "sampler", where, Json::Type::Object), where + ".sampler");
 }
@@ -202,6 +226,11 @@ Manifest Manifest::parse(const std::string& text) {
   }
   for (const auto& p : m.programs)
     if ((p.role != "model") != m.has_faster) fail("programs", "program roles do not match the presence of 'faster'");
+  const Json* clip = root.find("clip");
+  if (clip && !clip->is_null()) {
+    m.has_clip = true;
+    m.clip = training_clip(*clip);
+  }
   return m;
 }
 

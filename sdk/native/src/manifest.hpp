@@ -43,6 +43,11 @@ struct Faster {
   std::map<std::string, ClipModel> clip_models;
 };
 
+struct TrainingClip {  // sdk.manifest.TrainingClip: the training videos' median length (schema 1.2, optional)
+  int64_t frames = 0;
+  double fps = 0.0, seconds = 0.0;  // 0 = unknown (null in the manifest)
+};
+
 struct Manifest {
   std::string schema_version, name;
   std::vector<std::string> labels;
@@ -52,6 +57,8 @@ struct Manifest {
   std::string golden_file, golden_sha256;
   bool has_faster = false;
   Faster faster;
+  bool has_clip = false;
+  TrainingClip clip;
 
   static Manifest parse(const std::string& text);  // throws Error(EV_ERR_BAD_BUNDLE)
 };
