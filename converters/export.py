@@ -36,6 +36,7 @@ from converters.writer import ExportReport, provenance, write_bundle
 from sdk.backends import load_runner
 from sdk.errors import ConfigError
 from sdk.manifest import FasterClipModel, FasterSpec, InputSpec, Program
+from training.logs import filtered_stderr
 from training.models.faster import LoadedFaster
 
 __all__ = ["ExportOptions", "ExportReport", "export_bundle", "export_faster_bundle"]
@@ -43,7 +44,13 @@ __all__ = ["ExportOptions", "ExportReport", "export_bundle", "export_faster_bund
 
 def export_bundle(opts: ExportOptions) -> ExportReport:
     """Export, verify and write the bundle (see the module docstring); the report names any format that failed. A
-    FASTER checkpoint goes to :func:`export_faster_bundle`."""
+    FASTER checkpoint goes to :func:`export_faster_bundle`. The converters' and runtimes' native chatter and progress
+    bars go through :func:`training.logs.filtered_stderr` (hidden unless verbose; whole lines in a log file)."""
+    with filtered_stderr():
+        return _export(opts)
+
+
+def _export(opts: ExportOptions) -> ExportReport:
     started = time.perf_counter()
     if opts.out.exists() and not opts.force:
         raise ConfigError(f"{opts.out} exists; pass --force to replace it")
@@ -57,11 +64,20 @@ def export_bundle(opts: ExportOptions) -> ExportReport:
     root = dataset_root(opts, source)
     programs = plan(source, opts.mode)
 
-    say(f"{opts.parity_clips} parity clips from {root / opts.split}")
     held_out = clips(root, opts.split, source, opts.parity_clips + opts.golden_clips)
+    if len(held_out) <= opts.golden_clips:
+        raise ConfigError(f"{root / opts.split} has {len(held_out)} clips: parity needs more than the "
+                          f"{opts.golden_clips} golden ones; pass a split with more videos (--split, --data) or "
+                          "fewer --golden-clips")
     programs.golden = [tuple(t.numpy() for t in step_inputs(programs, c)) for c in held_out[:opts.golden_clips]]
     programs.parity = [tuple(t.numpy() for t in step_inputs(programs, c)) for c in held_out[opts.golden_clips:]]
     programs.example = representative_input(programs, held_out[0])
+    used = len(programs.parity)
+    say(f"{used} parity clips from {root / opts.split}" + ("" if used == opts.parity_clips else
+        f" (--parity-clips {opts.parity_clips}: the split has {len(held_out)} clips, {opts.golden_clips} golden)"))
+    coarse = opts.tolerance.coarse(opts.precision, used, against_fp32=programs.quantized is None)
+    if coarse:
+        say(f"warning: {coarse}")
     if opts.precision == "int8" and programs.quantized is None:
         say(f"calibration clips from {root / opts.calibration_split}")
         programs.calibration = clips(root, opts.calibration_split, source, opts.calibration_clips)
@@ -114,7 +130,6 @@ def export_faster_bundle(opts: ExportOptions, faster: LoadedFaster, started: flo
                           "pass --data DIR")
     roles = list(dict.fromkeys(pattern))
     count = opts.parity_clips + opts.golden_clips
-    say(f"{count} held-out long videos from {root / opts.split}")
     jobs, clip_programs, videos, calibration = {}, {}, {}, {}
     for role in roles:
         pre = faster.preprocess[role]
@@ -134,6 +149,7 @@ def export_faster_bundle(opts: ExportOptions, faster: LoadedFaster, started: flo
             calibration[role] = train_videos
             job.calibration = [s for v in train_videos for s in v]
         jobs[role] = job
+    say(f"{len(labels)} held-out long videos from {root / opts.split} ({opts.golden_clips} golden)")
 
     aggregator = faster.model.aggregator
     size = tuple(aggregator.feature_size) if aggregator.spatial else None

@@ -2,17 +2,22 @@
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import hashlib
 import io
 import json
 import os
+import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+import converters.export
 from converters.__main__ import main as converters_main
 from converters.delegation import HARMLESS_OPS
 from converters.export import ExportOptions, export_bundle
@@ -21,12 +26,14 @@ from converters.writer import dataset_id
 from sdk.backends import load_runner
 from sdk.bundle import Bundle
 from sdk.errors import ConfigError
+from sdk.manifest import SCHEMA_FILE, Parity
 from sdk.preprocess import Preprocess
 from sdk.samplers import Sampler
 from training.checkpoint import atomic_save
 from training.data.datasets import DatasetInfo
 
 SIZE = 32
+REPO = Path(__file__).resolve().parents[1]
 
 
 def make_checkpoint(path: Path, data: Path, arch: str, frames: int) -> Path:
@@ -244,3 +251,112 @@ def test_dataset_id_follows_the_content_not_the_place(tiny_benchmark: Path, tmp_
     assert dataset_id(moved) == dataset_id(tiny_benchmark)
     (moved / "val.csv").write_text((moved / "val.csv").read_text() + "\n")
     assert dataset_id(moved) != dataset_id(tiny_benchmark)
+
+
+@pytest.mark.timeout(1200)  # two int8 exports: 3-6 min on a busy 2-core machine
+def test_int8_gate_reports_clips_used_checks_fp32_and_refuses_black_frame_calibration(
+        clip_checkpoint: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+    """The int8 gate (issue 27): PTQ exported at the default --parity-clips 100 from the 32-clip val split says it
+    used 30 clips, and records and prints its figures against torch int8 and fp32. Calibrated on black frames, the
+    int8 model ignores its input: the runtime still follows its torch int8 reference (the old gate passed it) and on
+    this model still agrees with fp32's top-1, but its logits are off fp32 by ~2 spreads: refused, saying what to do."""
+    out = tmp_path / "ptq.vbundle"
+    args = ["export", "--checkpoint", str(clip_checkpoint), "--to", "onnx", "--precision", "int8"]
+    assert converters_main([*args, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "[export] 30 parity clips from" in printed and "(--parity-clips 100: the split has 32 clips, 2 golden)" \
+        in printed
+    assert re.search(r"clip_onnx_int8 on 30 clips: vs torch int8 .*; vs torch fp32: top-1 agreement", printed), printed
+    assert "too few" not in printed  # 30 clips leave room for 3 disagreeing ones at the 0.9 gate
+    with Bundle(out) as b:
+        parity = b.manifest.programs[0].parity
+    vs = parity.vs_fp32
+    assert parity.clips == 30 and 0 < parity.mean_abs_diff <= parity.max_abs_diff
+    assert set(vs) == {"top1_agreement", "max_abs_diff", "mean_abs_diff", "min_top1_agreement", "logit_spread",
+                       "max_mean_abs_diff"}
+    assert vs["top1_agreement"] >= 0.8 and vs["mean_abs_diff"] <= 0.35 * vs["logit_spread"], vs  # measured 0.25
+    import jsonschema
+
+    jsonschema.validate(json.loads((out / "manifest.json").read_text()), json.loads(SCHEMA_FILE.read_text()))
+
+    real_clips = converters.export.clips
+
+    def black_calibration(root, split, source, count):
+        found = real_clips(root, split, source, count)
+        return [torch.zeros_like(c) for c in found] if split == "train.csv" else found
+
+    monkeypatch.setattr(converters.export, "clips", black_calibration)
+    black = tmp_path / "black.vbundle"
+    assert converters_main([*args, "--out", str(black)]) == 2
+    error = capsys.readouterr().err
+    assert re.search(r"mean \|logit diff\| from fp32 [\d.]+ > [\d.]+ = 0.5 x the fp32 logits' spread", error), error
+    assert re.search(r"vs torch int8 \(PT2E XNNPACK scheme\): top-1 agreement (1.000|0.9\d\d)", error), error
+    assert "calibrate on more clips that look like the data (--calibration-clips, --calibration-split)" in error
+    assert "python -m training.qat" in error and "--int8-max-fp32-error" in error
+    assert not black.exists()
+
+
+def test_int8_refusal_says_what_to_do_and_when_clips_are_too_few() -> None:
+    """The refusal of issue 27 (0.889 top-1 agreement on 18 clips at the 0.9 gate) names the flags that change it and
+    says that one clip is 5.6 points; a program that ignores its input is refused against fp32 even where it agrees
+    with fp32's top-1 on every clip (one class dominates the logits)."""
+    rng = np.random.default_rng(0)
+    fp32 = rng.normal(size=(18, 4)).astype(np.float32)
+    fp32[:, 0] += 5.0  # class 0 wins every clip
+    flipped = fp32.copy()
+    flipped[:2, 1] += 10.0  # two clips of 18 disagree
+    with pytest.raises(ParityError) as refused:
+        measure(flipped[:, None], flipped, fp32[:, None], fp32, precision="int8", reference="torch int8",
+                tolerance=Tolerance(), golden_diff=0.0)
+    message = str(refused.value)
+    assert "top-1 agreement 0.889 < 0.9 (on 18 clips, vs torch int8: top-1 agreement 0.889" in message
+    assert "--parity-clips" in message and "--int8-min-agreement" in message
+    assert "one clip is 5.6 points" in message and "at least 30 clips" in message
+    assert Tolerance().coarse("int8", 18, against_fp32=False) in message
+    assert Tolerance().coarse("int8", 30, against_fp32=True) is None  # 3 disagreeing clips fit in the margin
+    assert Tolerance().coarse("fp32", 2, against_fp32=False) is None
+
+    constant = np.repeat(fp32.mean(0, keepdims=True), 18, axis=0)
+    with pytest.raises(ParityError, match=r"^mean \|logit diff\| from fp32 [\d.]+ > [\d.]+ = 0.5 x the fp32 logits'"):
+        measure(constant[:, None], constant, constant[:, None], constant, precision="int8", reference="torch int8",
+                tolerance=Tolerance(), golden_diff=0.0, fp32_clips=fp32)
+    ok = measure(fp32[:, None] + 0.1, fp32 + 0.1, fp32[:, None], fp32, precision="int8", reference="torch int8",
+                 tolerance=Tolerance(), golden_diff=0.0, fp32_clips=fp32)
+    assert ok.vs_fp32["top1_agreement"] == 1.0 and ok.vs_fp32["mean_abs_diff"] == pytest.approx(0.1)
+    # the parity record round-trips, and a record written before the new fields still loads
+    assert Parity.parse(json.loads(json.dumps(dataclasses.asdict(ok))), "parity") == ok
+    old = Parity.parse({"status": "verified", "reference": "torch int8", "clips": 8, "max_abs_diff": 0.5,
+                        "top1_agreement": 1.0, "vs_fp32": {"top1_agreement": 1.0}}, "parity")
+    assert old.mean_abs_diff is None and old.vs_fp32 == {"top1_agreement": 1.0}
+
+
+# the exporter's own lines: its steps, the report table (header, rule, one row per program), the int8 parity lines
+OWN_LINE = re.compile(r"\[export\] |program +size |-+ +-+|clip_\w+_(fp32|fp16|int8) |int8 parity |  clip_\w+ on \d+ "
+                      r"clips: |bundle .* written in |$")
+
+
+@pytest.mark.timeout(1500)
+def test_export_log_holds_only_its_own_lines_unless_verbose(clip_checkpoint: Path, tmp_path: Path) -> None:
+    """``python -m converters export`` into a log file (no terminal), every format: no line of the libraries
+    underneath (Core ML's version warnings and progress bars, TensorFlow's absl notices, LiteRT's delegate line,
+    torch.onnx's torchvision notices), no carriage return; ``--verbose`` shows them again, each bar as one line."""
+    def export(*extra: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "converters", "export", "--checkpoint", str(clip_checkpoint),
+                               "--out", str(tmp_path / f"b{len(extra)}.vbundle"), "--parity-clips", "2", *extra],
+                              cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=1200)
+        log = done.stdout.decode()  # not text=True: universal newlines would turn a bar's \r into \n
+        assert done.returncode == 0, log[-3000:]
+        return log
+
+    quiet = export()
+    assert "clip_coreml_fp32" in quiet and "clip_tflite_fp32" in quiet and "clip_onnx_fp32" in quiet
+    assert "\r" not in quiet
+    foreign = [line for line in quiet.splitlines() if not OWN_LINE.match(line)]
+    assert not foreign, foreign
+    verbose = export("--verbose", "--to", "coreml,tflite,onnx")
+    assert "\r" not in verbose
+    for line in ("Failed to load _MLModelProxy", "has not been tested with coremltools", "oneDNN custom operations",
+                 "All log messages before absl::Initialize", "INFO: Created TensorFlow Lite XNNPACK delegate",
+                 "torchvision is not installed. Skipping torchvision::nms"):
+        assert line in verbose, line
+    assert re.search(r"^Running MIL default pipeline: 100%.*passes/s\]$", verbose, re.M), verbose[-3000:]
