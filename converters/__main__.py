@@ -5,7 +5,7 @@ import argparse
 import sys
 
 from converters.options import ExportOptions
-from converters.parity import ParityError, parity_lines
+from converters.parity import ParityError
 from sdk.describe import add_inspect_command
 from sdk.errors import SdkError
 from training.config import VERBOSE_HELP, HelpFormatter, add_options, options_from_args, set_verbose
@@ -18,11 +18,6 @@ def _export(args: argparse.Namespace) -> int:
     report = export_bundle(opts)
     print()
     print(report.table())
-    lines = parity_lines(report.manifest.programs)
-    if lines:
-        print("\nint8 parity (the gate's figures; --int8-min-agreement, --int8-min-fp32-agreement, "
-              "--int8-max-fp32-error):")
-        print("\n".join(f"  {line}" for line in lines))
     print(f"\nbundle {report.bundle} written in {report.timings['total']:.1f} s"
           + (f" (and {report.bundle}.zip)" if args.zip else ""))
     for failure in report.failed:

@@ -77,6 +77,10 @@ class ExportReport:
                                  f"features into its aggregator) vs torch: max|diff| {video['max_abs_diff']:.2e}, "
                                  f"top-1 agreement {video['top1_agreement']:.3f}, top-1 {video['top1_runtime']:.3f} "
                                  f"(torch {video['top1_torch']:.3f})")
+        int8 = parity_mod.parity_lines(self.manifest.programs)
+        if int8:
+            lines += ["", "int8 parity (the gate's figures; --int8-min-agreement, --int8-min-fp32-agreement, "
+                      "--int8-max-fp32-error):", *(f"  {line}" for line in int8)]
         lines += [f"FAILED {f.format}: {f.error}" for f in self.failed]
         return "\n".join(lines)
 
