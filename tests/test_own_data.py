@@ -66,7 +66,7 @@ def test_the_own_data_walkthrough_runs_as_written(tiny_benchmark: Path, tmp_path
                      "training.qat", "training.evaluate", "converters", "sdk", "sdk", "sdk"], tools
     outputs = []
     for command in commands:
-        command = re.sub(r"my_videos/val/\S+\.mp4", str(video), command)
+        command = re.sub(r"my_videos/val/\S+\.mp4", f"my_videos/{video.relative_to(data)}", command)
         argv = [a.replace("my_videos", str(data)).replace("runs/", f"{tmp_path}/runs/") for a in shlex.split(command)]
         argv += TINY.get(argv[2], [])
         run = subprocess.run([sys.executable, *argv[1:]], cwd=tmp_path, stdout=subprocess.PIPE,
