@@ -84,6 +84,7 @@ def plot(rows: Sequence[dict[str, Any]], path: Path, chance: float) -> Path:
         ax.plot(x, [r["within_pair"] for r in rows], "s--", label="within-pair")
     ax.axhline(chance, color="grey", lw=0.8, ls=":", label="chance (top-1)")
     ax.set_xscale("log")
+    ax.minorticks_off()
     ax.set_xticks(x, [str(v) for v in x])
     ax.set_xlabel("training videos per class")
     ax.set_ylabel("validation accuracy")
