@@ -31,7 +31,7 @@ from converters.options import ExportOptions, check_formats, say
 from converters.plan import (AGGREGATOR_PARITY_STEPS, Programs, chain, feature_sequences, plan, quantize,
                              reference_videos, references, representative_input, step_inputs)
 from converters.program import FasterClipProgram
-from converters.source import Source, clips, dataset_root, load_source, long_videos
+from converters.source import Source, clips, dataset_root, load_source, long_videos, split_location
 from converters.writer import ExportReport, provenance, write_bundle
 from sdk.backends import load_runner
 from sdk.errors import ConfigError
@@ -66,20 +66,20 @@ def _export(opts: ExportOptions) -> ExportReport:
 
     held_out = clips(root, opts.split, source, opts.parity_clips + opts.golden_clips)
     if len(held_out) <= opts.golden_clips:
-        raise ConfigError(f"{root / opts.split} has {len(held_out)} clips: parity needs more than the "
+        raise ConfigError(f"{split_location(root, opts.split)} has {len(held_out)} clips: parity needs more than the "
                           f"{opts.golden_clips} golden ones; pass a split with more videos (--split, --data) or "
                           "fewer --golden-clips")
     programs.golden = [tuple(t.numpy() for t in step_inputs(programs, c)) for c in held_out[:opts.golden_clips]]
     programs.parity = [tuple(t.numpy() for t in step_inputs(programs, c)) for c in held_out[opts.golden_clips:]]
     programs.example = representative_input(programs, held_out[0])
     used = len(programs.parity)
-    say(f"{used} parity clips from {root / opts.split}" + ("" if used == opts.parity_clips else
+    say(f"{used} parity clips from {split_location(root, opts.split)}" + ("" if used == opts.parity_clips else
         f" (--parity-clips {opts.parity_clips}: the split has {len(held_out)} clips, {opts.golden_clips} golden)"))
     coarse = opts.tolerance.coarse(opts.precision, used, against_fp32=programs.quantized is None)
     if coarse:
         say(f"warning: {coarse}")
     if opts.precision == "int8" and programs.quantized is None:
-        say(f"calibration clips from {root / opts.calibration_split}")
+        say(f"calibration clips from {split_location(root, opts.calibration_split)}")
         programs.calibration = clips(root, opts.calibration_split, source, opts.calibration_clips)
     quantize(programs, opts.precision)
     golden: dict[str, np.ndarray] = {}
@@ -149,7 +149,7 @@ def export_faster_bundle(opts: ExportOptions, faster: LoadedFaster, started: flo
             calibration[role] = train_videos
             job.calibration = [s for v in train_videos for s in v]
         jobs[role] = job
-    say(f"{len(labels)} held-out long videos from {root / opts.split} ({opts.golden_clips} golden)")
+    say(f"{len(labels)} held-out long videos from {split_location(root, opts.split)} ({opts.golden_clips} golden)")
 
     aggregator = faster.model.aggregator
     size = tuple(aggregator.feature_size) if aggregator.spatial else None

@@ -20,7 +20,7 @@ from sdk.samplers import Sampler
 from training.checkpoint import CheckpointMeta, load_checkpoint_model, model_from_checkpoint, read_checkpoint
 from training.models.faster import LoadedFaster, faster_from_checkpoint, is_faster
 
-__all__ = ["Source", "clips", "dataset_root", "load_source", "long_videos", "raw_preprocess"]
+__all__ = ["Source", "clips", "dataset_root", "load_source", "long_videos", "raw_preprocess", "split_location"]
 
 
 @dataclass
@@ -77,6 +77,14 @@ def clips(root: Path, split: str, source: Source, count: int) -> list[torch.Tens
     dataset = ClipDataset([records[i] for i in picks], sampler=source.sampler,
                           preprocess=raw_preprocess(source.preprocess), train=False)
     return [torch.as_tensor(dataset[i][0]) for i in range(len(dataset))]
+
+
+def split_location(root: Path, split: str) -> Path:
+    """Where a split name resolves in the dataset (``train.csv`` may be the ``train/`` folder of a class-folder
+    dataset): what the exporter's messages name."""
+    from training.data.datasets import DatasetInfo
+
+    return DatasetInfo.from_dir(root).split_path(split)
 
 
 def dataset_root(opts: ExportOptions, source: Source) -> Path:

@@ -33,6 +33,7 @@ def test_order_blind_features_cannot_tell_a_clip_from_its_reversal(tmp_path: Pat
     import csv
 
     from benchmarks.probe import extract
+    from training.data.datasets import DatasetInfo
     from training.data import synthetic as syn
     from training.data.writer import write_mp4
 
@@ -47,7 +48,8 @@ def test_order_blind_features_cannot_tell_a_clip_from_its_reversal(tmp_path: Pat
             rows.append((name, label))
     with open(tmp_path / "val.csv", "w", newline="") as f:
         csv.writer(f).writerows([("path", "label"), *rows])
-    features, _ = extract(tmp_path, "val", list(syn.CLASSES), frames=cfg.frames, size=64, workers=0)  # every frame
+    info = DatasetInfo(tmp_path, list(syn.CLASSES))
+    features, _ = extract(info, "val", frames=cfg.frames, size=64, workers=0)  # every frame
     average, ordered = features.mean(1), features.reshape(len(features), -1)
     for k in range(len(syn.PAIRS)):
         clip, reversal, other = 3 * k, 3 * k + 1, 3 * k + 2
