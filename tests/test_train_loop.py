@@ -163,14 +163,16 @@ def test_a_killed_run_resumes_to_the_same_weights(tiny_benchmark: Path, tmp_path
     assert rows[-1]["val_top1"] == ref_rows[-1]["val_top1"]
 
 
-def test_starting_over_an_existing_run_needs_resume(tiny_benchmark: Path, tmp_path: Path):
-    from training.train import main
+def test_starting_over_an_existing_run_needs_resume(tiny_benchmark: Path, tmp_path: Path, capsys):
+    from training.train import main, parse_args, train
 
     out = tmp_path / "run"
     out.mkdir()
     torch.save({"model": {}}, out / "last.pt")
+    args = ["--data", str(tiny_benchmark), "--out", str(out), *TINY_RUN, "--epochs", "1"]
     with pytest.raises(ConfigError, match="--resume"):
-        main(["--data", str(tiny_benchmark), "--out", str(out), *TINY_RUN, "--epochs", "1"])
+        train(parse_args(args))
+    assert main(args) == 2 and "--resume" in capsys.readouterr().err  # the command line: one error line
 
 
 def test_torchrun_two_processes_on_cpu(tiny_benchmark: Path, tmp_path: Path):

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import os
+import sys
 import typing
 from pathlib import Path
 from types import UnionType
@@ -25,9 +27,10 @@ from typing import Any, Callable, Mapping, Sequence, TypeVar, Union
 import yaml
 
 from sdk.backends import VERBOSE_ENV
-from sdk.errors import ConfigError
+from sdk.errors import ConfigError, SdkError
 
-__all__ = ["RECIPES", "RECIPE_TOOLS", "VERBOSE_HELP", "HelpFormatter", "add_options", "check_choices", "config_from_mapping",
+__all__ = ["RECIPES", "RECIPE_TOOLS", "VERBOSE_HELP", "HelpFormatter", "add_options", "check_choices", "cli_main",
+           "config_from_mapping",
            "field_choices", "field_help", "load_recipe", "option", "options_from_args", "parse_config", "recipe_names", "set_verbose",
            "tool_parser"]
 
@@ -221,6 +224,24 @@ def set_verbose(verbose: bool) -> None:
 
         os.environ[VERBOSE_ENV] = "1"
         logs.show_everything()
+
+
+def cli_main(main: Callable[..., int]) -> Callable[..., int]:
+    """A tool's ``main``: a user's mistake (an :class:`~sdk.errors.SdkError`: a bad value, a missing file, an unknown
+    recipe or model) is one ``error:`` line on stderr and exit status 2, without a traceback; with ``--verbose`` the
+    error is raised with its traceback."""
+
+    @functools.wraps(main)
+    def run(argv: Sequence[str] | None = None) -> int:
+        try:
+            return main(argv)
+        except SdkError as e:
+            if os.environ.get(VERBOSE_ENV):
+                raise
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+
+    return run
 
 
 def tool_parser(prog: str, description: str, example: str, *, usage: str | None = None,

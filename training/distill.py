@@ -35,7 +35,7 @@ from torch import nn
 from sdk.errors import ConfigError
 from sdk.samplers import SEE_VERY_LITTLE_KINDS, Sampler
 from training import distributed
-from training.config import option, parse_config
+from training.config import cli_main, option, parse_config
 from training.data.check import check_dataset
 from training.data.datasets import ClipDataset, DatasetInfo
 from training.data.feature_cache import CachedClipDataset, prefix_digest
@@ -264,6 +264,7 @@ def _distill(cfg: DistillConfig, ctx: distributed.Context) -> dict[str, Any]:
     return summary
 
 
+@cli_main
 def main(argv: Sequence[str] | None = None) -> int:
     cfg, _ = parse_config(DistillConfig, argv, prog="python -m training.distill", description=__doc__.splitlines()[0],
                           example="python -m training.distill --config student_cpu --teacher runs/teacher/best.pt "

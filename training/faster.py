@@ -76,7 +76,7 @@ from sdk.files import sha256_of
 from sdk.preprocess import Preprocess
 from sdk.samplers import Sampler
 from training.checkpoint import atomic_save, load_checkpoint_model
-from training.config import check_choices, option, parse_config
+from training.config import check_choices, cli_main, option, parse_config
 from training.data.datasets import DatasetInfo
 from training.data.long_video import GENERATOR_NAME, LongVideoDataset
 from training.models import create, list_models
@@ -558,6 +558,7 @@ def plot_accuracy_vs_macs(rows: Sequence[dict[str, Any]], png: str | Path) -> Pa
     return Path(png)
 
 
+@cli_main
 def main(argv: Sequence[str] | None = None) -> int:
     cfg, _ = parse_config(FasterConfig, argv, prog="python -m training.faster", description=__doc__.splitlines()[0],
                           example="python -m training.faster --config faster_small data=data/long_small "

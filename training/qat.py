@@ -26,7 +26,7 @@ from torch import nn
 from sdk.errors import ConfigError
 from training import distributed, quantize
 from training.checkpoint import CheckpointMeta, load_checkpoint, load_checkpoint_model
-from training.config import option, parse_config
+from training.config import cli_main, option, parse_config
 from training.data.check import check_dataset
 from training.data.datasets import ClipDataset, DatasetInfo, make_loader
 from training.train import Job, TrainConfig, fit, validation_metrics
@@ -169,6 +169,7 @@ def quantize_checkpoint(cfg: QATConfig) -> dict[str, Any]:
     return report
 
 
+@cli_main
 def main(argv: Sequence[str] | None = None) -> int:
     cfg, _ = parse_config(QATConfig, argv, prog="python -m training.qat", description=__doc__.splitlines()[0],
                           example="python -m training.qat --config qat_cpu --checkpoint runs/student/best.pt "

@@ -28,7 +28,7 @@ from sdk.preprocess import CROP_COUNTS, Preprocess
 from sdk.samplers import SAMPLER_KINDS, Sampler
 from training import distributed
 from training.checkpoint import CheckpointMeta, atomic_save, load_checkpoint
-from training.config import check_choices, option, parse_config
+from training.config import check_choices, cli_main, option, parse_config
 from training.data.check import check_dataset
 from training.data.datasets import ClipDataset, DatasetInfo, make_loader
 from training.data.feature_cache import CachedClipDataset
@@ -118,6 +118,11 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "accumulate", "frames", "size", "eval_clips", "val_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        negative = [name for name in ("lr", "weight_decay", "label_smoothing", "warmup_epochs")
+                    if not getattr(self, name) >= 0]  # not >=: NaN is refused too
+        if negative:
+            raise ConfigError(", ".join(f"{name} {getattr(self, name)}" for name in negative)
+                              + ": must be >= 0 (lr 0 trains nothing: it keeps the starting weights)")
         if self.workers < 0 or self.checkpoint_every < 0 or self.freeze < 0:
             raise ConfigError("workers, checkpoint_every and freeze must be >= 0")
         if self.cached and self.eval_crops != 1:
@@ -432,6 +437,7 @@ def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
                                 "epochs=20")[0]
 
 
+@cli_main
 def main(argv: Sequence[str] | None = None) -> int:
     summary = train(parse_args(argv))
     b = summary["best"]
