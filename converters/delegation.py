@@ -1,7 +1,7 @@
 """Lower a model to ExecuTorch with the XNNPACK partitioner and report what did not go to the delegate.
 
 Ops outside the delegate run on ExecuTorch's portable kernels (slow); a temporal op (TAM, temporal shift: made of
-pad / slice / cat / reshape) there is a bug (DESIGN.md contract 1). The converters build on :func:`lower_to_xnnpack`.
+pad / slice / cat / reshape) there is a bug (docs/design.md, contract 1). The converters build on :func:`lower_to_xnnpack`.
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 fp32 lowers the program module; int8 lowers ``job.quantized`` -- the PT2E graph with the XNNPACK quantizer's scheme
 (QAT from ``training.qat``, or calibrated by the export), which XNNPACK runs as int8 kernels. The delegation report
 (the ops left on ExecuTorch's portable kernels) goes into the manifest; a temporal op there is listed separately,
-since it is a bug (DESIGN.md contract 1).
+since it is a bug (docs/design.md, contract 1).
 """
 from __future__ import annotations
 

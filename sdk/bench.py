@@ -1,6 +1,6 @@
 """``python -m sdk bench``: per-frame latency of every available backend of one or more bundles, side by side.
 
-Method (DESIGN.md "Measuring": ratios measured side by side in one run, the machines are shared and noisy):
+Method (docs/design.md "Measuring": ratios measured side by side in one run, the machines are shared and noisy):
 
 * every program of every bundle on every available backend (and optional eager-torch ``.pt2`` reference programs)
   is loaded, warmed up, then timed **round-robin**: one burst of calls per program in turn until each has

@@ -4,7 +4,7 @@
 same rules for other languages) and raises :class:`~sdk.errors.BundleError` naming the first problem. The container
 that holds the manifest and the files it lists is :mod:`sdk.bundle`.
 
-The program contract (DESIGN.md contracts 2 and 3):
+The program contract (docs/design.md, contracts 2 and 3):
 
 * ``mode="clip"``: ``(clip,) -> (logits,)``; ``clip`` is ``(T, 3, H, W)`` float32 RGB in ``[0, 255]`` -- the sampled
   frames after resize and crop (``input.preprocess``); the steps listed in ``input.in_program`` (scaling, mean/std

@@ -1,6 +1,6 @@
 """Feature cache: a frozen backbone prefix run once per frame, stored on disk, read by many epochs of training.
 
-Transfer learning's cheap path on a CPU (DESIGN.md, "Learning on a CPU"): the first blocks of an ImageNet MobileNetV2
+Transfer learning's cheap path on a CPU (docs/design.md, "Learning on a CPU"): the first blocks of an ImageNet MobileNetV2
 are frozen, so their output for a given frame never changes. :func:`build_cache` decodes every frame of every video
 of a split once, preprocesses it with the evaluation transform of ``sdk.preprocess`` (resize + centre crop +
 normalise: what the device does), runs the frozen prefix, and stores the activations (float16 by default) as one

@@ -3,7 +3,7 @@
 FASTER (Zhu et al., "FASTER Recurrent Networks for Efficient Video Classification", AAAI 2020, arXiv 1906.04226)
 treats a video as a sequence of clips: an expensive clip model runs on some clips, a cheap one on the others, and a
 recurrent unit aggregates their features, one clip per step, into the video prediction. Every aggregator here has one
-interface (:class:`Aggregator`) built for streaming on a device (DESIGN.md contracts 1 and 2):
+interface (:class:`Aggregator`) built for streaming on a device (docs/design.md, contracts 1 and 2):
 
 * ``state_specs(batch)`` names and shapes the state tensors (rank <= 4); ``initial_state(batch)`` is all zeros, and
   resetting a stream means zeros again;
@@ -29,7 +29,7 @@ Clip features ``x_t`` (``C_x`` channels), hidden state ``h_{t-1}`` (``C_h`` chan
     ñ_t     = ReLU(BN(W_nx * x̄_t + r_t ⊙ (W_nh * h̄_{t-1} + b_n)))   candidate: ReLU instead of tanh
     h_t     = (1 - z_t) ⊙ ñ_t + z_t ⊙ h_{t-1}
 
-The video logits are ``fc(dropout(mean_{H,W} h_t))``. Taken from the paper (as summarised in DESIGN.md): the 1x1
+The video logits are ``fc(dropout(mean_{H,W} h_t))``. Taken from the paper (as summarised in docs/design.md): the 1x1
 reductions of input and hidden state with BN + ReLU, gates computed from the concatenation of the reduced tensors and
 expanded back to the hidden width, the ReLU candidate instead of tanh, hidden states that keep the feature maps'
 layout. The text of the paper's section 3 could not be read where this was written (only its abstract and

@@ -1,7 +1,7 @@
 """Temporal modules on frame-stacked 2D activations ``(N*T, C, H, W)``: TAM, CausalTAM, TSM shifts.
 
 All of them are written with reshape / pad / slice / cat only (no ``torch.roll``, no in-place slice assignment, no 3-D
-conv) so that they export and stay on the accelerated delegate (DESIGN.md contract 1). Causal modules have a
+conv) so that they export and stay on the accelerated delegate (docs/design.md, contract 1). Causal modules have a
 ``step`` form whose state is an explicit rank-4 tensor: feeding frames one by one through ``step`` (state starting
 at zeros) equals the offline ``forward`` on the same frames.
 """
