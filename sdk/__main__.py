@@ -2,18 +2,23 @@
 
     python -m sdk classify VIDEO --bundle B          one prediction for a whole video + per-stage latency
     python -m sdk stream SOURCE --bundle B           a file, camera index (0) or URL (rtsp://...) frame by frame
-    ... classify|stream ... --native                 the bundle's .pte programs on the native C++ core (sdk/native):
-                                                     no torch, no Python ExecuTorch (scripts/device_install.sh)
+    ... classify|stream ... --runtime native         the bundle's .pte programs on the native C++ core (sdk/native):
+                                                     no torch, no Python ExecuTorch (scripts/device_install.sh);
+                                                     --runtime auto (default) picks it when its build is cached
+                                                     and the bundle's first choice is a .pte program
     python -m sdk bench --bundle B [--bundle B2]     every available backend side by side: per-frame p50/p95, ratios,
                                                      one pinned core with 1 thread, then all cores
     python -m sdk inspect B                          the bundle's page (programs, parity, provenance)
 
-Exit status: 0 on success, 2 on a typed sdk error (message on stderr).
+Which runtime ran and why is written on stderr; stdout holds only the result (with ``--json``, only JSON).
+Exit status: 0 on success, 2 on a typed sdk error (one ``error:`` line on stderr; ``--verbose``: the traceback, and
+the runtimes' own log lines unfiltered).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -27,10 +32,49 @@ def _model(args: argparse.Namespace):
 
     model = load(args.bundle, backend=args.backend, verify=args.verify, threads=args.threads,
                  precision=args.precision)
-    print(f"model: {model.manifest.name} ({model.kind}) on {model.backend} {model.precision}, "
-          f"threads {args.threads or 'default'}" + (" - golden vectors verified" if args.verify else ""),
-          flush=True)
+    _say(f"model: {model.manifest.name} ({model.kind}) on {model.backend} {model.precision}, "
+         f"threads {args.threads or 'default'}" + (" - golden vectors verified" if args.verify else ""))
+    if model.backend == "executorch" and not args.why:
+        _say("runtime: the Python ExecuTorch bindings (they import torch: seconds before the first frame); build "
+             "the native core once with `python -m sdk.native build` and the .pte programs run there instead")
+    else:
+        _say(f"runtime: Python ({args.why})" if args.why else "runtime: Python")
     return model
+
+
+def _say(line: str) -> None:
+    """What the tool tells the person (the model, the runtime and why): stderr, so stdout stays the result."""
+    print(line, file=sys.stderr, flush=True)
+
+
+def _use_native(args: argparse.Namespace) -> bool:
+    """Whether the native core runs the bundle (``--runtime``; ``auto``: when the program the Python runtimes would
+    pick first is a .pte and the core's build is cached), with the reason in ``args.why``."""
+    args.why = ""
+    if args.runtime != "auto":
+        args.why = f"--runtime {args.runtime}"
+        return args.runtime == "native"
+    if args.backend != "auto":
+        args.why = f"--backend {args.backend}"
+        return False
+    if args.threads is not None:
+        args.why = "--threads: the native core's threadpool has no thread setting"
+        return False
+    from sdk.bundle import Bundle
+    from sdk.native import cached_build
+    from sdk.runtime import first_choice
+
+    with Bundle(args.bundle) as bundle:
+        first = first_choice(bundle.manifest, args.backend, args.precision)
+    if first is None or first[0] != "executorch":
+        args.why = f"the bundle's first choice on this host is {' '.join(first)}" if first else ""
+        return False
+    library = args.library or cached_build()
+    if library is None:
+        return False
+    args.library = library
+    args.why = f"the bundle's first choice is its .pte {first[1]} program and the native core is built ({library})"
+    return True
 
 
 def _native_options(args: argparse.Namespace) -> dict:
@@ -39,25 +83,26 @@ def _native_options(args: argparse.Namespace) -> dict:
     from sdk.errors import ConfigError
 
     if args.backend != "auto":
-        raise ConfigError(f"--native runs the bundle's .pte programs on the native core: --backend {args.backend} "
+        raise ConfigError(f"--runtime native runs the bundle's .pte programs on the native core: --backend {args.backend} "
                           "does not apply (drop one of the two)")
     if args.threads is not None:
-        raise ConfigError("--native: the core's XNNPACK threadpool is process-wide and has no thread setting; pin "
+        raise ConfigError("--runtime native: the core's XNNPACK threadpool is process-wide and has no thread setting; pin "
                           "the process with taskset instead of --threads")
     return {"top_k": args.top_k, "precision": args.precision, "verify": args.verify, "library": args.library}
 
 
-def _announce_native(clf, verify: bool) -> None:
-    print(f"model: {clf.manifest.name} ({clf.kind}) on native {clf.precision}"
-          + (" - golden vectors verified" if verify else ""), flush=True)
+def _announce_native(clf, args: argparse.Namespace) -> None:
+    _say(f"model: {clf.manifest.name} ({clf.kind}) on native {clf.precision}"
+         + (" - golden vectors verified" if args.verify else ""))
+    _say(f"runtime: native core ({args.why})")
 
 
 def _classify(args: argparse.Namespace) -> int:
-    if args.native:
+    if _use_native(args):
         from sdk.native.stream import NativeVideoClassifier
 
         with NativeVideoClassifier(args.bundle, strict=args.strict, **_native_options(args)) as clf:
-            _announce_native(clf, args.verify)
+            _announce_native(clf, args)
             _print_prediction(args, clf.classify(args.video), clf.stats)
         return 0
     from sdk.classifier import VideoClassifier
@@ -89,12 +134,12 @@ def _stream(args: argparse.Namespace) -> int:
 
     smoothing = Smoothing(args.ema, args.hysteresis) if (args.ema or args.hysteresis) else None
     with opened(_source(args.source)) as source:  # first: the default window follows the source's frame rate
-        if args.native:
+        if _use_native(args):
             from sdk.native.stream import NativeStream
 
             with NativeStream(args.bundle, window=args.window, fps=source.fps, smoothing=smoothing,
                               **_native_options(args)) as clf:
-                _announce_native(clf, args.verify)
+                _announce_native(clf, args)
                 _print_stream(args, clf, source)
             return 0
         with _model(args) as model:
@@ -104,7 +149,7 @@ def _stream(args: argparse.Namespace) -> int:
 
 
 def _print_stream(args: argparse.Namespace, clf, source) -> None:
-    print(f"window: {clf.window} frames ({clf.window_reason})", flush=True)
+    _say(f"window: {clf.window} frames ({clf.window_reason})")
     started = time.perf_counter()
     for pred in clf.run(source, max_frames=args.max_frames):
         print(pred, flush=True)
@@ -140,11 +185,16 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None, help="runtime threads (default: the runtime's)")
     p.add_argument("--verify", action="store_true", help="check the golden vectors after loading")
     p.add_argument("--top-k", type=int, default=5, help="labels printed per prediction (default 5)")
-    p.add_argument("--native", action="store_true",
-                   help="run the .pte programs on the native C++ core (sdk/native) instead of a Python runtime: "
-                        "no torch needed (scripts/device_install.sh --native)")
+    p.add_argument("--runtime", choices=("auto", "python", "native"), default="auto",
+                   help="native: the bundle's .pte programs on the native C++ core (sdk/native; no torch needed, "
+                        "scripts/device_install.sh --native); python: sdk.load's runners; auto (default): native "
+                        "when the bundle's first choice is a .pte program and the core's build is cached (python -m "
+                        "sdk.native build), else python")
+    p.add_argument("--native", dest="runtime", action="store_const", const="native", help="= --runtime native")
+    p.add_argument("--verbose", action="store_true",
+                   help="on an error, the traceback; and the runtimes' own log lines, unfiltered")
     p.add_argument("--library", type=Path, default=None,
-                   help="with --native: a prebuilt libedgevideo.so or its directory (default: python -m "
+                   help="with --runtime native: a prebuilt libedgevideo.so or its directory (default: python -m "
                         "sdk.native build's, cached)")
 
 
@@ -186,9 +236,16 @@ def main(argv: list[str] | None = None) -> int:
     b.set_defaults(func=_bench)
     add_inspect_command(sub)
     args = parser.parse_args(argv)
+    verbose = getattr(args, "verbose", False)
+    if verbose:
+        from sdk.backends import VERBOSE_ENV
+
+        os.environ[VERBOSE_ENV] = "1"
     try:
         return args.func(args)
     except SdkError as e:
+        if verbose:
+            raise
         print(f"error: {e}", file=sys.stderr)
         return 2
 

@@ -232,6 +232,12 @@ def _candidates(manifest: Manifest, backend: str, precision: str | None) -> list
     return sorted(pairs, key=lambda pp: (PRECISION_ORDER.index(pp[1]), BACKEND_ORDER.index(pp[0])))
 
 
+def first_choice(manifest: Manifest, backend: str = "auto", precision: str | None = None) -> tuple[str, str] | None:
+    """The (backend, precision) pair :func:`load` tries first on this host (its runtime installed; nothing is
+    imported), or None when no pair's runtime is."""
+    return next(((be, prec) for be, prec in _candidates(manifest, backend, precision) if is_available(be)), None)
+
+
 def _open(path: str | Path) -> Bundle:
     """``Bundle(path)``, with any stray parsing exception of a malformed manifest reported as a BundleError (the
     runtime's contract: bad input raises typed errors; tests/test_runtime_fuzz.py)."""

@@ -225,13 +225,13 @@ def test_a_bundle_without_clip_keeps_the_old_default_and_warns_once(native_bundl
         for native in ([], ["--native", "--library", str(native_dir)]):
             assert sdk_main(["stream", str(videos["90@30"]), "--bundle", str(old), "--precision", "fp32",
                              *native]) == 0
-            out = capsys.readouterr().out
-            assert "window: 32 frames (default: the bundle does not record its training clip)" in out
+            err = capsys.readouterr().err  # what the tool tells the person is on stderr; stdout is predictions
+            assert "window: 32 frames (default: the bundle does not record its training clip)" in err
             warned = sdk_warnings(caplog)
             assert len(warned) == 1 and "pass --window" in warned[0]
             caplog.clear()
             assert sdk_main(["stream", str(videos["90@30"]), "--bundle", str(old), "--window", "54", *native]) == 0
-            assert "window: 54 frames (given)" in capsys.readouterr().out and sdk_warnings(caplog) == []
+            assert "window: 54 frames (given)" in capsys.readouterr().err and sdk_warnings(caplog) == []
 
 
 def test_cli_stream_says_which_window_and_why(clip54, videos, native_dir, capsys, caplog) -> None:
@@ -239,8 +239,8 @@ def test_cli_stream_says_which_window_and_why(clip54, videos, native_dir, capsys
         with caplog.at_level(logging.WARNING, logger="sdk"):
             assert sdk_main(["stream", str(videos["120@60"]), "--bundle", str(clip54), "--precision", "fp32",
                              *native]) == 0
-        out = capsys.readouterr().out
-        assert "window: 108 frames (the training clip's 1.80 s at the source's 60 fps)" in out
+        out, err = capsys.readouterr()
+        assert "window: 108 frames (the training clip's 1.80 s at the source's 60 fps)" in err
         assert "[model 0]" in out and "[model 1]" not in out
         assert len(sdk_warnings(caplog)) == 1  # the frame rate, once
         caplog.clear()

@@ -57,15 +57,15 @@ sys.exit(status)
 
 
 def _json_out(stdout: str) -> dict:
-    """The ``--json`` document of ``classify`` (after its ``model: ...`` line)."""
-    return json.loads(stdout[stdout.index("{"):])
+    """The ``--json`` document of ``classify``: all of stdout (the model and runtime lines are on stderr)."""
+    return json.loads(stdout)
 
 
 def _classify_without_torch(bundle: Path, video_path: Path, *args: str) -> dict:
     proc = subprocess.run([sys.executable, "-c", NO_TORCH, "classify", str(video_path), "--bundle", str(bundle),
                            "--native", "--json", *args], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "on native" in proc.stdout
+    assert "on native" in proc.stderr
     return _json_out(proc.stdout)
 
 
@@ -181,7 +181,7 @@ def test_device_install_classifies_without_torch(tmp_path):
     def classify(*flags: str) -> tuple[dict, str]:
         proc = _run(venv, env, tmp_path, "-m", "sdk", "classify", str(clip), "--bundle", str(bundle), "--json", *flags)
         assert proc.returncode == 0, proc.stderr[-3000:]
-        return _json_out(proc.stdout), proc.stdout.splitlines()[0]
+        return _json_out(proc.stdout), proc.stderr
 
     def check(result: dict, backend: str) -> None:
         want = expected[backend]
@@ -215,8 +215,8 @@ def test_device_install_classifies_without_torch(tmp_path):
     result, announced = classify("--native")
     assert "on native fp32" in announced
     check(result, "executorch")
-    result, announced = classify()  # auto still skips the ExecuTorch Python runtime (it would need torch)
-    assert "on tflite fp32" in announced
+    result, announced = classify()  # auto: the built core runs the bundle's first choice, its .pte
+    assert "on native fp32" in announced and "runtime: native core" in announced
 
 
 def test_classify_native_replans_a_truncated_file_like_python(native_bundles, tmp_path_factory, caplog):

@@ -47,8 +47,8 @@ def test_golden_conformance_every_backend(bundles, kind: str, backend: str) -> N
 def test_loading_an_executorch_program_prints_no_third_party_chatter(bundles) -> None:
     """Quiet logs: XNNPACK's C++ cpuinfo probing and torchao's import notices never reach the user's terminal, while
     what else is written to stderr still does."""
-    script = ("import os, sdk\nfrom sdk.backends.executorch import CPUINFO_PROBE, _native_stderr_without\n"
-              "with _native_stderr_without(CPUINFO_PROBE):\n"
+    script = ("import os, sdk\nfrom sdk.backends import CPUINFO_PROBE, native_stderr_without\n"
+              "with native_stderr_without(CPUINFO_PROBE):\n"
               "    os.write(2, b'[cpuinfo_utils.cpp:1] hidden\\nkept\\n')\n"
               f"sdk.load({str(bundles['clip'])!r}, backend='executorch', verify=True)\n")
     err = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stderr
@@ -344,11 +344,11 @@ def test_video_file_classify_and_stream(bundles, video_file: Path) -> None:
 
 def test_cli_classify_stream_inspect_bench(bundles, video_file: Path, capsys) -> None:
     assert sdk_main(["classify", str(video_file), "--bundle", str(bundles["clip"]), "--verify"]) == 0
-    out = capsys.readouterr().out
-    assert "golden vectors verified" in out and "preprocess" in out and any(lab in out for lab in LABELS)
+    out, err = capsys.readouterr()
+    assert "golden vectors verified" in err and "preprocess" in out and any(lab in out for lab in LABELS)
     assert sdk_main(["stream", str(video_file), "--bundle", str(bundles["faster"]), "--ema", "0.5"]) == 0
-    out = capsys.readouterr().out
-    assert "window: 8 frames (FASTER segment)" in out and "[expensive 0]" in out and "[cheap 1]" in out
+    out, err = capsys.readouterr()
+    assert "window: 8 frames (FASTER segment)" in err and "[expensive 0]" in out and "[cheap 1]" in out
     assert "45 seen" in out and "frames/s" in out
     assert sdk_main(["inspect", str(bundles["faster"])]) == 0
     out = capsys.readouterr().out

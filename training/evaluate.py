@@ -213,7 +213,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--clips", type=int, default=1, help="views along time per video")
     parser.add_argument("--crops", type=int, default=1, choices=CROP_COUNTS, help="views in space per clip")
     parser.add_argument("--batch-size", type=int, default=8, help="videos per batch (each with clips x crops views)")
-    parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="DataLoader worker processes, at most one per usable core and none on a single core")
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
     parser.add_argument("--cache-dir", default=None, help="feature cache directory for checkpoints trained on one "
                         "(default: the checkpoint's cache_dir, else $EDGEVIDEO_FEATURE_CACHE or "

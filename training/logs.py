@@ -7,9 +7,9 @@ Each is matched by its own message, so every other warning of the same library s
   torchao registers its enums;
 - ``torch.export`` warns ``isinstance(treespec, LeafSpec)`` is deprecated (a FutureWarning from inside torch).
 
-XNNPACK's ``[cpuinfo_utils.cpp:...]`` lines come from C++ on file descriptor 2: the sdk's ExecuTorch runner filters
-those where it loads programs (``sdk.backends.executorch._without_cpu_probe_lines``), unless ``EDGEVIDEO_VERBOSE`` is
-set (``sdk.backends.verbose_output``).
+XNNPACK's ``cpuinfo_utils.cpp`` lines come from C++ on file descriptor 2: the sdk filters those where the Python
+ExecuTorch runner or the native core loads programs (``sdk.backends.quiet_native_logs``), unless ``EDGEVIDEO_VERBOSE``
+is set (``sdk.backends.verbose_output``).
 
 The export path (``python -m converters export``) adds its converters' and runtimes' own:
 

@@ -102,7 +102,8 @@ class TrainConfig:
     eval_crops: int = option(1, help="validation crops per clip (1: centre, 3: left/centre/right)",
                              choices=CROP_COUNTS)
     # system
-    workers: int = option(2, help="DataLoader worker processes (0: load in the main process)")
+    workers: int = option(2, help="DataLoader worker processes, at most one per usable core and none on a single "
+                                  "core (0: load in the main process)")
     device: str = option("auto", help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
     amp: bool = option(True, help="mixed precision on CUDA (bf16 where supported, else fp16 with loss scaling); no "
                                   "effect on CPU")

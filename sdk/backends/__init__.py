@@ -16,16 +16,20 @@ backend         runtime                                notes
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
-from collections.abc import Sequence
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from sdk.errors import BackendUnavailableError, ConfigError
 
-__all__ = ["RUNNER_MODULES", "VERBOSE_ENV", "Runner", "load_runner", "verbose_output"]
+__all__ = ["CPUINFO_PROBE", "RUNNER_MODULES", "VERBOSE_ENV", "Runner", "load_runner", "native_stderr_without",
+           "quiet_native_logs", "verbose_output"]
 
 # Set to 1 (the tools' ``--verbose`` does): the runtimes' known-harmless native log lines are no longer filtered.
 VERBOSE_ENV = "EDGEVIDEO_VERBOSE"
@@ -79,3 +83,37 @@ def as_float32(arrays: Sequence[np.ndarray], what: str) -> list[np.ndarray]:
 def unavailable(backend: str, install: str, error: BaseException | None = None) -> BackendUnavailableError:
     reason = f": {error}" if error is not None else ""
     return BackendUnavailableError(f"the {backend} runtime is not available{reason}; install it with {install}")
+
+
+# ExecuTorch's XNNPACK initialisation logs its ARM CPU probing from C++ on every host, through the Python bindings
+# ("[cpuinfo_utils.cpp:87] Failed to open midr file ...") and through the native core ("I 00:00:00.004 executorch:
+# cpuinfo_utils.cpp:87] ..."): five lines of noise on x86, where there is no such file to read.
+CPUINFO_PROBE = ("cpuinfo_utils.cpp:", "threadpool.cpp:")
+
+
+def quiet_native_logs() -> contextlib.AbstractContextManager[None]:
+    """Filters :data:`CPUINFO_PROBE` lines out of the block's native stderr, unless verbose output is asked for
+    (:func:`verbose_output`): then everything passes."""
+    return contextlib.nullcontext() if verbose_output() else native_stderr_without(CPUINFO_PROBE)
+
+
+@contextlib.contextmanager
+def native_stderr_without(markers: tuple[str, ...]) -> Iterator[None]:
+    """Run the block with file descriptor 2 sent to a temporary file, then write back every line that contains none
+    of ``markers`` (native code logs to the descriptor, past ``sys.stderr``)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = [line for line in captured.read().decode(errors="replace").splitlines(keepends=True)
+                    if not any(m in line for m in markers)]
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()

@@ -9,16 +9,12 @@ every ExecuTorch program in the process. By default it uses all cores.
 """
 from __future__ import annotations
 
-import contextlib
-import os
-import sys
-import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from sdk.backends import Runner, as_float32, unavailable, verbose_output
+from sdk.backends import Runner, as_float32, quiet_native_logs, unavailable
 from sdk.errors import ConfigError, FrameError
 
 
@@ -35,11 +31,11 @@ class ExecuTorchRunner(Runner):
         if threads is not None:
             from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
 
-            with _without_cpu_probe_lines():  # the reset probes the CPU and says so, too
+            with quiet_native_logs():  # the reset probes the CPU and says so, too
                 _unsafe_reset_threadpool(threads)
         self._torch = torch
         try:
-            with _without_cpu_probe_lines():
+            with quiet_native_logs():
                 self._method = Runtime.get().load_program(Path(path)).load_method("forward")
         except (RuntimeError, ValueError) as e:  # e.g. a delegate that fails to initialise (XNNPACK compile error)
             raise ConfigError(f"cannot load the executorch program {path}: {e}") from e
@@ -64,39 +60,6 @@ def _quiet_import_chatter() -> None:
         logger = logging.getLogger(name)
         if logger.level == logging.NOTSET:
             logger.setLevel(logging.ERROR)
-
-
-# XNNPACK's initialisation logs its ARM CPU probing from C++ on every host ("[cpuinfo_utils.cpp:87] Failed to open
-# midr file ..."): five lines of noise on x86, where there is no such file to read.
-CPUINFO_PROBE = ("[cpuinfo_utils.cpp:", "[threadpool.cpp:")
-
-
-def _without_cpu_probe_lines() -> contextlib.AbstractContextManager[None]:
-    """Filters :data:`CPUINFO_PROBE` lines out of the block's native stderr, unless verbose output is asked for
-    (:func:`sdk.backends.verbose_output`): then everything passes."""
-    return contextlib.nullcontext() if verbose_output() else _native_stderr_without(CPUINFO_PROBE)
-
-
-@contextlib.contextmanager
-def _native_stderr_without(prefixes: tuple[str, ...]) -> Iterator[None]:
-    """Run the block with file descriptor 2 sent to a temporary file, then write back every line that does not start
-    with one of ``prefixes`` (native code logs to the descriptor, past ``sys.stderr``)."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            captured.seek(0)
-            kept = [line for line in captured.read().decode(errors="replace").splitlines(keepends=True)
-                    if not line.startswith(prefixes)]
-            if kept:
-                sys.stderr.write("".join(kept))
-                sys.stderr.flush()
 
 
 def load(path: Path, *, threads: int | None = None) -> Runner:

@@ -28,10 +28,11 @@ from typing import Any, Self
 
 import numpy as np
 
+from sdk.backends import quiet_native_logs
 from sdk.errors import BackendUnavailableError, BundleError, ConfigError, FrameError, SdkError
 from sdk.files import atomic_dir
 
-__all__ = ["SOURCE_DIR", "NativeError", "NativeStreamClassifier", "build", "default_window", "executorch_prefix",
+__all__ = ["SOURCE_DIR", "NativeError", "NativeStreamClassifier", "build", "cached_build", "default_window", "executorch_prefix",
            "load_library", "source_hash"]
 
 SOURCE_DIR = Path(__file__).resolve().parent
@@ -116,10 +117,8 @@ def build(cache_dir: str | Path | None = None, *, asan: bool = False, jobs: int 
         raise BackendUnavailableError(f"{prefix} has no share/cmake/executorch-config.cmake: not an executorch "
                                       "package root")
     toolchain = Path(toolchain).resolve() if toolchain is not None else None
-    cache = Path(cache_dir or os.environ.get("EDGEVIDEO_NATIVE_CACHE") or Path.home() / ".cache/edgevideo/native")
-    target = f"{toolchain.stem}-" if toolchain is not None else ""
-    out = cache / f"{'asan-' if asan else ''}{target}{source_hash(asan, prefix, toolchain)}"
-    if (out / "libedgevideo.so").is_file() and (out / "edgevideo_cli").is_file() and (out / ".complete").is_file():
+    out = _build_dir(cache_dir, asan, prefix, toolchain)
+    if _complete(out):
         return out
     with atomic_dir(out, replace=False) as work:  # a build that finished first (another process) is kept
         # executorch_DIR, not a prefix path: a cross toolchain confines package searches to the target's sysroot
@@ -138,6 +137,27 @@ def build(cache_dir: str | Path | None = None, *, asan: bool = False, jobs: int 
                                               f"{(proc.stdout or '')[-3000:]}{(proc.stderr or '')[-3000:]}")
         (work / ".complete").write_text(time.strftime("%Y-%m-%dT%H:%M:%S\n"))
     return out
+
+
+def cached_build(cache_dir: str | Path | None = None) -> Path | None:
+    """The directory of a finished :func:`build` of the current sources for this host (default options), or None
+    when there is none yet -- found without building anything, in milliseconds (what ``python -m sdk classify``
+    checks to run a ``.pte`` bundle on the core instead of importing torch)."""
+    try:
+        out = _build_dir(cache_dir, False, executorch_prefix(), None)
+    except BackendUnavailableError:  # no executorch wheel, or the sources are not installed
+        return None
+    return out if _complete(out) else None
+
+
+def _build_dir(cache_dir: str | Path | None, asan: bool, prefix: Path, toolchain: Path | None) -> Path:
+    cache = Path(cache_dir or os.environ.get("EDGEVIDEO_NATIVE_CACHE") or Path.home() / ".cache/edgevideo/native")
+    target = f"{toolchain.stem}-" if toolchain is not None else ""
+    return cache / f"{'asan-' if asan else ''}{target}{source_hash(asan, prefix, toolchain)}"
+
+
+def _complete(out: Path) -> bool:
+    return (out / "libedgevideo.so").is_file() and (out / "edgevideo_cli").is_file() and (out / ".complete").is_file()
 
 
 # ---------------------------------------------------------------------------------------------------------- binding
@@ -268,7 +288,9 @@ class NativeStreamClassifier:
         opts.precision = self._precision
         opts.verify_golden = int(bool(verify))
         handle = ctypes.c_void_p()
-        _check(lib, lib.ev_create(os.fsencode(str(bundle)), ctypes.byref(opts), ctypes.byref(handle)))
+        with quiet_native_logs():  # ExecuTorch's CPU probing, as in the Python runner
+            status = lib.ev_create(os.fsencode(str(bundle)), ctypes.byref(opts), ctypes.byref(handle))
+        _check(lib, status)
         self._h = handle
         self.kind = lib.ev_bundle_kind(handle).decode()
         self.precision = lib.ev_precision(handle).decode()

@@ -248,7 +248,7 @@ class NativeVideoClassifier:
             segment = self.manifest.faster.segment_frames
             if n < segment:
                 raise ConfigError(f"the native core runs a FASTER bundle in whole segments of {segment} frames and "
-                                  f"this video has {n}: classify it with the Python runtimes (drop --native), "
+                                  f"this video has {n}: classify it with the Python runtimes (--runtime python), "
                                   "which sample one short segment over its frames")
             needed = n // segment * segment
         stream = self._stream_for(n)

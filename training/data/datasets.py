@@ -339,7 +339,7 @@ class ClipDataset(Dataset):
         clip = self.preprocess.train(frames, rng) if self.spatial_augment else self.preprocess(frames)
         if self.hflip_map is not None and rng.random() < self.flip_prob:
             clip = np.ascontiguousarray(clip[..., ::-1] if self.preprocess.layout == "TCHW" else clip[:, :, ::-1])
-            label = self.hflip_map[label]
+            label = self.hflip_map[label] if label >= 0 else label  # < 0: unlabelled, stays so
         if self.subset is not None:
             positions = self.subset.grid_positions(len(clip), rng)
             return torch.from_numpy(clip), torch.from_numpy(clip[positions]), torch.from_numpy(positions), label
@@ -391,13 +391,30 @@ def _worker_init(_: int) -> None:
     torch.set_num_threads(1)
 
 
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity: ``taskset``, a container's cpuset), not the machine's."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # no affinity API (macOS)
+        return os.cpu_count() or 1
+
+
+def fit_workers(requested: int) -> int:
+    """``requested`` DataLoader workers, at most one per usable core and none on a single core, where a worker
+    process only adds a hand-over per batch (and torch warns that it exceeds the suggested maximum)."""
+    cores = usable_cores()
+    return 0 if cores == 1 else min(requested, cores)
+
+
 def make_loader(dataset: ClipDataset, *, batch_size: int, workers: int, shuffle: bool, drop_last: bool = False,
                 distributed: bool = False, pad: bool = True, pin_memory: bool = False, seed: int = 0) -> DataLoader:
     """A DataLoader whose persistent workers decode and preprocess in parallel; call ``loader.sampler.set_epoch(e)``.
+    ``workers`` is an upper bound (:func:`fit_workers`): the batches are the same whatever the count.
 
     Workers start with ``forkserver``, not ``fork``: a process forked after OpenCV has started its thread pool
     deadlocks in the child (seen here with ``cv2.setNumThreads``), and the parent often has used OpenCV already.
     """
+    workers = fit_workers(workers)
     rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
     sampler = EpochSampler(len(dataset), shuffle=shuffle, seed=seed, rank=rank, world_size=world, pad=pad)
     # Its own generator: creating an epoch's iterator draws a base seed, and drawing it from torch's global generator
