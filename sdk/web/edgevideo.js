@@ -2,9 +2,10 @@
 // sampling, preprocessing, causal state feeding and window aggregation as the Python runtime (sdk/samplers.py,
 // sdk/preprocess.py, sdk/classifier.py, whose module docstring is the contract followed here).
 //
-// Frames are {data, width, height} with 3 (RGB) or 4 (RGBA, as ImageData) bytes per pixel. The resize follows
-// OpenCV's cv::resize for uint8 images (pixel centres at +0.5, 11-bit fixed-point bilinear weights, an exact 2x
-// downscale averaged as INTER_AREA does): the result is within one uint8 step of Python's (tests/test_web.py).
+// Frames are {data, width, height} with 3 (RGB) or 4 (RGBA, as ImageData) bytes per pixel. The resize reproduces
+// OpenCV's cv::resize for uint8 images (pixel centres at +0.5, 11-bit fixed-point bilinear weights, float32 area
+// sums): bit-exact with the opencv-python build the project pins on x86; the contract tested is one uint8 step
+// (tests/test_web.py), since OpenCV itself may round differently on other CPUs.
 // Not supported here (as in the native core): the random_k sampler and programs with int8 inputs.
 import * as ort from "./ort/ort.wasm.min.mjs";
 
@@ -91,8 +92,10 @@ function roundHalfEven(x) {
 
 const COEF = 2048; // OpenCV's INTER_RESIZE_COEF_SCALE
 
-/** Bilinear taps of one axis, as cv::resize computes them (area=true: INTER_AREA's upscaling taps). */
-function linearTaps(src, dst, area) {
+/** Bilinear taps of one axis as cv::resize computes them for uint8 images: 11-bit weights; along x a source
+ * position outside the image takes the edge pixel alone, along y the two rows are clamped and keep their weights.
+ * area=true: INTER_AREA's upscaling taps. */
+function linearTaps(src, dst, area, alongX) {
   const scale = src / dst, inv = dst / src;
   const i0 = new Int32Array(dst), i1 = new Int32Array(dst), w0 = new Int32Array(dst), w1 = new Int32Array(dst);
   for (let d = 0; d < dst; d++) {
@@ -106,23 +109,23 @@ function linearTaps(src, dst, area) {
       s = Math.floor(f);
       f = f32(f - s);
     }
-    if (s < 0) { s = 0; f = 0; }
-    if (s >= src - 1) { s = src - 1; f = 0; }
-    i0[d] = s; i1[d] = Math.min(s + 1, src - 1);
+    if (alongX && s < 0) { s = 0; f = 0; }
+    if (alongX && s >= src - 1) { s = src - 1; f = 0; }
+    i0[d] = Math.min(Math.max(s, 0), src - 1); i1[d] = Math.min(Math.max(s + 1, 0), src - 1);
     w0[d] = roundHalfEven(f32(1 - f) * COEF); w1[d] = roundHalfEven(f * COEF);
   }
   return { i0, i1, w0, w1 };
 }
 
-/** Area (box) weights of one axis for a downscale by a non-integer factor (cv::resize INTER_AREA). */
+/** INTER_AREA downscaling weights of one axis: [source index, float32 weight] per output position. */
 function areaTaps(src, dst) {
   const scale = src / dst, taps = [];
   for (let d = 0; d < dst; d++) {
     const fs1 = d * scale, fs2 = fs1 + scale, cell = Math.min(scale, src - fs1);
     const s1 = Math.ceil(fs1), s2 = Math.floor(fs2), row = [];
-    if (s1 - fs1 > 1e-3) row.push([s1 - 1, (s1 - fs1) / cell]);
-    for (let s = s1; s < s2; s++) row.push([s, 1 / cell]);
-    if (fs2 - s2 > 1e-3 && s2 < src) row.push([s2, Math.min(Math.min(fs2 - s2, 1), cell) / cell]);
+    if (s1 - fs1 > 1e-3) row.push([s1 - 1, f32((s1 - fs1) / cell)]);
+    for (let s = s1; s < s2; s++) row.push([s, f32(1 / cell)]);
+    if (fs2 - s2 > 1e-3 && s2 < src) row.push([s2, f32(Math.min(Math.min(fs2 - s2, 1), cell) / cell)]);
     taps.push(row);
   }
   return taps;
@@ -131,24 +134,39 @@ function areaTaps(src, dst) {
 /** Channel c of pixel (x, y) of a frame with `ch` bytes per pixel. */
 const at = (frame, ch, x, y, c) => frame.data[(y * frame.width + x) * ch + c];
 
-/** A frame resized to (nw, nh), RGB, OpenCV semantics (see the file header). */
-export function resize(frame, nw, nh, interpolation = "bilinear") {
-  const { width: w, height: h } = frame, ch = channels(frame), out = new Uint8Array(nw * nh * 3);
-  const sx = w / nw, sy = h / nh;
-  const intScale = Math.abs(sx - Math.round(sx)) < 1e-15 && Math.abs(sy - Math.round(sy)) < 1e-15;
-  const mode = interpolation === "bilinear" && intScale && Math.round(sx) === 2 && Math.round(sy) === 2
-    ? "area" : interpolation;
-  if (mode === "area" && sx >= 1 && sy >= 1) {
-    const tx = areaTaps(w, nw), ty = areaTaps(h, nh);
+/** INTER_AREA downscale: rows of float32 weighted sums, then columns, rounded half to even; an exact 2x in both
+ * directions is OpenCV's fast path, (sum of 4 + 2) >> 2. */
+function resizeArea(frame, ch, nw, nh) {
+  const { width: w, height: h } = frame, out = new Uint8Array(nw * nh * 3);
+  if (w === 2 * nw && h === 2 * nh) {
     for (let y = 0; y < nh; y++) for (let x = 0; x < nw; x++) for (let c = 0; c < 3; c++) {
-      let sum = 0;
-      for (const [yy, wy] of ty[y]) for (const [xx, wx] of tx[x]) sum += at(frame, ch, xx, yy, c) * wx * wy;
-      out[(y * nw + x) * 3 + c] = Math.min(255, Math.max(0, roundHalfEven(intScale ? f32(sum) : sum)));
+      const sum = at(frame, ch, 2 * x, 2 * y, c) + at(frame, ch, 2 * x + 1, 2 * y, c)
+        + at(frame, ch, 2 * x, 2 * y + 1, c) + at(frame, ch, 2 * x + 1, 2 * y + 1, c);
+      out[(y * nw + x) * 3 + c] = (sum + 2) >> 2;
     }
-    return { data: out, width: nw, height: nh };
+    return out;
   }
-  const area = mode === "area";
-  const tx = linearTaps(w, nw, area), ty = linearTaps(h, nh, area);
+  const tx = areaTaps(w, nw), ty = areaTaps(h, nh), rows = new Float32Array(h * nw * 3);
+  for (let y = 0; y < h; y++) for (let x = 0; x < nw; x++) for (let c = 0; c < 3; c++) {
+    let sum = 0;
+    for (const [xx, wx] of tx[x]) sum = f32(sum + f32(at(frame, ch, xx, y, c) * wx));
+    rows[(y * nw + x) * 3 + c] = sum;
+  }
+  for (let y = 0; y < nh; y++) for (let i = 0; i < nw * 3; i++) {
+    let sum = 0;
+    for (const [yy, wy] of ty[y]) sum = f32(sum + f32(rows[yy * nw * 3 + i] * wy));
+    out[y * nw * 3 + i] = Math.min(255, Math.max(0, roundHalfEven(sum)));
+  }
+  return out;
+}
+
+/** A frame resized to (nw, nh), RGB: bit-exact with OpenCV 5's cv::resize of uint8 images on x86 (its vectorised
+ * vertical pass: ((b0 * (r0 >> 4)) >> 16) + ((b1 * (r1 >> 4)) >> 16) + 2) >> 2). */
+export function resize(frame, nw, nh, interpolation = "bilinear") {
+  const { width: w, height: h } = frame, ch = channels(frame);
+  const area = interpolation === "area";
+  if (area && w >= nw && h >= nh) return { data: resizeArea(frame, ch, nw, nh), width: nw, height: nh };
+  const tx = linearTaps(w, nw, area, true), ty = linearTaps(h, nh, area, false), out = new Uint8Array(nw * nh * 3);
   const row0 = new Int32Array(nw * 3), row1 = new Int32Array(nw * 3);
   const hrow = (dst, y) => {
     for (let x = 0; x < nw; x++) for (let c = 0; c < 3; c++) {
@@ -160,7 +178,7 @@ export function resize(frame, nw, nh, interpolation = "bilinear") {
     hrow(row1, ty.i1[y]);
     const b0 = ty.w0[y], b1 = ty.w1[y];
     for (let i = 0; i < nw * 3; i++) {
-      out[y * nw * 3 + i] = Math.min(255, Math.max(0, Math.floor((row0[i] * b0 + row1[i] * b1 + (1 << 21)) / (1 << 22))));
+      out[y * nw * 3 + i] = Math.min(255, (((b0 * (row0[i] >> 4)) >> 16) + ((b1 * (row1[i] >> 4)) >> 16) + 2) >> 2);
     }
   }
   return { data: out, width: nw, height: nh };
