@@ -330,3 +330,69 @@ def test_cli_module_entry_point(tmp_path: Path):
     assert len(list((out / "videos" / "train").glob("*.mp4"))) == len(CLASSES)
     meta = json.loads((out / "meta.json").read_text())
     assert meta["preset"] == "tiny" and meta["frames"] == 4 * 16 and meta["counts"] == {"train": 16, "val": 0}
+
+
+# ------------------------------------------------------------------------------------------------- persistent action
+PCFG = LongVideoConfig(name="ptest", base=BASE, segments=5, span=(3, 4), shots=(1, 2), train_per_class=0,
+                       val_per_class=1)
+
+
+def test_brief_event_presets_unchanged_by_the_persistent_regime():
+    """meta.json's config of the brief-event presets (what cached datasets and feature caches key on) is the one
+    written before persistent presets existed."""
+    import hashlib
+
+    dump = json.dumps([lv.PRESETS[n].to_dict() for n in ("tiny", "small", "full")], sort_keys=True).encode()
+    assert hashlib.sha256(dump).hexdigest() == "ba943a665c18a3ba43c31cd18adb4ace6eab48b5cc1d2126266c826e66d962ed"
+    assert not lv.PRESETS["small"].persistent and lv.PRESETS["persistent_small"].persistent
+    with pytest.raises(ConfigError, match="shots"):
+        dataclasses.replace(PCFG, shots=(0, 2))
+    with pytest.raises(ConfigError, match="brief-event"):
+        lv.shot_layout(CFG, 0)
+
+
+def test_persistent_shots_cover_the_video_with_the_action_on_most_segments():
+    lengths = set()
+    for i in range(300):
+        shots = lv.shot_layout(PCFG, video_seed(0, "train", 0, i))
+        assert [s[0] for s in shots] == list(np.cumsum([0] + [s[1] for s in shots[:-1]]))  # contiguous from 0
+        assert sum(s[1] for s in shots) == PCFG.segments
+        action = [s for s in shots if not s[2]]
+        idle = [s for s in shots if s[2]]
+        assert PCFG.span[0] <= sum(s[1] for s in action) <= PCFG.span[1] and len(idle) <= 1
+        assert all(1 <= s[1] <= PCFG.shots[1] for s in action)
+        lengths.update(s[1] for s in action)
+    assert lengths == {1, 2}
+
+
+def test_persistent_video_is_shots_of_independent_scenes_and_reverses_as_a_whole():
+    for a, b in PAIRS[::4]:
+        ss = video_seed(1, "val", a, 2)
+        fa, anna, where = render_video(a, ss, PCFG)
+        fb, annb, _ = render_video(b, ss, PCFG)
+        assert np.array_equal(fb, fa[::-1]) and np.array_equal(annb["present"], anna["present"][::-1])
+        T = BASE.frames
+        for i, (first, n, idle) in enumerate(lv.shot_layout(PCFG, ss)):
+            scene, ann = render_scene(a, lv._sub(ss, 1 + i), BASE, n * T, (0, n * T), idle=idle)
+            assert np.array_equal(fa[first * T:(first + n) * T], scene)  # its own scene: seed child 1 + i
+            assert ann["present"].all() != idle
+            if n == 1 and not idle:
+                assert np.array_equal(scene, render_clip(a, lv._sub(ss, 1 + i), BASE)[0])  # a base clip
+        present = anna["present"].reshape(PCFG.segments, T).all(1)
+        assert tuple(np.flatnonzero(present)) == where.action_segments
+        assert present.sum() >= PCFG.span[0]
+
+
+def test_persistent_dataset_records_its_shots(tmp_path: Path):
+    out = generate(tmp_path / "p", PCFG, seed=0, workers=1, progress=False)
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["config"]["shots"] == [1, 2] and "shots" in meta["scene"]
+    ds = LongVideoDataset.from_dir(out, "val", sampler=SAMPLER, preprocess=PREP, train=False)
+    npz = np.load(out / "annotations.npz")
+    for i, v in enumerate(meta["videos"]["val"]):
+        played = v["shots"]
+        assert sum(n for _, n, _ in played) == PCFG.segments
+        action = [s for first, n, idle in played if not idle for s in range(first, first + n)]
+        assert action == v["action_segments"] == list(np.flatnonzero(ds.action_mask(i)))
+        assert list(np.flatnonzero(npz["val_present"][i].reshape(PCFG.segments, -1).all(1))) == action
+    assert np.array_equal(decode(out / meta["videos"]["val"][3]["path"]).shape, (PCFG.frames, 128, 128, 3))

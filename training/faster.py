@@ -29,8 +29,19 @@ The recipe, as a straight line of named steps:
    (:func:`training.profile.count_gmacs`, the whole clip model with its head), ``A`` the projections and ``L`` aggregator
    steps as counted by ``torch.utils.flop_counter`` (matmuls and convs; element-wise gate arithmetic is not counted, so
    the average aggregator costs only its classifier). Every step emits logits, as the streaming step program does.
-6. **Outputs**: ``faster.json`` (config, dataset, per-row top-1 and GMACs, ratios to expensive-only with the same
-   aggregator), ``faster_table.md`` (printed), ``accuracy_vs_macs.png`` (one line per aggregator), and one
+6. **Adaptive schedule** (``gates=confidence,change,learned``): the cheap model runs on every segment and the
+   expensive one only where a gate on the cheap model's outputs fires (:func:`training.models.faster.gate_scores`:
+   its confidence, the change of its features since the previous segment, or a tiny learned gate); the aggregator
+   takes the expensive features where they ran. One aggregator per aggregator name is trained for *every* pattern
+   (each training video draws its own random mask, expensive with probability ``p ~ U(0, 1)``), so one threshold,
+   chosen at run time, trades accuracy for compute. The threshold grid is the train split's score quantiles at fire
+   rates 0 .. 1; each point is val top-1 against the **average** MACs per val video, ``L * C + n_fired * E + A``
+   (the gate's own arithmetic is counted: 3F MACs for the change, F + 2 for the learned gate). The learned gate
+   (logistic regression, :class:`~training.models.faster.LearnedGate`) is fitted on the train split to fire where
+   the expensive clip model's probability of the true label beats the cheap one's by more than ``gate_margin``.
+7. **Outputs**: ``faster.json`` (config, dataset, per-row top-1 and GMACs, ratios to expensive-only with the same
+   aggregator), ``faster_table.md`` (printed), ``accuracy_vs_macs.png`` (one line per aggregator), ``faster_adaptive.png``
+   (the adaptive curves, with gates), and one
    checkpoint per row, ``models/{schedule}_{aggregator}.pt`` (projections + aggregator, referring to the clip models'
    checkpoints or to ``clip_{role}.pt`` weights written beside it), which ``python -m converters export-faster``
    turns into a FASTER bundle.
@@ -81,13 +92,14 @@ from training.data.datasets import DatasetInfo
 from training.data.long_video import GENERATOR_NAME, LongVideoDataset
 from training.models import create, list_models
 from training.models.aggregators import create_aggregator, list_aggregators
-from training.models.faster import (FasterModel, backbone_maps, clip_outputs, parse_schedule, save_faster,
-                                    schedule_mask)
+from training.models.faster import (GATES, FasterModel, LearnedGate, backbone_maps, clip_outputs, gate_mask,
+                                    gate_scores, parse_schedule, save_faster, schedule_mask)
 from training.profile import count_gmacs
 from training.progress import progress
 
-__all__ = ["CACHE_VERSION", "ClipFeatures", "ClipModelSpec", "FasterConfig", "extract_features", "format_table", "main",
-           "plot_accuracy_vs_macs", "run"]
+__all__ = ["CACHE_VERSION", "ClipFeatures", "ClipModelSpec", "FasterConfig", "adaptive_curve", "extract_features",
+           "format_table", "gated_gmacs", "gated_predict", "main", "plot_accuracy_vs_macs", "plot_adaptive",
+           "random_masks", "run", "train_gate"]
 
 CACHE_VERSION = 1
 SPLITS = ("train", "val")
@@ -130,6 +142,10 @@ class FasterConfig:
     lr: float = option(1e-3, help="AdamW learning rate")
     weight_decay: float = option(0.01, help="AdamW weight decay")
     batch_size: int = option(32, help="videos per batch")
+    gates: str = option("", help="adaptive schedule: comma-separated gates to measure (confidence, change, "
+                               "learned); empty: fixed schedules only")
+    gate_margin: float = option(0.1, help="learned gate: fire where the expensive model's probability of the true "
+                                          "label beats the cheap one's by more than this")
     seed: int = option(0, help="seed of initialisation, shuffling and dropout")
     device: str = option("cpu", help="cpu, cuda, cuda:1, ...")
     workers: int = option(0, help="decode workers for feature extraction")
@@ -144,7 +160,7 @@ class FasterConfig:
                 raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
         if self.lr <= 0 or self.weight_decay < 0 or not 0 <= self.dropout < 1 or self.workers < 0 or self.map_size < 0:
             raise ConfigError("need lr > 0, weight_decay >= 0, 0 <= dropout < 1, workers >= 0, map_size >= 0")
-        _ = self.schedule_list, self.aggregator_list  # validate now, before any work
+        _ = self.schedule_list, self.aggregator_list, self.gate_list  # validate now, before any work
 
     @property
     def schedule_list(self) -> list[str]:
@@ -158,6 +174,14 @@ class FasterConfig:
         names = _split(self.aggregators, "aggregators")  # each one of list_aggregators(): check_choices
         if len(set(names)) != len(names):
             raise ConfigError(f"aggregators has duplicates: {self.aggregators!r}")
+        return names
+
+    @property
+    def gate_list(self) -> list[str]:
+        names = [s.strip() for s in self.gates.split(",") if s.strip()]
+        bad = [n for n in names if n not in GATES]
+        if bad or len(set(names)) != len(names):
+            raise ConfigError(f"gates must be distinct names among {GATES}, got {self.gates!r}")
         return names
 
     def spec(self, role: str) -> ClipModelSpec:
@@ -351,9 +375,17 @@ def _inputs(f: ClipFeatures, spatial: bool) -> torch.Tensor:
     return f.maps if spatial else f.features
 
 
-def train_row(name: str, mask: torch.Tensor, feats: dict[str, dict[str, ClipFeatures]], num_classes: int,
+def random_masks(videos: int, segments: int, gen: torch.Generator) -> torch.Tensor:
+    """``(videos, segments)`` bool: each video its own pattern, expensive with a probability ``p ~ U(0, 1)`` of its
+    own -- what an aggregator of the adaptive schedule trains on, so that it serves any threshold."""
+    p = torch.rand(videos, 1, generator=gen)
+    return torch.rand(videos, segments, generator=gen) < p
+
+
+def train_row(name: str, mask: torch.Tensor | None, feats: dict[str, dict[str, ClipFeatures]], num_classes: int,
               cfg: FasterConfig, device: torch.device, map_size: int | None = None) -> tuple[FasterModel, float, float]:
-    """Train projections + aggregator ``name`` under ``mask``; returns the model, final train loss and val top-1."""
+    """Train projections + aggregator ``name`` under ``mask`` (None: :func:`random_masks`, the adaptive schedule's
+    aggregator); returns the model, final train loss and val top-1 (val under ``mask``; None: expensive-only)."""
     torch.manual_seed(cfg.seed)
     kwargs: dict[str, Any] = {"feature_size": (map_size, map_size)} if name == "fast_gru" else {}
     aggregator = create_aggregator(name, in_channels=cfg.dim, num_classes=num_classes, dropout=cfg.dropout, **kwargs)
@@ -363,7 +395,9 @@ def train_row(name: str, mask: torch.Tensor, feats: dict[str, dict[str, ClipFeat
     model = FasterModel(aggregator, _stats(x_e), _stats(x_c), cfg.dim).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
-    mask = mask.to(device)
+    segments = x_e.shape[1]
+    adaptive = mask is None
+    mask = schedule_mask("expensive-only", segments).to(device) if adaptive else mask.to(device)
     y = tr_e.labels.to(device)
     n = y.numel()
     loss_value = float("nan")
@@ -375,7 +409,8 @@ def train_row(name: str, mask: torch.Tensor, feats: dict[str, dict[str, ClipFeat
             idx = order[start:start + cfg.batch_size]
             if idx.numel() < 2 and n >= 2:  # a lone last sample sits this epoch out: BatchNorm needs two
                 continue
-            loss = F.cross_entropy(model(x_e[idx], x_c[idx], mask), y[idx])
+            m = random_masks(idx.numel(), segments, gen).to(device) if adaptive else mask
+            loss = F.cross_entropy(model(x_e[idx], x_c[idx], m), y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -386,6 +421,149 @@ def train_row(name: str, mask: torch.Tensor, feats: dict[str, dict[str, ClipFeat
     with torch.no_grad():
         pred = model(_inputs(va_e, spatial).to(device), _inputs(va_c, spatial).to(device), mask).argmax(1).cpu()
     return model, loss_value, float((pred == va_e.labels).float().mean())
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# the adaptive schedule
+# --------------------------------------------------------------------------------------------------------------------
+def train_gate(cheap: ClipFeatures, expensive: ClipFeatures, margin: float, seed: int,
+               epochs: int = 200) -> LearnedGate:
+    """The learned gate (:class:`~training.models.faster.LearnedGate`) fitted by full-batch AdamW on every segment of
+    the train split: target 1 where ``p_expensive(y) - p_cheap(y) > margin``, classes weighted to balance."""
+    torch.manual_seed(seed)
+    y = cheap.labels.view(-1, 1, 1).expand(-1, cheap.logits.shape[1], 1)
+    gain = expensive.logits.softmax(-1).gather(-1, y) - cheap.logits.softmax(-1).gather(-1, y)
+    target = (gain.squeeze(-1) > margin).float().flatten()
+    gate = LearnedGate(*_stats(cheap.features))
+    confidence = (1 - cheap.logits.softmax(-1).amax(-1)).flatten()
+    change = gate_scores("change", cheap.features, cheap.logits).flatten()
+    x = cheap.features.flatten(0, 1)
+    pos = float(target.mean().clamp(1e-3, 1 - 1e-3))
+    weight = torch.where(target > 0, 0.5 / pos, 0.5 / (1 - pos))
+    opt = torch.optim.AdamW(gate.parameters(), lr=1e-2, weight_decay=1e-2)
+    for _ in range(epochs):
+        loss = F.binary_cross_entropy_with_logits(gate(x, confidence, change), target, weight=weight)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return gate.eval().requires_grad_(False)
+
+
+def gated_predict(model: FasterModel, expensive: torch.Tensor, cheap: torch.Tensor, scores: torch.Tensor,
+                  threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The adaptive schedule on cached inputs: ``(logits (B, K), mask (B, L))`` with the expensive features where
+    :func:`~training.models.faster.gate_mask` fires, the cheap ones elsewhere."""
+    mask = gate_mask(scores, threshold)
+    with torch.no_grad():
+        return model(expensive, cheap, mask), mask
+
+
+def gated_gmacs(mask: torch.Tensor, expensive_gmacs: float, cheap_gmacs: float, agg: dict[str, float],
+                gate_gmacs: float = 0.0) -> float:
+    """Average GMACs per video of the adaptive schedule under per-video masks ``(V, L)``: the cheap model, the gate
+    and the aggregator step on every segment, the expensive model and its projection where the mask fires."""
+    segments = mask.shape[-1]
+    fired = float(mask.float().sum(-1).mean())
+    return (segments * (cheap_gmacs + agg["projection_cheap"] + agg["step"] + gate_gmacs)
+            + fired * (expensive_gmacs + agg["projection_expensive"]))
+
+
+def _fire_rate_thresholds(scores: torch.Tensor, rates: Sequence[float]) -> list[float]:
+    """Thresholds at which a fraction ``rate`` of ``scores`` fires: +inf for 0, -inf for 1, quantiles between."""
+    flat = scores.flatten().double()
+    return [float("inf") if r <= 0 else float("-inf") if r >= 1 else float(torch.quantile(flat, 1 - r))
+            for r in rates]
+
+
+FIRE_RATES = (0.0, 1 / 32, 1 / 16, 1 / 8, 3 / 16, 1 / 4, 5 / 16, 3 / 8, 7 / 16, 1 / 2, 5 / 8, 3 / 4, 1.0)
+
+
+def adaptive_curve(model: FasterModel, feats: dict[str, dict[str, ClipFeatures]], kind: str, gate: LearnedGate | None,
+                   spatial: bool, gmacs: dict[str, float], agg: dict[str, float]) -> list[dict[str, Any]]:
+    """Val top-1 and average GMACs per video of the adaptive schedule at the thresholds of :data:`FIRE_RATES`
+    (quantiles of the train split's scores of gate ``kind``)."""
+    tr, va = feats["cheap"]["train"], feats["cheap"]["val"]
+    thresholds = _fire_rate_thresholds(gate_scores(kind, tr.features, tr.logits, gate), FIRE_RATES)
+    scores = gate_scores(kind, va.features, va.logits, gate)
+    feature_dim = va.features.shape[-1]
+    gate_gmacs = {"confidence": 0.0, "change": 3 * feature_dim, "learned": 4 * feature_dim + 2}[kind] / 1e9
+    x_e, x_c = _inputs(feats["expensive"]["val"], spatial), _inputs(va, spatial)
+    model.eval()
+    points = []
+    for rate, threshold in zip(FIRE_RATES, thresholds):
+        logits, mask = gated_predict(model, x_e, x_c, scores, threshold)
+        points.append({"train_fire_rate": rate, "threshold": threshold, "val_fire_rate": float(mask.float().mean()),
+                       "top1": float((logits.argmax(1) == va.labels).float().mean()),
+                       "gmacs_per_video": gated_gmacs(mask, gmacs["expensive"], gmacs["cheap"], agg, gate_gmacs)})
+    return points
+
+
+def _adaptive(feats: dict[str, dict[str, ClipFeatures]], cfg: FasterConfig, gates: Sequence[str], rows: list[dict],
+              num_classes: int, gmacs: dict[str, float], device: torch.device,
+              map_size: int | None) -> dict[str, Any]:
+    """Per aggregator: one random-mask aggregator, its curve for every gate, and the operating points against the
+    fixed expensive-only row of the same aggregator (98.5 % of its top-1 at the fewest average MACs)."""
+    gate = (train_gate(feats["cheap"]["train"], feats["expensive"]["train"], cfg.gate_margin, cfg.seed)
+            if "learned" in gates else None)
+    out: dict[str, Any] = {"fire_rates": list(FIRE_RATES), "aggregators": {}}
+    for name in cfg.aggregator_list:
+        model, loss, top1_all = train_row(name, None, feats, num_classes, cfg, device, map_size)
+        segments = feats["cheap"]["val"].features.shape[1]
+        agg = aggregator_gmacs(model, schedule_mask("expensive-only", segments))
+        base = [r for r in rows if r["aggregator"] == name and r["schedule"] == "expensive-only"]
+        base_top1 = base[0]["top1"] if base else None
+        base_gmacs = segments * (gmacs["expensive"] + agg["projection_expensive"] + agg["step"])
+        curves = {}
+        for kind in gates:
+            points = adaptive_curve(model, feats, kind, gate if kind == "learned" else None, model.spatial, gmacs,
+                                    agg)
+            for pt in points:
+                pt["macs_ratio"] = pt["gmacs_per_video"] / base_gmacs
+                pt["top1_ratio"] = pt["top1"] / base_top1 if base_top1 else None
+            ok = [pt for pt in points if pt["top1_ratio"] is not None and pt["top1_ratio"] >= 0.985]
+            curves[kind] = {"points": points, "best_at_98_5": min(ok, key=lambda p: p["gmacs_per_video"]) if ok
+                            else None}
+            best = curves[kind]["best_at_98_5"]
+            print(f"adaptive {name:>16} {kind:>10}: " + ", ".join(f"{p['top1']:.3f}@{p['macs_ratio']:.2f}x"
+                                                                   for p in points)
+                  + (f"; >=98.5 %: {best['macs_ratio']:.3f}x" if best else "; never >= 98.5 %"), flush=True)
+        out["aggregators"][name] = {"train_loss": loss, "val_top1_all_expensive": top1_all,
+                                    "expensive_only_top1": base_top1, "expensive_only_gmacs": base_gmacs,
+                                    "curves": curves}
+    return out
+
+
+def plot_adaptive(report: dict[str, Any], png: str | Path) -> Path:
+    """Top-1 against average GMACs per video of the adaptive schedule, one panel per aggregator, one line per gate;
+    the fixed schedules of the same aggregator as grey squares; the 98.5 % of expensive-only line dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    adaptive = report["adaptive"]["aggregators"]
+    fig, axes = plt.subplots(1, len(adaptive), figsize=(4.2 * len(adaptive), 3.8), squeeze=False, sharey=True)
+    ds = report["dataset"]
+    for ax, (name, a) in zip(axes[0], adaptive.items()):
+        for kind, c in a["curves"].items():
+            pts = sorted((p["gmacs_per_video"], p["top1"]) for p in c["points"])
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=".", label=f"adaptive: {kind}")
+        fixed = sorted((r["gmacs_per_video"], r["top1"], r["schedule"]) for r in report["rows"]
+                       if r["aggregator"] == name)
+        ax.scatter([f[0] for f in fixed], [f[1] for f in fixed], marker="s", color="grey", label="fixed 1:N", zorder=3)
+        for x, y, sched in fixed:
+            ax.annotate(sched, (x, y), textcoords="offset points", xytext=(3, -9), fontsize=6, color="grey")
+        if a["expensive_only_top1"]:
+            ax.axhline(0.985 * a["expensive_only_top1"], ls="--", color="k", lw=0.8, label="98.5 % of expensive-only")
+        ax.set_title(f"{name} ({ds['preset']})", fontsize=9)
+        ax.set_xlabel("average GMACs per video")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("val top-1")
+    axes[0][-1].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(png, dpi=100)
+    plt.close(fig)
+    return Path(png)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -493,6 +671,8 @@ def run(cfg: FasterConfig) -> dict[str, Any]:
             clip_alone[role] = {"top1": None, "gmacs_per_video": segments * clips[role].gmacs,
                                 "note": "not from a checkpoint: its classifier is untrained"}
 
+    adaptive = (_adaptive(feats, cfg, cfg.gate_list, rows, num_classes, {"expensive": e_gmacs, "cheap": c_gmacs},
+                          device, map_size) if cfg.gate_list else None)
     report = {
         "config": dataclasses.asdict(cfg),
         "map_size": map_size,
@@ -507,12 +687,15 @@ def run(cfg: FasterConfig) -> dict[str, Any]:
                         for role, c in clips.items()},
         "clip_model_alone": clip_alone,
         "rows": rows,
+        "adaptive": adaptive,
         "seconds": time.perf_counter() - t0,
     }
     (out / "faster.json").write_text(json.dumps(report, indent=2, default=str))
     table = format_table(report)
     (out / "faster_table.md").write_text(table + "\n")
     plot_accuracy_vs_macs(rows, out / "accuracy_vs_macs.png")
+    if adaptive:
+        plot_adaptive(report, out / "faster_adaptive.png")
     return report
 
 
@@ -531,6 +714,21 @@ def format_table(report: dict[str, Any]) -> str:
         top1 = "n/a (untrained head)" if c["top1"] is None else f"{c['top1']:.3f}"
         lines.append(f"| {role} clip model alone | mean of segment softmax | - | {top1} | "
                      f"{c['gmacs_per_video']:.4f} | - |")
+    if report.get("adaptive"):
+        lines += ["", "Adaptive schedule (cheap model on every segment, expensive where the gate fires; one "
+                      "aggregator per row trained on random masks; ratios to the fixed expensive-only row):", "",
+                  "| aggregator | gate | all expensive (random-mask aggregator) | best top-1 at <= 0.6x MACs | "
+                  "fewest MACs at >= 98.5 % of expensive-only |", "|---|---|---|---|---|"]
+        for name, a in report["adaptive"]["aggregators"].items():
+            for kind, c in a["curves"].items():
+                under = [p for p in c["points"] if p["macs_ratio"] <= 0.6]
+                at = max(under, key=lambda p: p["top1"]) if under else None
+                best = c["best_at_98_5"]
+                lines.append(f"| {name} | {kind} | {a['val_top1_all_expensive']:.3f} | "
+                             + (f"{at['top1']:.3f} at {at['macs_ratio']:.3f}x (fires {at['val_fire_rate']:.2f})"
+                                if at else "-") + " | "
+                             + (f"{best['top1']:.3f} at {best['macs_ratio']:.3f}x (fires {best['val_fire_rate']:.2f})"
+                                if best else "not reached") + " |")
     return "\n".join(lines)
 
 

@@ -1,4 +1,6 @@
-"""FASTER long-video benchmark: one time-reversal action hidden in a long continuous video.
+"""FASTER long-video benchmarks: a time-reversal action hidden in a long video (brief event), or one that persists.
+
+Two regimes, one generator. **Brief event** (presets ``tiny``, ``small``, ``full``), the opposite of FASTER's premise:
 
 A long video is ``segments`` consecutive segments of ``base.frames`` frames each (a segment is exactly one clip of
 the base time-reversal preset: same size, fps, scene statistics), rendered as **one continuous scene** by
@@ -25,12 +27,24 @@ Why this design:
   with the statistics they were trained on (distractors move per frame as in a base clip; camera pan and exposure
   drift span the video instead of each clip).
 
+**Persistent action** (presets ``persistent_tiny``, ``persistent_small``; a config with ``shots``), FASTER's regime
+(trimmed Kinetics / UCF-101 videos): the action covers ``k ~ U{span}`` of the ``L`` segments (most of them), played
+again in every *shot*: the action segments are cut into shots of ``U{shots}`` segments (the last one shorter when
+they do not divide), each shot an independent :func:`~training.data.synthetic.render_scene` -- a new background,
+camera path (view), distractors and photometry -- with the action's progress running over the whole shot, so its
+speed changes with the shot's length (a 1-segment shot is a base clip's speed, a 3-segment shot a third of it). The
+``L - k`` idle segments, if any, are one idle shot (a scene without the main object) at a uniformly random place
+between the action shots. Neighbouring segments are redundant (same label, often the same shot): a cheap model on
+most of them loses little, which is what FASTER relies on. A reversed-class video is exactly the forward video of
+its pair partner reversed (shot order included), so the time-reversal property holds for whole videos here too.
+
 Randomness of a video derives only from ``(seed, split, label, index)`` through ``video_seed``, whose spawn key is
 disjoint from the base benchmark's ``clip_seed``: a long video never replays a training clip of the base preset.
 
 CLI::
 
-    python -m training.data.long_video --out DIR --preset tiny|small|full --seed S [--workers N] [--overwrite]
+    python -m training.data.long_video --out DIR --preset tiny|small|full|persistent_tiny|persistent_small --seed S
+        [--workers N] [--overwrite]
 
 Layout written (atomically: into a hidden sibling ``.DIR.tmp-*`` directory, then renamed)::
 
@@ -70,7 +84,7 @@ from training.data.synthetic import (
     render_scene,
 )
 from training.data.writer import (dataset_output, generator_cli, meta_head, run_jobs,
-                                  split_arrays, start, video_relpath, write_split, x264_needs_plain_c)
+                                  split_arrays, start, video_relpath, write_split, write_video, x264_needs_plain_c)
 
 __all__ = [
     "GENERATOR_NAME",
@@ -80,6 +94,7 @@ __all__ = [
     "LongVideoDataset",
     "VideoAnnotation",
     "action_layout",
+    "shot_layout",
     "generate",
     "main",
     "render_video",
@@ -103,6 +118,8 @@ class LongVideoConfig:
         segments: segments per video (L).
         span: the action covers ``k ~ U{span[0]..span[1]}`` consecutive segments.
         train_per_class, val_per_class: videos per class and split.
+        shots: None for a brief event (one continuous scene, the action a contiguous run of ``span`` segments); a
+            ``(low, high)`` range of shot lengths in segments for a persistent action (module docstring).
     """
 
     name: str
@@ -111,6 +128,7 @@ class LongVideoConfig:
     span: tuple[int, int]
     train_per_class: int
     val_per_class: int
+    shots: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.base, str):
@@ -127,6 +145,17 @@ class LongVideoConfig:
                               f"got {self.span}")
         if self.train_per_class < 0 or self.val_per_class < 0:
             raise ConfigError("train_per_class / val_per_class must be >= 0")
+        if self.shots is not None:
+            object.__setattr__(self, "shots", tuple(int(v) for v in self.shots))
+            if len(self.shots) != 2 or not 1 <= self.shots[0] <= self.shots[1]:
+                raise ConfigError(f"shots must be None or (low, high) with 1 <= low <= high, got {self.shots}")
+            if self.base.frames * self.shots[0] < 2:
+                raise ConfigError("a shot needs at least 2 frames")
+
+    @property
+    def persistent(self) -> bool:
+        """True for the persistent-action regime (``shots`` given)."""
+        return self.shots is not None
 
     @property
     def segment_frames(self) -> int:
@@ -141,8 +170,11 @@ class LongVideoConfig:
         return {"train": self.train_per_class, "val": self.val_per_class}[split]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "base": self.base.to_dict(), "segments": self.segments, "span": list(self.span),
-                "train_per_class": self.train_per_class, "val_per_class": self.val_per_class}
+        d = {"name": self.name, "base": self.base.to_dict(), "segments": self.segments, "span": list(self.span),
+             "train_per_class": self.train_per_class, "val_per_class": self.val_per_class}
+        if self.shots is not None:  # brief-event configs keep the meta.json they always had
+            d["shots"] = list(self.shots)
+        return d
 
 
 PRESETS: dict[str, LongVideoConfig] = {
@@ -155,6 +187,12 @@ PRESETS: dict[str, LongVideoConfig] = {
     # GPU scale: 4800 videos of 16 x 48 frames at 256x256 (3.7M frames, ~3 GB); build it on a many-core machine.
     "full": LongVideoConfig(name="full", base="full", segments=16, span=(1, 3), train_per_class=250,
                             val_per_class=50),
+    # Persistent action (FASTER's regime): the action on 3-4 of 4 segments, shots of 1-2 segments; CI.
+    "persistent_tiny": LongVideoConfig(name="persistent_tiny", base="tiny", segments=4, span=(3, 4), shots=(1, 2),
+                                       train_per_class=2, val_per_class=1),
+    # The persistent counterpart of ``small``: the action on 6-8 of 8 segments (7 on average), shots of 1-3.
+    "persistent_small": LongVideoConfig(name="persistent_small", base="small", segments=8, span=(6, 8),
+                                        shots=(1, 3), train_per_class=40, val_per_class=16),
 }
 
 
@@ -199,6 +237,54 @@ def action_layout(cfg: LongVideoConfig, seed: int | np.random.SeedSequence) -> t
     return first, count
 
 
+def shot_layout(cfg: LongVideoConfig, seed: int | np.random.SeedSequence) -> list[tuple[int, int, bool]]:
+    """Persistent presets: the forward video's shots in order, ``(first segment, segments, idle)`` covering
+    ``0 .. L - 1`` (module docstring). A reversed-class video plays them in reverse order."""
+    if cfg.shots is None:
+        raise ConfigError(f"preset {cfg.name!r} has no shots (a brief-event preset: use action_layout)")
+    ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(int(seed))
+    rng = np.random.default_rng(_sub(ss, 0))
+    k = int(rng.integers(cfg.span[0], cfg.span[1] + 1))
+    lengths: list[int] = []
+    while sum(lengths) < k:
+        lengths.append(min(int(rng.integers(cfg.shots[0], cfg.shots[1] + 1)), k - sum(lengths)))
+    shots = [(n, False) for n in lengths]
+    if k < cfg.segments:
+        shots.insert(int(rng.integers(0, len(shots) + 1)), (cfg.segments - k, True))
+    out, first = [], 0
+    for n, idle in shots:
+        out.append((first, n, idle))
+        first += n
+    return out
+
+
+def _shot_jobs(label: int, ss: np.random.SeedSequence, cfg: LongVideoConfig) -> list[tuple[int, int, bool]]:
+    """``(scene seed index, frames, idle)`` per shot in the order they play (reversed for a reversed class)."""
+    T = cfg.segment_frames
+    shots = [(i, n * T, idle) for i, (_, n, idle) in enumerate(shot_layout(cfg, ss))]
+    return shots[::-1] if synthetic.is_reversed_class(label) else shots
+
+
+def _render_shots(label: int, ss: np.random.SeedSequence, cfg: LongVideoConfig,
+                  idle_all: bool = False) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """A persistent video: its shots' scenes (scene seeds ``1, 2, ...`` under ``ss``) concatenated."""
+    parts = [render_scene(label, _sub(ss, 1 + i), cfg.base, n, (0, n), idle=idle or idle_all)
+             for i, n, idle in _shot_jobs(label, ss, cfg)]
+    return (np.concatenate([f for f, _ in parts]),
+            {k: np.concatenate([a[k] for _, a in parts]) for k in parts[0][1]})
+
+
+def _shots_annotation(cfg: LongVideoConfig, label: int, ss: np.random.SeedSequence) -> VideoAnnotation:
+    """Persistent videos: the action segments (not contiguous when the idle shot sits between action shots); frame
+    ranges span the first to the last action frame; motion = action (the action moves over every action shot)."""
+    T, L = cfg.segment_frames, cfg.segments
+    segs = sorted(s for first, n, idle in shot_layout(cfg, ss) if not idle for s in range(first, first + n))
+    if synthetic.is_reversed_class(label):
+        segs = sorted(L - 1 - s for s in segs)
+    frames = (segs[0] * T, (segs[-1] + 1) * T)
+    return VideoAnnotation(tuple(segs), frames, tuple(segs), frames)
+
+
 def _window(cfg: LongVideoConfig, ss: np.random.SeedSequence) -> tuple[int, int]:
     first, count = action_layout(cfg, ss)
     return first * cfg.segment_frames, (first + count) * cfg.segment_frames
@@ -220,8 +306,12 @@ def render_video(label: int, seed: int | np.random.SeedSequence, cfg: LongVideoC
                  idle: bool = False) -> tuple[np.ndarray, dict[str, np.ndarray], VideoAnnotation]:
     """Render one long video in memory (no encoding): frames ``(L * T, H, W, 3)`` uint8 RGB, per-frame annotations
     (``SCENE_ANNOTATION_KEYS``) and where the action is. ``idle=True`` renders its idle twin: the same video
-    without the main object (the frames of every idle segment of the video are exactly the twin's)."""
+    without the main object (the frames of every idle segment of the video are exactly the twin's). Persistent
+    presets: the shots of :func:`shot_layout`, each its own scene (module docstring)."""
     ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(int(seed))
+    if cfg.persistent:
+        frames, ann = _render_shots(label, ss, cfg, idle_all=idle)
+        return frames, ann, _shots_annotation(cfg, label, ss)
     window = _window(cfg, ss)
     frames, ann = render_scene(label, _sub(ss, 1), cfg.base, cfg.frames, window, idle=idle)
     return frames, ann, _annotation(cfg, window, ann["progress"])
@@ -235,15 +325,35 @@ def _relpath(split: str, label: int, index: int) -> str:
 
 
 def _jobs(cfg: LongVideoConfig, seed: int) -> dict[tuple[str, int, int], tuple]:
-    """Per video: the scene job of ``synthetic.scene_work`` (what render_video renders, written to its path)."""
+    """Per video: the scene job of ``synthetic.scene_work`` (what render_video renders, written to its path); for a
+    persistent preset the job of :func:`shots_work`."""
     jobs = {}
     for split in SPLITS:
         for label in range(len(CLASSES)):
             for index in range(cfg.per_class(split)):
                 ss = video_seed(seed, split, label, index)
-                jobs[(split, label, index)] = (_relpath(split, label, index), label, _sub(ss, 1), cfg.frames,
-                                               _window(cfg, ss))
+                rel = _relpath(split, label, index)
+                jobs[(split, label, index)] = ((rel, label, ss, cfg) if cfg.persistent else
+                                               (rel, label, _sub(ss, 1), cfg.frames, _window(cfg, ss)))
     return jobs
+
+
+_SHOTS_ROOT: list[str] = []
+
+
+def _shots_init(root: str, cfg: SyntheticConfig, seed: int) -> None:
+    """Worker set-up of a persistent preset: the base generator's, and where to write."""
+    synthetic.worker_init(root, cfg, seed)
+    _SHOTS_ROOT[:] = [root]
+
+
+def shots_work(job: tuple[str, int, np.random.SeedSequence, LongVideoConfig]) -> tuple[str, dict[str, np.ndarray]]:
+    """Pool job of a persistent preset: :func:`render_video` written to ``root/rel``; returns ``(rel, annotations)``
+    like ``synthetic.scene_work`` (workers import this module, torch included: a few seconds each)."""
+    rel, label, ss, cfg = job
+    frames, ann = _render_shots(label, ss, cfg)
+    write_video(_SHOTS_ROOT[0], rel, frames, cfg.base)
+    return rel, ann
 
 
 def generate(out: str | Path, preset: str | LongVideoConfig = "tiny", seed: int = 0, workers: int | None = None,
@@ -265,8 +375,9 @@ def generate(out: str | Path, preset: str | LongVideoConfig = "tiny", seed: int 
             (partial / "videos" / split).mkdir(parents=True)
         anns: dict[str, dict[str, np.ndarray]] = {}
         chunk = max(1, min(4, len(jobs) // (workers * 8)))
-        for rel, ann in run_jobs(synthetic.scene_work, list(jobs.values()), workers=workers,
-                                 initializer=synthetic.worker_init, initargs=(str(partial), cfg.base, seed),
+        work, init = (shots_work, _shots_init) if cfg.persistent else (synthetic.scene_work, synthetic.worker_init)
+        for rel, ann in run_jobs(work, list(jobs.values()), workers=workers,
+                                 initializer=init, initargs=(str(partial), cfg.base, seed),
                                  chunksize=chunk, desc=f"long_video[{cfg.name}]", unit="video", show=progress):
             anns[rel] = ann
 
@@ -276,9 +387,7 @@ def generate(out: str | Path, preset: str | LongVideoConfig = "tiny", seed: int 
             keys = [k for k in jobs if k[0] == split]
             rels = [jobs[k][0] for k in keys]
             write_split(partial / f"{split}.csv", [(rel, k[1]) for rel, k in zip(rels, keys)])
-            videos[split] = [{"path": rel, "label": k[1],
-                              **_annotation(cfg, jobs[k][4], anns[rel]["progress"]).to_dict()}
-                             for rel, k in zip(rels, keys)]
+            videos[split] = [_video_entry(cfg, seed, k, rel, anns[rel]) for rel, k in zip(rels, keys)]
             arrays.update(split_arrays(split, rels, [k[1] for k in keys], [anns[rel] for rel in rels],
                                        SCENE_ANNOTATION_KEYS, cfg.frames))
         (partial / "labels.txt").write_text("".join(c + "\n" for c in CLASSES))
@@ -296,8 +405,11 @@ def generate(out: str | Path, preset: str | LongVideoConfig = "tiny", seed: int 
             "pair_semantics": "[a, b]: every video of b is a freshly rendered video of a (action window mirrored) "
                               "with its frame order reversed",
             "hflip_map": list(HFLIP_MAP),
-            "scene": "one continuous scene per video (no cuts); the main object is present in the action segments "
-                     "only; idle segments are the same scene without it",
+            "scene": ("shots of independent scenes (new background, view, distractors, photometry); the action plays "
+                      "over every action shot, its speed set by the shot's length; idle segments form one shot "
+                      "without the main object" if cfg.persistent else
+                      "one continuous scene per video (no cuts); the main object is present in the action segments "
+                      "only; idle segments are the same scene without it"),
             "counts": {s: len(videos[s]) for s in SPLITS},
             "counts_per_class": {s: cfg.per_class(s) for s in SPLITS},
             "encoder": {"codec": "libx264", "pix_fmt": "yuv420p", "crf": base.crf, "preset": base.x264_preset,
@@ -306,13 +418,31 @@ def generate(out: str | Path, preset: str | LongVideoConfig = "tiny", seed: int 
             "photos": [p.name for p in synthetic.photo_pool()],
             "annotation_keys": list(SCENE_ANNOTATION_KEYS),
             "seed_derivation": f"np.random.SeedSequence(seed, spawn_key=({_SEED_KEY:#x}, split_id, label, index)); "
-                               "split_id: train=0, val=1; child 0: action layout, child 1: scene",
+                               "split_id: train=0, val=1; child 0: action layout, child 1: scene" +
+                               (" (persistent: child 1 + i: scene of forward shot i)" if cfg.persistent else ""),
             "videos": videos,
             "workers": workers,
             "wall_time_s": round(time.perf_counter() - t0, 3),
         }
         (partial / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     return out
+
+
+def _video_entry(cfg: LongVideoConfig, seed: int, key: tuple[str, int, int], rel: str,
+                 ann: dict[str, np.ndarray]) -> dict[str, Any]:
+    """One video's entry of ``meta.json``: path, label, where the action is (and, persistent, its shots as played:
+    ``[first segment, segments, idle]``)."""
+    split, label, index = key
+    ss = video_seed(seed, split, label, index)
+    if not cfg.persistent:
+        return {"path": rel, "label": label, **_annotation(cfg, _window(cfg, ss), ann["progress"]).to_dict()}
+    played, first = [], 0
+    by_index = {i: (n, idle) for i, (_, n, idle) in enumerate(shot_layout(cfg, ss))}
+    for i, _, _ in _shot_jobs(label, ss, cfg):
+        n, idle = by_index[i]
+        played.append([first, n, idle])
+        first += n
+    return {"path": rel, "label": label, **_shots_annotation(cfg, label, ss).to_dict(), "shots": played}
 
 
 # --------------------------------------------------------------------------------------------------------------------

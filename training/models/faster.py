@@ -26,8 +26,9 @@ from training.checkpoint import atomic_save, load_checkpoint, load_checkpoint_mo
 from training.models import create
 from training.models.aggregators import Aggregator, create_aggregator
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "FasterModel", "LoadedFaster", "backbone_maps", "clip_outputs",
-           "faster_from_checkpoint", "is_faster", "load_faster", "parse_schedule", "save_faster", "schedule_mask"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "GATES", "FasterModel", "LearnedGate", "LoadedFaster", "backbone_maps",
+           "clip_outputs", "faster_from_checkpoint", "feature_change", "gate_mask", "gate_scores", "is_faster",
+           "load_faster", "parse_schedule", "save_faster", "schedule_mask"]
 
 _ALIASES = {"expensive-only": "expensive-only", "expensive": "expensive-only", "cheap-only": "cheap-only",
             "cheap": "cheap-only"}
@@ -54,6 +55,63 @@ def schedule_mask(schedule: str, segments: int) -> torch.Tensor:
     if n is None:
         return torch.zeros(segments, dtype=torch.bool)
     return torch.arange(segments) % (n + 1) == 0
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# the adaptive schedule: the cheap model on every segment, the expensive one where a gate fires
+# --------------------------------------------------------------------------------------------------------------------
+GATES = ("confidence", "change", "learned")
+FIRST_CHANGE = 2.0  # the first segment's change score: the largest cosine distance (a stream starts with news)
+
+
+def feature_change(features: torch.Tensor) -> torch.Tensor:
+    """``(..., L)``: cosine distance between the cheap features of segment ``t`` and ``t - 1`` (``(..., L, F)`` in);
+    the first segment scores :data:`FIRST_CHANGE`. Causal: a stream needs the previous segment's features only."""
+    prev = features[..., :-1, :]
+    dist = 1 - F.cosine_similarity(features[..., 1:, :], prev, dim=-1, eps=1e-8)
+    first = torch.full_like(dist[..., :1], FIRST_CHANGE)
+    return torch.cat([first, dist], -1)
+
+
+class LearnedGate(nn.Module):
+    """A tiny learned gate: logistic regression on the cheap model's standardised features of one segment, its
+    confidence (1 - max softmax) and the feature change; ``F + 2`` weights. Trained to fire where the expensive model
+    is more sure of the true label than the cheap one (``training.faster``)."""
+
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor):
+        super().__init__()
+        self.register_buffer("mean", mean.clone())
+        self.register_buffer("std", std.clone())
+        self.linear = nn.Linear(mean.shape[0] + 2, 1)
+
+    def forward(self, features: torch.Tensor, confidence: torch.Tensor, change: torch.Tensor) -> torch.Tensor:
+        """Gate logits ``(...)`` from features ``(..., F)``, confidence and change ``(...)``."""
+        x = torch.cat([(features - self.mean) / self.std, confidence.unsqueeze(-1), change.unsqueeze(-1)], -1)
+        return self.linear(x).squeeze(-1)
+
+
+def gate_scores(kind: str, features: torch.Tensor, logits: torch.Tensor,
+                gate: LearnedGate | None = None) -> torch.Tensor:
+    """``(..., L)`` scores of the cheap model's outputs (features ``(..., L, F)``, logits ``(..., L, K)``); the
+    expensive model runs where the score exceeds the threshold (:func:`gate_mask`). ``confidence``: 1 - max softmax
+    (unsure -> look closer); ``change``: :func:`feature_change` (something happened); ``learned``: the
+    :class:`LearnedGate`'s probability."""
+    if kind not in GATES:
+        raise ConfigError(f"unknown gate {kind!r}; choose one of {GATES}")
+    confidence = 1 - logits.softmax(-1).amax(-1)
+    if kind == "confidence":
+        return confidence
+    change = feature_change(features)
+    if kind == "change":
+        return change
+    if gate is None:
+        raise ConfigError("the learned gate needs its trained LearnedGate")
+    return torch.sigmoid(gate(features, confidence, change))
+
+
+def gate_mask(scores: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Where the expensive model runs: ``scores > threshold`` (``inf``: never, ``-inf``: always)."""
+    return scores > threshold
 
 
 
@@ -105,8 +163,8 @@ def _pool_to(maps: torch.Tensor, size: int) -> torch.Tensor:
 
 
 class FasterModel(nn.Module):
-    """Both models' cached features ``(B, L, F_e)``, ``(B, L, F_c)`` + a schedule mask ``(L,)`` -> logits ``(B, K)``
-    (maps ``(B, L, F, S, S)`` for a spatial aggregator).
+    """Both models' cached features ``(B, L, F_e)``, ``(B, L, F_c)`` + a schedule mask ``(L,)`` (or one per video,
+    ``(B, L)``: the adaptive schedule) -> logits ``(B, K)`` (maps ``(B, L, F, S, S)`` for a spatial aggregator).
 
     Each clip model's features are standardised per channel (fixed train-split ``mean`` / ``std`` buffers) and
     projected to ``D`` by its own linear layer (1x1 conv on maps); segment ``i`` takes the expensive projection where
@@ -136,7 +194,8 @@ class FasterModel(nn.Module):
         b, steps = expensive.shape[:2]
         e = self.project("expensive", expensive.flatten(0, 1)).unflatten(0, (b, steps))
         c = self.project("cheap", cheap.flatten(0, 1)).unflatten(0, (b, steps))
-        return self.aggregator(torch.where(mask.view(1, steps, *[1] * (e.ndim - 2)), e, c))
+        rows = mask.shape[0] if mask.ndim == 2 else 1
+        return self.aggregator(torch.where(mask.view(rows, steps, *[1] * (e.ndim - 2)), e, c))
 
 
 
