@@ -10,6 +10,12 @@ sampler picks them from the video. The student's loss::
     + rep_weight * MSE(project(student representation), teacher representation)
     + inter_weight * MSE(project(student per-frame features), teacher features at the same frames)   [optional]
 
+The cross-entropy reads labelled clips only. ``--unlabelled PATH`` (a folder of videos, or a file listing them:
+:mod:`training.data.unlabelled`) adds clips nobody labelled to the training set: they teach through the teacher's
+terms (KL, representations) and never through a label -- the position of someone with hours of their own footage and
+a few hundred labelled clips (docs/training.md, "When distillation is worth it"). They are cached like the labelled
+split (same store, same per-video keys); with ``train_split=''`` the student learns from them alone.
+
 Representations are the pooled features before the classifier; ``project`` is a learned linear map when the widths
 differ (identity otherwise). ``mode=serial`` freezes a trained teacher (eval mode: BN statistics and dropout fixed);
 ``mode=parallel`` trains teacher and student together, the teacher on its own cross-entropy (the student's terms see a
@@ -24,10 +30,11 @@ export take it like any checkpoint) and ``distill.json``: teacher and student to
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -38,7 +45,8 @@ from training import distributed
 from training.config import cli_main, option, parse_config
 from training.data.check import check_dataset
 from training.data.datasets import ClipDataset, DatasetInfo
-from training.data.feature_cache import CachedClipDataset, prefix_digest
+from training.data.feature_cache import CachedClipDataset, FeatureCache, prefix_digest
+from training.data.unlabelled import read_unlabelled, without
 from training.checkpoint import CheckpointMeta, load_checkpoint_model
 from training.frozen import FromBlock, cache_split, freeze_prefix, frozen_prefix
 from training.models import create, list_models
@@ -72,6 +80,9 @@ class DistillConfig(TrainConfig):
     no_teacher: bool = option(False, help="baseline: the same student and data, cross-entropy only")
     init_from_teacher: bool = option(False, help="start the student from the teacher checkpoint's weights (same "
                                                  "arch: only the frames it sees differ)")
+    unlabelled: str = option("", help="unlabelled videos (a folder, searched recursively, or a .csv / list file of "
+                                      "paths): the teacher's outputs on them train the student beside train_split, "
+                                      "never a label term; with train_split='' the student learns from them alone")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -82,6 +93,18 @@ class DistillConfig(TrainConfig):
                               "or --no-teacher for the baseline")
         if self.teacher_arch and not self.teacher and self.mode != "parallel":
             raise ConfigError("a teacher built from --teacher-arch is untrained: it needs --mode parallel")
+        if self.unlabelled and self.no_teacher:
+            raise ConfigError("unlabelled videos teach only through the teacher: drop --unlabelled or --no-teacher")
+        if not self.train_split and not self.unlabelled:
+            raise ConfigError("train_split is empty: give a labelled split, or --unlabelled videos to learn from")
+
+
+def labelled_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+    """The mean cross-entropy over the clips with a label (``labels >= 0``); 0 for a batch of unlabelled clips only,
+    whose label (:data:`~training.data.unlabelled.UNLABELLED`) must never be read as a class."""
+    labelled = labels >= 0
+    per_clip = F.cross_entropy(logits, labels.clamp_min(0), label_smoothing=label_smoothing, reduction="none")
+    return (per_clip * labelled).sum() / labelled.sum().clamp_min(1)
 
 
 def _per_frame(features: torch.Tensor) -> torch.Tensor:
@@ -119,7 +142,7 @@ class SeeVeryLittle(nn.Module):
                 labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         s_feat = self.student.forward_features(student_clips, self.start)
         s_logits = self.student.forward_head(s_feat).float()
-        terms = {"ce": F.cross_entropy(s_logits, labels, label_smoothing=self.label_smoothing)}
+        terms = {"ce": labelled_cross_entropy(s_logits, labels, self.label_smoothing)}
         total = self.weights["ce"] * terms["ce"]
         if self.teacher is None:
             return total, s_logits, terms
@@ -127,7 +150,7 @@ class SeeVeryLittle(nn.Module):
             t_feat = self.teacher.forward_features(teacher_clips, self.start)
             t_logits = self.teacher.forward_head(t_feat).float()
         if not self.serial:
-            terms["teacher_ce"] = F.cross_entropy(t_logits, labels, label_smoothing=self.label_smoothing)
+            terms["teacher_ce"] = labelled_cross_entropy(t_logits, labels, self.label_smoothing)
             total = total + terms["teacher_ce"]
         t_logits, t_feat = t_logits.detach(), t_feat.detach()
         temp = self.temperature
@@ -158,7 +181,11 @@ def distill(cfg: DistillConfig) -> dict[str, Any]:
 
 def _distill(cfg: DistillConfig, ctx: distributed.Context) -> dict[str, Any]:
     info = DatasetInfo.from_dir(cfg.data)
-    check_dataset(info, [cfg.train_split, cfg.val_split], decode=False).raise_for_problems()
+    check_dataset(info, [s for s in (cfg.train_split, cfg.val_split) if s], decode=False).raise_for_problems()
+    labelled = info.records(cfg.train_split) if cfg.train_split else []
+    unlabelled = without(read_unlabelled(cfg.unlabelled), labelled) if cfg.unlabelled else []
+    if cfg.unlabelled and not unlabelled:
+        raise ConfigError(f"every video of {cfg.unlabelled} is in the labelled split {cfg.train_split}")
     teacher, teacher_ckpt = None, None
     if cfg.teacher:
         teacher, teacher_ckpt = load_checkpoint_model(cfg.teacher, "cpu")
@@ -202,17 +229,23 @@ def _distill(cfg: DistillConfig, ctx: distributed.Context) -> dict[str, Any]:
                                   "weights): they cannot share a feature cache; set feature_cache=false")
             teacher.requires_grad_(False) if cfg.mode == "serial" else freeze_prefix(teacher, cfg.freeze)
     if cfg.cached:
-        train_cache, val_cache = (cache_split(student, cfg.freeze, info, split, cfg.preprocess_spec, train=train,
-                                              hflip=hflip_map is not None, cache_dir=cfg.cache_dir,
-                                              precision=cfg.cache_precision, device=ctx.device, workers=cfg.workers,
-                                              template=cfg.frame_template)
-                                  for split, train in ((cfg.train_split, True), (cfg.val_split, False)))
+        def cached(split: str, train: bool, records=None) -> FeatureCache:
+            return cache_split(student, cfg.freeze, info, split, cfg.preprocess_spec, train=train,
+                               hflip=hflip_map is not None, cache_dir=cfg.cache_dir, precision=cfg.cache_precision,
+                               device=ctx.device, workers=cfg.workers, template=cfg.frame_template, records=records)
+
+        # unlabelled videos go into the training split's store, keyed per video like its own
+        parts = ([cached(cfg.train_split, True, labelled)] if labelled else []) \
+            + ([cached("unlabelled", True, unlabelled)] if unlabelled else [])
+        train_cache = replace(parts[0], files=[f for p in parts for f in p.files],
+                              labels=np.concatenate([p.labels for p in parts]))
+        val_cache = cached(cfg.val_split, False)
         train_set = CachedClipDataset(train_cache, sampler=teacher_sampler, subset=student_sampler, train=True,
                                       hflip_map=hflip_map, seed=cfg.seed)
         val_student = CachedClipDataset(val_cache, sampler=student_sampler, train=False, num_clips=cfg.eval_clips)
         val_teacher = CachedClipDataset(val_cache, sampler=teacher_sampler, train=False, num_clips=cfg.eval_clips)
     else:
-        train_set = ClipDataset(info.records(cfg.train_split), sampler=teacher_sampler,
+        train_set = ClipDataset(labelled + unlabelled, sampler=teacher_sampler,
                                 subset=student_sampler, preprocess=cfg.preprocess_spec, train=True,
                                 hflip_map=hflip_map, seed=cfg.seed, template=cfg.frame_template)
         val_student = eval_dataset(info, cfg, student_sampler)
@@ -234,7 +267,7 @@ def _distill(cfg: DistillConfig, ctx: distributed.Context) -> dict[str, Any]:
         return total, logits, labels
 
     meta = CheckpointMeta(labels=tuple(info.labels), sampler=student_sampler, preprocess=cfg.preprocess_spec,
-                          config=asdict(cfg), dataset=info.checkpoint_entry(cfg.train_split),
+                          config=asdict(cfg), dataset=info.checkpoint_entry(cfg.train_split or cfg.val_split),
                           teacher={"checkpoint": cfg.teacher or None, "arch": teacher_ckpt.arch if teacher_ckpt else
                                    cfg.teacher_arch or None, "sampler": teacher_sampler.to_dict()})
     job = Job(module=module, model=student, loss=loss, train_set=train_set, meta=meta, set_training=set_training,
@@ -246,7 +279,8 @@ def _distill(cfg: DistillConfig, ctx: distributed.Context) -> dict[str, Any]:
     report: dict[str, Any] = {"student": {"arch": cfg.arch, "frames": cfg.frames, "sampler": student_sampler.to_dict(),
                                           "gmacs": student_gmacs, "top1": summary["best"]["top1"],
                                           "within_pair_acc": summary["best"].get("within_pair_acc")},
-                              "mode": "no_teacher" if cfg.no_teacher else cfg.mode}
+                              "mode": "no_teacher" if cfg.no_teacher else cfg.mode,
+                              "labelled_videos": len(labelled), "unlabelled_videos": len(unlabelled)}
     if teacher is not None or teacher_ckpt is not None:
         if teacher is None:
             teacher, _ = load_checkpoint_model(cfg.teacher, ctx.device)
@@ -273,6 +307,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     s = report["student"]
     print(f"student {s['arch']} sees {s['frames']} frames: top-1 {s['top1']:.3f}, {s['gmacs']:.3f} GMACs "
           f"({report['mode']})")
+    if report["unlabelled_videos"]:
+        print(f"trained on {report['labelled_videos']} labelled + {report['unlabelled_videos']} unlabelled videos")
     if "teacher" in report:
         t = report["teacher"]
         print(f"teacher {t['arch']} sees {t['frames']} frames: top-1 {t['top1']:.3f}, {t['gmacs']:.3f} GMACs; "

@@ -8,7 +8,7 @@ and :class:`FromBlock` runs the model from the first trainable block on.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -16,7 +16,7 @@ from torch import nn
 from sdk.errors import ConfigError
 from sdk.preprocess import Preprocess
 from sdk.samplers import Sampler
-from training.data.datasets import ClipDataset, DatasetInfo
+from training.data.datasets import ClipDataset, DatasetInfo, VideoRecord
 from training.data.feature_cache import FeatureCache, build_cache, default_cache_dir
 from training.models.temporal import TEMPORAL_MODULES
 
@@ -98,8 +98,10 @@ class FromBlock(nn.Module):
 
 def cache_split(model: nn.Module, blocks: int, info: DatasetInfo, split: str, preprocess: Preprocess, *,
                 train: bool, hflip: bool, cache_dir: str | Path = "", precision: str = "fp32",
-                device: torch.device | str = "cpu", workers: int = 2, template: str = "img_{:05d}.jpg") -> FeatureCache:
-    """The feature cache of ``model``'s frozen prefix over ``split``, under ``cache_dir`` (default:
+                device: torch.device | str = "cpu", workers: int = 2, template: str = "img_{:05d}.jpg",
+                records: Sequence[VideoRecord] | None = None) -> FeatureCache:
+    """The feature cache of ``model``'s frozen prefix over ``split`` (or over ``records``, e.g. unlabelled videos,
+    cached exactly as a split of the same kind would be), under ``cache_dir`` (default:
     :func:`~training.data.feature_cache.default_cache_dir`; videos already cached for this prefix and preprocessing are
     reused). Training splits are float16 and store a flipped view too when ``hflip``; evaluation splits are computed
     and stored in fp32, so that metrics on the cache are the model's metrics on decoded frames."""
@@ -107,5 +109,5 @@ def cache_split(model: nn.Module, blocks: int, info: DatasetInfo, split: str, pr
     kwargs: dict[str, Any] = dict(hflip=train and hflip, precision=precision if train else "fp32",
                                   dtype="float16" if train else "float32", device=device,
                                   workers=workers, template=template, desc=f"cache {Path(split).stem}")
-    return build_cache(info.records(split), preprocess, prefix, Path(cache_dir) if cache_dir else default_cache_dir(),
-                       **kwargs)
+    records = info.records(split) if records is None else records
+    return build_cache(records, preprocess, prefix, Path(cache_dir) if cache_dir else default_cache_dir(), **kwargs)

@@ -42,7 +42,7 @@ from sdk.files import atomic_path
 from sdk.preprocess import Preprocess
 from sdk.samplers import Sampler
 from sdk.video import FrameFolder, VideoFile
-from training.data.datasets import VideoRecord
+from training.data.datasets import VideoRecord, fit_workers
 from training.progress import progress
 
 __all__ = ["CACHE_ENV", "CACHE_VERSION", "CachedClipDataset", "FeatureCache", "build_cache", "cache_key",
@@ -190,6 +190,7 @@ def _compute(prefix: nn.Module, records: list[VideoRecord], files: list[Path], p
     """Run ``prefix`` over every frame of ``records`` and write each video's array to its file."""
     modes = [(m, m.training) for m in prefix.modules()]  # restored per module: a Sequential slice has its own flag
     prefix.eval().to(device, memory_format=torch.channels_last)
+    workers = fit_workers(workers)
     loader = torch.utils.data.DataLoader(
         _DecodedVideos(records, preprocess, hflip, template), batch_size=None, num_workers=workers,
         multiprocessing_context="forkserver" if workers > 0 else None,
@@ -254,7 +255,7 @@ class CachedClipDataset(Dataset):
         indices = self.sampler.indices(n, rng)
         view = 0
         if self.hflip_map is not None and rng.random() < self.flip_prob:
-            view, label = 1, self.hflip_map[label]
+            view, label = 1, self.hflip_map[label] if label >= 0 else label  # < 0: unlabelled, stays so
         clip = np.asarray(video[view, indices], dtype=np.float32)
         if self.subset is not None:
             positions = self.subset.grid_positions(len(clip), rng)
