@@ -35,10 +35,12 @@ from sdk.classifier import _Prep
 from sdk.errors import BackendUnavailableError
 from sdk.manifest import InputSpec
 from sdk.preprocess import Preprocess
+from sdk.web import bench
+from sdk.web.bench import launch, page_call, wait_for
+from sdk.web.serve import WebServer
 
 ROOT = Path(__file__).resolve().parents[1]
 WINDOW = 5  # frames per window: the tiny bundles sample 3 of them
-TIMEOUT = 60  # seconds for any one script in the page
 
 
 # ------------------------------------------------------------------------------------------------------ fixtures
@@ -80,18 +82,9 @@ def write_y4m(path: Path, frames: np.ndarray, fps: int = 25) -> Path:
 @pytest.fixture(scope="module")
 def browser(web_setup, tmp_path_factory):
     """Headless Chromium (Debian's) through its chromedriver, with a fake camera playing benchmark clips."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
     camera = write_y4m(tmp_path_factory.mktemp("camera") / "benchmark.y4m", benchmark_frames(60))
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium")
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--autoplay-policy=no-user-gesture-required", "--use-fake-ui-for-media-stream",
-                 "--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={camera}"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
-    driver.set_script_timeout(TIMEOUT)
+    driver = launch("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                    f"--use-file-for-fake-video-capture={camera}")
     yield driver
     driver.quit()
 
@@ -99,39 +92,14 @@ def browser(web_setup, tmp_path_factory):
 @pytest.fixture(scope="module")
 def bundles(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("web-bundles")
-    return {kind: make_bundle(kind, root, formats=("onnx",)) for kind in ("stream", "clip")}
+    return {kind: make_bundle(kind, root, formats=("onnx",)) for kind in ("stream", "clip", "faster")}
 
 
-def open_page(driver, bundle: Path, query: str = ""):
-    """Serve ``bundle`` and open the page; returns the server (close it after)."""
-    from sdk.web.serve import WebServer
-
+def open_page(driver, bundle: Path, query: str = "") -> WebServer:
+    """Serve ``bundle`` and open the page until its model is ready; returns the server (close it after)."""
     server = WebServer(bundle, port=0).start()
-    driver.get(server.url + query)
-    wait_for(driver, "return window.edgevideo && (window.edgevideo.ready || window.edgevideo.errors.length)")
-    errors = driver.execute_script("return window.edgevideo.errors")
-    assert not errors, errors
+    bench.open_page(driver, server.url + query)
     return server
-
-
-def wait_for(driver, script: str, timeout: float = TIMEOUT):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = driver.execute_script(script)
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for: {script}")
-
-
-def page_call(driver, body: str, *args):
-    """Run ``body`` (async JS with ``ev`` = the edgevideo.js module, ``page`` = window.edgevideo, ``args``)."""
-    script = ("const done = arguments[arguments.length - 1], args = Array.from(arguments).slice(0, -1);"
-              "import('/edgevideo.js').then(async (ev) => { const page = window.edgevideo;" + body + "})"
-              ".then(done, (e) => done({failed: String(e && e.stack || e)}));")
-    out = driver.execute_async_script(script, *args)
-    assert not (isinstance(out, dict) and "failed" in out), out and out.get("failed")
-    return out
 
 
 def b64(frames: np.ndarray) -> str:
@@ -162,9 +130,10 @@ def assert_same(python: np.ndarray, web: np.ndarray, tolerance: float = 1e-3, ag
 
 
 # ------------------------------------------------------------------------------------------------------- numbers
-@pytest.mark.parametrize("kind", ["stream", "clip"])
+@pytest.mark.parametrize("kind", ["stream", "clip", "faster"])
 def test_windows_equal_python(browser, bundles, kind):
-    """300 frames pushed into the browser's StreamClassifier give every window's logits of sdk.StreamClassifier."""
+    """300 frames pushed into the browser's StreamClassifier give every window's logits of sdk.StreamClassifier
+    (a FASTER bundle: every segment's, its clip models taking turns and the aggregator's state carried on)."""
     frames = random_video(300, 40, 48, seed=3)
     server = open_page(browser, bundles[kind])
     try:
@@ -177,8 +146,9 @@ def test_windows_equal_python(browser, bundles, kind):
     finally:
         server.close()
     assert (web["kind"], web["precision"], web["errors"]) == (kind, "fp32", 0)
-    assert web["windows"] == list(range(300 // WINDOW))
-    assert_same(python_windows(bundles[kind], frames), np.asarray(web["logits"], np.float32))
+    python = python_windows(bundles[kind], frames)
+    assert web["windows"] == list(range(len(python))) and len(python) == 300 // (8 if kind == "faster" else WINDOW)
+    assert_same(python, np.asarray(web["logits"], np.float32))
 
 
 def golden_frames() -> list[np.ndarray]:

@@ -139,6 +139,7 @@ async function main() {
   $("file").addEventListener("change", (e) => e.target.files.length && guard(runFile(e.target.files[0])));
   $("camera").addEventListener("click", () => guard(runCamera()));
   $("stop").addEventListener("click", () => { run++; video.pause(); status("stopped"); });
+  page.readyAt = performance.now(); // ms since navigation start
   page.ready = true;
 }
 
