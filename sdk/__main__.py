@@ -98,6 +98,7 @@ def _announce_native(clf, args: argparse.Namespace) -> None:
 
 
 def _classify(args: argparse.Namespace) -> int:
+    _require_file(args.video, "video")  # before loading a model: that costs seconds
     if _use_native(args):
         from sdk.native.stream import NativeVideoClassifier
 
@@ -123,6 +124,14 @@ def _print_prediction(args: argparse.Namespace, pred, stats) -> None:
         print(pred)
         print()
         print(stats.table())
+
+
+def _require_file(path: str, what: str) -> None:
+    from sdk.errors import ConfigError
+
+    if not Path(path).is_file():
+        raise ConfigError(f"{what} {path} {'is not a file' if Path(path).exists() else 'does not exist'}: give the "
+                          f"path of a {what} file")
 
 
 def _source(text: str) -> int | str:

@@ -81,7 +81,9 @@ class Sampler:
             if self.kind not in SEE_VERY_LITTLE_KINDS:
                 raise ConfigError(f"'of' applies to the see-very-little samplers ({', '.join(SEE_VERY_LITTLE_KINDS)})")
             if not isinstance(self.of, (int, np.integer)) or self.of < self.frames:
-                raise ConfigError(f"'of' (the teacher's N frames) must be an integer >= frames={self.frames}, got {self.of!r}")
+                raise ConfigError(f"a student's {self.frames} frames cannot be picked from a teacher's clip of "
+                                  f"{self.of!r} frames ('of' must be an integer >= frames): give the student at most "
+                                  f"{self.of!r} frames, or a teacher that sees more")
 
     # ------------------------------------------------------------------ offline
     def indices(self, num_frames: int, rng: np.random.Generator | None = None) -> np.ndarray:

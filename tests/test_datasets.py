@@ -110,6 +110,16 @@ def test_loader_output_does_not_depend_on_the_worker_count(bench):
         assert torch.equal(y0, y2)
 
 
+@pytest.mark.parametrize("cores, requested, workers", [({0}, 2, 0), ({0, 1}, 2, 2), ({0, 1}, 8, 2),
+                                                       (set(range(8)), 2, 2), ({3}, 0, 0)])
+def test_loader_workers_fit_the_usable_cores(bench, monkeypatch, cores: set, requested: int, workers: int):
+    """At most one worker per core this process may use (taskset, cpusets), none on a single core: torch would
+    otherwise warn that the default 2 exceed its suggested maximum, and a worker there only adds hand-overs."""
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: cores)
+    ds = ClipDataset(bench[1][:2], sampler=SAMPLER, preprocess=PREP, train=True)
+    assert make_loader(ds, batch_size=2, workers=requested, shuffle=False).num_workers == workers
+
+
 def test_epoch_sampler_order_is_a_function_of_seed_and_epoch_and_ranks_partition_it():
     s = EpochSampler(10, shuffle=True, seed=4)
     first = list(s)

@@ -245,3 +245,34 @@ def test_classify_native_replans_a_truncated_file_like_python(native_bundles, tm
     with NativeVideoClassifier(native_bundles["clip"], precision="fp32", strict=True) as clf:
         with pytest.raises(TruncatedVideoError, match=rf"after {m} of the {PROMISED} frames"):
             clf.classify(cut)
+
+
+def test_auto_runs_a_pte_bundle_on_the_cached_core_and_says_why(native_bundles, videos, tmp_path):
+    """``python -m sdk classify`` naming no runtime: a .pte bundle runs on the native core when its build is cached
+    (no torch import, so the first prediction comes without the bindings' seconds of imports), else on the Python
+    bindings with the hint to build the core; which runtime and why on stderr, so that stdout is the JSON alone;
+    the core's CPU-probing log lines hidden unless ``--verbose``."""
+    from sdk.native import build
+
+    cache = build().parent  # the default build of these sources, as scripts/env.sh makes it
+    bundle, clip = native_bundles["clip"], videos["a"]
+
+    def classify(runner: list[str], native_cache: Path, *flags: str) -> subprocess.CompletedProcess:
+        env = {**os.environ, "EDGEVIDEO_NATIVE_CACHE": str(native_cache)}
+        env.pop("EDGEVIDEO_VERBOSE", None)
+        return subprocess.run([sys.executable, *runner, "classify", str(clip), "--bundle", str(bundle), "--json",
+                               "--precision", "fp32", *flags], capture_output=True, text=True, env=env, check=False)
+
+    cached = classify(["-c", NO_TORCH], cache)  # torch blocked: this succeeds only if nothing imports it
+    assert cached.returncode == 0, cached.stderr[-3000:]
+    assert "on native fp32" in cached.stderr and "runtime: native core (the bundle's first choice" in cached.stderr
+    assert "cpuinfo_utils" not in cached.stderr, cached.stderr
+    on_core = json.loads(cached.stdout)  # all of stdout is the document
+    python = classify(["-m", "sdk"], tmp_path / "no-builds-here")
+    assert python.returncode == 0, python.stderr[-3000:]
+    assert "on executorch fp32" in python.stderr and "python -m sdk.native build" in python.stderr
+    on_bindings = json.loads(python.stdout)
+    assert on_core["class_ids"][0] == on_bindings["class_ids"][0]
+    assert np.abs(np.asarray(on_core["logits"]) - np.asarray(on_bindings["logits"])).max() <= ATOL
+    verbose = classify(["-m", "sdk"], cache, "--verbose")
+    assert verbose.returncode == 0 and "cpuinfo_utils" in verbose.stderr

@@ -271,8 +271,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         info = DatasetInfo.from_dir(args.data)
         report = check_dataset(info, args.split or info.splits(), decode=args.decode, template=args.frame_template,
                                workers=args.workers, show_progress=True)
-    except ConfigError as e:
+    except ConfigError as e:  # nothing was checked: the error alone (in the JSON report too)
         report = Report(str(args.data), [], args.decode, errors=[str(e)])
+        if not args.json:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     print(json.dumps(report.as_dict(), indent=1, default=str) if args.json else report.summary(errors=False))
     for error in report.errors:
         print(f"error: {error}", file=sys.stderr)
