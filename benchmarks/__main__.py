@@ -11,6 +11,8 @@ BENCHMARKS = {
     "data_size": ("benchmarks.data_size", "how much data a task needs: the teacher recipe on n training videos per "
                                           "class, accuracy vs n"),
     "decode": ("benchmarks.decode", "decode speed: all frames vs the sampled ones, and what seeking buys"),
+    "frame_budget": ("benchmarks.frame_budget", "how few frames are enough: students seeing k of the teacher's N "
+                                                "frames, distilled and label-only, top-1 vs GMACs"),
     "generate": ("benchmarks.generate", "speed of the synthetic benchmark generator (tiny wall time, small "
                                         "throughput)"),
     "probe": ("benchmarks.probe", "order-blind vs order-aware linear probes on frozen ImageNet features of a "

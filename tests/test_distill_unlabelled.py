@@ -97,3 +97,27 @@ def test_student_of_a_random_teacher_on_unlabelled_clips_stays_at_chance(tiny_be
     assert len(computed) == 1, "a second run computes no feature"
     assert labelled["best"]["top1"] >= 0.5, "the control must be able to memorise the labels"
     assert student["best"]["top1"] <= 0.2, f"unlabelled clips leaked their labels: {student['best']['top1']:.3f}"
+
+
+def test_frame_budget_reads_finished_runs_and_tabulates_every_k(tmp_path: Path, monkeypatch) -> None:
+    """``python -m benchmarks frame_budget`` resumes: finished runs are read, not trained again; one row per model
+    (the teacher once, then distilled and label-only per k) and the plot."""
+    import json
+
+    import training.distill
+    from benchmarks import frame_budget
+
+    teacher = {"arch": "t", "frames": 8, "gmacs": 0.3, "top1": 0.8, "within_pair_acc": 0.9}
+    for k, role, top1 in ((1, "distilled", 0.5), (1, "label_only", 0.4), (4, "distilled", 0.78), (4, "label_only", 0.7)):
+        run = tmp_path / f"k{k}_{role}"
+        run.mkdir()
+        student = {"frames": k, "sampler": {"of": 8}, "gmacs": 0.3 * k / 8, "top1": top1, "within_pair_acc": 0.8}
+        (run / "summary.json").write_text(json.dumps({"distill": {"student": student, "teacher": teacher},
+                                                      "train_seconds": 1.0, "checkpoint": str(run / "best.pt")}))
+    monkeypatch.setattr(training.distill, "distill", lambda cfg: pytest.fail(f"{cfg.out} was trained again"))
+    assert frame_budget.main(["--data", "unused", "--teacher", "t.pt", "--frames", "4,1", "--out", str(tmp_path)]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "frame_budget.jsonl").read_text().splitlines()]
+    assert [(r["model"], r["frames"], r["top1"]) for r in rows] == [
+        ("teacher", 8, 0.8), ("distilled", 1, 0.5), ("label_only", 1, 0.4), ("distilled", 4, 0.78),
+        ("label_only", 4, 0.7)]
+    assert (tmp_path / "frame_budget.png").stat().st_size > 0
