@@ -9,6 +9,7 @@
     python -m sdk bench --bundle B [--bundle B2]     every available backend side by side: per-frame p50/p95, ratios,
                                                      one pinned core with 1 thread, then all cores
     python -m sdk inspect B                          the bundle's page (programs, parity, provenance)
+    python -m sdk web B                              the bundle's .onnx programs in a browser page (localhost)
 
 Which runtime ran and why is written on stderr; stdout holds only the result (with ``--json``, only JSON).
 Exit status: 0 on success, 2 on a typed sdk error (one ``error:`` line on stderr; ``--verbose``: the traceback, and
@@ -24,6 +25,7 @@ import time
 from pathlib import Path
 
 from sdk.describe import add_inspect_command
+from sdk.web.serve import add_web_command
 from sdk.errors import SdkError
 
 
@@ -170,6 +172,8 @@ def _print_stream(args: argparse.Namespace, clf, source) -> None:
 
 
 def _bench(args: argparse.Namespace) -> int:
+    if args.first_prediction:
+        return _first_prediction(args)
     from sdk.bench import BenchOptions, run_bench
 
     opts = BenchOptions(bundles=[Path(b) for b in args.bundle], torch_programs=list(args.torch or []),
@@ -182,6 +186,22 @@ def _bench(args: argparse.Namespace) -> int:
         print(f"\nwrote {report.plot(Path(args.png))}")
     if args.json:
         Path(args.json).write_text(json.dumps(report.as_dict(), indent=2))
+        print(f"\nwrote {args.json}")
+    return 0
+
+
+def _first_prediction(args: argparse.Namespace) -> int:
+    from sdk.first_prediction import as_dict, auto_runtime, first_prediction_times, table
+
+    results = {}
+    for bundle in args.bundle:
+        rows = first_prediction_times(bundle, args.first_prediction, repeats=args.repeats,
+                                      runtimes=args.backends.split(",") if args.backends else None)
+        print(f"{bundle}: first prediction of {args.first_prediction}")
+        print(table(rows, auto_runtime(bundle)))
+        results[str(bundle)] = as_dict(rows)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
         print(f"\nwrote {args.json}")
     return 0
 
@@ -242,8 +262,14 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--png", default=None, help="also plot per-frame latency per program (fp32 vs int8) to this PNG")
     b.add_argument("--baseline", default=None, metavar="NAME",
                    help="a bundle's name: print every program's p50 as a ratio to its (same runtime and precision)")
+    b.add_argument("--first-prediction", metavar="VIDEO", default=None,
+                   help="instead of per-frame latency: cold (a new `python -m sdk classify` process, start to exit) "
+                        "and warm time to classify VIDEO, per runtime (native when built, then each Python backend; "
+                        "--backends picks, e.g. native,onnx)")
+    b.add_argument("--repeats", type=int, default=3, help="with --first-prediction: cold runs per runtime (median)")
     b.set_defaults(func=_bench)
     add_inspect_command(sub)
+    add_web_command(sub)
     args = parser.parse_args(argv)
     verbose = getattr(args, "verbose", False)
     if verbose:

@@ -276,3 +276,20 @@ def test_auto_runs_a_pte_bundle_on_the_cached_core_and_says_why(native_bundles, 
     assert np.abs(np.asarray(on_core["logits"]) - np.asarray(on_bindings["logits"])).max() <= ATOL
     verbose = classify(["-m", "sdk"], cache, "--verbose")
     assert verbose.returncode == 0 and "cpuinfo_utils" in verbose.stderr
+
+
+def test_first_prediction_times_name_the_runtimes_answer(native_bundles, videos, tmp_path):
+    """``python -m sdk bench --first-prediction``: the native core is listed first for a .pte bundle once built,
+    is what ``classify`` picks by itself, and its cold command gives the Python runtime's top label."""
+    from sdk.first_prediction import auto_runtime, first_prediction_times, runtimes_for
+    from sdk.native import build
+
+    build()
+    bundle = native_bundles["clip"]
+    assert runtimes_for(bundle)[:2] == ["native", "executorch"] and auto_runtime(bundle) == "native"
+    (row,) = first_prediction_times(bundle, videos["a"], runtimes=["native"], precision="fp32", repeats=1)
+    with sdk.load(bundle, backend="executorch", precision="fp32") as model:
+        expected = VideoClassifier(model).classify(videos["a"]).labels[0]
+    assert row.runtime == "native" and row.precision == "fp32" and row.label == expected
+    assert row.cold_s > row.warm_s > 0 and row.first_s > 0
+    assert sdk_main(["bench", "--bundle", str(bundle), "--first-prediction", str(tmp_path / "none.mp4")]) == 2
