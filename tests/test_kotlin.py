@@ -1,0 +1,106 @@
+"""The Android wrapper compiled by a real Kotlin compiler and run on the JVM against the real JNI glue.
+
+``EdgeVideo.kt`` (no Android classes) and its JVM test ``apps/android/app/src/test/.../EdgeVideoJvmTest.kt`` are
+compiled by Debian's kotlinc (``scripts/kotlin_setup.sh`` installs it when missing; a failed install fails the
+test). The JNI prototypes of the wrapper's ``external`` functions are read from the *compiled* class (``javap -s``
+descriptors -> C declarations, what ``javac -h`` writes for Java), and the glue (``apps/android/app/src/main/cpp``)
+is compiled with them included first: a glue function whose C signature disagrees with the Kotlin declaration is a
+conflicting declaration, a compile error. The glue is linked to the x86_64 native core (``sdk.native.build``) and
+the Kotlin test streams the tiny int8 clip bundle through ``EdgeVideo``: its predictions must equal the Python
+runtime's, and bad input (a missing bundle, a negative window, a short frame buffer) must raise
+``EdgeVideoException`` with the core's status. Not covered here: Gradle, the Android SDK (CameraX, the activity),
+the NDK build, a device.
+"""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+from test_native_bundles import video
+
+import sdk
+from sdk.classifier import StreamClassifier
+from sdk.native import build
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = ROOT / "apps" / "android" / "app" / "src"
+WRAPPER = APP / "main" / "java" / "org" / "edgevideo" / "demo" / "EdgeVideo.kt"
+JVM_TEST = APP / "test" / "java" / "org" / "edgevideo" / "demo" / "EdgeVideoJvmTest.kt"
+GLUE = sorted((APP / "main" / "cpp").glob("*.cpp"))
+HEADER_DIR = ROOT / "sdk" / "native" / "include"
+CLASS = "org.edgevideo.demo.EdgeVideo"
+JNI_TYPES = {"J": "jlong", "I": "jint", "D": "jdouble", "F": "jfloat", "Z": "jboolean", "V": "void",
+             "Ljava/lang/String;": "jstring", "[B": "jbyteArray", "[I": "jintArray", "[F": "jfloatArray"}
+
+
+def _tool(script: str, key: str, *args: str) -> Path:
+    proc = subprocess.run([str(ROOT / "scripts" / script), *args], capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, check=False)
+    if proc.returncode != 0:
+        pytest.fail(f"scripts/{script} {' '.join(args)} failed:\n{proc.stderr[-3000:]}", pytrace=False)
+    return Path(re.search(rf"^{key}: (.+)$", proc.stdout, flags=re.M).group(1))
+
+
+def jni_prototypes(javap_output: str) -> str:
+    """C declarations of the native methods ``javap -s -p`` lists for ``CLASS``."""
+    lines = ["#include <jni.h>", 'extern "C" {']
+    for name, params, ret in re.findall(r"static\s+(?:final\s+)?native\s+[\w.\[\]]+\s+(\w+)\(.*?\);\s*"
+                                        r"descriptor: \((.*?)\)(\S+)", javap_output):
+        types = re.findall(r"\[?(?:L[\w/]+;|[JIDFZBV])", params)
+        c_params = ", ".join(["JNIEnv*", "jclass", *[JNI_TYPES[t] for t in types]])
+        symbol = "Java_" + CLASS.replace(".", "_") + "_" + name
+        lines.append(f"JNIEXPORT {JNI_TYPES[ret]} JNICALL {symbol}({c_params});")
+    assert len(lines) > 2, f"no static native methods in:\n{javap_output}"
+    return "\n".join([*lines, "}"]) + "\n"
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory) -> tuple[Path, Path]:
+    """``(jar, jdk)``: the wrapper and its JVM test compiled by kotlinc, with the Kotlin runtime included."""
+    kotlinc = _tool("kotlin_setup.sh", "kotlinc")
+    jdk = _tool("arm64_toolchain.sh", "jdk", "--jni")
+    jar = tmp_path_factory.mktemp("kotlin") / "edgevideo-test.jar"
+    proc = subprocess.run([str(kotlinc), str(WRAPPER), str(JVM_TEST), "-include-runtime", "-d", str(jar)],
+                          capture_output=True, text=True, check=False,
+                          env={**os.environ, "JAVA_HOME": str(jdk)})
+    assert proc.returncode == 0 and jar.is_file(), proc.stderr[-3000:]
+    return jar, jdk
+
+
+def build_glue(jar: Path, jdk: Path, out: Path) -> subprocess.CompletedProcess:
+    """The glue as a shared library over the x86_64 core, its functions checked against the compiled wrapper's."""
+    javap = subprocess.run([str(jdk / "bin" / "javap"), "-s", "-p", "-cp", str(jar), CLASS], capture_output=True,
+                           text=True, check=True).stdout
+    header = out.parent / "edgevideo_kotlin_jni.h"
+    header.write_text(jni_prototypes(javap))
+    core = build()
+    return subprocess.run(["g++", "-std=c++17", "-Wall", "-Wextra", "-Werror", "-fPIC", "-shared",
+                           "-I", str(jdk / "include"), "-I", str(jdk / "include" / "linux"), "-I", str(HEADER_DIR),
+                           "-include", str(header), *map(str, GLUE), "-o", str(out), f"-L{core}", "-ledgevideo",
+                           f"-Wl,-rpath,{core}"], capture_output=True, text=True, check=False)
+
+
+def test_kotlin_wrapper_streams_a_bundle_like_python(compiled, native_bundles, tmp_path):
+    jar, jdk = compiled
+    lib = tmp_path / "libedgevideo_jni.so"
+    proc = build_glue(jar, jdk, lib)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    frames = video(40, seed=5)
+    raw = tmp_path / "frames.rgb"
+    raw.write_bytes(frames.tobytes())
+    bundle = native_bundles["clip"]
+    with sdk.load(bundle, backend="executorch", precision="int8") as model:
+        python = StreamClassifier(model, window=8)
+        want = [p for p in (python.push(f) for f in frames) if p is not None]
+    expected = tmp_path / "expected.txt"
+    expected.write_text("".join(f"{p.class_ids[0]} {p.labels[0]} {p.window} {p.frame_index} "
+                                f"{float(p.probabilities[p.class_ids[0]])!r}\n" for p in want))
+    proc = subprocess.run([str(jdk / "bin" / "java"), f"-Djava.library.path={tmp_path}", "-cp", str(jar),
+                           "org.edgevideo.demo.EdgeVideoJvmTestKt", str(bundle), str(raw), "48", "36", str(expected)],
+                          capture_output=True, text=True, check=False, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert len(want) == 5 and len([x for x in proc.stdout.splitlines() if x.startswith("prediction")]) == 5
+    assert proc.stdout.splitlines()[-1] == "10 passed, 0 failed"
