@@ -238,28 +238,10 @@ def test_fake_camera_gives_live_predictions(browser, bundles):
 
 
 # ------------------------------------------------------------------------------------------------ python -m sdk web
-def _main_with_web():
-    """sdk.__main__.main with the ``web`` subcommand registered (until sdk/__main__.py registers it itself)."""
-    import sdk.__main__ as cli
-    from sdk.web.serve import add_web_command
-
-    if not hasattr(cli, "add_web_command"):
-        inspect = cli.add_inspect_command
-
-        def both(sub):
-            inspect(sub)
-            add_web_command(sub)
-
-        cli.add_inspect_command = both
-    return cli.main
-
-
 def test_web_command_serves_page_runtime_and_bundle(web_setup, bundles):
     """``python -m sdk web BUNDLE --port 0`` prints the address and serves the page, ONNX Runtime Web and the
     bundle with the cross-origin isolation headers, and nothing else."""
-    code = ("import sys; sys.path.insert(0, 'tests'); from test_web import _main_with_web; "
-            "sys.exit(_main_with_web()(sys.argv[1:]))")
-    proc = subprocess.Popen([sys.executable, "-c", code, "web", str(bundles["clip"]), "--port", "0"], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "sdk", "web", str(bundles["clip"]), "--port", "0"], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()
@@ -287,7 +269,8 @@ def test_web_command_errors(web_setup, bundles, tmp_path, monkeypatch, capsys):
     damaged = shutil.copytree(bundles["clip"], tmp_path / "damaged.vbundle")
     program = next((damaged / "programs").glob("*.onnx"))
     program.write_bytes(program.read_bytes()[:-1] + b"\0")
-    main = _main_with_web()
+    from sdk.__main__ import main
+
     for bundle, problem in ((tmp_path / "none.vbundle", "does not exist"), (damaged, "does not match its sha256")):
         assert main(["web", str(bundle), "--port", "0"]) == 2
         err = capsys.readouterr().err
