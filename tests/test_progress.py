@@ -60,6 +60,8 @@ with filtered_stderr():
     os.write(2, b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n")
     sys.stderr.write("\rRunning MIL default pipeline:   0%|   | 0/92\rRunning MIL default pipeline: 100%|###| 92/92\n")
     sys.stderr.write("\rcalibrate:  50%|#  | 1/2\rcalibrate: 100%|## | 2/2\n")
+    os.write(2, b"I0000 00:00:1796625150.417225   13572 flatbuffer_export.cc:4410] Estimated count of arithmetic "
+                b"ops: 156.177 M  ops, equivalently 78.088 M  MACs\n")
     os.write(2, b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\nkept: a line of its own\n")
     os.write(2, b"no newline at the end")
 """
@@ -79,4 +81,6 @@ def test_native_chatter_is_dropped_and_any_bar_is_one_line_in_a_log():
     assert run(EDGEVIDEO_VERBOSE="1").splitlines() == [
         "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
         "Running MIL default pipeline: 100%|###| 92/92", "calibrate: 100%|## | 2/2",
+        "I0000 00:00:1796625150.417225   13572 flatbuffer_export.cc:4410] Estimated count of arithmetic ops: 156.177 M  "
+        "ops, equivalently 78.088 M  MACs",
         "INFO: Created TensorFlow Lite XNNPACK delegate for CPU.", "kept: a line of its own", "no newline at the end"]

@@ -18,7 +18,8 @@ The export path (``python -m converters export``) adds its converters' and runti
 - ``torch.onnx`` logs ``torchvision is not installed. Skipping torchvision::nms`` for each torchvision op it would
   register (the project never uses torchvision);
 - from C++ on file descriptor 2: TensorFlow's ``WARNING: All log messages before absl::InitializeLog()`` and its
-  ``oneDNN custom operations are on`` notice (litert-torch imports TensorFlow), and the LiteRT interpreter's
+  ``oneDNN custom operations are on`` notice (litert-torch imports TensorFlow), the TFLite converter's ``Estimated
+  count of arithmetic ops`` (its estimate, not ours: the bundle records our MACs), and the LiteRT interpreter's
   ``INFO: Created TensorFlow Lite XNNPACK delegate for CPU.``;
 - coremltools' tqdm bars (``Running MIL default pipeline: 100%|...``) through ``sys.stderr``.
 
@@ -101,6 +102,7 @@ def show_everything() -> None:
 NATIVE_LINES: tuple[re.Pattern[str], ...] = tuple(re.compile(p) for p in (
     r"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR$",
     r"I\d{4} [\d:.]+ +\d+ port\.cc:\d+\] oneDNN custom operations are on\.",
+    r"I\d{4} [\d:.]+ +\d+ flatbuffer_export\.cc:\d+\] Estimated count of arithmetic ops",
     r"INFO: Created TensorFlow Lite XNNPACK delegate for CPU\.$",
     r"(Converting PyTorch Frontend ==> MIL Ops|Running MIL \w+ pipeline|Running compression pass \w+):",
 ))
