@@ -160,28 +160,43 @@ function resizeArea(frame, ch, nw, nh) {
   return out;
 }
 
-/** A frame resized to (nw, nh), RGB: bit-exact with OpenCV 5's cv::resize of uint8 images on x86 (its vectorised
- * vertical pass: ((b0 * (r0 >> 4)) >> 16) + ((b1 * (r1 >> 4)) >> 16) + 2) >> 2). */
-export function resize(frame, nw, nh, interpolation = "bilinear") {
-  const { width: w, height: h } = frame, ch = channels(frame);
+/** The box [x0, y0, width, height] of a frame resized to (nw, nh), RGB: bit-exact with OpenCV 5's cv::resize of
+ * uint8 images on x86 (its vectorised vertical pass: ((b0 * (r0 >> 4)) >> 16) + ((b1 * (r1 >> 4)) >> 16) + 2) >> 2).
+ * Each output pixel depends only on its own taps, so the box equals the same box cut from the whole resized frame. */
+export function resize(frame, nw, nh, interpolation = "bilinear", box = [0, 0, nw, nh]) {
+  const { width: w, height: h } = frame, ch = channels(frame), [bx, by, bw, bh] = box;
   const area = interpolation === "area";
-  if (area && w >= nw && h >= nh) return { data: resizeArea(frame, ch, nw, nh), width: nw, height: nh };
-  const tx = linearTaps(w, nw, area, true), ty = linearTaps(h, nh, area, false), out = new Uint8Array(nw * nh * 3);
-  const row0 = new Int32Array(nw * 3), row1 = new Int32Array(nw * 3);
-  const hrow = (dst, y) => {
-    for (let x = 0; x < nw; x++) for (let c = 0; c < 3; c++) {
-      dst[x * 3 + c] = at(frame, ch, tx.i0[x], y, c) * tx.w0[x] + at(frame, ch, tx.i1[x], y, c) * tx.w1[x];
+  if (area && w >= nw && h >= nh) {
+    const full = resizeArea(frame, ch, nw, nh), out = new Uint8Array(bw * bh * 3);
+    for (let y = 0; y < bh; y++) out.set(full.subarray(((by + y) * nw + bx) * 3, ((by + y) * nw + bx + bw) * 3), y * bw * 3);
+    return out;
+  }
+  const tx = linearTaps(w, nw, area, true), ty = linearTaps(h, nh, area, false), out = new Uint8Array(bw * bh * 3);
+  const src = frame.data, stride = w * ch;
+  const xa = new Int32Array(bw), xb = new Int32Array(bw), wa = new Int32Array(bw), wb = new Int32Array(bw);
+  for (let x = 0; x < bw; x++) {
+    xa[x] = tx.i0[bx + x] * ch; xb[x] = tx.i1[bx + x] * ch; wa[x] = tx.w0[bx + x]; wb[x] = tx.w1[bx + x];
+  }
+  const horizontal = (dst, sy) => {
+    const base = sy * stride;
+    for (let x = 0, o = 0; x < bw; x++, o += 3) {
+      const a = base + xa[x], b = base + xb[x], p = wa[x], q = wb[x];
+      dst[o] = src[a] * p + src[b] * q;
+      dst[o + 1] = src[a + 1] * p + src[b + 1] * q;
+      dst[o + 2] = src[a + 2] * p + src[b + 2] * q;
     }
   };
-  for (let y = 0; y < nh; y++) {
-    hrow(row0, ty.i0[y]);
-    hrow(row1, ty.i1[y]);
-    const b0 = ty.w0[y], b1 = ty.w1[y];
-    for (let i = 0; i < nw * 3; i++) {
-      out[y * nw * 3 + i] = Math.min(255, (((b0 * (row0[i] >> 4)) >> 16) + ((b1 * (row1[i] >> 4)) >> 16) + 2) >> 2);
+  let row0 = new Int32Array(bw * 3), row1 = new Int32Array(bw * 3), have0 = -1, have1 = -1;
+  for (let y = 0; y < bh; y++) {
+    const sy0 = ty.i0[by + y], sy1 = ty.i1[by + y], b0 = ty.w0[by + y], b1 = ty.w1[by + y];
+    if (sy0 === have1 && sy0 !== have0) { [row0, row1] = [row1, row0]; [have0, have1] = [have1, have0]; }
+    if (sy0 !== have0) { horizontal(row0, sy0); have0 = sy0; }
+    if (sy1 !== have1) { horizontal(row1, sy1); have1 = sy1; }
+    for (let i = 0, o = y * bw * 3; i < bw * 3; i++) {
+      out[o + i] = Math.min(255, (((b0 * (row0[i] >> 4)) >> 16) + ((b1 * (row1[i] >> 4)) >> 16) + 2) >> 2);
     }
   }
-  return { data: out, width: nw, height: nh };
+  return out;
 }
 
 function channels(frame) {
@@ -218,22 +233,19 @@ export class Preprocess {
     this.lut = [0, 1, 2].map((c) => Float32Array.from({ length: 256 }, (_, v) => f32(f32(v * mul[c]) + add[c])));
   }
 
-  /** The frame with its shorter side at `resize` (unchanged if it already is), RGB. */
-  resizeShort(frame) {
-    checkFrame(frame);
-    const { width: w, height: h } = frame, short = this.resizeTo;
-    if (Math.min(w, h) === short) return frame;
-    const [nh, nw] = h <= w ? [short, Math.max(short, roundHalfEven((w * short) / h))]
-      : [Math.max(short, roundHalfEven((h * short) / w)), short];
-    return resize(frame, nw, nh, this.spec.interpolation);
-  }
-
-  /** The centre size x size crop of the resized frame: uint8 RGB (what tests compare with Python). */
+  /** The centre size x size crop of the frame resized to a shorter side of `resize` (only the crop is resized):
+   * uint8 RGB, what tests compare with Python's. */
   crop(frame) {
-    const r = this.resizeShort(frame), ch = channels(r), S = this.size;
-    const y0 = Math.floor((r.height - S) / 2), x0 = Math.floor((r.width - S) / 2), out = new Uint8Array(S * S * 3);
+    checkFrame(frame);
+    const { width: w, height: h } = frame, short = this.resizeTo, S = this.size, ch = channels(frame);
+    const [nh, nw] = Math.min(w, h) === short ? [h, w] : h <= w
+      ? [short, Math.max(short, roundHalfEven((w * short) / h))]
+      : [Math.max(short, roundHalfEven((h * short) / w)), short];
+    const box = [Math.floor((nw - S) / 2), Math.floor((nh - S) / 2), S, S];
+    if (nw !== w || nh !== h) return resize(frame, nw, nh, this.spec.interpolation, box);
+    const out = new Uint8Array(S * S * 3);
     for (let y = 0; y < S; y++) for (let x = 0; x < S; x++) for (let c = 0; c < 3; c++) {
-      out[(y * S + x) * 3 + c] = at(r, ch, x0 + x, y0 + y, c);
+      out[(y * S + x) * 3 + c] = at(frame, ch, box[0] + x, box[1] + y, c);
     }
     return out;
   }
