@@ -208,10 +208,15 @@ def test_file_input_equals_python_on_the_same_file(browser, bundles, tmp_path):
         page = browser.execute_script("return {source: window.edgevideo.source, errors: window.edgevideo.errors,"
                                       "logits: window.edgevideo.predictions.map((p) => p.logits),"
                                       "label: document.getElementById('label').textContent,"
-                                      "latency: document.getElementById('latency').textContent}")
+                                      "latency: document.getElementById('latency').textContent,"
+                                      "isolated: crossOriginIsolated, threads: window.edgevideo.model.threads,"
+                                      "fetched: performance.getEntriesByType('resource').map((e) => e.name)}")
     finally:
         server.close()
     assert not page["errors"]
+    # nothing from the internet: every resource the page loaded came from the local server (or the chosen file)
+    assert page["fetched"] and all(u.startswith((server.url, "blob:")) for u in page["fetched"]), page["fetched"]
+    assert page["isolated"] and page["threads"] >= 1  # COOP/COEP: WASM threads allowed
     assert page["source"]["frames"] == 60 and page["source"]["window"] == WINDOW
     assert page["label"] in LABELS and "preprocess" in page["latency"] and "model" in page["latency"]
     assert_same(python_windows(bundles["stream"], path), np.asarray(page["logits"], np.float32), tolerance=0.1,
