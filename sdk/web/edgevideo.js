@@ -9,8 +9,6 @@
 // Not supported here (as in the native core): the random_k sampler and programs with int8 inputs.
 import * as ort from "./ort/ort.wasm.min.mjs";
 
-export { ort };
-
 export class EdgeVideoError extends Error {
   /** kind: "BundleError" | "ConfigError" | "FrameError", the Python runtime's error types. */
   constructor(kind, message) {
