@@ -7,10 +7,13 @@ two linear classifiers trained on the same features:
 - ``ordered``: the T features concatenated in time order -- can tell a clip from its reversal.
 
 Both see exactly the same frames; only the order information differs, so the gap between them is what the benchmark
-measures. Features are cached next to the dataset (``probe-features-*.npz``).
+measures. Features are cached outside the dataset, in the feature cache directory
+(``training.data.feature_cache.default_cache_dir()/probe``), keyed by the split's videos, frames and size.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from pathlib import Path
 
@@ -21,7 +24,9 @@ from torch import nn
 from sdk.preprocess import Preprocess
 from sdk.samplers import Sampler
 from training.config import set_verbose, tool_parser
+from sdk.files import atomic_path
 from training.data.datasets import ClipDataset, DatasetInfo, make_loader
+from training.data.feature_cache import default_cache_dir
 from training.metrics import classification_metrics
 from training.models.mobilenet_v2 import MobileNetV2, load_imagenet_weights
 from training.progress import progress
@@ -30,12 +35,15 @@ from training.progress import progress
 @torch.no_grad()
 def extract(info: DatasetInfo, split: str, frames: int, size: int, workers: int) -> tuple[np.ndarray, np.ndarray]:
     """``(N, T, 1280)`` frozen per-frame features and ``(N,)`` labels of a split, cached on disk."""
-    cache = info.root / f"probe-features-{split}-T{frames}-S{size}.npz"
+    records = info.records(f"{split}.csv")
+    videos = [(str(Path(r.path).resolve()), r.label, Path(r.path).stat().st_mtime_ns) for r in records]
+    key = hashlib.sha256(json.dumps(videos).encode()).hexdigest()[:16]
+    cache = default_cache_dir() / "probe" / f"{split}-{key}-T{frames}-S{size}.npz"
     if cache.is_file():
         z = np.load(cache)
         return z["features"], z["labels"]
     model = load_imagenet_weights(MobileNetV2()).eval()
-    ds = ClipDataset(info.records(f"{split}.csv"), sampler=Sampler("uniform_segments", frames),
+    ds = ClipDataset(records, sampler=Sampler("uniform_segments", frames),
                      preprocess=Preprocess(size=size, resize=round(size * 8 / 7)), train=False)
     feats, ys = [], []
     for clips, y in progress(make_loader(ds, batch_size=16, workers=workers, shuffle=False), desc=f"features {split}"):
@@ -43,7 +51,9 @@ def extract(info: DatasetInfo, split: str, frames: int, size: int, workers: int)
         feats.append(model.forward_features(clips.flatten(0, 1)).unflatten(0, (n, t)).numpy())
         ys.append(y.numpy())
     out = np.concatenate(feats), np.concatenate(ys)
-    np.savez(cache, features=out[0], labels=out[1])
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(cache) as tmp, open(tmp, "wb") as f:
+        np.savez(f, features=out[0], labels=out[1])
     return out
 
 

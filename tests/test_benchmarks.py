@@ -10,15 +10,27 @@ import pytest
 from benchmarks.__main__ import main as bench_main
 
 
-def test_probe_runs_and_caches_features(tiny_benchmark: Path, tmp_path: Path, capsys):
+def test_probe_runs_and_caches_features_outside_the_dataset(tiny_benchmark: Path, tmp_path: Path, capsys,
+                                                             monkeypatch):
     data = tmp_path / "tiny"
-    shutil.copytree(tiny_benchmark, data)  # the probe writes its feature cache into the dataset folder
-    args = ["probe", "--data", str(data), "--frames", "4", "--size", "64", "--steps", "5", "--workers", "0"]
-    assert bench_main(args) == 0
-    out = capsys.readouterr().out
-    assert "average" in out and "ordered" in out and "within-pair" in out
-    assert sorted(p.name for p in data.glob("probe-features-*.npz")) == [
-        "probe-features-train-T4-S64.npz", "probe-features-val-T4-S64.npz"]
+    shutil.copytree(tiny_benchmark, data)
+    monkeypatch.setenv("EDGEVIDEO_FEATURE_CACHE", str(tmp_path / "cache"))
+    for folder in [data, *(p for p in data.rglob("*") if p.is_dir())]:
+        folder.chmod(0o555)  # a read-only dataset (a shared one, a mounted disk) is probed all the same
+    tree = sorted((str(p), p.stat().st_mtime_ns) for p in [data, *data.rglob("*")])  # root ignores permissions
+    try:
+        args = ["probe", "--data", str(data), "--frames", "4", "--size", "64", "--steps", "5", "--workers", "0"]
+        assert bench_main(args) == 0
+        out = capsys.readouterr().out
+        assert "average" in out and "ordered" in out and "within-pair" in out
+        cached = sorted((tmp_path / "cache" / "probe").glob("*.npz"))
+        assert [p.name.split("-")[0] for p in cached] == ["train", "val"]
+        stamps = [p.stat().st_mtime_ns for p in cached]
+        assert bench_main(args) == 0 and [p.stat().st_mtime_ns for p in cached] == stamps  # read, not rebuilt
+        assert sorted((str(p), p.stat().st_mtime_ns) for p in [data, *data.rglob("*")]) == tree
+    finally:
+        for folder in [data, *(p for p in data.rglob("*") if p.is_dir())]:
+            folder.chmod(0o755)
 
 
 def test_order_blind_features_cannot_tell_a_clip_from_its_reversal(tmp_path: Path):
