@@ -177,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--screenshot", type=Path, default=None, help="PNG of the page after --video played through")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
+    if args.rounds < 1 or args.calls < 1:
+        p.error("--rounds and --calls must be at least 1")
     rows: dict[str, list[float]] = {}
     add = lambda key, value: rows.setdefault(key, []).append(value)  # noqa: E731
     browser = launch()
