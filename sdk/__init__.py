@@ -4,6 +4,7 @@
 package never imports torch or ``training``. Training imports the samplers and preprocessing from here, so what the
 device runs is by construction what the model was trained on.
 """
+from sdk.camera import CameraFrame
 from sdk.classifier import Prediction, Smoothing, StreamClassifier, VideoClassifier
 from sdk.errors import BackendUnavailableError, BundleError, ConfigError, DecodeError, FrameError, SdkError
 from sdk.preprocess import Preprocess
@@ -17,6 +18,7 @@ __version__ = "0.1.0"
 __all__ = [
     "BackendUnavailableError",
     "BundleError",
+    "CameraFrame",
     "ConfigError",
     "DecodeError",
     "FrameError",

@@ -7,8 +7,9 @@ below are the contract the native C++ core reproduces exactly.
 Frames
 ------
 A frame is an ``(H, W, 3)`` RGB array: ``uint8``, or a float array with every value finite and in ``[0, 255]``
-(rounded half to even to uint8). Anything else (other shapes, dtypes, NaN / inf, out of range) is a
-:class:`~sdk.errors.FrameError`. ``push`` also takes a zero-argument callable returning such a frame: it is called
+(rounded half to even to uint8), or a :class:`sdk.camera.CameraFrame` as a camera delivers it (NV12 / NV21 / I420 /
+RGBA / BGRA, strides, rotation), converted with :meth:`~sdk.camera.CameraFrame.to_rgb` only when kept. Anything else
+(other shapes, dtypes, NaN / inf, out of range) is a :class:`~sdk.errors.FrameError`. ``push`` also takes a zero-argument callable returning such a frame: it is called
 only when the sampler keeps the frame, so dropped frames are never converted, resized or even looked at.
 
 Per-frame work of a kept frame: resize the shorter side to ``preprocess.resize`` (bilinear/area, OpenCV semantics),
@@ -99,6 +100,7 @@ from typing import Any
 
 import numpy as np
 
+from sdk.camera import CameraFrame
 from sdk.errors import BundleError, ConfigError, FrameError, SdkError, TruncatedVideoError
 from sdk.manifest import InputSpec, Manifest
 from sdk.preprocess import _cv2
@@ -290,6 +292,8 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------------------- frames
 def as_frame(frame: Any) -> np.ndarray:
     """A valid ``(H, W, 3)`` uint8 RGB frame from ``frame`` (see "Frames" in the module docstring), or FrameError."""
+    if isinstance(frame, CameraFrame):
+        return frame.to_rgb()
     try:
         a = np.asarray(frame)
     except Exception as e:  # ragged lists, exotic objects

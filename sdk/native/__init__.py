@@ -32,8 +32,8 @@ from sdk.backends import quiet_native_logs
 from sdk.errors import BackendUnavailableError, BundleError, ConfigError, FrameError, SdkError
 from sdk.files import atomic_dir
 
-__all__ = ["SOURCE_DIR", "NativeError", "NativeStreamClassifier", "build", "cached_build", "default_window", "executorch_prefix",
-           "load_library", "source_hash"]
+__all__ = ["PIXEL_FORMATS", "SOURCE_DIR", "NativeError", "NativeStreamClassifier", "build", "cached_build",
+           "default_window", "executorch_prefix", "image_to_input", "load_library", "source_hash"]
 
 SOURCE_DIR = Path(__file__).resolve().parent
 _SOURCES = ("CMakeLists.txt", "include", "src", "tools")
@@ -167,6 +167,34 @@ class _Options(ctypes.Structure):
                 ("source_fps", ctypes.c_double)]
 
 
+class _Image(ctypes.Structure):
+    _fields_ = [("planes", ctypes.c_void_p * 3), ("strides", ctypes.c_int32 * 3), ("width", ctypes.c_int32),
+                ("height", ctypes.c_int32), ("format", ctypes.c_int32), ("rotation", ctypes.c_int32),
+                ("full_range", ctypes.c_int32)]
+
+
+PIXEL_FORMATS = ("rgb", "rgba", "bgra", "nv12", "nv21", "i420")  # ev_pixel_format's order (include/edgevideo.h)
+
+
+def _image(frame: Any) -> _Image:
+    """The C API's ev_image of a :class:`sdk.camera.CameraFrame` (pointers into its planes: keep it alive)."""
+    im = _Image()
+    for k, (plane, stride) in enumerate(zip(frame.planes, frame.strides)):
+        im.planes[k], im.strides[k] = plane.ctypes.data, stride
+    im.width, im.height, im.format = frame.width, frame.height, PIXEL_FORMATS.index(frame.format)
+    im.rotation, im.full_range = frame.rotation, int(bool(frame.full_range))
+    return im
+
+
+def image_to_input(lib: ctypes.CDLL, frame: Any, short_side: int, size: int) -> np.ndarray:
+    """The ``(size, size, 3)`` uint8 crop the core feeds a role of ``short_side`` for a camera frame
+    (``ev_image_to_input``): what tests compare with ``sdk.preprocess`` on ``frame.to_rgb()``."""
+    out = np.zeros((size, size, 3), np.uint8)
+    im = _image(frame)
+    _check(lib, lib.ev_image_to_input(ctypes.byref(im), short_side, size, out.ctypes.data))
+    return out
+
+
 class _Request(ctypes.Structure):
     _fields_ = [("copies", ctypes.c_int32), ("size", ctypes.c_int32), ("short_side", ctypes.c_int32),
                 ("window", ctypes.c_int32), ("role", ctypes.c_int32)]
@@ -199,6 +227,8 @@ def load_library(path: str | Path) -> ctypes.CDLL:
         "ev_create": (S, [ctypes.c_char_p, ctypes.POINTER(_Options), ctypes.POINTER(P)]),
         "ev_push_frame": (S, [P, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int32, ctypes.c_int32, ctypes.c_double,
                               ctypes.POINTER(_Prediction)]),
+        "ev_push_image": (S, [P, ctypes.POINTER(_Image), ctypes.c_double, ctypes.POINTER(_Prediction)]),
+        "ev_image_to_input": (S, [ctypes.POINTER(_Image), ctypes.c_int32, ctypes.c_int32, ctypes.c_void_p]),
         "ev_next_frame": (S, [P, ctypes.POINTER(_Request)]),
         "ev_reset": (S, [P]),
         "ev_destroy": (None, [P]),
@@ -315,22 +345,34 @@ class NativeStreamClassifier:
     def short_side(self) -> int:
         return int(self.next_frame()["short_side"])
 
-    def push(self, frame: np.ndarray | None, timestamp: float | None = None):
-        """Offer the next frame (``(H, W, 3)`` uint8 RGB, or None for a frame the sampler drops): an
-        ``sdk.Prediction`` at a window end, an error event (``Prediction.error``) for a bad frame, else None."""
+    def push(self, frame: Any, timestamp: float | None = None):
+        """Offer the next frame -- ``(H, W, 3)`` uint8 RGB at :attr:`short_side`, a :class:`sdk.camera.CameraFrame`
+        of any size (converted, rotated, resized and cropped by the core: ``ev_push_image``), or None for a frame
+        the sampler drops: an ``sdk.Prediction`` at a window end, an error event (``Prediction.error``) for a bad
+        frame, else None."""
+        from sdk.camera import CameraFrame
         from sdk.classifier import Prediction
 
         lib, h = self._lib, self._handle()
         data, length, width, height = None, 0, 0, 0
+        p = _Prediction()
+        ts = math.nan if timestamp is None else float(timestamp)
+        if isinstance(frame, CameraFrame):
+            im = _image(frame)
+            return self._result(lib.ev_push_image(h, ctypes.byref(im), ts, ctypes.byref(p)), p, timestamp)
         if frame is not None:
             a = np.asarray(frame)
             if a.dtype != np.uint8 or a.ndim != 3 or a.shape[2] != 3:
                 return Prediction(error=FrameError(f"a native frame is (H, W, 3) uint8 RGB, got {a.dtype} {a.shape}"))
             a = np.ascontiguousarray(a)
             data, length, height, width = a.ctypes.data, a.nbytes, a.shape[0], a.shape[1]
-        p = _Prediction()
-        ts = math.nan if timestamp is None else float(timestamp)
-        status = lib.ev_push_frame(h, data, length, width, height, ts, ctypes.byref(p))
+        return self._result(lib.ev_push_frame(h, data, length, width, height, ts, ctypes.byref(p)), p, timestamp)
+
+    def _result(self, status: int, p: _Prediction, timestamp: float | None):
+        """The Prediction (or error event, or None) of a push that returned ``status`` and filled ``p``."""
+        from sdk.classifier import Prediction
+
+        lib, h = self._lib, self._handle()
         if status != EV_OK:
             err = _typed(status, lib.ev_status_name(status).decode(), lib.ev_last_error().decode(errors="replace"))
             if status != EV_ERR_BAD_FRAME:

@@ -35,6 +35,7 @@ from typing import Any, Self
 import numpy as np
 
 from sdk.bundle import Bundle
+from sdk.camera import CameraFrame
 from sdk.classifier import (Prediction, Smoothing, VideoClassifier, as_frame, choose_window, clip_warnings, drive,
                             known_fps, lazy_frames, opened, source_warnings)
 from sdk.errors import ConfigError, FrameError, SdkError, TruncatedVideoError
@@ -134,7 +135,9 @@ class NativeStream:
                     t0 = self._clock.timed("decode", t0)
                 if frame is None:
                     raise FrameError("the sampler keeps this frame: pass the frame, not None")
-                resized = self._preprocess[str(request["role"])].resize_short(as_frame(frame))
+                # a camera frame goes to the core as it is (ev_push_image converts, resizes and crops it)
+                resized = (frame if isinstance(frame, CameraFrame)
+                           else self._preprocess[str(request["role"])].resize_short(as_frame(frame)))
             except SdkError as err:
                 stats.frame_errors += 1
                 return Prediction(error=err, timestamp=timestamp, role=str(request["role"]))

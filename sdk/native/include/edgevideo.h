@@ -4,9 +4,11 @@
  * Semantics are sdk.StreamClassifier's (sdk/classifier.py module docstring): windows, kept frames, state reset
  * per window (stream bundles), FASTER segments and aggregator state, softmax, EMA + hysteresis smoothing.
  *
- * Frames: uint8 RGB, HWC, rows packed, whose shorter side is already ev_frame_request.short_side (the shorter-side
- * resize of sdk.preprocess -- bilinear/area in OpenCV semantics -- is the caller's: the camera / GPU scaler); the
- * core centre-crops size x size exactly as sdk.preprocess does, and the program scales and normalises. A kept frame
+ * Frames: ev_push_frame takes uint8 RGB, HWC, rows packed, whose shorter side is already
+ * ev_frame_request.short_side (the shorter-side resize of sdk.preprocess -- bilinear/area in OpenCV semantics -- is
+ * the caller's: the camera / GPU scaler); the core centre-crops size x size exactly as sdk.preprocess does, and the
+ * program scales and normalises. ev_push_image takes a camera image of any size and format (NV12 / NV21 / I420 /
+ * RGBA / BGRA / RGB, strides, rotation) and does conversion, resize and crop itself. A kept frame
  * of another size or buffer length is EV_ERR_BAD_FRAME: it gets no frame number and the stream goes on. Frames the
  * sampler drops are never inspected (pass NULL: ev_next_frame says which before you decode).
  *
@@ -74,6 +76,29 @@ typedef struct ev_prediction {
   double timestamp;    /* the timestamp passed with that frame (NAN when none) */
 } ev_prediction;
 
+/* Camera images for ev_push_image: what Android (YUV_420_888, Bitmap) and iOS (CVPixelBuffer 420f / 420v / BGRA)
+ * deliver, passed without a conversion by the app. */
+typedef enum ev_pixel_format {
+  EV_PIXEL_RGB = 0,  /* planes[0]: R, G, B per pixel */
+  EV_PIXEL_RGBA = 1, /* planes[0]: R, G, B, A (Android Bitmap ARGB_8888 in memory); alpha ignored */
+  EV_PIXEL_BGRA = 2, /* planes[0]: B, G, R, A (iOS kCVPixelFormatType_32BGRA); alpha ignored */
+  EV_PIXEL_NV12 = 3, /* planes[0] Y, planes[1] interleaved U, V at half resolution (iOS 420f / 420v) */
+  EV_PIXEL_NV21 = 4, /* planes[0] Y, planes[1] interleaved V, U (Android NV21; YUV_420_888 whose V buffer
+                      * starts one byte before its U buffer, pixel stride 2) */
+  EV_PIXEL_I420 = 5  /* planes[0] Y, planes[1] U, planes[2] V, each chroma plane at half resolution
+                      * (YUV_420_888 with pixel stride 1) */
+} ev_pixel_format;
+
+typedef struct ev_image {
+  const uint8_t* planes[3]; /* see ev_pixel_format; unused planes NULL. Rows of plane k are strides[k] bytes apart */
+  int32_t strides[3];       /* bytes per row, >= the row's bytes (0 = packed); the buffers are the caller's */
+  int32_t width, height;    /* as stored, before rotation; even for the YUV formats */
+  int32_t format;           /* ev_pixel_format */
+  int32_t rotation;         /* clockwise degrees that make the image upright: 0, 90, 180 or 270 */
+  int32_t full_range;       /* YUV: 1 = full range BT.601 (JFIF: Android cameras, iOS 420f), 0 = video range
+                             * (16-235: iOS 420v); ignored for RGB formats */
+} ev_image;
+
 EV_API void ev_options_default(ev_options* options);
 EV_API ev_status ev_create(const char* bundle_dir, const ev_options* options, ev_classifier** out);
 /* Push the next frame (rgb: width*height*3 bytes, `length` checked when the frame is kept). On success
@@ -81,6 +106,14 @@ EV_API ev_status ev_create(const char* bundle_dir, const ev_options* options, ev
 EV_API ev_status ev_push_frame(ev_classifier* c, const uint8_t* rgb, size_t length, int32_t width, int32_t height,
                         double timestamp, ev_prediction* prediction);
 /* timestamp: seconds, strictly increasing, or NAN for none; a non-increasing one is EV_ERR_BAD_FRAME. */
+/* Push the next frame as a camera image of any size: converted to RGB, rotated upright, its shorter side resized
+ * to short_side (bilinear, OpenCV's INTER_LINEAR mapping) and centre-cropped in one pass that computes only the
+ * crop's pixels (no full-size RGB frame). Within one uint8 step of sdk.camera.CameraFrame.to_rgb() followed by
+ * sdk.preprocess. A dropped frame is not read (image may be NULL). Bundles whose preprocess.interpolation is
+ * "area" are EV_ERR_UNSUPPORTED here (resize yourself and use ev_push_frame). */
+EV_API ev_status ev_push_image(ev_classifier* c, const ev_image* image, double timestamp, ev_prediction* prediction);
+/* The size x size RGB crop (HWC, packed) ev_push_image feeds a role whose shorter side is short_side: for tests. */
+EV_API ev_status ev_image_to_input(const ev_image* image, int32_t short_side, int32_t size, uint8_t* out);
 EV_API ev_status ev_next_frame(const ev_classifier* c, ev_frame_request* request);
 EV_API ev_status ev_reset(ev_classifier* c); /* zeros state, empties windows and smoothing: a new stream */
 EV_API void ev_destroy(ev_classifier* c);

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "classifier.hpp"
+#include "image.hpp"
 #include "edgevideo.h"
 #include "error.hpp"
 #include "json.hpp"
@@ -91,6 +92,27 @@ ev_status ev_push_frame(ev_classifier* c, const uint8_t* rgb, size_t length, int
   return guarded([&] {
     ev::Prediction p = c->impl->push(rgb, length, width, height, timestamp);
     if (prediction) to_c(p, prediction);
+  });
+}
+
+ev_status ev_push_image(ev_classifier* c, const ev_image* image, double timestamp, ev_prediction* prediction) {
+  if (!c) return null_arg("classifier");
+  if (prediction) std::memset(prediction, 0, sizeof(*prediction));
+  return guarded([&] {
+    ev::Prediction p = c->impl->push_image(image, timestamp);
+    if (prediction) to_c(p, prediction);
+  });
+}
+
+ev_status ev_image_to_input(const ev_image* image, int32_t short_side, int32_t size, uint8_t* out) {
+  if (!image) return null_arg("image");
+  if (!out) return null_arg("out");
+  return guarded([&] {
+    if (size < 1 || short_side < size)
+      throw ev::Error(EV_ERR_INVALID_ARGUMENT, "need 1 <= size <= short_side, got size " + std::to_string(size) +
+                                                  ", short_side " + std::to_string(short_side));
+    const std::vector<uint8_t> crop = ev::image_to_input(*image, short_side, size);
+    std::memcpy(out, crop.data(), crop.size());
   });
 }
 

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "error.hpp"
+#include "image.hpp"
 #include "npz.hpp"
 #include "sha256.hpp"
 
@@ -215,18 +216,7 @@ void Classifier::check_logits(const Program& p, const std::vector<std::vector<fl
 }
 
 Prediction Classifier::push(const uint8_t* rgb, size_t length, int width, int height, double timestamp) {
-  Prediction pred;
-  const bool has_ts = !std::isnan(timestamp);
-  if (has_ts && !std::isfinite(timestamp)) throw Error(EV_ERR_BAD_FRAME, "timestamp must be finite");
-  if (has_ts && has_last_ts_ && timestamp <= last_ts_) {
-    std::ostringstream m;
-    m << "timestamps must increase: " << timestamp << " after " << last_ts_;
-    throw Error(EV_ERR_BAD_FRAME, m.str());
-  }
-  Role& r = current();
-  const int64_t index = frames_;
-  const int32_t copies = r.sampler.peek();
-  if (copies) {  // only kept frames are inspected
+  return push_kept(timestamp, [&](const Role& r) {
     const int64_t size = r.input.size;
     const int64_t short_side = std::min<int64_t>(width, height);
     if (!rgb) throw Error(EV_ERR_BAD_FRAME, "the sampler keeps this frame but no pixels were given");
@@ -239,9 +229,39 @@ Prediction Classifier::push(const uint8_t* rgb, size_t length, int width, int he
     if (short_side != r.input.resize_to)
       throw Error(EV_ERR_BAD_FRAME, "frame " + std::to_string(width) + "x" + std::to_string(height) +
                                         ": its shorter side must be " + std::to_string(r.input.resize_to) +
-                                        " (resize it first; the core centre-crops " + std::to_string(size) + "x" +
-                                        std::to_string(size) + ")");
-    std::vector<float> x = frame_tensor(r, rgb, width, height);
+                                        " (resize it first, or push it with ev_push_image; the core centre-crops " +
+                                        std::to_string(size) + "x" + std::to_string(size) + ")");
+    return frame_tensor(r, rgb, width, height);
+  });
+}
+
+Prediction Classifier::push_image(const ev_image* image, double timestamp) {
+  return push_kept(timestamp, [&](const Role& r) {
+    if (!image) throw Error(EV_ERR_BAD_FRAME, "the sampler keeps this frame but no image was given");
+    if (r.input.interpolation != "bilinear")
+      throw Error(EV_ERR_UNSUPPORTED, "this bundle resizes with '" + r.input.interpolation + "' interpolation and "
+                                      "the core's image path is bilinear: resize the frame yourself and use "
+                                      "ev_push_frame");
+    const int size = static_cast<int>(r.input.size);
+    const std::vector<uint8_t> crop = image_to_input(*image, static_cast<int>(r.input.resize_to), size);
+    return frame_tensor(r, crop.data(), size, size);
+  });
+}
+
+Prediction Classifier::push_kept(double timestamp, const std::function<std::vector<float>(const Role&)>& tensor) {
+  Prediction pred;
+  const bool has_ts = !std::isnan(timestamp);
+  if (has_ts && !std::isfinite(timestamp)) throw Error(EV_ERR_BAD_FRAME, "timestamp must be finite");
+  if (has_ts && has_last_ts_ && timestamp <= last_ts_) {
+    std::ostringstream m;
+    m << "timestamps must increase: " << timestamp << " after " << last_ts_;
+    throw Error(EV_ERR_BAD_FRAME, m.str());
+  }
+  Role& r = current();
+  const int64_t index = frames_;
+  const int32_t copies = r.sampler.peek();
+  if (copies) {  // only kept frames are inspected
+    std::vector<float> x = tensor(r);
     if (kind_ == "stream") {
       for (int32_t k = 0; k < copies; ++k) {
         std::vector<const float*> in = {x.data()};

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cmath>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -51,6 +52,7 @@ class Classifier {
 
   ev_frame_request next() const;
   Prediction push(const uint8_t* rgb, size_t length, int width, int height, double timestamp);
+  Prediction push_image(const ev_image* image, double timestamp);  // any size and camera format (image.hpp)
   void reset();
   // Compares every program, then throws Error(EV_ERR_GOLDEN_MISMATCH) naming the first beyond its tolerance.
   SelfCheck self_check();
@@ -78,6 +80,8 @@ class Classifier {
   void start_window();
   void emit(Prediction& p);
   std::vector<float> frame_tensor(const Role& r, const uint8_t* rgb, int width, int height) const;
+  // The rest of a push once a kept frame's input tensor is made (by `tensor`, called only for a kept frame).
+  Prediction push_kept(double timestamp, const std::function<std::vector<float>(const Role&)>& tensor);
   void check_logits(const Program& p, const std::vector<std::vector<float>>& out) const;
   std::string check_file(const std::string& rel, const std::string& sha, const std::string& what);
 

@@ -82,6 +82,11 @@ InputSpec input_spec(const Json& j, const std::string& where) {
       fail(where + ".preprocess.layout", "expected TCHW or THWC");
     in.layout = layout->string;
   }
+  if (const Json* interp = pre.find("interpolation")) {
+    if (!interp->is_string() || (interp->string != "bilinear" && interp->string != "area"))
+      fail(where + ".preprocess.interpolation", "expected bilinear or area");
+    in.interpolation = interp->string;
+  }
   const Json* resize = pre.find("resize");
   in.resize_to = in.size;
   if (resize && !resize->is_null()) {

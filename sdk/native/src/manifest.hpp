@@ -25,6 +25,7 @@ struct InputSpec {
   int64_t size = 224;         // the program's H = W
   std::string layout = "TCHW";  // or THWC
   int64_t resize_to = 224;    // shorter side after resize (preprocess.resize, or size): the caller resizes
+  std::string interpolation = "bilinear";  // or "area" (ev_push_image resizes bilinear only)
 };
 
 struct Program {
