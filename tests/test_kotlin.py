@@ -18,10 +18,12 @@ import re
 import subprocess
 from pathlib import Path
 
+import cv2
 import pytest
 from test_native_bundles import video
 
 import sdk
+from sdk.camera import CameraFrame
 from sdk.classifier import StreamClassifier
 from sdk.native import build
 
@@ -33,7 +35,8 @@ GLUE = sorted((APP / "main" / "cpp").glob("*.cpp"))
 HEADER_DIR = ROOT / "sdk" / "native" / "include"
 CLASS = "org.edgevideo.demo.EdgeVideo"
 JNI_TYPES = {"J": "jlong", "I": "jint", "D": "jdouble", "F": "jfloat", "Z": "jboolean", "V": "void",
-             "Ljava/lang/String;": "jstring", "[B": "jbyteArray", "[I": "jintArray", "[F": "jfloatArray"}
+             "Ljava/lang/String;": "jstring", "Ljava/nio/ByteBuffer;": "jobject", "[B": "jbyteArray",
+             "[I": "jintArray", "[F": "jfloatArray"}
 
 
 def _tool(script: str, key: str, *args: str) -> Path:
@@ -98,9 +101,21 @@ def test_kotlin_wrapper_streams_a_bundle_like_python(compiled, native_bundles, t
     expected = tmp_path / "expected.txt"
     expected.write_text("".join(f"{p.class_ids[0]} {p.labels[0]} {p.window} {p.frame_index} "
                                 f"{float(p.probabilities[p.class_ids[0]])!r}\n" for p in want))
+    # camera frames: NV21 as YUV_420_888 holds it, 96x72 stored rotated (the sensor's orientation), rotation 90
+    cams = [CameraFrame.from_rgb(cv2.rotate(cv2.resize(f, (96, 72)), cv2.ROTATE_90_COUNTERCLOCKWISE), "nv21",
+                                 rotation=90) for f in frames]
+    (tmp_path / "frames.nv21").write_bytes(b"".join(c.planes[0].tobytes() + c.planes[1].tobytes() for c in cams))
+    with sdk.load(bundle, backend="executorch", precision="int8") as model:
+        python = StreamClassifier(model, window=8)
+        want_cam = [p for p in (python.push(c) for c in cams) if p is not None]
+    cam_expected = tmp_path / "camera.txt"
+    cam_expected.write_text("".join(f"{p.class_ids[0]} {p.labels[0]} {p.window} {p.frame_index} "
+                                    f"{float(p.probabilities[p.class_ids[0]])!r}\n" for p in want_cam))
     proc = subprocess.run([str(jdk / "bin" / "java"), f"-Djava.library.path={tmp_path}", "-cp", str(jar),
-                           "org.edgevideo.demo.EdgeVideoJvmTestKt", str(bundle), str(raw), "48", "36", str(expected)],
+                           "org.edgevideo.demo.EdgeVideoJvmTestKt", str(bundle), str(raw), "48", "36", str(expected),
+                           str(tmp_path / "frames.nv21"), "72", "96", str(cam_expected)],
                           capture_output=True, text=True, check=False, timeout=120)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert len(want) == 5 and len([x for x in proc.stdout.splitlines() if x.startswith("prediction")]) == 5
-    assert proc.stdout.splitlines()[-1] == "10 passed, 0 failed"
+    assert len(want_cam) == 5 and len([x for x in proc.stdout.splitlines() if x.startswith("camera prediction")]) == 5
+    assert proc.stdout.splitlines()[-1] == "18 passed, 0 failed"

@@ -16,6 +16,22 @@ void throw_core(JNIEnv* env, ev_status s) {
 
 ev_classifier* handle(jlong h) { return reinterpret_cast<ev_classifier*>(h); }
 
+jfloatArray bad_frame(JNIEnv* env, const std::string& what) {
+  const std::string msg = "EV_ERR_BAD_FRAME: " + what;
+  env->ThrowNew(env->FindClass("org/edgevideo/demo/EdgeVideoException"), msg.c_str());
+  return nullptr;
+}
+
+// null (no prediction yet), or {top1, score, window, role, frameIndex} as floats
+jfloatArray prediction_array(JNIEnv* env, const ev_prediction& p) {
+  if (!p.ready) return nullptr;
+  jfloat v[5] = {static_cast<jfloat>(p.top1), p.score, static_cast<jfloat>(p.window), static_cast<jfloat>(p.role),
+                 static_cast<jfloat>(p.frame_index)};
+  jfloatArray out = env->NewFloatArray(5);
+  env->SetFloatArrayRegion(out, 0, 5, v);
+  return out;
+}
+
 }  // namespace
 
 extern "C" {
@@ -70,12 +86,78 @@ JNIEXPORT jfloatArray JNICALL Java_org_edgevideo_demo_EdgeVideo_nativePush(JNIEn
     throw_core(env, s);
     return nullptr;
   }
-  if (!p.ready) return nullptr;
-  jfloat v[5] = {static_cast<jfloat>(p.top1), p.score, static_cast<jfloat>(p.window), static_cast<jfloat>(p.role),
-                 static_cast<jfloat>(p.frame_index)};
-  jfloatArray out = env->NewFloatArray(5);
-  env->SetFloatArrayRegion(out, 0, 5, v);
-  return out;
+  return prediction_array(env, p);
+}
+
+// A camera image (ev_push_image), planes read in place from direct ByteBuffers. format < 0: Android YUV_420_888,
+// whose layout follows from uv_pixel_stride and where the chroma buffers start. Returns as nativePush.
+JNIEXPORT jfloatArray JNICALL Java_org_edgevideo_demo_EdgeVideo_nativePushImage(
+    JNIEnv* env, jclass, jlong h, jobject p0, jobject p1, jobject p2, jint s0, jint s1, jint s2, jint width,
+    jint height, jint format, jint rotation, jboolean full_range, jint uv_pixel_stride, jdouble timestamp) {
+  ev_frame_request request;
+  ev_status q = ev_next_frame(handle(h), &request);
+  if (q != EV_OK) {
+    throw_core(env, q);
+    return nullptr;
+  }
+  if (request.copies == 0) {  // a frame the sampler drops: its planes are never looked at
+    ev_prediction p;
+    ev_status s = ev_push_image(handle(h), nullptr, std::isnan(timestamp) ? NAN : timestamp, &p);
+    if (s != EV_OK) throw_core(env, s);
+    return s == EV_OK ? prediction_array(env, p) : nullptr;
+  }
+  const jobject buffers[3] = {p0, p1, p2};
+  const uint8_t* base[3] = {nullptr, nullptr, nullptr};
+  jlong capacity[3] = {0, 0, 0};
+  for (int k = 0; k < 3; ++k) {
+    if (!buffers[k]) continue;
+    base[k] = static_cast<const uint8_t*>(env->GetDirectBufferAddress(buffers[k]));
+    capacity[k] = env->GetDirectBufferCapacity(buffers[k]);
+    if (!base[k]) return bad_frame(env, "plane " + std::to_string(k) + " is not a direct ByteBuffer");
+  }
+  ev_image im{};
+  im.width = width, im.height = height, im.rotation = rotation, im.full_range = full_range ? 1 : 0;
+  int strides[3] = {s0, s1, s2};
+  int planes[3] = {0, 1, 2};
+  jlong spill = 0;  // bytes of an interleaved chroma plane that lie in the other chroma buffer (its last one)
+  if (format >= 0) {
+    im.format = format;
+  } else if (uv_pixel_stride == 1) {
+    im.format = EV_PIXEL_I420;
+  } else if (uv_pixel_stride == 2 && base[1] && base[2] && base[2] == base[1] + 1) {
+    im.format = EV_PIXEL_NV12;  // U then V, interleaved, from the U buffer
+    spill = 1;
+  } else if (uv_pixel_stride == 2 && base[1] && base[2] && base[1] == base[2] + 1) {
+    im.format = EV_PIXEL_NV21;  // V then U, interleaved, from the V buffer
+    planes[1] = 2;
+    spill = 1;
+  } else {
+    return bad_frame(env, "YUV_420_888 with chroma pixel stride " + std::to_string(uv_pixel_stride) +
+                              " whose U and V buffers do not interleave: not a layout the core reads");
+  }
+  const bool yuv = im.format >= EV_PIXEL_NV12;
+  const int used = im.format == EV_PIXEL_I420 ? 3 : (yuv ? 2 : 1);
+  const jlong bytes_per_pixel = im.format == EV_PIXEL_RGB ? 3 : (im.format <= EV_PIXEL_BGRA ? 4 : 1);
+  for (int k = 0; k < used; ++k) {  // the core cannot see a buffer's end: check every row it may read fits
+    const int b = planes[k];
+    const jlong rows = k == 0 ? height : height / 2;
+    const jlong row = k == 0 ? width * bytes_per_pixel : (im.format == EV_PIXEL_I420 ? width / 2 : width);
+    const jlong stride = strides[k] ? strides[k] : row;
+    const jlong need = rows > 0 ? stride * (rows - 1) + row : 0;
+    if (!base[b] || capacity[b] + (k == 1 ? spill : 0) < need)
+      return bad_frame(env, "plane " + std::to_string(k) + " holds " + std::to_string(capacity[b]) +
+                                " bytes; a " + std::to_string(width) + "x" + std::to_string(height) +
+                                " image needs " + std::to_string(need));
+    im.planes[k] = base[b];
+    im.strides[k] = strides[k];
+  }
+  ev_prediction p;
+  ev_status s = ev_push_image(handle(h), &im, std::isnan(timestamp) ? NAN : timestamp, &p);
+  if (s != EV_OK) {
+    throw_core(env, s);
+    return nullptr;
+  }
+  return prediction_array(env, p);
 }
 
 JNIEXPORT jstring JNICALL Java_org_edgevideo_demo_EdgeVideo_nativeLabel(JNIEnv* env, jclass, jlong h, jint i) {

@@ -1,10 +1,15 @@
 package org.edgevideo.demo
 
+import java.nio.ByteBuffer
+
 /** A failure the native core reported (its ev_status name and message). Bad frames throw it too; the stream goes on. */
 class EdgeVideoException(message: String) : RuntimeException(message)
 
 data class FrameRequest(val copies: Int, val size: Int, val shortSide: Int, val window: Int, val role: Int)
 data class Prediction(val label: String, val score: Float, val window: Int, val role: Int, val frameIndex: Long)
+
+/** Camera pixel formats of [EdgeVideo.pushImage] (the core's ev_pixel_format). */
+enum class PixelFormat(val code: Int) { RGB(0), RGBA(1), BGRA(2), NV12(3), NV21(4), I420(5) }
 
 /** The sdk/native C API, one object per stream and thread (semantics: sdk.StreamClassifier). */
 class EdgeVideo(bundleDir: String, window: Int = 0, ema: Double = 0.0, hysteresis: Double = 0.0,
@@ -19,6 +24,31 @@ class EdgeVideo(bundleDir: String, window: Int = 0, ema: Double = 0.0, hysteresi
         return Prediction(nativeLabel(handle, p[0].toInt()) ?: "?", p[1], p[2].toInt(), p[3].toInt(), p[4].toLong())
     }
 
+    /** A camera image as the camera delivers it, of any size: the core converts, rotates, resizes and crops it in
+     * one pass (no RGB copy in the app). [planes]: direct ByteBuffers (read in place, never copied), [rowStrides]:
+     * bytes per row of each; [rotation]: clockwise degrees that make it upright (CameraX
+     * ImageInfo.rotationDegrees); [fullRange]: YUV range (Android cameras: full). Planes may be empty when
+     * nextFrame().copies == 0: a dropped frame is not read. */
+    fun pushImage(planes: Array<ByteBuffer>, rowStrides: IntArray, width: Int, height: Int, format: PixelFormat,
+                  rotation: Int = 0, fullRange: Boolean = true, timestampSeconds: Double = Double.NaN): Prediction? =
+        prediction(nativePushImage(handle, planes.getOrNull(0), planes.getOrNull(1), planes.getOrNull(2),
+                                   rowStrides.getOrElse(0) { 0 }, rowStrides.getOrElse(1) { 0 },
+                                   rowStrides.getOrElse(2) { 0 }, width, height, format.code, rotation, fullRange, 0,
+                                   timestampSeconds))
+
+    /** Android's YUV_420_888 (ImageProxy.planes: y, u, v buffers with their row and pixel strides) as it comes:
+     * pixel stride 1 is I420; pixel stride 2 with interleaved chroma buffers is NV12 or NV21, told apart by where
+     * the buffers start (the core reads them in place). */
+    fun pushYuv420888(y: ByteBuffer, u: ByteBuffer, v: ByteBuffer, yRowStride: Int, uvRowStride: Int,
+                      uvPixelStride: Int, width: Int, height: Int, rotation: Int = 0, fullRange: Boolean = true,
+                      timestampSeconds: Double = Double.NaN): Prediction? =
+        prediction(nativePushImage(handle, y, u, v, yRowStride, uvRowStride, uvRowStride, width, height, -1, rotation,
+                                   fullRange, uvPixelStride, timestampSeconds))
+
+    private fun prediction(p: FloatArray?): Prediction? = p?.let {
+        Prediction(nativeLabel(handle, it[0].toInt()) ?: "?", it[1], it[2].toInt(), it[3].toInt(), it[4].toLong())
+    }
+
     fun reset() = nativeReset(handle)
 
     override fun close() {
@@ -31,6 +61,10 @@ class EdgeVideo(bundleDir: String, window: Int = 0, ema: Double = 0.0, hysteresi
         @JvmStatic external fun nativeCreate(dir: String, window: Int, ema: Double, hysteresis: Double, verify: Boolean): Long
         @JvmStatic external fun nativeNextFrame(h: Long): IntArray
         @JvmStatic external fun nativePush(h: Long, rgb: ByteArray?, width: Int, height: Int, timestamp: Double): FloatArray?
+        @JvmStatic external fun nativePushImage(h: Long, p0: ByteBuffer?, p1: ByteBuffer?, p2: ByteBuffer?, s0: Int,
+                                                s1: Int, s2: Int, width: Int, height: Int, format: Int,
+                                                rotation: Int, fullRange: Boolean, uvPixelStride: Int,
+                                                timestamp: Double): FloatArray?
         @JvmStatic external fun nativeLabel(h: Long, index: Int): String?
         @JvmStatic external fun nativeReset(h: Long)
         @JvmStatic external fun nativeDestroy(h: Long)

@@ -1,15 +1,19 @@
 package org.edgevideo.demo
 
 import java.io.File
+import java.nio.ByteBuffer
 import kotlin.math.abs
 import kotlin.system.exitProcess
 
 // A JVM test of the EdgeVideo wrapper (no Android classes): the real JNI glue over the native core (x86_64 here)
 // streams a bundle, and its predictions must equal the Python runtime's. Run by tests/test_kotlin.py:
 //   java -Djava.library.path=DIR -cp edgevideo-test.jar org.edgevideo.demo.EdgeVideoJvmTestKt \
-//        BUNDLE FRAMES.rgb WIDTH HEIGHT EXPECTED.txt
+//        BUNDLE FRAMES.rgb WIDTH HEIGHT EXPECTED.txt [FRAMES.nv21 CAM_WIDTH CAM_HEIGHT CAM_EXPECTED.txt]
 // FRAMES.rgb: raw RGB frames whose shorter side is the bundle's short side; EXPECTED.txt: one line per prediction
-// of sdk.StreamClassifier(window=8) on them, "classId label window frameIndex score". Exit status 0 when every check
+// of sdk.StreamClassifier(window=8) on them, "classId label window frameIndex score". FRAMES.nv21: camera frames
+// as Android's YUV_420_888 holds NV21 (Y, then V and U interleaved), stored rotated 90 degrees counter-clockwise,
+// pushed with pushYuv420888 (pixel stride 2, the U buffer starting one byte after the V buffer) and rotation 90;
+// CAM_EXPECTED.txt: sdk.StreamClassifier on the same sdk.CameraFrame objects. Exit status 0 when every check
 // passes; the last line says "N passed, M failed".
 
 private var passed = 0
@@ -56,6 +60,8 @@ fun main(args: Array<String>) {
     } finally {
         stream.close()
     }
+    if (args.size > 5) cameraPath(bundle, File(args[5]).readBytes(), args[6].toInt(), args[7].toInt(),
+                                  File(args[8]).readLines().filter { it.isNotBlank() }.map { it.split(" ") })
     check(badFrameSent, "a bad frame was sent")
     check(got.size == expected.size, "${got.size} predictions, Python gave ${expected.size}")
     for ((p, want) in got.zip(expected)) {
@@ -66,4 +72,38 @@ fun main(args: Array<String>) {
     failures.forEach { println("FAILED $it") }
     println("${passed} passed, ${failures.size} failed")
     exitProcess(if (failures.isEmpty()) 0 else 1)
+}
+
+/** Camera frames through pushYuv420888, read in place from direct buffers, against Python's predictions. */
+private fun cameraPath(bundle: String, raw: ByteArray, width: Int, height: Int, expected: List<List<String>>) {
+    val ySize = width * height
+    val frameSize = ySize * 3 / 2
+    val got = mutableListOf<Prediction>()
+    val stream = EdgeVideo(bundle, window = 8)
+    try {
+        for (i in 0 until raw.size / frameSize) {
+            val y = ByteBuffer.allocateDirect(ySize).put(raw, i * frameSize, ySize)
+            val vu = ByteBuffer.allocateDirect(ySize / 2).put(raw, i * frameSize + ySize, ySize / 2)
+            val v = vu.duplicate().apply { position(0) }.slice()
+            val u = vu.duplicate().apply { position(1) }.slice()  // what YUV_420_888 gives for NV21 memory
+            if (i == 3 && stream.nextFrame().copies > 0) {
+                check(statusOf { stream.pushYuv420888(y.duplicate().apply { position(0) }.slice(), u, v, width,
+                                                      width, 2, width, height + 2, rotation = 90) }
+                      == "EV_ERR_BAD_FRAME", "a Y plane shorter than the image: EV_ERR_BAD_FRAME")
+                check(statusOf { stream.pushYuv420888(ByteBuffer.wrap(ByteArray(ySize)), u, v, width, width, 2,
+                                                      width, height, rotation = 90) } == "EV_ERR_BAD_FRAME",
+                      "a heap ByteBuffer: EV_ERR_BAD_FRAME")
+            }
+            stream.pushYuv420888(y.apply { position(0) }, u, v, width, width, 2, width, height, rotation = 90,
+                                 timestampSeconds = i / 30.0)?.let { got.add(it) }
+        }
+    } finally {
+        stream.close()
+    }
+    check(got.size == expected.size && got.isNotEmpty(), "camera: ${got.size} predictions, Python gave ${expected.size}")
+    for ((p, want) in got.zip(expected)) {
+        println("camera prediction ${p.label} ${p.score} ${p.window} ${p.frameIndex}")
+        check(p.label == want[1] && p.window == want[2].toInt() && p.frameIndex == want[3].toLong() &&
+              abs(p.score - want[4].toFloat()) <= 1e-6f, "camera window ${p.window}: $p, Python: $want")
+    }
 }
