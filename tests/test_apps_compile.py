@@ -76,7 +76,8 @@ def c_api(header: Path = HEADER) -> tuple[dict[str, tuple[str, list[str]]], dict
 # Swift's import of the C types the API uses (``const char*`` also takes a Swift String).
 SWIFT_OF_C = {"int32_t": "Int32", "int64_t": "Int64", "size_t": "Int", "double": "Double", "float": "Float",
               "ev_status": "ev_status", "const char*": "UnsafePointer<CChar>?", "const uint8_t*": "UnsafePointer<UInt8>?",
-              "ev_classifier*": "OpaquePointer?", "const ev_classifier*": "OpaquePointer?"}
+              "ev_classifier*": "OpaquePointer?", "const ev_classifier*": "OpaquePointer?",
+              "const ev_image*": "UnsafePointer<ev_image>?"}
 
 
 def _swift_type_of_c(c_type: str, structs: dict) -> str:
@@ -224,7 +225,8 @@ def test_the_swift_checker_sees_a_changed_signature(tmp_path):
 
 # ------------------------------------------------------------------------------------------------------- Android
 KOTLIN_TO_JAVA = {"String": "String", "Int": "int", "Long": "long", "Double": "double", "Float": "float",
-                  "Boolean": "boolean", "ByteArray": "byte[]", "IntArray": "int[]", "FloatArray": "float[]"}
+                  "Boolean": "boolean", "ByteArray": "byte[]", "IntArray": "int[]", "FloatArray": "float[]",
+                  "ByteBuffer": "java.nio.ByteBuffer"}
 
 
 def java_stand_in(kotlin: Path) -> dict[str, str]:

@@ -1,3 +1,4 @@
+import CoreVideo
 import Foundation
 
 /// A failure the native core reported (ev_status name + message). Bad frames throw it; the stream goes on.
@@ -43,6 +44,50 @@ final class EdgeVideo {
               timestamp: Double = .nan) throws -> EdgeVideoPrediction? {
         var p = ev_prediction()
         let status = ev_push_frame(handle, rgb, length, width, height, timestamp, &p)
+        guard status == EV_OK else { throw EdgeVideoError(status: status, message: String(cString: ev_last_error())) }
+        guard p.ready == 1 else { return nil }
+        let label = ev_label(handle, p.top1).map { String(cString: $0) } ?? "?"
+        return EdgeVideoPrediction(label: label, score: p.score, window: Int(p.window), frameIndex: p.frame_index)
+    }
+
+    /// A camera frame as AVCaptureVideoDataOutput delivers it (kCVPixelFormatType_420YpCbCr8BiPlanarFullRange
+    /// "420f", ...VideoRange "420v", or 32BGRA), read in place: the core converts, rotates (`rotation`: clockwise
+    /// degrees that make it upright), resizes and crops it (ev_push_image). Not compiled on this project's Linux
+    /// machines (no Swift toolchain or CoreVideo there); the C entry point it calls is tested from Python and Kotlin.
+    func push(pixelBuffer: CVPixelBuffer, rotation: Int32 = 0, timestamp: Double = .nan) throws -> EdgeVideoPrediction? {
+        var request = ev_frame_request()
+        _ = ev_next_frame(handle, &request)
+        var p = ev_prediction()
+        var status: ev_status
+        if request.copies == 0 {  // dropped: never locked or read
+            let dropped: UnsafePointer<ev_image>? = nil
+            status = ev_push_image(handle, dropped, timestamp, &p)
+        } else {
+            CVPixelBufferLockBaseAddress(pixelBuffer, .readOnly)
+            defer { CVPixelBufferUnlockBaseAddress(pixelBuffer, .readOnly) }
+            var image = ev_image()
+            image.width = Int32(CVPixelBufferGetWidth(pixelBuffer))
+            image.height = Int32(CVPixelBufferGetHeight(pixelBuffer))
+            image.rotation = rotation
+            switch CVPixelBufferGetPixelFormatType(pixelBuffer) {
+            case kCVPixelFormatType_420YpCbCr8BiPlanarFullRange, kCVPixelFormatType_420YpCbCr8BiPlanarVideoRange:
+                image.format = Int32(EV_PIXEL_NV12.rawValue)
+                image.full_range = CVPixelBufferGetPixelFormatType(pixelBuffer)
+                    == kCVPixelFormatType_420YpCbCr8BiPlanarFullRange ? 1 : 0
+                image.planes.0 = CVPixelBufferGetBaseAddressOfPlane(pixelBuffer, 0)?.assumingMemoryBound(to: UInt8.self)
+                image.planes.1 = CVPixelBufferGetBaseAddressOfPlane(pixelBuffer, 1)?.assumingMemoryBound(to: UInt8.self)
+                image.strides.0 = Int32(CVPixelBufferGetBytesPerRowOfPlane(pixelBuffer, 0))
+                image.strides.1 = Int32(CVPixelBufferGetBytesPerRowOfPlane(pixelBuffer, 1))
+            case kCVPixelFormatType_32BGRA:
+                image.format = Int32(EV_PIXEL_BGRA.rawValue)
+                image.planes.0 = CVPixelBufferGetBaseAddress(pixelBuffer)?.assumingMemoryBound(to: UInt8.self)
+                image.strides.0 = Int32(CVPixelBufferGetBytesPerRow(pixelBuffer))
+            default:
+                throw EdgeVideoError(status: EV_ERR_BAD_FRAME, message: "pixel format not read by the core: ask the "
+                                     + "capture output for 420f, 420v or 32BGRA")
+            }
+            status = ev_push_image(handle, &image, timestamp, &p)
+        }
         guard status == EV_OK else { throw EdgeVideoError(status: status, message: String(cString: ev_last_error())) }
         guard p.ready == 1 else { return nil }
         let label = ev_label(handle, p.top1).map { String(cString: $0) } ?? "?"

@@ -2,7 +2,6 @@ package org.edgevideo.demo
 
 import android.Manifest
 import android.content.pm.PackageManager
-import android.graphics.Bitmap
 import android.os.Bundle
 import android.widget.TextView
 import androidx.appcompat.app.AppCompatActivity
@@ -16,7 +15,6 @@ import androidx.core.app.ActivityCompat
 import androidx.core.content.ContextCompat
 import java.io.File
 import java.util.concurrent.Executors
-import kotlin.math.roundToInt
 
 /** CameraX frames -> EdgeVideo (the native core) -> label overlay. The bundle ships in assets/model.vbundle/. */
 class MainActivity : AppCompatActivity() {
@@ -67,7 +65,7 @@ class MainActivity : AppCompatActivity() {
             }
             val analysis = ImageAnalysis.Builder()
                 .setBackpressureStrategy(ImageAnalysis.STRATEGY_KEEP_ONLY_LATEST)
-                .setOutputImageFormat(ImageAnalysis.OUTPUT_IMAGE_FORMAT_RGBA_8888)
+                .setOutputImageFormat(ImageAnalysis.OUTPUT_IMAGE_FORMAT_YUV_420_888)
                 .build()
             analysis.setAnalyzer(worker) { image -> analyze(image, label) }
             provider.unbindAll()
@@ -78,15 +76,13 @@ class MainActivity : AppCompatActivity() {
     private fun analyze(image: ImageProxy, label: TextView) {
         image.use {
             val c = core ?: return
-            val request = c.nextFrame()
             val ts = image.imageInfo.timestamp / 1e9
+            val (y, u, v) = image.planes
             val prediction = try {
-                if (request.copies == 0) {
-                    c.push(null, 0, 0, ts)  // dropped by the sampler: not converted, not scaled
-                } else {
-                    val (rgb, w, h) = scaledRgb(image, request.shortSide)
-                    c.push(rgb, w, h, ts)
-                }
+                // the camera's YUV_420_888 planes as they are: the core reads them in place (a frame the sampler
+                // drops is not read at all), converts, rotates upright, resizes and crops in one pass
+                c.pushYuv420888(y.buffer, u.buffer, v.buffer, y.rowStride, u.rowStride, u.pixelStride, image.width,
+                                image.height, rotation = image.imageInfo.rotationDegrees, timestampSeconds = ts)
             } catch (e: EdgeVideoException) {
                 runOnUiThread { label.text = e.message }
                 null
@@ -95,28 +91,6 @@ class MainActivity : AppCompatActivity() {
                 runOnUiThread { label.text = "%s  %.2f".format(prediction.label, prediction.score) }
             }
         }
-    }
-
-    /** RGBA camera frame, upright, shorter side scaled to [shortSide] (bilinear), packed RGB bytes. */
-    private fun scaledRgb(image: ImageProxy, shortSide: Int): Triple<ByteArray, Int, Int> {
-        val bitmap = image.toBitmap()
-        val rotated = if (image.imageInfo.rotationDegrees == 0) bitmap else Bitmap.createBitmap(
-            bitmap, 0, 0, bitmap.width, bitmap.height,
-            android.graphics.Matrix().apply { postRotate(image.imageInfo.rotationDegrees.toFloat()) }, true)
-        val scale = shortSide.toFloat() / minOf(rotated.width, rotated.height)
-        val w = if (rotated.width <= rotated.height) shortSide else (rotated.width * scale).roundToInt()
-        val h = if (rotated.height < rotated.width) shortSide else (rotated.height * scale).roundToInt()
-        val scaled = Bitmap.createScaledBitmap(rotated, w, h, true)
-        val pixels = IntArray(w * h)
-        scaled.getPixels(pixels, 0, w, 0, 0, w, h)
-        val rgb = ByteArray(w * h * 3)
-        for (i in pixels.indices) {
-            val p = pixels[i]
-            rgb[3 * i] = (p shr 16 and 0xFF).toByte()
-            rgb[3 * i + 1] = (p shr 8 and 0xFF).toByte()
-            rgb[3 * i + 2] = (p and 0xFF).toByte()
-        }
-        return Triple(rgb, w, h)
     }
 
     override fun onDestroy() {
