@@ -8,6 +8,8 @@ import sys
 # name -> (module with a ``main(argv: list[str]) -> int | None``, what it measures); a module is imported only when
 # chosen, so one benchmark's dependencies never break another's.
 BENCHMARKS = {
+    "camera": ("benchmarks.camera", "camera frame (NV12 / RGBA) to model input: app-side RGB + sdk vs the sdk "
+                                    "reference vs the native core's fused path"),
     "data_size": ("benchmarks.data_size", "how much data a task needs: the teacher recipe on n training videos per "
                                           "class, accuracy vs n"),
     "decode": ("benchmarks.decode", "decode speed: all frames vs the sampled ones, and what seeking buys"),

@@ -101,19 +101,36 @@ class CameraFrame:
             px = self._plane(0).reshape(self.height, self.width, len(self.format))
             rgb = px[..., [2, 1, 0]] if self.format == "bgra" else px[..., :3]
         else:
-            y = self._plane(0).astype(np.int64)
             if self.format == "i420":
                 u, v = self._plane(1), self._plane(2)
             else:
                 c = self._plane(1).reshape(self.height // 2, self.width // 2, 2)
                 u, v = (c[..., 0], c[..., 1]) if self.format == "nv12" else (c[..., 1], c[..., 0])
-            u = np.repeat(np.repeat(u.astype(np.int64) - 128, 2, axis=0), 2, axis=1)
-            v = np.repeat(np.repeat(v.astype(np.int64) - 128, 2, axis=0), 2, axis=1)
             y_mul, y_off, rv, gu, gv, bu = _BT601_FULL if self.full_range else _BT601_VIDEO
-            luma = (y - y_off) * y_mul + 32768
-            rgb = np.clip(np.stack([luma + rv * v, luma - gu * u - gv * v, luma + bu * u], axis=-1) >> 16, 0,
-                          255).astype(np.uint8)
+            u, v = u.astype(np.int32) - 128, v.astype(np.int32) - 128
+            # the chroma terms at half resolution, then each shared by its 2x2 block (int32 cannot overflow:
+            # |terms| < 2^25)
+            terms = np.stack([rv * v, -(gu * u) - gv * v, bu * u], axis=-1)
+            terms = np.repeat(np.repeat(terms, 2, axis=0), 2, axis=1)
+            luma = (self._plane(0).astype(np.int32) - y_off) * y_mul + 32768
+            rgb = np.clip((luma[..., None] + terms) >> 16, 0, 255).astype(np.uint8)
         return np.ascontiguousarray(np.rot90(rgb, k=-(self.rotation // 90)))
+
+    def input_crop(self, short_side: int, size: int) -> np.ndarray:
+        """The ``(size, size, 3)`` uint8 model input crop of this frame: ``sdk.preprocess``'s shorter-side resize to
+        ``short_side`` and centre crop of :meth:`to_rgb`'s image. Computed by the native core's one-pass path
+        (``ev_image_to_input``, bit-identical on the tested formats, sizes and rotations: tests/test_camera.py)
+        when its build is cached (``python -m sdk.native build``), else in numpy and OpenCV -- same pixels, slower
+        (docs/measurements.md, "Camera frames")."""
+        lib = _native_library()
+        if lib is not None:
+            from sdk.native import image_to_input
+
+            return image_to_input(lib, self, short_side, size)
+        from sdk.preprocess import Preprocess
+
+        pre = Preprocess(size=size, resize=short_side)
+        return pre._centre_crop(pre.resize_short(self.to_rgb()))
 
     @classmethod
     def from_rgb(cls, rgb: np.ndarray, format: str = "nv12", *, full_range: bool = True, rotation: int = 0,
@@ -155,3 +172,21 @@ class CameraFrame:
         if padding:
             planes = [np.pad(p, ((0, 0), (0, padding)), constant_values=77) for p in planes]
         return cls(tuple(planes), w, h, format, tuple(p.shape[1] for p in planes), rotation, full_range)
+
+
+_NATIVE: list = []  # [library or None], once per process
+
+
+def _native_library():
+    """The native core's library when a build for these sources is cached (never builds), else None."""
+    if not _NATIVE:
+        lib = None
+        try:
+            from sdk.native import cached_build, load_library
+
+            build = cached_build()
+            lib = load_library(build) if build is not None else None
+        except Exception:  # noqa: BLE001 - any failure to load the optional core means: the numpy path
+            lib = None
+        _NATIVE.append(lib)
+    return _NATIVE[0]

@@ -8,7 +8,7 @@ Frames
 ------
 A frame is an ``(H, W, 3)`` RGB array: ``uint8``, or a float array with every value finite and in ``[0, 255]``
 (rounded half to even to uint8), or a :class:`sdk.camera.CameraFrame` as a camera delivers it (NV12 / NV21 / I420 /
-RGBA / BGRA, strides, rotation), converted with :meth:`~sdk.camera.CameraFrame.to_rgb` only when kept. Anything else
+RGBA / BGRA, strides, rotation), converted only when kept (:meth:`~sdk.camera.CameraFrame.input_crop`). Anything else
 (other shapes, dtypes, NaN / inf, out of range) is a :class:`~sdk.errors.FrameError`. ``push`` also takes a zero-argument callable returning such a frame: it is called
 only when the sampler keeps the frame, so dropped frames are never converted, resized or even looked at.
 
@@ -290,10 +290,11 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------------------------- frames
-def as_frame(frame: Any) -> np.ndarray:
-    """A valid ``(H, W, 3)`` uint8 RGB frame from ``frame`` (see "Frames" in the module docstring), or FrameError."""
-    if isinstance(frame, CameraFrame):
-        return frame.to_rgb()
+def as_frame(frame: Any) -> np.ndarray | CameraFrame:
+    """A valid ``(H, W, 3)`` uint8 RGB frame from ``frame`` (see "Frames" in the module docstring), a
+    :class:`~sdk.camera.CameraFrame` as it is, or FrameError."""
+    if isinstance(frame, CameraFrame):  # validated at construction; converted by the preprocessing
+        return frame
     try:
         a = np.asarray(frame)
     except Exception as e:  # ragged lists, exotic objects
@@ -328,9 +329,11 @@ class _Prep:
         self.lut = np.ascontiguousarray((np.arange(256, dtype=np.float32)[:, None] * self.mul + self.add)
                                         .reshape(256, 1, 3), dtype=np.float32)
 
-    def __call__(self, frame: np.ndarray) -> np.ndarray:
+    def __call__(self, frame: np.ndarray | CameraFrame) -> np.ndarray:
         pre = self.pre
-        x = _cv2().LUT(pre._centre_crop(pre.resize_short(frame)), self.lut)
+        crop = (frame.input_crop(pre.resize_to, pre.size) if isinstance(frame, CameraFrame)
+                else pre._centre_crop(pre.resize_short(frame)))
+        x = _cv2().LUT(crop, self.lut)
         if pre.layout == "TCHW":
             x = x.transpose(2, 0, 1)
         return np.ascontiguousarray(x)

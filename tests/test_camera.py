@@ -95,7 +95,13 @@ def test_native_crop_is_within_one_step_of_sdk_preprocess(lib, height: int, widt
                 assert (got == want).mean() > 0.99, where  # OpenCV's own arithmetic: equal but for rounding ties
 
 
-def test_python_stream_of_camera_frames_equals_its_rgb_frames(native_bundles):
+@pytest.mark.parametrize("path", ["native", "numpy"])
+def test_python_stream_of_camera_frames_equals_its_rgb_frames(native_bundles, monkeypatch, path: str):
+    """The Python runtime crops a camera frame with the core's one-pass path when the core is built, else in numpy
+    and OpenCV: either way its predictions are those of the frame's RGB image, to the bit."""
+    import sdk.camera
+
+    monkeypatch.setattr(sdk.camera, "_NATIVE", [load_library(build())] if path == "native" else [None])
     frames = video(24, seed=5)
     cams = [CameraFrame.from_rgb(np.ascontiguousarray(f[:, :46]), "nv12", rotation=90) for f in frames]
     with sdk.load(native_bundles["stream"], backend="executorch", precision="fp32") as model:
