@@ -39,6 +39,10 @@ missing() {  # the Debian packages whose files are absent
 
 pkgs=$(missing | tr '\n' ' ')
 if [ -n "${pkgs// }" ]; then
+  if [ "${EDGEVIDEO_NO_INSTALL:-}" = 1 ]; then
+    echo "arm64 toolchain: missing $pkgs, and EDGEVIDEO_NO_INSTALL=1 (tests never install): run scripts/test.sh, or scripts/system_setup.sh" >&2
+    exit 1
+  fi
   if [ "$(id -u)" = 0 ]; then
     apt=(apt-get)
   elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
