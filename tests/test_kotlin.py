@@ -86,6 +86,17 @@ def build_glue(jar: Path, jdk: Path, out: Path) -> subprocess.CompletedProcess:
                            f"-Wl,-rpath,{core}"], capture_output=True, text=True, check=False)
 
 
+def _python_predictions(bundle: Path, frames, out: Path) -> list:
+    """sdk.StreamClassifier(window=8) on ``frames`` (int8 programs), written one line per prediction for the JVM
+    test: ``classId label window frameIndex score``."""
+    with sdk.load(bundle, backend="executorch", precision="int8") as model:
+        python = StreamClassifier(model, window=8)
+        want = [p for p in (python.push(f) for f in frames) if p is not None]
+    out.write_text("".join(f"{p.class_ids[0]} {p.labels[0]} {p.window} {p.frame_index} "
+                           f"{float(p.probabilities[p.class_ids[0]])!r}\n" for p in want))
+    return want
+
+
 def test_kotlin_wrapper_streams_a_bundle_like_python(compiled, native_bundles, tmp_path):
     jar, jdk = compiled
     lib = tmp_path / "libedgevideo_jni.so"
@@ -95,22 +106,13 @@ def test_kotlin_wrapper_streams_a_bundle_like_python(compiled, native_bundles, t
     raw = tmp_path / "frames.rgb"
     raw.write_bytes(frames.tobytes())
     bundle = native_bundles["clip"]
-    with sdk.load(bundle, backend="executorch", precision="int8") as model:
-        python = StreamClassifier(model, window=8)
-        want = [p for p in (python.push(f) for f in frames) if p is not None]
-    expected = tmp_path / "expected.txt"
-    expected.write_text("".join(f"{p.class_ids[0]} {p.labels[0]} {p.window} {p.frame_index} "
-                                f"{float(p.probabilities[p.class_ids[0]])!r}\n" for p in want))
     # camera frames: NV21 as YUV_420_888 holds it, 96x72 stored rotated (the sensor's orientation), rotation 90
     cams = [CameraFrame.from_rgb(cv2.rotate(cv2.resize(f, (96, 72)), cv2.ROTATE_90_COUNTERCLOCKWISE), "nv21",
                                  rotation=90) for f in frames]
     (tmp_path / "frames.nv21").write_bytes(b"".join(c.planes[0].tobytes() + c.planes[1].tobytes() for c in cams))
-    with sdk.load(bundle, backend="executorch", precision="int8") as model:
-        python = StreamClassifier(model, window=8)
-        want_cam = [p for p in (python.push(c) for c in cams) if p is not None]
-    cam_expected = tmp_path / "camera.txt"
-    cam_expected.write_text("".join(f"{p.class_ids[0]} {p.labels[0]} {p.window} {p.frame_index} "
-                                    f"{float(p.probabilities[p.class_ids[0]])!r}\n" for p in want_cam))
+    expected, cam_expected = tmp_path / "expected.txt", tmp_path / "camera.txt"
+    want = _python_predictions(bundle, frames, expected)
+    want_cam = _python_predictions(bundle, cams, cam_expected)
     proc = subprocess.run([str(jdk / "bin" / "java"), f"-Djava.library.path={tmp_path}", "-cp", str(jar),
                            "org.edgevideo.demo.EdgeVideoJvmTestKt", str(bundle), str(raw), "48", "36", str(expected),
                            str(tmp_path / "frames.nv21"), "72", "96", str(cam_expected)],
