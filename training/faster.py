@@ -36,7 +36,7 @@ The recipe, as a straight line of named steps:
    (each training video draws its own random mask, expensive with probability ``p ~ U(0, 1)``), so one threshold,
    chosen at run time, trades accuracy for compute. The threshold grid is the train split's score quantiles at fire
    rates 0 .. 1; each point is val top-1 against the **average** MACs per val video, ``L * C + n_fired * E + A``
-   (the gate's own arithmetic is counted: 3F MACs for the change, F + 2 for the learned gate). The learned gate
+   (the gate's own arithmetic is counted: 3F MACs for the change, F + 2 more for the learned gate). The learned gate
    (logistic regression, :class:`~training.models.faster.LearnedGate`) is fitted on the train split to fire where
    the expensive clip model's probability of the true label beats the cheap one's by more than ``gate_margin``.
 7. **Outputs**: ``faster.json`` (config, dataset, per-row top-1 and GMACs, ratios to expensive-only with the same
