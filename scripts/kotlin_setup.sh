@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# kotlinc for compiling the Android wrapper (apps/android/.../EdgeVideo.kt) and its JVM test on Linux: Debian's
+# kotlinc for compiling the Android wrapper (apps/android/edgevideo, the Android library module) and its JVM test on Linux: Debian's
 # `kotlin` package (kotlinc 1.3), installed with apt-get when missing. Prints "kotlinc: PATH". The JDK (jni.h,
 # javap, java) comes from scripts/arm64_toolchain.sh --jni.
 set -euo pipefail

@@ -1,6 +1,6 @@
 """The phone shells against the native core's C API (issue 18, items 3-4), as far as this Linux host can take them.
 
-Android: the JNI glue (``apps/android/app/src/main/cpp/*.cpp``) is compiled against a JDK's ``jni.h`` and
+Android: the JNI glue (``apps/android/edgevideo/src/main/cpp/*.cpp``) is compiled against a JDK's ``jni.h`` and
 ``edgevideo.h`` for x86_64 and aarch64, **together with the JNI header that ``javac -h`` writes for the native
 methods ``EdgeVideo.kt`` declares** (translated to Java here: Kotlin cannot be compiled on this host), so a glue
 function whose C signature disagrees with its Kotlin declaration is a compile error. Then the glue runs in a JVM: a
@@ -32,8 +32,9 @@ from test_native_bundles import video
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADER = ROOT / "sdk" / "native" / "include" / "edgevideo.h"
-JNI_DIR = ROOT / "apps" / "android" / "app" / "src" / "main" / "cpp"
-KOTLIN = ROOT / "apps" / "android" / "app" / "src" / "main" / "java" / "org" / "edgevideo" / "demo" / "EdgeVideo.kt"
+LIBRARY = ROOT / "apps" / "android" / "edgevideo" / "src" / "main"  # the Android library module
+JNI_DIR = LIBRARY / "cpp"
+KOTLIN = LIBRARY / "java" / "org" / "edgevideo" / "EdgeVideo.kt"
 IOS_DIR = ROOT / "apps" / "ios" / "EdgeVideoDemo"
 BRIDGING = IOS_DIR / "EdgeVideoDemo-Bridging-Header.h"
 
@@ -230,7 +231,7 @@ KOTLIN_TO_JAVA = {"String": "String", "Int": "int", "Long": "long", "Double": "d
 
 
 def java_stand_in(kotlin: Path) -> dict[str, str]:
-    """Java sources for ``org.edgevideo.demo``: ``EdgeVideo`` with the ``external fun`` declarations of the Kotlin
+    """Java sources for ``org.edgevideo``: ``EdgeVideo`` with the ``external fun`` declarations of the Kotlin
     file as static native methods (what ``@JvmStatic external`` in a companion compiles to), and
     ``EdgeVideoException(String)``, which the glue throws."""
     text = kotlin.read_text()
@@ -245,16 +246,16 @@ def java_stand_in(kotlin: Path) -> dict[str, str]:
     assert methods, f"no `@JvmStatic external fun` in {kotlin}"
     assert re.search(r"class EdgeVideoException\(message: String\)", text)
     return {
-        "EdgeVideo.java": "package org.edgevideo.demo;\n\n// generated from EdgeVideo.kt by tests/test_apps_compile.py\n"
+        "EdgeVideo.java": "package org.edgevideo;\n\n// generated from EdgeVideo.kt by tests/test_apps_compile.py\n"
                           "public final class EdgeVideo {\n    static { System.loadLibrary(\"edgevideo_jni\"); }\n"
                           + "\n".join(methods) + "\n}\n",
-        "EdgeVideoException.java": "package org.edgevideo.demo;\n\npublic class EdgeVideoException extends "
+        "EdgeVideoException.java": "package org.edgevideo;\n\npublic class EdgeVideoException extends "
                                    "RuntimeException {\n    public EdgeVideoException(String m) { super(m); }\n}\n",
     }
 
 
 # The stream loop of MainActivity/EdgeVideo.kt, in Java: ask, push the kept frame (null for a dropped one), print.
-MAIN_JAVA = r"""package org.edgevideo.demo;
+MAIN_JAVA = r"""package org.edgevideo;
 
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -306,14 +307,14 @@ def jdk() -> Path:
 
 @pytest.fixture(scope="module")
 def jni_classes(jdk, tmp_path_factory) -> Path:
-    """The Java stand-in compiled, with ``javac -h``'s JNI header ``org_edgevideo_demo_EdgeVideo.h`` beside it."""
+    """The Java stand-in compiled, with ``javac -h``'s JNI header ``org_edgevideo_EdgeVideo.h`` beside it."""
     out = tmp_path_factory.mktemp("jni")
     sources = {**java_stand_in(KOTLIN), "Main.java": MAIN_JAVA}
     for name, text in sources.items():
         (out / name).write_text(text)
     subprocess.run([str(jdk / "bin" / "javac"), "-h", str(out), "-d", str(out / "classes"),
                     *[str(out / n) for n in sources]], check=True, capture_output=True, text=True)
-    assert (out / "org_edgevideo_demo_EdgeVideo.h").is_file()
+    assert (out / "org_edgevideo_EdgeVideo.h").is_file()
     return out
 
 
@@ -323,7 +324,7 @@ def _compile_jni(cxx: str, jdk: Path, jni_classes: Path, out: Path, extra: list[
     assert sources
     return subprocess.run([cxx, "-std=c++17", "-Wall", "-Wextra", "-Werror", "-fPIC", "-I", str(jdk / "include"),
                            "-I", str(jdk / "include" / "linux"), "-I", str(HEADER.parent),
-                           "-include", str(jni_classes / "org_edgevideo_demo_EdgeVideo.h"), *map(str, sources),
+                           "-include", str(jni_classes / "org_edgevideo_EdgeVideo.h"), *map(str, sources),
                            "-o", str(out), *extra], capture_output=True, text=True, check=False)
 
 
@@ -349,7 +350,7 @@ def test_android_jni_glue_runs_in_a_jvm(jdk, jni_classes, native_bundles, tmp_pa
     raw.write_bytes(frames.tobytes())
     bundle = native_bundles["clip"]
     proc = subprocess.run([str(jdk / "bin" / "java"), f"-Djava.library.path={tmp_path}", "-cp",
-                           str(jni_classes / "classes"), "org.edgevideo.demo.Main", str(bundle), str(raw), "48", "36"],
+                           str(jni_classes / "classes"), "org.edgevideo.Main", str(bundle), str(raw), "48", "36"],
                           capture_output=True, text=True, check=False, timeout=120,
                           env={**os.environ, "LD_LIBRARY_PATH": str(core)})
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -1,9 +1,9 @@
 """The Android wrapper compiled by a real Kotlin compiler and run on the JVM against the real JNI glue.
 
-``EdgeVideo.kt`` (no Android classes) and its JVM test ``apps/android/app/src/test/.../EdgeVideoJvmTest.kt`` are
+``EdgeVideo.kt`` (no Android classes) and its JVM test ``apps/android/edgevideo/src/test/.../EdgeVideoJvmTest.kt`` are
 compiled by Debian's kotlinc (``scripts/kotlin_setup.sh`` installs it when missing; a failed install fails the
 test). The JNI prototypes of the wrapper's ``external`` functions are read from the *compiled* class (``javap -s``
-descriptors -> C declarations, what ``javac -h`` writes for Java), and the glue (``apps/android/app/src/main/cpp``)
+descriptors -> C declarations, what ``javac -h`` writes for Java), and the glue (``apps/android/edgevideo/src/main/cpp``)
 is compiled with them included first: a glue function whose C signature disagrees with the Kotlin declaration is a
 conflicting declaration, a compile error. The glue is linked to the x86_64 native core (``sdk.native.build``) and
 the Kotlin test streams the tiny int8 clip bundle through ``EdgeVideo``: its predictions must equal the Python
@@ -28,12 +28,12 @@ from sdk.classifier import StreamClassifier
 from sdk.native import build
 
 ROOT = Path(__file__).resolve().parents[1]
-APP = ROOT / "apps" / "android" / "app" / "src"
-WRAPPER = APP / "main" / "java" / "org" / "edgevideo" / "demo" / "EdgeVideo.kt"
-JVM_TEST = APP / "test" / "java" / "org" / "edgevideo" / "demo" / "EdgeVideoJvmTest.kt"
-GLUE = sorted((APP / "main" / "cpp").glob("*.cpp"))
+LIBRARY = ROOT / "apps" / "android" / "edgevideo" / "src"  # the Android library module
+# the whole module, sources and tests: a file added to the library is compiled too
+MODULE_SOURCES = sorted((LIBRARY / "main" / "java").rglob("*.kt")) + sorted((LIBRARY / "test" / "java").rglob("*.kt"))
+GLUE = sorted((LIBRARY / "main" / "cpp").glob("*.cpp"))
 HEADER_DIR = ROOT / "sdk" / "native" / "include"
-CLASS = "org.edgevideo.demo.EdgeVideo"
+CLASS = "org.edgevideo.EdgeVideo"
 JNI_TYPES = {"J": "jlong", "I": "jint", "D": "jdouble", "F": "jfloat", "Z": "jboolean", "V": "void",
              "Ljava/lang/String;": "jstring", "Ljava/nio/ByteBuffer;": "jobject", "[B": "jbyteArray",
              "[I": "jintArray", "[F": "jfloatArray"}
@@ -62,11 +62,12 @@ def jni_prototypes(javap_output: str) -> str:
 
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory) -> tuple[Path, Path]:
-    """``(jar, jdk)``: the wrapper and its JVM test compiled by kotlinc, with the Kotlin runtime included."""
+    """``(jar, jdk)``: the library module's Kotlin (the wrapper) and its JVM test compiled by kotlinc, with the Kotlin
+    runtime included."""
     kotlinc = _tool("kotlin_setup.sh", "kotlinc")
     jdk = _tool("arm64_toolchain.sh", "jdk", "--jni")
     jar = tmp_path_factory.mktemp("kotlin") / "edgevideo-test.jar"
-    proc = subprocess.run([str(kotlinc), str(WRAPPER), str(JVM_TEST), "-include-runtime", "-d", str(jar)],
+    proc = subprocess.run([str(kotlinc), *map(str, MODULE_SOURCES), "-include-runtime", "-d", str(jar)],
                           capture_output=True, text=True, check=False,
                           env={**os.environ, "JAVA_HOME": str(jdk)})
     assert proc.returncode == 0 and jar.is_file(), proc.stderr[-3000:]
@@ -114,7 +115,7 @@ def test_kotlin_wrapper_streams_a_bundle_like_python(compiled, native_bundles, t
     want = _python_predictions(bundle, frames, expected)
     want_cam = _python_predictions(bundle, cams, cam_expected)
     proc = subprocess.run([str(jdk / "bin" / "java"), f"-Djava.library.path={tmp_path}", "-cp", str(jar),
-                           "org.edgevideo.demo.EdgeVideoJvmTestKt", str(bundle), str(raw), "48", "36", str(expected),
+                           "org.edgevideo.EdgeVideoJvmTestKt", str(bundle), str(raw), "48", "36", str(expected),
                            str(tmp_path / "frames.nv21"), "72", "96", str(cam_expected)],
                           capture_output=True, text=True, check=False, timeout=120)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

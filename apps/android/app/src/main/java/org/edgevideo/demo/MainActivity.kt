@@ -14,6 +14,8 @@ import androidx.camera.view.PreviewView
 import androidx.core.app.ActivityCompat
 import androidx.core.content.ContextCompat
 import java.io.File
+import org.edgevideo.EdgeVideo
+import org.edgevideo.EdgeVideoException
 import java.util.concurrent.Executors
 
 /** CameraX frames -> EdgeVideo (the native core) -> label overlay. The bundle ships in assets/model.vbundle/. */

@@ -1,4 +1,4 @@
-package org.edgevideo.demo
+package org.edgevideo
 
 import java.io.File
 import java.nio.ByteBuffer
@@ -7,7 +7,7 @@ import kotlin.system.exitProcess
 
 // A JVM test of the EdgeVideo wrapper (no Android classes): the real JNI glue over the native core (x86_64 here)
 // streams a bundle, and its predictions must equal the Python runtime's. Run by tests/test_kotlin.py:
-//   java -Djava.library.path=DIR -cp edgevideo-test.jar org.edgevideo.demo.EdgeVideoJvmTestKt \
+//   java -Djava.library.path=DIR -cp edgevideo-test.jar org.edgevideo.EdgeVideoJvmTestKt \
 //        BUNDLE FRAMES.rgb WIDTH HEIGHT EXPECTED.txt [FRAMES.nv21 CAM_WIDTH CAM_HEIGHT CAM_EXPECTED.txt]
 // FRAMES.rgb: raw RGB frames whose shorter side is the bundle's short side; EXPECTED.txt: one line per prediction
 // of sdk.StreamClassifier(window=8) on them, "classId label window frameIndex score". FRAMES.nv21: camera frames

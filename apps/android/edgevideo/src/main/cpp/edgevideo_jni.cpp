@@ -11,14 +11,14 @@ namespace {
 
 void throw_core(JNIEnv* env, ev_status s) {
   std::string msg = std::string(ev_status_name(s)) + ": " + ev_last_error();
-  env->ThrowNew(env->FindClass("org/edgevideo/demo/EdgeVideoException"), msg.c_str());
+  env->ThrowNew(env->FindClass("org/edgevideo/EdgeVideoException"), msg.c_str());
 }
 
 ev_classifier* handle(jlong h) { return reinterpret_cast<ev_classifier*>(h); }
 
 jfloatArray bad_frame(JNIEnv* env, const std::string& what) {
   const std::string msg = "EV_ERR_BAD_FRAME: " + what;
-  env->ThrowNew(env->FindClass("org/edgevideo/demo/EdgeVideoException"), msg.c_str());
+  env->ThrowNew(env->FindClass("org/edgevideo/EdgeVideoException"), msg.c_str());
   return nullptr;
 }
 
@@ -36,7 +36,7 @@ jfloatArray prediction_array(JNIEnv* env, const ev_prediction& p) {
 
 extern "C" {
 
-JNIEXPORT jlong JNICALL Java_org_edgevideo_demo_EdgeVideo_nativeCreate(JNIEnv* env, jclass, jstring dir, jint window,
+JNIEXPORT jlong JNICALL Java_org_edgevideo_EdgeVideo_nativeCreate(JNIEnv* env, jclass, jstring dir, jint window,
                                                                        jdouble ema, jdouble hysteresis,
                                                                        jboolean verify) {
   const char* path = env->GetStringUTFChars(dir, nullptr);
@@ -58,7 +58,7 @@ JNIEXPORT jlong JNICALL Java_org_edgevideo_demo_EdgeVideo_nativeCreate(JNIEnv* e
 }
 
 // {copies, size, short_side, window, role}
-JNIEXPORT jintArray JNICALL Java_org_edgevideo_demo_EdgeVideo_nativeNextFrame(JNIEnv* env, jclass, jlong h) {
+JNIEXPORT jintArray JNICALL Java_org_edgevideo_EdgeVideo_nativeNextFrame(JNIEnv* env, jclass, jlong h) {
   ev_frame_request r;
   ev_status s = ev_next_frame(handle(h), &r);
   if (s != EV_OK) {
@@ -73,7 +73,7 @@ JNIEXPORT jintArray JNICALL Java_org_edgevideo_demo_EdgeVideo_nativeNextFrame(JN
 
 // rgb == null for a frame the sampler drops. Returns null (no prediction yet), or
 // {top1, score, window, role, frameIndex} as floats. A bad frame throws EdgeVideoException (the stream goes on).
-JNIEXPORT jfloatArray JNICALL Java_org_edgevideo_demo_EdgeVideo_nativePush(JNIEnv* env, jclass, jlong h,
+JNIEXPORT jfloatArray JNICALL Java_org_edgevideo_EdgeVideo_nativePush(JNIEnv* env, jclass, jlong h,
                                                                            jbyteArray rgb, jint width, jint height,
                                                                            jdouble timestamp) {
   jbyte* data = rgb ? env->GetByteArrayElements(rgb, nullptr) : nullptr;
@@ -91,7 +91,7 @@ JNIEXPORT jfloatArray JNICALL Java_org_edgevideo_demo_EdgeVideo_nativePush(JNIEn
 
 // A camera image (ev_push_image), planes read in place from direct ByteBuffers. format < 0: Android YUV_420_888,
 // whose layout follows from uv_pixel_stride and where the chroma buffers start. Returns as nativePush.
-JNIEXPORT jfloatArray JNICALL Java_org_edgevideo_demo_EdgeVideo_nativePushImage(
+JNIEXPORT jfloatArray JNICALL Java_org_edgevideo_EdgeVideo_nativePushImage(
     JNIEnv* env, jclass, jlong h, jobject p0, jobject p1, jobject p2, jint s0, jint s1, jint s2, jint width,
     jint height, jint format, jint rotation, jboolean full_range, jint uv_pixel_stride, jdouble timestamp) {
   ev_frame_request request;
@@ -160,17 +160,17 @@ JNIEXPORT jfloatArray JNICALL Java_org_edgevideo_demo_EdgeVideo_nativePushImage(
   return prediction_array(env, p);
 }
 
-JNIEXPORT jstring JNICALL Java_org_edgevideo_demo_EdgeVideo_nativeLabel(JNIEnv* env, jclass, jlong h, jint i) {
+JNIEXPORT jstring JNICALL Java_org_edgevideo_EdgeVideo_nativeLabel(JNIEnv* env, jclass, jlong h, jint i) {
   const char* label = ev_label(handle(h), i);
   return label ? env->NewStringUTF(label) : nullptr;
 }
 
-JNIEXPORT void JNICALL Java_org_edgevideo_demo_EdgeVideo_nativeReset(JNIEnv* env, jclass, jlong h) {
+JNIEXPORT void JNICALL Java_org_edgevideo_EdgeVideo_nativeReset(JNIEnv* env, jclass, jlong h) {
   ev_status s = ev_reset(handle(h));
   if (s != EV_OK) throw_core(env, s);
 }
 
-JNIEXPORT void JNICALL Java_org_edgevideo_demo_EdgeVideo_nativeDestroy(JNIEnv*, jclass, jlong h) {
+JNIEXPORT void JNICALL Java_org_edgevideo_EdgeVideo_nativeDestroy(JNIEnv*, jclass, jlong h) {
   ev_destroy(handle(h));
 }
 

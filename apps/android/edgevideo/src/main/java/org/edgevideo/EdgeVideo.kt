@@ -1,4 +1,4 @@
-package org.edgevideo.demo
+package org.edgevideo
 
 import java.nio.ByteBuffer
 
