@@ -1,6 +1,6 @@
 """Loss and schedule units against numbers computed by hand (plain ``math``, not the torch functions the code uses):
-the see-very-little distillation loss (CE + T^2 KL + REP + inter), label smoothing, warm-up + cosine; and a few
-optimiser steps of the training recipe reduce its loss."""
+the see-very-little distillation loss (CE + T^2 KL + REP + inter, the standardised KL, intermediate-layer matching),
+label smoothing, warm-up + cosine; and a few optimiser steps of the training recipe reduce its loss."""
 from __future__ import annotations
 
 import math
@@ -10,7 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from training.distill import DistillConfig, SeeVeryLittle
+from sdk.errors import ConfigError
+from training.distill import DistillConfig, SeeVeryLittle, distillation_kl, layer_matching
+from training.models import create
 from training.train import TrainConfig, build_optimizer, warmup_cosine
 
 
@@ -82,6 +84,82 @@ def test_distillation_loss_by_hand(smoothing: float, inter_weight: float) -> Non
         assert terms[name].item() == pytest.approx(expected[name], rel=1e-6), name
     assert total.item() == pytest.approx(expected["total"], rel=1e-6)
     assert logits.tolist() == [[1.0, 0.0, 1.0], [0.0, 2.0, 2.0]]
+
+
+def _standardised(logits: list[float]) -> list[float]:
+    mean = sum(logits) / len(logits)
+    std = math.sqrt(sum((v - mean) ** 2 for v in logits) / (len(logits) - 1))
+    return [(v - mean) / std for v in logits]
+
+
+def test_standardised_kl_by_hand_and_blind_to_each_clips_logit_shift_and_scale() -> None:
+    """Logit standardisation: T^2 KL of the z-scored logits (by hand), unchanged when each clip's student (or teacher)
+    logits are shifted and scaled by its own amounts -- which the plain KL is not."""
+    student = torch.tensor([[1.0, 0.0, 3.0], [0.5, 2.0, -1.0]])
+    teacher = torch.tensor([[2.0, -1.0, 4.0], [0.0, 1.0, 0.0]])
+    kl = 0.0
+    for s, t in zip(student.tolist(), teacher.tolist()):
+        log_pt, log_ps = _log_softmax(_standardised(t), 2.0), _log_softmax(_standardised(s), 2.0)
+        kl += sum(math.exp(a) * (a - b) for a, b in zip(log_pt, log_ps)) / 2 * 4.0
+    assert kl > 0.01
+    assert distillation_kl(student, teacher, 2.0, standardise=True).item() == pytest.approx(kl, rel=1e-5)
+
+    scale, shift = torch.tensor([[3.0], [0.2]]), torch.tensor([[-5.0], [7.0]])
+    for s, t in ((student * scale + shift, teacher), (student, teacher * scale + shift)):
+        assert distillation_kl(s, t, 2.0, standardise=True).item() == pytest.approx(kl, rel=1e-5)
+        assert distillation_kl(s, t, 2.0).item() != pytest.approx(distillation_kl(student, teacher, 2.0).item(),
+                                                                  rel=1e-2)
+
+
+def test_layer_matching_reads_the_teachers_maps_at_the_students_frames() -> None:
+    """Zero when the student's maps are the teacher's at its frames (the other frames differ), growing with a
+    perturbation; a big-little teacher (one step per frame pair) is read at step ``position // 2``."""
+    torch.manual_seed(0)
+    teacher = [torch.randn(2, 4, 3, 2, 2), torch.randn(2, 4, 5, 1, 1)]
+    positions = torch.tensor([[3, 0], [1, 2]])
+    student = [t[torch.arange(2)[:, None], positions] for t in teacher]
+    assert layer_matching(student, teacher, positions, 4).item() == 0.0
+    assert layer_matching(student, teacher, positions.flip(1), 4).item() > 0.5  # wrong frames
+    noise = [torch.randn_like(s) for s in student]
+    small, large = (layer_matching([s + e * n for s, n in zip(student, noise)], teacher, positions, 4).item()
+                    for e in (0.1, 0.2))
+    assert 0 < small < large
+    assert small == pytest.approx(sum((0.1 * n).pow(2).mean().item() for n in noise) / 2, rel=1e-5)
+    # two steps for 4 input frames: frames 0, 1 -> step 0, frames 2, 3 -> step 1
+    steps = [t[:, :2] for t in teacher]
+    pair_student = [t[torch.arange(2)[:, None], torch.tensor([[1, 0], [0, 1]])] for t in steps]
+    assert layer_matching(pair_student, steps, positions, 4).item() == 0.0
+
+
+def _tam_head(frames: int) -> torch.nn.Module:
+    return create("tam_head_mobilenet_v2", num_classes=3, frames=frames, pretrained=True)
+
+
+def test_layer_term_matches_the_tam_blocks_of_both_models() -> None:
+    """Through the models' hooks: a student that is the teacher (same weights, same frames) gives 0; frames read in
+    the wrong order, or a perturbed student, do not; blocks of the cached prefix are refused."""
+    torch.manual_seed(0)
+    teacher, student = _tam_head(2).eval(), _tam_head(2).eval()
+    student.load_state_dict(teacher.state_dict())
+    cfg = DistillConfig(teacher="given", layer_weight=2.0, layer_blocks="8,12")
+    loss = SeeVeryLittle(student, teacher, cfg).eval()
+    clips, labels = torch.randn(2, 2, 3, 32, 32), torch.tensor([0, 1])
+    in_order, reversed_ = torch.tensor([[0, 1], [0, 1]]), torch.tensor([[1, 0], [1, 0]])
+    with torch.no_grad():
+        total, _, terms = loss(clips, clips, in_order, labels)
+        assert terms["layer"].item() == pytest.approx(0.0, abs=1e-10)
+        assert loss(clips, clips, reversed_, labels)[2]["layer"].item() > 1e-3
+        for p in student.backbone.features[12].parameters():
+            p.add_(0.1 * torch.randn_like(p))
+        perturbed_total, _, perturbed = loss(clips, clips, in_order, labels)
+    assert perturbed["layer"].item() > 1e-4
+    value = {k: v.item() for k, v in perturbed.items()}
+    assert perturbed_total.item() == pytest.approx(value["ce"] + value["kd"] + value["rep"] + 2.0 * value["layer"],
+                                                   rel=1e-5)
+    with pytest.raises(ConfigError, match="cached frozen prefix"):
+        SeeVeryLittle(student, teacher, cfg, start=9)
+    with pytest.raises(ConfigError, match="layer_blocks"):
+        DistillConfig(teacher="given", layer_weight=1.0)
 
 
 def test_warmup_then_cosine_by_hand() -> None:

@@ -6,9 +6,16 @@ Classification Using Fewer Frames", CVPR 2019). Both are decoded once: the stude
 sampler picks them from the video. The student's loss::
 
     ce_weight * CE(student, labels)
-    + kd_weight * T^2 * KL(softmax(teacher / T) || softmax(student / T))
+    + kd_weight * T^2 * KL(softmax(z(teacher) / T) || softmax(z(student) / T))
     + rep_weight * MSE(project(student representation), teacher representation)
     + inter_weight * MSE(project(student per-frame features), teacher features at the same frames)   [optional]
+    + layer_weight * mean over layer_blocks of MSE(student block output, teacher's at the same frames)  [optional]
+
+``z`` is the identity, or with ``logit_standardise`` each clip's logits z-scored (Sun et al., "Logit Standardization in
+Knowledge Distillation", CVPR 2024): the student then matches the teacher's logit relations, not their range, which a
+student that sees 2 of 8 frames may not be able to reach. ``layer_blocks`` match intermediate maps of the two models'
+``backbone.features`` (for the TAM head: the TAM blocks' outputs) at the student's frames -- the teacher's map of a
+frame has mixed in its neighbours, which the student never sees.
 
 The cross-entropy reads labelled clips only. ``--unlabelled PATH`` (a folder of videos, or a file listing them:
 :mod:`training.data.unlabelled`) adds clips nobody labelled to the training set: they teach through the teacher's
@@ -30,9 +37,10 @@ export take it like any checkpoint) and ``distill.json``: teacher and student to
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -53,7 +61,8 @@ from training.models import create, list_models
 from training.profile import count_gmacs
 from training.train import Job, TrainConfig, eval_dataset, fit, validation_metrics
 
-__all__ = ["DistillConfig", "SeeVeryLittle", "distill", "main"]
+__all__ = ["DistillConfig", "SeeVeryLittle", "distill", "distillation_kl", "layer_matching", "main",
+           "standardise_logits"]
 
 
 @dataclass
@@ -77,6 +86,12 @@ class DistillConfig(TrainConfig):
     kd_weight: float = option(1.0, help="weight of T^2 x KL(teacher || student)")
     rep_weight: float = option(1.0, help="weight of the squared error between final representations")
     inter_weight: float = option(0.0, help="weight of per-frame feature matching at the student's frame positions")
+    logit_standardise: bool = option(False, help="z-score each clip's student and teacher logits before the "
+                                                 "temperature softmax of the KL term (logit standardisation)")
+    layer_weight: float = option(0.0, help="weight of intermediate feature-map matching at --layer-blocks")
+    layer_blocks: str = option("", help="comma-separated indices into backbone.features whose per-frame outputs the "
+                                        "student matches to the teacher's at its frames (same shapes in both models; "
+                                        "with the feature cache, blocks >= freeze), e.g. 8,12: the TAM head's blocks")
     no_teacher: bool = option(False, help="baseline: the same student and data, cross-entropy only")
     init_from_teacher: bool = option(False, help="start the student from the teacher checkpoint's weights (same "
                                                  "arch: only the frames it sees differ)")
@@ -97,6 +112,16 @@ class DistillConfig(TrainConfig):
             raise ConfigError("unlabelled videos teach only through the teacher: drop --unlabelled or --no-teacher")
         if not self.train_split and not self.unlabelled:
             raise ConfigError("train_split is empty: give a labelled split, or --unlabelled videos to learn from")
+        if self.layer_weight and not self.layer_block_indices:
+            raise ConfigError("layer_weight needs layer_blocks: the indices of the blocks to match, e.g. 8,12")
+
+    @property
+    def layer_block_indices(self) -> tuple[int, ...]:
+        """``layer_blocks`` as integers."""
+        try:
+            return tuple(int(v) for v in self.layer_blocks.split(",") if v.strip())
+        except ValueError:
+            raise ConfigError(f"layer_blocks must be comma-separated integers, got {self.layer_blocks!r}") from None
 
 
 def labelled_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
@@ -105,6 +130,55 @@ def labelled_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, label_smo
     labelled = labels >= 0
     per_clip = F.cross_entropy(logits, labels.clamp_min(0), label_smoothing=label_smoothing, reduction="none")
     return (per_clip * labelled).sum() / labelled.sum().clamp_min(1)
+
+
+def standardise_logits(logits: torch.Tensor) -> torch.Tensor:
+    """Each row z-scored: ``(z - mean) / std``; invariant to a per-clip shift and positive scale of the logits."""
+    return (logits - logits.mean(1, keepdim=True)) / (logits.std(1, keepdim=True) + 1e-7)
+
+
+def distillation_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float,
+                    standardise: bool = False) -> torch.Tensor:
+    """``T^2 * KL(softmax(teacher / T) || softmax(student / T))``, the mean over clips; ``standardise``: of the
+    z-scored logits (:func:`standardise_logits`). The T^2 keeps its gradients' scale independent of T (Hinton et al.)."""
+    if standardise:
+        student_logits, teacher_logits = standardise_logits(student_logits), standardise_logits(teacher_logits)
+    return F.kl_div(F.log_softmax(student_logits / temperature, 1), F.log_softmax(teacher_logits / temperature, 1),
+                    reduction="batchmean", log_target=True) * temperature ** 2
+
+
+def at_frames(teacher: torch.Tensor, positions: torch.Tensor, teacher_frames: int) -> torch.Tensor:
+    """The teacher's ``(N, S, ...)`` per-step values at the student's frames ``positions`` ``(N, k)`` (indices into the
+    teacher's ``teacher_frames`` input frames) -> ``(N, k, ...)``; a big-little teacher has one step per frame pair."""
+    index = positions * teacher.shape[1] // teacher_frames
+    return teacher.gather(1, index.view(*index.shape, *[1] * (teacher.ndim - 2)).expand(-1, -1, *teacher.shape[2:]))
+
+
+def layer_matching(student_maps: Sequence[torch.Tensor], teacher_maps: Sequence[torch.Tensor], positions: torch.Tensor,
+                   teacher_frames: int) -> torch.Tensor:
+    """The mean over layers of MSE(student map, teacher map at the student's frames); maps are ``(N, T, C, H, W)``."""
+    losses = []
+    for s, t in zip(student_maps, teacher_maps, strict=True):
+        target = at_frames(t, positions, teacher_frames)
+        if s.shape != target.shape:
+            raise ConfigError(f"layer_blocks: the student's map {tuple(s.shape[2:])} and the teacher's "
+                              f"{tuple(target.shape[2:])} differ; match blocks of the same shape in both models")
+        losses.append(F.mse_loss(s.float(), target.float()))
+    return torch.stack(losses).mean()
+
+
+@contextmanager
+def block_outputs(model: nn.Module, blocks: Sequence[int], batch: int) -> Iterator[list[torch.Tensor]]:
+    """Collects the outputs of ``model.backbone.features[i]`` for ``i`` in ``blocks`` during the ``with`` body, as
+    ``(batch, T, C, H, W)`` (the models run frame-stacked ``(batch * T, C, H, W)`` activations)."""
+    outputs: list[torch.Tensor] = []
+    handles = [model.backbone.features[i].register_forward_hook(
+        lambda _m, _i, out: outputs.append(out.unflatten(0, (batch, -1)))) for i in blocks]
+    try:
+        yield outputs
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def _per_frame(features: torch.Tensor) -> torch.Tensor:
@@ -124,7 +198,13 @@ class SeeVeryLittle(nn.Module):
         self.start = start  # > 0: inputs are cached activations of both models' (identical) frozen first blocks
         self.serial = cfg.mode == "serial"
         self.temperature = cfg.temperature
-        self.weights = {"ce": cfg.ce_weight, "kd": cfg.kd_weight, "rep": cfg.rep_weight, "inter": cfg.inter_weight}
+        self.weights = {"ce": cfg.ce_weight, "kd": cfg.kd_weight, "rep": cfg.rep_weight, "inter": cfg.inter_weight,
+                        "layer": cfg.layer_weight}
+        self.standardise = cfg.logit_standardise
+        self.layer_blocks = cfg.layer_block_indices if cfg.layer_weight else ()
+        if any(i < start for i in self.layer_blocks):
+            raise ConfigError(f"layer_blocks {cfg.layer_blocks}: blocks below {start} are the cached frozen prefix, "
+                              "which does not run in training")
         self.label_smoothing = cfg.label_smoothing
         if teacher is not None:
             if self.serial:
@@ -140,32 +220,34 @@ class SeeVeryLittle(nn.Module):
 
     def forward(self, teacher_clips: torch.Tensor, student_clips: torch.Tensor, positions: torch.Tensor,
                 labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-        s_feat = self.student.forward_features(student_clips, self.start)
+        batch = student_clips.shape[0]
+        with block_outputs(self.student, self.layer_blocks, batch) as s_maps:
+            s_feat = self.student.forward_features(student_clips, self.start)
         s_logits = self.student.forward_head(s_feat).float()
         terms = {"ce": labelled_cross_entropy(s_logits, labels, self.label_smoothing)}
         total = self.weights["ce"] * terms["ce"]
         if self.teacher is None:
             return total, s_logits, terms
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.serial):
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.serial), \
+                block_outputs(self.teacher, self.layer_blocks, batch) as t_maps:
             t_feat = self.teacher.forward_features(teacher_clips, self.start)
             t_logits = self.teacher.forward_head(t_feat).float()
         if not self.serial:
             terms["teacher_ce"] = labelled_cross_entropy(t_logits, labels, self.label_smoothing)
             total = total + terms["teacher_ce"]
         t_logits, t_feat = t_logits.detach(), t_feat.detach()
-        temp = self.temperature
-        terms["kd"] = F.kl_div(F.log_softmax(s_logits / temp, 1), F.log_softmax(t_logits / temp, 1),
-                               reduction="batchmean", log_target=True) * temp ** 2
+        terms["kd"] = distillation_kl(s_logits, t_logits, self.temperature, self.standardise)
         s_rep = self.project(self.student.forward_head(s_feat, pre_logits=True).float())
         terms["rep"] = F.mse_loss(s_rep, self.teacher.forward_head(t_feat, pre_logits=True).float())
         total = total + self.weights["kd"] * terms["kd"] + self.weights["rep"] * terms["rep"]
+        n_frames = teacher_clips.shape[1]
         if self.weights["inter"]:
-            t_frames = _per_frame(t_feat).float()
-            # teacher feature step of each student frame (a big-little teacher has one feature step per frame pair)
-            index = positions * t_frames.shape[1] // teacher_clips.shape[1]
-            target = t_frames.gather(1, index[..., None].expand(-1, -1, t_frames.shape[2]))
+            target = at_frames(_per_frame(t_feat).float(), positions, n_frames)
             terms["inter"] = F.mse_loss(self.project(_per_frame(s_feat).float()), target)
             total = total + self.weights["inter"] * terms["inter"]
+        if self.layer_blocks:
+            terms["layer"] = layer_matching(s_maps, [m.detach() for m in t_maps], positions, n_frames)
+            total = total + self.weights["layer"] * terms["layer"]
         return total, s_logits, terms
 
 
