@@ -12,15 +12,11 @@ from torch import nn
 
 from converters import parity as parity_mod
 from converters.options import say
-from converters.program import ClipProgram, Normalize, StreamProgram, to_nchw
+from converters.program import ClipProgram, StreamProgram
 from converters.source import Source
 from sdk.errors import ConfigError
-from sdk.manifest import CLIP_ROLES
 
-__all__ = ["AGGREGATOR_PARITY_STEPS", "Programs", "chain", "feature_sequences", "plan", "quantize", "references",
-           "representative_input", "step_inputs"]
-
-AGGREGATOR_PARITY_STEPS = 20  # the FASTER aggregator is checked over sequences this long (issue 6)
+__all__ = ["Programs", "plan", "quantize", "references", "representative_input", "step_inputs"]
 
 
 @dataclass
@@ -141,51 +137,3 @@ def references(programs: Programs, golden: dict[str, np.ndarray]) -> None:
         golden[f"{programs.prefix}/reference_{kind}/logits"] = outputs.steps
         if outputs.features is not None:
             golden[f"{programs.prefix}/reference_{kind}/features"] = outputs.features
-
-
-def feature_sequences(faster, clip_programs: dict[str, nn.Module], videos: dict[str, list[torch.Tensor]],
-                       pattern: list[str]) -> list[torch.Tensor]:
-    """Per video, the aggregator's input sequence ``(L, 1, ...)`` under the schedule, from the torch clip programs."""
-    out = []
-    with torch.no_grad():
-        for v in range(len(next(iter(videos.values())))):
-            steps = [clip_programs[pattern[i % len(pattern)]](videos[pattern[i % len(pattern)]][v][i])[1]
-                     for i in range(faster.meta["segments"])]
-            out.append(torch.stack(steps))
-    return out
-
-
-def reference_videos(faster, videos: dict[str, list[torch.Tensor]]) -> np.ndarray:
-    """Logits ``(videos, K)`` of the torch FASTER pipeline on each role's raw segments ``(L, T, 3, H, W)`` in
-    [0, 255], the training side's way: each role's normalisation and clip model (``clip_outputs`` on all segments),
-    then ``FasterModel`` (standardisation, projection, schedule mask, aggregator). Independent of the exported clip
-    programs' wrapper, so that a fault in it fails the whole-schedule check instead of being shared by both sides."""
-    from training.models.faster import clip_outputs, schedule_mask
-
-    model, meta = faster.model, faster.meta
-    segments = meta["segments"]
-    map_size = meta["map_size"] if model.spatial else None
-    mask = schedule_mask(meta["schedule"], segments)
-    norm = {r: Normalize(faster.preprocess[r]) for r in videos}
-    out = []
-    with torch.no_grad():
-        for v in range(len(next(iter(videos.values())))):
-            feats = {}
-            for role in CLIP_ROLES:
-                if role not in videos:  # a one-role schedule: the mask never picks the other role
-                    shape = (segments, model.in_features(role), *([map_size] * 2 if map_size else []))
-                    feats[role] = torch.zeros(1, *shape)
-                    continue
-                clips = torch.stack([norm[role](to_nchw(s, faster.preprocess[role].layout)) for s in videos[role][v]])
-                pooled, _, maps = clip_outputs(faster.clip_models[role], clips, map_size)
-                feats[role] = (pooled if maps is None else maps)[None]
-            out.append(model(feats["expensive"], feats["cheap"], mask)[0].numpy())
-    return np.stack(out)
-
-
-def chain(sequences: list[torch.Tensor], steps: int) -> list[torch.Tensor]:
-    """The videos' feature sequences back to back, as a stream would feed them, cut into ``steps``-long sequences
-    (a shorter remainder is dropped unless it is all there is)."""
-    stream = torch.cat(sequences)
-    chunks = [stream[i:i + steps] for i in range(0, len(stream) - steps + 1, steps)]
-    return chunks or [stream]

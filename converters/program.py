@@ -22,7 +22,7 @@ from torch import nn
 from sdk.manifest import TensorSpec
 from sdk.preprocess import Preprocess
 
-__all__ = ["ClipProgram", "ExportResult", "FasterClipProgram", "Normalize", "ProgramJob", "StreamProgram", "to_nchw"]
+__all__ = ["ClipProgram", "ExportResult", "Normalize", "ProgramJob", "StreamProgram", "to_nchw"]
 
 
 @dataclass
@@ -109,28 +109,3 @@ class StreamProgram(nn.Module):
 
     def forward(self, frame: torch.Tensor, *state: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return tuple(self.model.step(self.normalize(to_nchw(frame, self.layout)), *state))
-
-
-class FasterClipProgram(nn.Module):
-    """``(clip (T, 3, H, W) float32 RGB in [0, 255]) -> (logits (1, K), features (1, D) or (1, D, S, S))``: a FASTER
-    clip model (``training.models.faster.clip_outputs``) followed by its trained standardisation and projection into the
-    aggregator's feature space, so that the aggregator program takes either clip model's output as it comes.
-
-    ``project`` is the role's linear layer (1x1 conv for maps); ``mean`` / ``std`` its train-split statistics.
-    """
-
-    def __init__(self, model: nn.Module, preprocess: Preprocess, project: nn.Module, mean: torch.Tensor,
-                 std: torch.Tensor, map_size: int | None):
-        super().__init__()
-        self.model, self.normalize, self.layout = model, Normalize(preprocess), preprocess.layout
-        self.project, self.map_size = project, map_size
-        self.register_buffer("mean", mean.detach().clone())
-        self.register_buffer("std", std.detach().clone())
-
-    def forward(self, clip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        from training.models.faster import clip_outputs
-
-        x = self.normalize(to_nchw(clip, self.layout))
-        pooled, logits, maps = clip_outputs(self.model, x.reshape(1, *x.shape), self.map_size)
-        features = pooled if maps is None else maps
-        return logits, self.project((features - self.mean) / self.std)

@@ -17,10 +17,10 @@ from converters.options import ExportOptions
 from sdk.errors import ConfigError
 from sdk.preprocess import Preprocess
 from sdk.samplers import Sampler
-from training.checkpoint import CheckpointMeta, load_checkpoint_model, model_from_checkpoint, read_checkpoint
-from training.models.faster import LoadedFaster, faster_from_checkpoint, is_faster
+from training.checkpoint import (CheckpointMeta, LoadedFaster, faster_from_checkpoint, is_faster, load_checkpoint_model,
+                                 model_from_checkpoint, read_checkpoint)
 
-__all__ = ["Source", "clips", "dataset_root", "load_source", "long_videos", "raw_preprocess", "split_location"]
+__all__ = ["Source", "clips", "dataset_root", "load_source", "raw_preprocess", "split_location"]
 
 
 @dataclass
@@ -99,16 +99,3 @@ def dataset_root(opts: ExportOptions, source: Source) -> Path:
         reason = str(e)
     raise ConfigError(f"calibration and parity need the benchmark the model was trained on ({reason}): pass --data "
                       "DIR (python -m benchmarks generate makes one)")
-
-
-def long_videos(root: Path, split: str, sampler: Sampler, preprocess: Preprocess, count: int
-                 ) -> tuple[list[torch.Tensor], list[int]]:
-    """The segments ``(L, T, 3, H, W)`` float32 in [0, 255] of ``count`` videos of a long-video split (spread over the
-    split so that every class appears) as one clip model samples them, and their labels."""
-    from training.data.long_video import LongVideoDataset
-
-    dataset = LongVideoDataset.from_dir(root, split.removesuffix(".csv"), sampler=sampler,
-                                        preprocess=raw_preprocess(preprocess), train=False)
-    picks = np.linspace(0, len(dataset) - 1, min(count, len(dataset))).round().astype(int)
-    items = [dataset[int(i)] for i in picks]
-    return [torch.as_tensor(v) for v, _ in items], [int(label) for _, label in items]

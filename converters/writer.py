@@ -46,6 +46,7 @@ class ExportReport:
     manifest: Manifest
     timings: dict[str, float]
     failed: tuple[FormatFailure, ...] = ()  # formats that are not in the bundle; empty when all were written
+    notes: tuple[str, ...] = ()  # lines after the program table that a kind of bundle adds (FASTER: its schedule)
 
     def table(self) -> str:
         head = ("program", "size", "export s", "parity", "max|diff|", "top-1 agree", "vs fp32", "not delegated")
@@ -64,19 +65,7 @@ class ExportReport:
         widths = [max(len(str(r[i])) for r in (head, *rows)) for i in range(len(head))]
         fmt = "  ".join(f"{{:<{w}}}" for w in widths)
         lines = [fmt.format(*head), fmt.format(*("-" * w for w in widths)), *(fmt.format(*r) for r in rows)]
-        if self.manifest.faster is not None:
-            spec = self.manifest.faster
-            lines += ["", f"FASTER {spec.schedule} ({' '.join(spec.pattern)}), {spec.aggregator}, segments of "
-                      f"{spec.segment_frames} frames"]
-            for p in self.manifest.programs:
-                if p.parity is not None and p.parity.features_max_abs_diff is not None:
-                    lines.append(f"  {p.id}: features max|diff| {p.parity.features_max_abs_diff:.2e}")
-                video = p.details.get("video_parity")
-                if video:
-                    lines.append(f"  {p.backend}: whole schedule on {video['videos']} videos (its clip programs' "
-                                 f"features into its aggregator) vs torch: max|diff| {video['max_abs_diff']:.2e}, "
-                                 f"top-1 agreement {video['top1_agreement']:.3f}, top-1 {video['top1_runtime']:.3f} "
-                                 f"(torch {video['top1_torch']:.3f})")
+        lines += list(self.notes)
         int8 = parity_mod.parity_lines(self.manifest.programs)
         if int8:
             lines += ["", "int8 parity (the gate's figures; --int8-min-agreement, --int8-min-fp32-agreement, "
@@ -108,9 +97,9 @@ def write_bundle(opts: ExportOptions, jobs: list[Programs], formats: list[Format
 
     ``manifest(entries)`` gives the manifest's fields that depend on the source (name, labels, input, sampler,
     provenance, ...; ``clip`` defaults to :func:`training_clip` of the provenance); ``after_backend(backend, entries,
-    outputs, root)``
-    (FASTER) may add details once all programs of a backend were checked (``outputs``: each role's runtime outputs on
-    its parity inputs, None where the runtime is missing; ``root``: the bundle being written)."""
+    outputs, root)`` may add details once all programs of a backend were checked (``outputs``: each role's runtime
+    outputs on its parity inputs, None where the runtime is missing; ``root``: the bundle being written); the FASTER
+    exporter checks the whole schedule there."""
     entries: list[Program] = []
     timings: dict[str, float] = {}
     failed: list[FormatFailure] = []

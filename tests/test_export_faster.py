@@ -18,7 +18,7 @@ import torch
 
 import sdk
 from converters.export import ExportOptions, export_bundle
-from converters.plan import AGGREGATOR_PARITY_STEPS
+from converters.faster import AGGREGATOR_PARITY_STEPS
 from sdk.backends import load_runner
 from sdk.bundle import Bundle
 from sdk.errors import BundleError, ConfigError
@@ -27,7 +27,8 @@ from sdk.video import VideoFile
 from training import faster
 from training.data.long_video import LongVideoConfig, LongVideoDataset, generate
 from training.data.synthetic import PRESETS
-from training.models.faster import clip_outputs, load_faster, schedule_mask
+from training.checkpoint import load_faster
+from training.models.faster import clip_outputs, schedule_mask
 
 SEGMENTS, SEGMENT_FRAMES = 4, 4
 PARITY_VIDEOS = 6  # 24 segments per clip program, one 20-step aggregator sequence

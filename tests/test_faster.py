@@ -21,11 +21,12 @@ import matplotlib  # noqa: F401  (installed by scripts/env.sh: a missing one fai
 
 from sdk.errors import ConfigError
 from training import faster
+from training.checkpoint import load_faster
 from training.config import config_from_mapping, load_recipe
 from training.data.long_video import LongVideoConfig, generate
 from training.data.synthetic import PRESETS
 from training.faster import FasterConfig
-from training.models.faster import clip_outputs, load_faster, parse_schedule, schedule_mask
+from training.models.faster import clip_outputs, parse_schedule, schedule_mask
 
 SEGMENTS = 4
 SCHEDULES = ["expensive-only", "1:1", "1:3", "1:7", "cheap-only"]
@@ -228,8 +229,8 @@ def test_row_checkpoints_rebuild_the_trained_models(first_run, bench):
         assert Path(row["checkpoint"]).is_file()
     row = next(r for r in report["rows"] if (r["schedule"], r["aggregator"]) == ("1:3", "fast_gru"))
     loaded = load_faster(row["checkpoint"])
-    assert loaded.pattern == ["expensive", "cheap", "cheap", "cheap"]
-    assert loaded.meta["segment_frames"] == 4 and loaded.meta["segments"] == SEGMENTS
+    assert loaded.meta.pattern == ["expensive", "cheap", "cheap", "cheap"]
+    assert loaded.meta.segment_frames == 4 and loaded.meta.segments == SEGMENTS
     cached = {role: torch.load(Path(cfg.out) / f"features_{role}_val.pt", weights_only=True)
               for role in ("expensive", "cheap")}
     with torch.no_grad():

@@ -24,7 +24,8 @@ from sdk.bundle import Bundle
 from training import faster
 from training.data.long_video import LongVideoConfig, LongVideoDataset, generate
 from training.data.synthetic import PRESETS
-from training.models.faster import clip_outputs, load_faster, schedule_mask
+from training.checkpoint import load_faster
+from training.models.faster import clip_outputs, schedule_mask
 from training.train import main as train_main
 
 SEGMENTS, SEGMENT_FRAMES, SCHEDULE = 4, 8, "1:3"

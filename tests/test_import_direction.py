@@ -1,8 +1,16 @@
-"""Dependencies point one way: ``sdk <- training <- converters <- edgevideo`` (the main job).
+"""Dependencies point one way: ``sdk <- training <- converters <- edgevideo`` (the main job), and inside training
+``training.models <- training's libraries (training.checkpoint, training.macs, ...) <- training's recipes``.
 
 Every module's imports are read from its source (``ast``, nothing is imported), including the ones inside functions:
 a lazy import is still an arrow. Libraries that a lower layer needs live in that layer (``training.checkpoint``,
-``training.models``), never in a recipe.
+``training.models``, ``training.macs``), never in a recipe.
+
+* ``training/models/`` only builds modules: it imports nothing of training outside ``training.models`` (a model
+  module reading checkpoints -- ``training.models.faster`` importing ``training.checkpoint`` -- points up: the
+  checkpoint library builds models, not the other way round).
+* ``converters/`` may use training's libraries, not its recipes. A recipe is a command-line job of training
+  (:data:`RECIPES`). ``training.profile`` is one -- ``python -m training.profile`` measures models -- so the MACs
+  counting the exporter needs is the library ``training.macs``, which the profiling tool imports too.
 """
 from __future__ import annotations
 
@@ -15,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 MAIN_JOB = "edgevideo"
 # training's recipes (command-line jobs): converters may use training's libraries, not these
 RECIPES = ("training.train", "training.distill", "training.qat", "training.evaluate", "training.faster",
-           "training.pipeline")
+           "training.pipeline", "training.profile")
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -47,6 +55,7 @@ def violations(package: str, forbidden) -> list[str]:
 RULES = {
     "sdk": lambda name: _is(name, "training") or _is(name, "converters") or _is(name, MAIN_JOB),
     "training": lambda name: _is(name, "converters") or _is(name, MAIN_JOB),
+    "training/models": lambda name: _is(name, "training") and not _is(name, "training.models"),
     "converters": lambda name: _is(name, MAIN_JOB) or any(_is(name, recipe) for recipe in RECIPES),
 }
 

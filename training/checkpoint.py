@@ -9,6 +9,10 @@ Two kinds of model files:
   sidecar ``NAME.json`` next to it holds the same keys as a checkpoint (``config``, ``labels``, ``sampler``,
   ``preprocess``) as JSON.
 
+And a third, FASTER's (``training.faster``'s ``models/*.pt``): projections + aggregator with ``format:
+"edgevideo-faster"``, its metadata a :class:`FasterMeta`, its frozen clip models referred to by path and sha256;
+:func:`load_faster` rebuilds the whole thing.
+
 A library, not a recipe: the recipes and the converters both load models through it.
 """
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,14 +30,18 @@ import torch
 from torch import nn
 
 from sdk.errors import ConfigError, SdkError
-from sdk.files import atomic_path
+from sdk.files import atomic_path, sha256_of
+from sdk.manifest import CLIP_ROLES
 from sdk.preprocess import Preprocess
 from sdk.samplers import Sampler
 from training.models import create
+from training.models.aggregators import create_aggregator
+from training.models.faster import FasterModel, parse_schedule
 from training.models.registry import INITIAL_WEIGHT_OPTIONS
 
-__all__ = ["METADATA_KEYS", "CheckpointMeta", "atomic_save", "load_checkpoint", "load_checkpoint_model",
-           "model_from_checkpoint", "read_checkpoint"]
+__all__ = ["FASTER_FORMAT", "FASTER_FORMAT_VERSION", "METADATA_KEYS", "CheckpointMeta", "FasterClipSource",
+           "FasterMeta", "LoadedFaster", "atomic_save", "faster_from_checkpoint", "is_faster", "load_checkpoint",
+           "load_checkpoint_model", "load_faster", "model_from_checkpoint", "read_checkpoint", "save_faster"]
 
 METADATA_KEYS = ("config", "labels", "sampler", "preprocess")
 
@@ -144,3 +153,178 @@ def load_checkpoint_model(path: str | Path, device: str | torch.device) -> tuple
     ckpt, sha256 = read_checkpoint(path)
     meta = CheckpointMeta.from_dict(ckpt, path, sha256)
     return model_from_checkpoint(ckpt, meta).to(device), meta
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# FASTER checkpoints
+# --------------------------------------------------------------------------------------------------------------------
+FASTER_FORMAT = "edgevideo-faster"
+FASTER_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class FasterClipSource:
+    """Where a FASTER checkpoint finds one frozen clip model, and how that model sees a segment.
+
+    Either a training checkpoint (``checkpoint``, absolute: it is the user's file) or weights written beside the
+    FASTER checkpoint (``weights``; stored relative to it so that a run directory can move, resolved on reading),
+    rebuilt from ``arch`` / ``frames`` / ``width``. ``sha256`` is the file's: a changed clip model is refused."""
+
+    sampler: Sampler
+    preprocess: Preprocess
+    gmacs_per_clip: float
+    arch: str | None
+    sha256: str
+    checkpoint: Path | None = None
+    weights: Path | None = None
+    frames: int | None = None
+    width: float = 1.0
+
+    @property
+    def file(self) -> Path:
+        return self.checkpoint if self.checkpoint is not None else self.weights
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any], directory: Path) -> FasterClipSource:
+        common = dict(sampler=Sampler.from_dict(raw["sampler"]), preprocess=Preprocess.from_dict(raw["preprocess"]),
+                      gmacs_per_clip=float(raw["gmacs_per_clip"]), arch=raw.get("arch"), sha256=raw["sha256"])
+        if "checkpoint" in raw:
+            return cls(**common, checkpoint=Path(raw["checkpoint"]))
+        return cls(**common, weights=directory / raw["weights"], frames=int(raw["frames"]),
+                   width=float(raw["width"]))
+
+    def to_dict(self, directory: Path) -> dict[str, Any]:
+        out = {"sampler": self.sampler.to_dict(), "preprocess": self.preprocess.to_dict(),
+               "gmacs_per_clip": self.gmacs_per_clip, "arch": self.arch, "sha256": self.sha256}
+        if self.checkpoint is not None:
+            return {**out, "checkpoint": str(self.checkpoint)}
+        return {**out, "weights": os.path.relpath(self.weights.absolute(), directory.absolute()),
+                "frames": self.frames, "width": self.width}
+
+
+@dataclass(frozen=True)
+class FasterMeta:
+    """What a FASTER checkpoint says besides its weights, parsed and checked once (:meth:`from_checkpoint`); the
+    recipe writes it with :meth:`to_dict`, so reading and writing share one schema. ``config`` / ``metrics`` /
+    ``dataset`` are the recipe's records (``dataset["root"]``: the long-video benchmark it was trained on)."""
+
+    labels: tuple[str, ...]
+    schedule: str  # "1:N", "expensive-only" or "cheap-only"
+    aggregator: str  # a name of training.models.aggregators
+    dim: int  # the common feature space of both clip models
+    dropout: float
+    map_size: int | None  # side of the feature maps of a spatial aggregator; None: pooled features
+    feature_size: tuple[int, ...] | None  # the aggregator's feature map size (fast_gru)
+    segments: int  # L, segments per video
+    segment_frames: int
+    clip_models: Mapping[str, FasterClipSource]  # by role: expensive, cheap
+    config: Mapping[str, Any] = field(default_factory=dict)
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+    dataset: Mapping[str, Any] = field(default_factory=dict)
+    sha256: str = ""  # of the file it was read from
+
+    @property
+    def pattern(self) -> list[str]:
+        """Roles of one schedule period: ``1:3`` -> expensive, cheap, cheap, cheap."""
+        _, n = parse_schedule(self.schedule)
+        return ["cheap"] if n is None else ["expensive"] + ["cheap"] * n
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: Mapping[str, Any], path: Path, sha256: str = "") -> FasterMeta:
+        if not is_faster(ckpt):
+            raise ConfigError(f"{path} is not a FASTER checkpoint (python -m training.faster writes them under "
+                              "OUT/models/)")
+        if ckpt.get("version") != FASTER_FORMAT_VERSION:
+            raise ConfigError(f"{path}: FASTER checkpoint version {ckpt.get('version')} is not "
+                              f"{FASTER_FORMAT_VERSION}; train it again with python -m training.faster")
+        try:
+            return cls(labels=tuple(ckpt["labels"]), schedule=parse_schedule(ckpt["schedule"])[0],
+                       aggregator=ckpt["aggregator"], dim=int(ckpt["dim"]), dropout=float(ckpt["dropout"]),
+                       map_size=ckpt["map_size"],
+                       feature_size=None if ckpt["feature_size"] is None else tuple(ckpt["feature_size"]),
+                       segments=int(ckpt["segments"]), segment_frames=int(ckpt["segment_frames"]),
+                       clip_models={r: FasterClipSource.from_dict(c, path.parent)
+                                    for r, c in ckpt["clip_models"].items()},
+                       config=dict(ckpt.get("config") or {}), metrics=dict(ckpt.get("metrics") or {}),
+                       dataset=dict(ckpt.get("dataset") or {}), sha256=sha256)
+        except (KeyError, TypeError, ValueError, SdkError) as e:
+            raise ConfigError(f"{path}: malformed FASTER checkpoint ({type(e).__name__}: {e}); train it again with "
+                              "python -m training.faster") from e
+
+    def to_dict(self, directory: Path) -> dict[str, Any]:
+        """The checkpoint's metadata entries (without the weights), clip weights relative to ``directory``."""
+        return {"format": FASTER_FORMAT, "version": FASTER_FORMAT_VERSION, "labels": list(self.labels),
+                "schedule": self.schedule, "aggregator": self.aggregator, "dim": self.dim, "dropout": self.dropout,
+                "map_size": self.map_size,
+                "feature_size": None if self.feature_size is None else list(self.feature_size),
+                "segments": self.segments, "segment_frames": self.segment_frames,
+                "clip_models": {r: c.to_dict(directory) for r, c in self.clip_models.items()},
+                "config": dict(self.config), "metrics": dict(self.metrics), "dataset": dict(self.dataset)}
+
+
+def is_faster(ckpt: Mapping[str, Any]) -> bool:
+    """True for a checkpoint dict written by :func:`save_faster` (``training.faster``'s ``models/*.pt``)."""
+    return ckpt.get("format") == FASTER_FORMAT
+
+
+def save_faster(path: Path, model: FasterModel, meta: FasterMeta) -> Path:
+    """One trained row (projections + aggregator) with everything needed to export it (:func:`load_faster`)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_save({**meta.to_dict(path.parent), "model": model.state_dict()}, path)
+    return path
+
+
+@dataclass
+class LoadedFaster:
+    """A FASTER checkpoint, rebuilt: the frozen clip models and the trained projections + aggregator (eval mode)."""
+
+    model: FasterModel
+    clip_models: dict[str, nn.Module]
+    meta: FasterMeta
+
+    @property
+    def samplers(self) -> dict[str, Sampler]:
+        return {r: c.sampler for r, c in self.meta.clip_models.items()}
+
+    @property
+    def preprocess(self) -> dict[str, Preprocess]:
+        return {r: c.preprocess for r, c in self.meta.clip_models.items()}
+
+
+def load_faster(path: str | Path, device: str | torch.device = "cpu") -> LoadedFaster:
+    """Inverse of :func:`save_faster` (clip model files are checked against their recorded sha256)."""
+    ckpt, sha256 = read_checkpoint(path, device)
+    return faster_from_checkpoint(ckpt, Path(path), sha256, device)
+
+
+def _clip_model(role: str, source: FasterClipSource, labels: tuple[str, ...], path: Path,
+                device: str | torch.device) -> nn.Module:
+    file = source.file
+    if not file.is_file():
+        raise ConfigError(f"the {role} clip model of {path} is missing: {file}")
+    if sha256_of(file) != source.sha256:
+        raise ConfigError(f"the {role} clip model {file} changed since {path} was trained (sha256 mismatch)")
+    if source.checkpoint is not None:
+        model, _ = load_checkpoint_model(file, device)
+    else:
+        kwargs: dict[str, Any] = {"pretrained": False}
+        if source.width != 1.0:
+            kwargs["width_mult"] = source.width
+        model = create(source.arch, num_classes=len(labels), frames=source.frames, **kwargs)
+        model.load_state_dict(load_checkpoint(file, device)["model"])
+    return model.to(device).eval().requires_grad_(False)
+
+
+def faster_from_checkpoint(ckpt: Mapping[str, Any], path: Path, sha256: str,
+                           device: str | torch.device = "cpu") -> LoadedFaster:
+    """:func:`load_faster` of a checkpoint already read from ``path`` (whose bytes hash to ``sha256``)."""
+    meta = FasterMeta.from_checkpoint(ckpt, path, sha256)
+    models = {role: _clip_model(role, c, meta.labels, path, device) for role, c in meta.clip_models.items()}
+    kwargs = {"feature_size": meta.feature_size} if meta.aggregator == "fast_gru" else {}
+    aggregator = create_aggregator(meta.aggregator, in_channels=meta.dim, num_classes=len(meta.labels),
+                                   dropout=meta.dropout, **kwargs)
+    sd = ckpt["model"]
+    stats = {role: (torch.zeros(sd[f"{role}_mean"].shape), torch.ones(sd[f"{role}_std"].shape)) for role in CLIP_ROLES}
+    model = FasterModel(aggregator, stats["expensive"], stats["cheap"], meta.dim)
+    model.load_state_dict(sd)
+    return LoadedFaster(model.to(device).eval(), models, meta)

@@ -26,7 +26,7 @@ The recipe, as a straight line of named steps:
    projections + aggregator train jointly with AdamW and cross-entropy on the video label for ``epochs`` epochs.
    Top-1 on the val split.
 5. **MACs per video** = ``n_expensive * E + n_cheap * C + A``: ``E`` / ``C`` are one clip of each model
-   (:func:`training.profile.count_gmacs`, the whole clip model with its head), ``A`` the projections and ``L`` aggregator
+   (:func:`training.macs.count_gmacs`, the whole clip model with its head), ``A`` the projections and ``L`` aggregator
    steps as counted by ``torch.utils.flop_counter`` (matmuls and convs; element-wise gate arithmetic is not counted, so
    the average aggregator costs only its classifier). Every step emits logits, as the streaming step program does.
 6. **Adaptive schedule** (``gates=confidence,change,learned``): the cheap model runs on every segment and the
@@ -79,22 +79,21 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from sdk.manifest import CLIP_ROLES
 from sdk.errors import ConfigError
 from sdk.files import sha256_of
 from sdk.preprocess import Preprocess
 from sdk.samplers import Sampler
-from training.checkpoint import atomic_save, load_checkpoint_model
+from training.checkpoint import FasterClipSource, FasterMeta, atomic_save, load_checkpoint_model, save_faster
 from training.config import check_choices, cli_main, option, parse_config
 from training.data.datasets import DatasetInfo
 from training.data.long_video import GENERATOR_NAME, LongVideoDataset
 from training.models import create, list_models
 from training.models.aggregators import create_aggregator, list_aggregators
+from training.macs import call_gmacs, count_gmacs
 from training.models.faster import (GATES, FasterModel, LearnedGate, backbone_maps, clip_outputs, gate_mask,
-                                    gate_scores, parse_schedule, save_faster, schedule_mask)
-from training.profile import count_gmacs
+                                    gate_scores, parse_schedule, schedule_mask)
 from training.progress import progress
 
 __all__ = ["CACHE_VERSION", "ClipFeatures", "ClipModelSpec", "FasterConfig", "adaptive_curve", "extract_features",
@@ -344,12 +343,6 @@ def _stats(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return flat.mean(1).view(shape), flat.std(1, unbiased=False).clamp_min(1e-5).view(shape)
 
 
-def _count_gmacs(fn, *args: torch.Tensor) -> float:
-    with torch.no_grad(), FlopCounterMode(display=False) as flops:
-        fn(*args)
-    return flops.get_total_flops() / 2e9
-
-
 def aggregator_gmacs(model: FasterModel, mask: torch.Tensor) -> dict[str, float]:
     """GMACs of the projections and of ``L`` aggregator steps for one video under ``mask`` (eval mode)."""
     was_training = model.training
@@ -358,10 +351,10 @@ def aggregator_gmacs(model: FasterModel, mask: torch.Tensor) -> dict[str, float]
     hw = model.aggregator.feature_shape(1)[2:]
     fe = torch.zeros(1, model.in_features("expensive"), *hw, dtype=p.dtype, device=p.device)
     fc = torch.zeros(1, model.in_features("cheap"), *hw, dtype=p.dtype, device=p.device)
-    proj_e = _count_gmacs(lambda x: model.project("expensive", x), fe)
-    proj_c = _count_gmacs(lambda x: model.project("cheap", x), fc)
+    proj_e = call_gmacs(lambda x: model.project("expensive", x), fe)
+    proj_c = call_gmacs(lambda x: model.project("cheap", x), fc)
     agg = model.aggregator
-    step = _count_gmacs(agg.step, *agg.example_inputs(1))
+    step = call_gmacs(agg.step, *agg.example_inputs(1))
     model.train(was_training)
     n_e = int(mask.sum())
     n_c = mask.numel() - n_e
@@ -569,18 +562,18 @@ def plot_adaptive(report: dict[str, Any], png: str | Path) -> Path:
 # --------------------------------------------------------------------------------------------------------------------
 # the run
 # --------------------------------------------------------------------------------------------------------------------
-def save_clip_model(clip: ClipModel, out: Path) -> dict[str, Any]:
+def save_clip_model(clip: ClipModel, out: Path) -> FasterClipSource:
     """How a FASTER checkpoint finds this clip model: its training checkpoint (path + sha256), or, for a model built
     here, its weights written to ``out/clip_{role}.pt`` (rebuilt with ``arch`` / ``frames`` / ``width``)."""
-    common = {"sampler": clip.sampler.to_dict(), "preprocess": clip.preprocess.to_dict(), "gmacs_per_clip": clip.gmacs,
-              "arch": clip.identity.get("arch")}
+    common = dict(sampler=clip.sampler, preprocess=clip.preprocess, gmacs_per_clip=clip.gmacs,
+                  arch=clip.identity.get("arch"))
     if clip.spec.checkpoint:
-        path = Path(clip.spec.checkpoint).absolute()
-        return {**common, "checkpoint": str(path), "sha256": clip.identity["checkpoint_sha256"]}
+        return FasterClipSource(**common, sha256=clip.identity["checkpoint_sha256"],
+                                checkpoint=Path(clip.spec.checkpoint).absolute())
     path = out / f"clip_{clip.spec.role}.pt"
     atomic_save({"model": clip.model.state_dict()}, path)
-    return {**common, "weights": str(path.absolute()), "sha256": sha256_of(path), "frames": clip.spec.frames,
-            "width": clip.spec.width}
+    return FasterClipSource(**common, sha256=sha256_of(path), weights=path.absolute(), frames=clip.spec.frames,
+                            width=clip.spec.width)
 
 
 def _check_data(root: Path) -> DatasetInfo:
@@ -642,11 +635,12 @@ def run(cfg: FasterConfig) -> dict[str, Any]:
             model, loss, top1 = train_row(name, mask, feats, num_classes, cfg, device, map_size)
             agg = aggregator_gmacs(model, mask)
             gmacs = n_e * e_gmacs + (segments - n_e) * c_gmacs + agg["per_video"]
-            ckpt = save_faster(out / "models" / f"{schedule.replace(':', '-')}_{name}.pt", model, name=name,
-                               schedule=schedule, labels=info.labels, segments=segments,
-                               segment_frames=int(info.meta["segment_frames"]), map_size=map_size,
-                               clip_models=clip_files, config=dataclasses.asdict(cfg),
-                               metrics={"top1": top1, "gmacs_per_video": gmacs}, dataset=dataset)
+            meta = FasterMeta(labels=tuple(info.labels), schedule=schedule, aggregator=name, dim=cfg.dim,
+                              dropout=cfg.dropout, map_size=map_size, feature_size=model.aggregator.feature_size,
+                              segments=segments, segment_frames=int(info.meta["segment_frames"]),
+                              clip_models=clip_files, config=dataclasses.asdict(cfg),
+                              metrics={"top1": top1, "gmacs_per_video": gmacs}, dataset=dataset)
+            ckpt = save_faster(out / "models" / f"{schedule.replace(':', '-')}_{name}.pt", model, meta)
             rows.append({"schedule": schedule, "aggregator": name, "expensive_clips": n_e,
                          "cheap_clips": segments - n_e, "top1": top1, "train_loss": loss, "gmacs_per_video": gmacs,
                          "aggregator_gmacs_per_video": agg["per_video"], "aggregator_gmacs": agg,

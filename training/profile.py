@@ -20,9 +20,9 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
-from torch.utils.flop_counter import FlopCounterMode
 
 from training.config import set_verbose, tool_parser
+from training.macs import count_gmacs
 from training.models import create, list_models
 
 
@@ -69,16 +69,6 @@ class Profile:
 def example_clip(model: nn.Module, frames: int, size: int, batch: int = 1) -> torch.Tensor:
     """``(batch, input_frames, 3, size, size)``; big-little models take ``input_frames`` = 2 x ``frames``."""
     return torch.randn(batch, getattr(model, "input_frames", frames), 3, size, size)
-
-
-def count_gmacs(model: nn.Module, clip: torch.Tensor) -> float:
-    """GMACs of one eval forward pass on ``clip`` (FLOPs / 2, ``torch.utils.flop_counter``); restores the mode."""
-    was_training = model.training
-    model.eval()
-    with torch.no_grad(), FlopCounterMode(display=False) as flops:
-        model(clip)
-    model.train(was_training)
-    return flops.get_total_flops() / 2e9
 
 
 def measure(arch: str, frames: int, size: int, num_classes: int = 400) -> tuple[Profile, nn.Module, torch.Tensor]:

@@ -1,34 +1,23 @@
-"""The FASTER network and its checkpoint format: what ``python -m training.faster`` trains and the converters export.
+"""The FASTER network: what ``python -m training.faster`` trains and the converters export.
 
 A FASTER video model is two frozen clip models (an *expensive* and a *cheap* one), each followed by a fixed
 standardisation and a learned projection into one feature space, and an aggregator (:mod:`training.models.aggregators`)
 over the mixed sequence. A schedule ``1:N`` says which segments the expensive model sees. The recipe
-(:mod:`training.faster`) trains it; this module is the library both the recipe and :mod:`converters` build on.
+(:mod:`training.faster`) trains it; this module is the library both the recipe and :mod:`converters` build on. It
+only builds modules: the checkpoint format (``FasterMeta``, ``load_faster``) lives in :mod:`training.checkpoint`.
 """
 from __future__ import annotations
-
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-import os
-from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from sdk.errors import ConfigError
-from sdk.files import sha256_of
 from sdk.manifest import CLIP_ROLES
-from sdk.preprocess import Preprocess
-from sdk.samplers import Sampler
-from training.checkpoint import atomic_save, load_checkpoint, load_checkpoint_model, read_checkpoint
-from training.models import create
-from training.models.aggregators import Aggregator, create_aggregator
+from training.models.aggregators import Aggregator
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "GATES", "FasterModel", "LearnedGate", "LoadedFaster", "backbone_maps",
-           "clip_outputs", "faster_from_checkpoint", "feature_change", "gate_mask", "gate_scores", "is_faster",
-           "load_faster", "parse_schedule", "save_faster", "schedule_mask"]
+__all__ = ["GATES", "FasterModel", "LearnedGate", "backbone_maps", "clip_outputs", "feature_change", "gate_mask",
+           "gate_scores", "parse_schedule", "schedule_mask"]
 
 _ALIASES = {"expensive-only": "expensive-only", "expensive": "expensive-only", "cheap-only": "cheap-only",
             "cheap": "cheap-only"}
@@ -114,11 +103,9 @@ def gate_mask(scores: torch.Tensor, threshold: float) -> torch.Tensor:
     return scores > threshold
 
 
-
 def backbone_maps(model: nn.Module) -> nn.Module | None:
     """``model.backbone.features`` (MobileNetV2-based TSN / TAM models), the per-frame feature maps; else None."""
     return getattr(getattr(model, "backbone", None), "features", None)
-
 
 
 def clip_outputs(model: nn.Module, clips: torch.Tensor, map_size: int | None = None
@@ -161,7 +148,6 @@ def _pool_to(maps: torch.Tensor, size: int) -> torch.Tensor:
     return F.adaptive_avg_pool2d(maps, size)
 
 
-
 class FasterModel(nn.Module):
     """Both models' cached features ``(B, L, F_e)``, ``(B, L, F_c)`` + a schedule mask ``(L,)`` (or one per video,
     ``(B, L)``: the adaptive schedule) -> logits ``(B, K)`` (maps ``(B, L, F, S, S)`` for a spatial aggregator).
@@ -196,91 +182,3 @@ class FasterModel(nn.Module):
         c = self.project("cheap", cheap.flatten(0, 1)).unflatten(0, (b, steps))
         rows = mask.shape[0] if mask.ndim == 2 else 1
         return self.aggregator(torch.where(mask.view(rows, steps, *[1] * (e.ndim - 2)), e, c))
-
-
-
-FORMAT = "edgevideo-faster"
-FORMAT_VERSION = 1
-
-
-
-def save_faster(path: Path, model: FasterModel, *, name: str, schedule: str, labels: Sequence[str], segments: int,
-                segment_frames: int, map_size: int | None, clip_models: dict[str, dict[str, Any]],
-                config: dict[str, Any], metrics: dict[str, Any], dataset: dict[str, Any]) -> Path:
-    """One trained row (projections + aggregator) with everything needed to export it (``load_faster``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    clip_models = {role: {**spec, "weights": os.path.relpath(spec["weights"], path.parent.absolute())}
-                   if "weights" in spec else spec for role, spec in clip_models.items()}  # the run dir may move
-    agg = model.aggregator
-    ckpt = {"format": FORMAT, "version": FORMAT_VERSION, "labels": list(labels), "schedule": schedule,
-            "aggregator": name, "dim": config["dim"], "dropout": config["dropout"], "map_size": map_size,
-            "feature_size": list(agg.feature_size) if agg.feature_size else None, "segments": segments,
-            "segment_frames": segment_frames, "model": model.state_dict(), "clip_models": clip_models,
-            "config": config, "metrics": metrics, "dataset": dataset}
-    atomic_save(ckpt, path)
-    return path
-
-
-@dataclass
-class LoadedFaster:
-    """A FASTER checkpoint, rebuilt: the frozen clip models and the trained projections + aggregator (eval mode)."""
-
-    model: FasterModel
-    clip_models: dict[str, nn.Module]
-    samplers: dict[str, Sampler]
-    preprocess: dict[str, Preprocess]
-    meta: dict[str, Any]  # the checkpoint's entries (FASTER format, not a CheckpointMeta: no sampler of its own)
-    sha256: str  # of the checkpoint file
-
-    @property
-    def pattern(self) -> list[str]:
-        """Roles of one schedule period: ``1:3`` -> expensive, cheap, cheap, cheap."""
-        _, n = parse_schedule(self.meta["schedule"])
-        return ["cheap"] if n is None else ["expensive"] + ["cheap"] * n
-
-
-def is_faster(ckpt: Mapping[str, Any]) -> bool:
-    """True for a checkpoint dict written by :func:`save_faster` (``training.faster``'s ``models/*.pt``)."""
-    return ckpt.get("format") == FORMAT
-
-
-def load_faster(path: str | Path, device: str | torch.device = "cpu") -> LoadedFaster:
-    """Inverse of :func:`save_faster` (clip checkpoints are checked against their recorded sha256)."""
-    ckpt, sha256 = read_checkpoint(path, device)
-    return faster_from_checkpoint(ckpt, Path(path), sha256, device)
-
-
-def faster_from_checkpoint(ckpt: Mapping[str, Any], path: Path, sha256: str,
-                           device: str | torch.device = "cpu") -> LoadedFaster:
-    """:func:`load_faster` of a checkpoint already read from ``path`` (whose bytes hash to ``sha256``)."""
-    if not is_faster(ckpt):
-        raise ConfigError(f"{path} is not a FASTER checkpoint (python -m training.faster writes them under "
-                          "OUT/models/)")
-    if ckpt.get("version") != FORMAT_VERSION:
-        raise ConfigError(f"{path}: FASTER checkpoint version {ckpt.get('version')} is not {FORMAT_VERSION}")
-    labels = ckpt["labels"]
-    models, samplers, preprocess = {}, {}, {}
-    for role, spec in ckpt["clip_models"].items():
-        file = Path(spec["checkpoint"]) if "checkpoint" in spec else path.parent / spec["weights"]
-        if not file.is_file():
-            raise ConfigError(f"the {role} clip model of {path} is missing: {file}")
-        if sha256_of(file) != spec["sha256"]:
-            raise ConfigError(f"the {role} clip model {file} changed since {path} was trained (sha256 mismatch)")
-        if "checkpoint" in spec:
-            model, _ = load_checkpoint_model(file, device)
-        else:
-            kwargs: dict[str, Any] = {"pretrained": False}
-            if spec["width"] != 1.0:
-                kwargs["width_mult"] = spec["width"]
-            model = create(spec["arch"], num_classes=len(labels), frames=spec["frames"], **kwargs)
-            model.load_state_dict(load_checkpoint(file, device)["model"])
-        models[role] = model.to(device).eval().requires_grad_(False)
-        samplers[role], preprocess[role] = Sampler.from_dict(spec["sampler"]), Preprocess.from_dict(spec["preprocess"])
-    kwargs = {"feature_size": tuple(ckpt["feature_size"])} if ckpt["aggregator"] == "fast_gru" else {}
-    aggregator = create_aggregator(ckpt["aggregator"], in_channels=ckpt["dim"], num_classes=len(labels),
-                                   dropout=ckpt["dropout"], **kwargs)
-    sd = ckpt["model"]
-    stats = {role: (torch.zeros(sd[f"{role}_mean"].shape), torch.ones(sd[f"{role}_std"].shape)) for role in CLIP_ROLES}
-    model = FasterModel(aggregator, stats["expensive"], stats["cheap"], ckpt["dim"])
-    model.load_state_dict(sd)
-    return LoadedFaster(model.to(device).eval(), models, samplers, preprocess, dict(ckpt), sha256)
