@@ -116,17 +116,18 @@ class CameraFrame:
             rgb = np.clip((luma[..., None] + terms) >> 16, 0, 255).astype(np.uint8)
         return np.ascontiguousarray(np.rot90(rgb, k=-(self.rotation // 90)))
 
-    def input_crop(self, short_side: int, size: int) -> np.ndarray:
+    def input_crop(self, short_side: int, size: int, out: np.ndarray | None = None) -> np.ndarray:
         """The ``(size, size, 3)`` uint8 model input crop of this frame: ``sdk.preprocess``'s shorter-side resize to
         ``short_side`` and centre crop of :meth:`to_rgb`'s image. Computed by the native core's one-pass path
         (``ev_image_to_input``, bit-identical on the tested formats, sizes and rotations: tests/test_camera.py)
-        when its build is cached (``python -m sdk.native build``), else in numpy and OpenCV -- same pixels, slower
-        (docs/measurements.md, "Camera frames")."""
+        when its build is cached (``python -m sdk.native build``), written into ``out`` (a C-contiguous
+        ``(size, size, 3)`` uint8 array) when given; else in numpy and OpenCV -- same pixels, slower
+        (docs/measurements.md, "Camera frames"), a view of a new array."""
         lib = _native_library()
         if lib is not None:
             from sdk.native import image_to_input
 
-            return image_to_input(lib, self, short_side, size)
+            return image_to_input(lib, self, short_side, size, out)
         from sdk.preprocess import Preprocess
 
         pre = Preprocess(size=size, resize=short_side)

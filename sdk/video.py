@@ -22,15 +22,27 @@ from typing import Any
 
 import numpy as np
 
+from sdk.camera import CameraFrame
 from sdk.errors import BackendUnavailableError, ConfigError, DecodeError, FrameError, TruncatedVideoError
 
-__all__ = ["FrameSource", "VideoFile", "StreamCapture", "FrameFolder", "VideoInfo", "open_source", "probe"]
+__all__ = ["CONVERSIONS", "FrameSource", "VideoFile", "StreamCapture", "FrameFolder", "VideoInfo", "camera_frame",
+           "open_source", "probe"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 _URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 # Seeking discards the frames in flight in the decoder and restarts at a keyframe: only worth it when it skips at
 # least this many decodes.
 _MIN_SEEK_SKIP = 8
+# How VideoFile turns a decoded frame into pixels: libswscale's rgb24 (what every model so far was trained on), or
+# the decoded planes read as an sdk.CameraFrame (BT.601 16.16 fixed point: the camera path's reference, which the
+# streaming runtimes convert, resize and crop in one pass).
+CONVERSIONS = ("swscale", "camera")
+# PyAV pixel formats whose planes a CameraFrame reads as they are, and the colour matrices its BT.601 arithmetic is
+# right for (AVColorSpace: unspecified, BT.470BG, SMPTE 170M).
+_CAMERA_FORMATS = {"yuv420p": "i420", "yuvj420p": "i420", "nv12": "nv12", "nv21": "nv21", "rgb24": "rgb",
+                   "rgba": "rgba", "bgra": "bgra"}
+_BT601_COLORSPACES = (2, 5, 6)
+_AVCOL_RANGE_JPEG = 2
 
 
 def _import_av() -> Any:
@@ -149,13 +161,20 @@ class VideoFile(FrameSource):
     ``frames_decoded`` counts the frames :meth:`read_indices` decoded: its cost, for tests and benchmarks.
     ``autorotate`` (default) returns frames upright when the file carries a display rotation (phone videos);
     ``width`` / ``height`` are the stored (coded) size, before that rotation.
+    ``conversion`` (:data:`CONVERSIONS`) says how a decoded frame becomes pixels: ``"swscale"`` (default) is
+    libswscale's RGB; ``"camera"`` reads the decoded planes as an :class:`sdk.CameraFrame` (:func:`camera_frame`), so
+    that streaming hands them to the fused convert + resize + crop (no full-size RGB frame) and training, reading RGB
+    frames through the same reference, sees the same pixels. Models trained on one should be run on the same one.
     """
 
     def __init__(self, path: str | os.PathLike, *, threads: int = 0, seek_gap: int | None = None,
-                 autorotate: bool = True):
+                 autorotate: bool = True, conversion: str = "swscale"):
         self.source = os.fsdecode(os.fspath(path))
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
             raise ConfigError(f"threads must be an int >= 0 (0 = FFmpeg's choice), got {threads!r}")
+        if conversion not in CONVERSIONS:
+            raise ConfigError(f"unknown conversion {conversion!r}; valid: {', '.join(CONVERSIONS)}")
+        self.conversion = conversion
         if seek_gap is not None and (isinstance(seek_gap, bool) or not isinstance(seek_gap, int) or seek_gap < 1):
             raise ConfigError(f"seek_gap must be None (automatic) or an int >= 1, got {seek_gap!r}")
         self._av = _import_av()
@@ -289,7 +308,7 @@ class VideoFile(FrameSource):
                     raise self._truncated(n, str(e)) from e
                 if frame is None:
                     break
-                yield _to_rgb(frame, self._autorotate)
+                yield self.to_rgb(frame)
                 n += 1
             if n < self.num_frames:
                 raise self._truncated(n)
@@ -386,7 +405,7 @@ class VideoFile(FrameSource):
                 frame = self._next_frame(expect)
                 if self._pos > t:  # a seek landed past the target
                     raise _SeekMismatch
-            out[t] = _to_rgb(frame, self._autorotate)
+            out[t] = self.to_rgb(frame)
         return out
 
     def read_indices(self, indices: Sequence[int]) -> np.ndarray:
@@ -409,6 +428,17 @@ class VideoFile(FrameSource):
             frames = self._read_sorted(wanted)
         return _gather(idx, frames, self.source)
 
+    def to_rgb(self, frame: Any) -> np.ndarray:
+        """A decoded PyAV frame as the ``(H, W, 3)`` uint8 RGB frame this file yields, upright."""
+        if self.conversion == "camera":
+            return camera_frame(frame, self._autorotate).to_rgb()
+        return _to_rgb(frame, self._autorotate)
+
+    def model_frame(self, frame: Any) -> np.ndarray | CameraFrame:
+        """A decoded PyAV frame as a classifier should take it: its planes as a :class:`sdk.CameraFrame` with the
+        ``"camera"`` conversion (the runtimes convert only the crop's pixels), else :meth:`to_rgb`. Same pixels."""
+        return camera_frame(frame, self._autorotate) if self.conversion == "camera" else self.to_rgb(frame)
+
     def close(self) -> None:
         if getattr(self, "_container", None) is not None:
             if hasattr(self, "_frames"):
@@ -427,6 +457,25 @@ def _to_rgb(frame: Any, autorotate: bool = True) -> np.ndarray:
     rgb = frame.to_ndarray(format="rgb24", threads=1)
     turns = round(frame.rotation / 90) % 4 if autorotate else 0  # counter-clockwise quarter turns
     return np.ascontiguousarray(np.rot90(rgb, turns) if turns else rgb)
+
+
+def camera_frame(frame: Any, autorotate: bool = True) -> CameraFrame:
+    """A decoded PyAV frame as an :class:`sdk.CameraFrame` with the rotation that makes it upright: its own planes,
+    not copied, when the CameraFrame reads them as they are (4:2:0 / NV12 / NV21 of even size with a BT.601 or
+    unspecified matrix, RGB / RGBA / BGRA; the range from the frame); any other frame (4:2:2, 10-bit, odd sizes,
+    BT.709...) as libswscale's RGB, whose colour conversion the CameraFrame arithmetic would get wrong."""
+    turns = round(frame.rotation / 90) % 4 if autorotate else 0  # counter-clockwise, as _to_rgb applies them
+    rotation = (-90 * turns) % 360  # CameraFrame's: clockwise
+    fmt = _CAMERA_FORMATS.get(frame.format.name)
+    if fmt in ("i420", "nv12", "nv21") and (frame.width % 2 or frame.height % 2
+                                             or frame.colorspace not in _BT601_COLORSPACES):
+        fmt = None
+    if fmt is None:
+        rgb = frame.to_ndarray(format="rgb24", threads=1)
+        return CameraFrame((rgb,), frame.width, frame.height, "rgb", None, rotation)
+    full = frame.format.name == "yuvj420p" or frame.color_range == _AVCOL_RANGE_JPEG
+    return CameraFrame(tuple(np.frombuffer(p, np.uint8) for p in frame.planes), frame.width, frame.height, fmt,
+                       tuple(p.line_size for p in frame.planes), rotation, full)
 
 
 def probe(path: str | os.PathLike) -> VideoInfo:

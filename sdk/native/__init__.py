@@ -186,10 +186,15 @@ def _image(frame: Any) -> _Image:
     return im
 
 
-def image_to_input(lib: ctypes.CDLL, frame: Any, short_side: int, size: int) -> np.ndarray:
+def image_to_input(lib: ctypes.CDLL, frame: Any, short_side: int, size: int, out: np.ndarray | None = None
+                   ) -> np.ndarray:
     """The ``(size, size, 3)`` uint8 crop the core feeds a role of ``short_side`` for a camera frame
-    (``ev_image_to_input``): what tests compare with ``sdk.preprocess`` on ``frame.to_rgb()``."""
-    out = np.zeros((size, size, 3), np.uint8)
+    (``ev_image_to_input``), written into ``out`` when given: what tests compare with ``sdk.preprocess`` on
+    ``frame.to_rgb()``."""
+    if out is None:
+        out = np.empty((size, size, 3), np.uint8)
+    elif out.shape != (size, size, 3) or out.dtype != np.uint8 or not out.flags.c_contiguous:
+        raise ValueError(f"out must be a C-contiguous ({size}, {size}, 3) uint8 array, got {out.shape} {out.dtype}")
     im = _image(frame)
     _check(lib, lib.ev_image_to_input(ctypes.byref(im), short_side, size, out.ctypes.data))
     return out
