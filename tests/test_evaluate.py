@@ -1,4 +1,5 @@
-"""Offline evaluation: three-crop views, multi-view clips, confusion metrics and plot, the CLI on .pt and .pt2 files."""
+"""Offline evaluation: three-crop views, multi-view clips, confusion metrics and plot, the CLI on .pt and .pt2 files,
+the shuffled-frames (order-blind) check."""
 from __future__ import annotations
 
 import json
@@ -13,7 +14,7 @@ from sdk.preprocess import Preprocess
 from sdk.samplers import Sampler
 from training.data.datasets import ClipDataset, DatasetInfo, read_video_csv
 from training.checkpoint import load_checkpoint_model
-from training.evaluate import default_out, evaluate_checkpoint, evaluation_report, main
+from training.evaluate import default_out, evaluate_checkpoint, evaluation_report, main, predict, shuffle_frames
 from training.metrics import confusion_matrix, pair_confusion, per_class_accuracy
 from training.models import create
 
@@ -142,6 +143,41 @@ def test_evaluating_on_another_dataset_never_replaces_an_evaluation(checkpoint: 
     assert (Path(first["out"]) / "eval.json").read_text() == before
     again = evaluate_checkpoint(checkpoint, tiny_benchmark, out=first["out"], **common)  # the same one: redone
     assert again["top1"] == first["top1"]
+
+
+class ReadsOrder(torch.nn.Module):
+    """Class 0 when a clip's values rise from its first frame to its last, class 1 when they fall."""
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        rise = (clips[:, -1] - clips[:, 0]).flatten(1).mean(1)
+        return torch.stack([rise, -rise], 1)
+
+
+def test_shuffled_frames_bring_an_order_reading_model_to_within_pair_chance():
+    """Each clip keeps its own frames, in a random (seeded) order: a model that reads the order is exact on ordered
+    clips and at within-pair chance on shuffled ones."""
+    frames = torch.arange(2.0).view(1, 2, 1, 1, 1).expand(200, 2, 1, 2, 2)
+    labels = torch.arange(200) % 2
+    offsets = torch.arange(200.0).view(-1, 1, 1, 1, 1)  # every clip its own values
+    clips = torch.where(labels.view(-1, 1, 1, 1, 1) == 0, frames, frames.flip(1)) + offsets
+    shuffled = shuffle_frames(clips, torch.Generator().manual_seed(0))
+    assert torch.equal(shuffled.sort(1).values, clips.sort(1).values)  # the same frames per clip
+    loader = [(clips[i:i + 50], labels[i:i + 50]) for i in range(0, 200, 50)]
+    for seed, lo, hi in ((None, 1.0, 1.0), (0, 0.35, 0.65)):
+        scores, y = predict(ReadsOrder(), loader, torch.device("cpu"), shuffle_seed=seed)
+        within_pair = evaluation_report(scores, y, ["up", "down"], [(0, 1)])["within_pair_acc"]
+        assert lo <= within_pair <= hi, (seed, within_pair)
+
+
+def test_cli_shuffle_frames_is_an_evaluation_of_its_own(checkpoint: Path, tiny_benchmark: Path):
+    """--shuffle-frames lands beside the ordered evaluation, says so, and leaves an order-blind TSN's scores as
+    they are."""
+    common = ["--checkpoint", str(checkpoint), "--data", str(tiny_benchmark), "--workers", "0", "--device", "cpu"]
+    assert main(common) == 0 and main(common + ["--shuffle-frames"]) == 0
+    ordered, shuffled = (json.loads((default_out(checkpoint, tiny_benchmark, "val.csv", 1, 1, s) / "eval.json")
+                                    .read_text()) for s in (False, True))
+    assert (ordered["shuffle_frames"], shuffled["shuffle_frames"]) == (False, True)
+    assert shuffled["confusion"] == ordered["confusion"]
 
 
 def test_exported_program_with_sidecar_matches_the_eager_model(checkpoint: Path, tiny_benchmark: Path,

@@ -8,6 +8,9 @@ directory's name and a hash of its absolute path), so that evaluations of other 
 other datasets, splits or views never replace each other; an ``--out`` that holds the evaluation of another
 checkpoint, dataset, split or views is refused.
 
+``--shuffle-frames`` feeds each clip's frames in a random order (seeded): the order-blind check. A model that reads
+the frame order drops to within-pair chance (~0.5 on a benchmark of time-reversal pairs); one that does not, does not.
+
 Model files (``.pt`` checkpoints, ``.pt2`` programs + sidecar JSON) load through
 :func:`training.checkpoint.load_checkpoint_model`.
 
@@ -38,7 +41,8 @@ from training.metrics import classification_metrics, confusion_matrix, pair_conf
 from training.plots import plot_confusion
 from training.progress import progress
 
-__all__ = ["default_out", "evaluate_checkpoint", "evaluation_report", "format_summary", "main", "predict"]
+__all__ = ["default_out", "evaluate_checkpoint", "evaluation_report", "format_summary", "main", "predict",
+           "shuffle_frames"]
 
 def _set_eval(model: nn.Module) -> None:
     """Eval mode (dropout off, BatchNorm running statistics); an exported graph cannot ``.eval()``, so its
@@ -51,20 +55,32 @@ def _set_eval(model: nn.Module) -> None:
         model.eval()
 
 
+def shuffle_frames(clips: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """``(N, T, ...)`` clips with each clip's T frames in its own random order."""
+    order = torch.rand(clips.shape[:2], generator=generator).argsort(1).to(clips.device)
+    return clips[torch.arange(clips.shape[0], device=clips.device)[:, None], order]
+
+
 @torch.no_grad()
-def predict(model: nn.Module, loader, device: torch.device, *, desc: str = "eval") -> tuple[torch.Tensor, torch.Tensor]:
+def predict(model: nn.Module, loader, device: torch.device, *, desc: str = "eval",
+            shuffle_seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-video scores ``(N, C)`` float32 (softmax averaged over the views) and labels ``(N,)``.
 
     Batches are ``(N, T, C, H, W)`` or multi-view ``(N, V, T, C, H, W)``; the views run as one batch of ``N * V``
     clips. Averaging probabilities rather than logits keeps one over-confident view from outvoting the others.
-    ``model`` must already be on ``device``.
+    ``model`` must already be on ``device``. ``shuffle_seed``: each view's frames in a random order
+    (:func:`shuffle_frames`), seeded by it.
     """
     _set_eval(model)
+    generator = torch.Generator().manual_seed(shuffle_seed) if shuffle_seed is not None else None
     all_scores, all_labels = [], []
     for clips, labels in progress(loader, desc=desc, unit="batch", leave=False):
         clips = clips.to(device, non_blocking=True)
         views = clips.shape[1] if clips.ndim == 6 else 1
-        scores = model(clips.flatten(0, 1) if clips.ndim == 6 else clips).float().softmax(-1)
+        clips = clips.flatten(0, 1) if clips.ndim == 6 else clips
+        if generator is not None:
+            clips = shuffle_frames(clips, generator)
+        scores = model(clips).float().softmax(-1)
         all_scores.append(scores.unflatten(0, (-1, views)).mean(1).cpu())
         all_labels.append(labels)
     return torch.cat(all_scores), torch.cat(all_labels)
@@ -110,15 +126,19 @@ def _dataset(info: DatasetInfo, split: str, meta: CheckpointMeta, clips: int, cr
                        num_crops=crops, template=template)
 
 
-def default_out(checkpoint: str | Path, data: str | Path, split: str, clips: int, crops: int) -> Path:
-    """``eval-<checkpoint stem>-<dataset name>-<6 hex of its absolute path>-<split stem>-<clips>x<crops>`` next to
-    ``checkpoint``: one directory per checkpoint, dataset, split and views, so that no evaluation replaces another's."""
+def default_out(checkpoint: str | Path, data: str | Path, split: str, clips: int, crops: int,
+                shuffled: bool = False) -> Path:
+    """``eval-<checkpoint stem>-<dataset name>-<6 hex of its absolute path>-<split stem>-<clips>x<crops>`` (and
+    ``-shuffled``) next to ``checkpoint``: one directory per checkpoint, dataset, split, views and frame order, so that
+    no evaluation replaces another's."""
     checkpoint, root = Path(checkpoint), Path(data).absolute()
     where = hashlib.sha256(str(root).encode()).hexdigest()[:6]
-    return checkpoint.parent / f"eval-{checkpoint.stem}-{root.name}-{where}-{Path(split).stem}-{clips}x{crops}"
+    suffix = "-shuffled" if shuffled else ""
+    return checkpoint.parent / f"eval-{checkpoint.stem}-{root.name}-{where}-{Path(split).stem}-{clips}x{crops}{suffix}"
 
 
-_SAME_EVALUATION = ("checkpoint", "data", "split", "clips", "crops")
+_SAME_EVALUATION = ("checkpoint", "data", "split", "clips", "crops", "shuffle_frames")
+_ABSENT_SETTING = {"shuffle_frames": False}  # what an eval.json written before the setting existed held
 
 
 def _check_out(out: Path, settings: dict[str, Any]) -> None:
@@ -133,7 +153,7 @@ def _check_out(out: Path, settings: dict[str, Any]) -> None:
     def same(key: str) -> bool:
         if key in ("checkpoint", "data"):  # paths as given: compare where they point
             return isinstance(held.get(key), str) and Path(held[key]).absolute() == Path(settings[key]).absolute()
-        return held.get(key) == settings[key]
+        return held.get(key, _ABSENT_SETTING.get(key)) == settings[key]
 
     differ = [k for k in _SAME_EVALUATION if not same(k)]
     if differ:
@@ -144,7 +164,7 @@ def _check_out(out: Path, settings: dict[str, Any]) -> None:
 def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, *, split: str = "val.csv", clips: int = 1,
                         crops: int = 1, batch_size: int = 8, workers: int = 2, device: str = "auto",
                         out: str | Path | None = None, cache: bool = True,
-                        cache_dir: str | Path | None = None) -> dict[str, Any]:
+                        cache_dir: str | Path | None = None, shuffle: bool = False) -> dict[str, Any]:
     """Evaluate ``checkpoint`` on ``data/split`` with ``clips`` x ``crops`` views; write ``eval.json`` and
     ``confusion.png`` into ``out`` (default: :func:`default_out`; an ``out`` holding another evaluation is a
     :class:`ConfigError`, checked before any work).
@@ -154,14 +174,16 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, *, split: str 
     :func:`~training.data.feature_cache.default_cache_dir`) when ``cache`` and one crop: the same numbers as on decoded
     frames, without re-running the frozen blocks per model. The split is checked first
     (:func:`~training.data.check.check_dataset` without decoding). Returns what ``eval.json`` holds: the settings
-    (checkpoint, data, split, clips, crops, device, seconds, out, cached) and the :func:`evaluation_report`.
+    (checkpoint, data, split, clips, crops, shuffle_frames, device, seconds, out, cached) and the
+    :func:`evaluation_report`. ``shuffle``: every clip's frames in a random order, seeded (the order-blind check).
     """
     _check_views(clips, crops)
     checkpoint = Path(checkpoint)
     info = DatasetInfo.from_dir(data)
     check_dataset(info, [split], decode=False).raise_for_problems()
-    out = Path(out) if out is not None else default_out(checkpoint, info.root, split, clips, crops)
-    settings = {"checkpoint": str(checkpoint), "data": str(info.root), "split": split, "clips": clips, "crops": crops}
+    out = Path(out) if out is not None else default_out(checkpoint, info.root, split, clips, crops, shuffle)
+    settings = {"checkpoint": str(checkpoint), "data": str(info.root), "split": split, "clips": clips, "crops": crops,
+                "shuffle_frames": shuffle}
     _check_out(out, settings)
     dev = _pick_device(device)
     model, meta = load_checkpoint_model(checkpoint, dev)
@@ -180,7 +202,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, *, split: str 
         model, workers = FromBlock(model, freeze), 0
     loader = make_loader(dataset, batch_size=batch_size, workers=workers, shuffle=False, pin_memory=dev.type == "cuda")
     start = time.perf_counter()
-    scores, labels = predict(model, loader, dev, desc=f"eval {clips}x{crops}")
+    scores, labels = predict(model, loader, dev, desc=f"eval {clips}x{crops}", shuffle_seed=0 if shuffle else None)
     out.mkdir(parents=True, exist_ok=True)
     result = {**settings, "device": str(dev), "seconds": round(time.perf_counter() - start, 2), "out": str(out), "cached": cached,
               **evaluation_report(scores, labels, info.labels, info.pairs)}
@@ -193,7 +215,8 @@ def format_summary(result: dict[str, Any], worst: int = 3) -> str:
     """A short table: the headline accuracies, then the ``worst`` classes by accuracy."""
     rows = [("top-1", "top1"), ("top-5", "top5"), ("pair", "pair_acc"), ("within-pair", "within_pair_acc")]
     lines = [f"{Path(result['checkpoint']).name} on {result['split']}: {result['n']} videos, "
-             f"{result['clips']} clips x {result['crops']} crops"]
+             f"{result['clips']} clips x {result['crops']} crops"
+             + (", frames shuffled" if result.get("shuffle_frames") else "")]
     lines += [f"  {name:<12} {result[key]:.3f}" for name, key in rows if key in result]
     known = sorted((acc, name) for name, acc in result["per_class_accuracy"].items() if acc is not None)
     lines.append("  worst: " + ", ".join(f"{name} {acc:.3f}" for acc, name in known[:worst]))
@@ -221,12 +244,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "~/.cache/edgevideo/features)")
     parser.add_argument("--out", default=None, help="output directory (default: eval-<checkpoint>-<dataset>-<split>-"
                         "<clips>x<crops> next to the checkpoint: one per checkpoint, dataset, split and views)")
+    parser.add_argument("--shuffle-frames", action="store_true", help="each clip's frames in a random order (seeded): "
+                        "the order-blind check, a model that reads the frame order drops to within-pair chance")
     args = parser.parse_args(argv)
     set_verbose(args.verbose)
     try:
         result = evaluate_checkpoint(args.checkpoint, args.data, split=args.split, clips=args.clips, crops=args.crops,
                                      batch_size=args.batch_size, workers=args.workers, device=args.device, out=args.out,
-                                     cache_dir=args.cache_dir)
+                                     cache_dir=args.cache_dir, shuffle=args.shuffle_frames)
     except SdkError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
