@@ -153,6 +153,10 @@ def export_faster_bundle(opts: ExportOptions, faster: LoadedFaster, started: flo
     if opts.mode != "clip":
         raise ConfigError("a FASTER bundle has its own modes (clip programs + an aggregate program): drop --mode")
     formats = check_formats(opts.formats, opts.precision)
+    if faster.meta.gate is not None:
+        raise ConfigError(f"{opts.checkpoint.name} is an adaptive FASTER checkpoint ({faster.meta.gate.kind} gate): "
+                          "bundles and runtimes run fixed schedules only so far; export a fixed-schedule row "
+                          "(OUT/models/1-N_*.pt, expensive-only_*.pt, cheap-only_*.pt)")
     meta, pattern = faster.meta, faster.meta.pattern
     root = Path(opts.data or meta.dataset["root"])
     if not (root / "meta.json").is_file():

@@ -16,7 +16,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from converters.export import ExportOptions, export_bundle
+from sdk.errors import ConfigError
 from training import faster
+from training.checkpoint import load_faster
 from training.data.long_video import LongVideoConfig, generate
 from training.data.synthetic import PRESETS
 from training.faster import ClipFeatures, FasterConfig
@@ -132,22 +135,62 @@ def test_gate_scores_mean_what_they_say():
     assert gate_mask(torch.tensor([0.1, 0.5, 0.9]), 0.5).tolist() == [False, False, True]
 
 
-def test_a_run_with_gates_writes_the_curve(tmp_path: Path):
+@pytest.fixture(scope="module")
+def gated_run(tmp_path_factory) -> tuple[FasterConfig, dict]:
+    tmp = tmp_path_factory.mktemp("gated")
     base = dataclasses.replace(PRESETS["tiny"], frames=4)
     lv = LongVideoConfig(name="test", base=base, segments=4, span=(1, 2), train_per_class=1, val_per_class=1)
-    root = generate(tmp_path / "lv", lv, seed=3, workers=1, progress=False)
-    cfg = FasterConfig(data=str(root), out=str(tmp_path / "out"), expensive_frames=2, expensive_size=48,
+    root = generate(tmp / "lv", lv, seed=3, workers=1, progress=False)
+    cfg = FasterConfig(data=str(root), out=str(tmp / "out"), expensive_frames=2, expensive_size=48,
                        expensive_width=0.35, cheap_frames=1, cheap_size=32, cheap_width=0.35, pretrained=False,
                        dim=8, epochs=1, batch_size=8, schedules="expensive-only,cheap-only", aggregators="gru",
-                       gates="change,learned")
-    report = faster.run(cfg)
-    saved = json.loads((tmp_path / "out" / "faster.json").read_text())["adaptive"]["aggregators"]["gru"]
+                       gates="change,learned", gate_fire_rate=0.5)
+    return cfg, faster.run(cfg)
+
+
+def test_a_run_with_gates_writes_the_curve(gated_run):
+    cfg, report = gated_run
+    out = Path(cfg.out)
+    saved = json.loads((out / "faster.json").read_text())["adaptive"]["aggregators"]["gru"]
     assert set(saved["curves"]) == {"change", "learned"}
     pts = saved["curves"]["change"]["points"]
     e_only = next(r for r in report["rows"] if r["schedule"] == "expensive-only")
     assert pts[-1]["macs_ratio"] > 1 > pts[0]["macs_ratio"]  # always firing also pays for the cheap model
     assert saved["expensive_only_top1"] == e_only["top1"]
-    assert (tmp_path / "out" / "faster_adaptive.png").stat().st_size > 0
-    assert "Adaptive schedule" in (tmp_path / "out" / "faster_table.md").read_text()
+    assert (out / "faster_adaptive.png").stat().st_size > 0
+    assert "Adaptive schedule" in (out / "faster_table.md").read_text()
     with pytest.raises(Exception, match="gates"):
-        FasterConfig(data=str(root), gates="confidence,sometimes")
+        FasterConfig(data=cfg.data, gates="confidence,sometimes")
+    with pytest.raises(ConfigError, match="gate_fire_rate"):
+        FasterConfig(data=cfg.data, gates="change", gate_fire_rate=0.3)
+
+
+def test_adaptive_checkpoints_keep_the_gate_and_its_threshold(gated_run):
+    """Every (aggregator, gate) is a checkpoint: load_faster rebuilds the aggregator and the gate, whose mask at the
+    saved threshold on the cached val features is the curve's point at ``gate_fire_rate`` (fire rate and top-1);
+    thresholds +-inf are the cheap-only / expensive-only schedules of the loaded model."""
+    cfg, report = gated_run
+    cached = {r: torch.load(Path(cfg.out) / f"features_{r}_val.pt", weights_only=True) for r in ("expensive", "cheap")}
+    x_e, x_c, labels = cached["expensive"]["features"], cached["cheap"]["features"], cached["cheap"]["labels"]
+    for kind, curve in report["adaptive"]["aggregators"]["gru"]["curves"].items():
+        loaded = load_faster(curve["checkpoint"])
+        rule = loaded.meta.gate
+        at = next(p for p in curve["points"] if p["train_fire_rate"] == 0.5)
+        assert (rule.kind, rule.threshold, rule.fire_rate) == (kind, at["threshold"], 0.5)
+        assert [t for _, t in rule.curve] == [p["threshold"] for p in curve["points"]]
+        assert (loaded.gate is not None) == (kind == "learned")
+        mask = loaded.gate_mask(x_c, cached["cheap"]["logits"])
+        assert 0 < at["val_fire_rate"] < 1 and float(mask.float().mean()) == at["val_fire_rate"]
+        with torch.no_grad():
+            top1 = float((loaded.model(x_e, x_c, mask).argmax(1) == labels).float().mean())
+            for threshold, schedule in ((math.inf, "cheap-only"), (-math.inf, "expensive-only")):
+                gated = loaded.model(x_e, x_c, loaded.gate_mask(x_c, cached["cheap"]["logits"], threshold))
+                assert torch.equal(gated, loaded.model(x_e, x_c, schedule_mask(schedule, 4))), (kind, schedule)
+        assert top1 == at["top1"]
+
+
+def test_an_adaptive_checkpoint_is_refused_by_the_exporter_with_what_to_export(gated_run, tmp_path):
+    cfg, report = gated_run
+    ckpt = Path(report["adaptive"]["aggregators"]["gru"]["curves"]["change"]["checkpoint"])
+    with pytest.raises(ConfigError, match="adaptive FASTER checkpoint .* export a fixed-schedule row"):
+        export_bundle(ExportOptions(checkpoint=ckpt, out=tmp_path / "b.vbundle", formats=("onnx",)))

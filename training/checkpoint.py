@@ -36,12 +36,13 @@ from sdk.preprocess import Preprocess
 from sdk.samplers import Sampler
 from training.models import create
 from training.models.aggregators import create_aggregator
-from training.models.faster import FasterModel, parse_schedule
+from training.models.faster import GATES, FasterModel, LearnedGate, gate_scores, parse_schedule
 from training.models.registry import INITIAL_WEIGHT_OPTIONS
 
-__all__ = ["FASTER_FORMAT", "FASTER_FORMAT_VERSION", "METADATA_KEYS", "CheckpointMeta", "FasterClipSource",
-           "FasterMeta", "LoadedFaster", "atomic_save", "faster_from_checkpoint", "is_faster", "load_checkpoint",
-           "load_checkpoint_model", "load_faster", "model_from_checkpoint", "read_checkpoint", "save_faster"]
+__all__ = ["ADAPTIVE", "FASTER_FORMAT", "FASTER_FORMAT_VERSION", "METADATA_KEYS", "CheckpointMeta",
+           "FasterClipSource", "FasterGate", "FasterMeta", "LoadedFaster", "atomic_save", "faster_from_checkpoint",
+           "is_faster", "load_checkpoint", "load_checkpoint_model", "load_faster", "model_from_checkpoint",
+           "read_checkpoint", "save_faster"]
 
 METADATA_KEYS = ("config", "labels", "sampler", "preprocess")
 
@@ -160,6 +161,7 @@ def load_checkpoint_model(path: str | Path, device: str | torch.device) -> tuple
 # --------------------------------------------------------------------------------------------------------------------
 FASTER_FORMAT = "edgevideo-faster"
 FASTER_FORMAT_VERSION = 1
+ADAPTIVE = "adaptive"  # the schedule name of an adaptive checkpoint (FasterMeta.gate)
 
 
 @dataclass(frozen=True)
@@ -203,13 +205,39 @@ class FasterClipSource:
 
 
 @dataclass(frozen=True)
+class FasterGate:
+    """The adaptive schedule's rule: the cheap model runs on every segment, the expensive one where the gate's score
+    (:func:`training.models.faster.gate_scores` of ``kind``) exceeds ``threshold``.
+
+    One aggregator serves every threshold (it was trained on random masks), so the threshold is a run-time choice;
+    ``threshold`` is the train split's score quantile at which a fraction ``fire_rate`` of segments fires, and
+    ``curve`` the same for every fire rate measured (``(fire_rate, threshold)``; +inf never fires, -inf always)."""
+
+    kind: str
+    threshold: float
+    fire_rate: float
+    curve: tuple[tuple[float, float], ...] = ()
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> FasterGate:
+        if raw["kind"] not in GATES:
+            raise ValueError(f"unknown gate {raw['kind']!r}; one of {GATES}")
+        return cls(raw["kind"], float(raw["threshold"]), float(raw["fire_rate"]),
+                   tuple((float(r), float(t)) for r, t in raw.get("curve", ())))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "threshold": self.threshold, "fire_rate": self.fire_rate,
+                "curve": [list(p) for p in self.curve]}
+
+
+@dataclass(frozen=True)
 class FasterMeta:
     """What a FASTER checkpoint says besides its weights, parsed and checked once (:meth:`from_checkpoint`); the
     recipe writes it with :meth:`to_dict`, so reading and writing share one schema. ``config`` / ``metrics`` /
     ``dataset`` are the recipe's records (``dataset["root"]``: the long-video benchmark it was trained on)."""
 
     labels: tuple[str, ...]
-    schedule: str  # "1:N", "expensive-only" or "cheap-only"
+    schedule: str  # "1:N", "expensive-only", "cheap-only", or ADAPTIVE (then ``gate`` says when the expensive runs)
     aggregator: str  # a name of training.models.aggregators
     dim: int  # the common feature space of both clip models
     dropout: float
@@ -221,11 +249,15 @@ class FasterMeta:
     config: Mapping[str, Any] = field(default_factory=dict)
     metrics: Mapping[str, Any] = field(default_factory=dict)
     dataset: Mapping[str, Any] = field(default_factory=dict)
+    gate: FasterGate | None = None  # the adaptive schedule's rule; None for a fixed schedule
     sha256: str = ""  # of the file it was read from
 
     @property
     def pattern(self) -> list[str]:
-        """Roles of one schedule period: ``1:3`` -> expensive, cheap, cheap, cheap."""
+        """Roles of one period of a fixed schedule: ``1:3`` -> expensive, cheap, cheap, cheap."""
+        if self.gate is not None:
+            raise ConfigError("an adaptive FASTER checkpoint has no fixed pattern: its gate picks the expensive "
+                              "segments")
         _, n = parse_schedule(self.schedule)
         return ["cheap"] if n is None else ["expensive"] + ["cheap"] * n
 
@@ -238,7 +270,9 @@ class FasterMeta:
             raise ConfigError(f"{path}: FASTER checkpoint version {ckpt.get('version')} is not "
                               f"{FASTER_FORMAT_VERSION}; train it again with python -m training.faster")
         try:
-            return cls(labels=tuple(ckpt["labels"]), schedule=parse_schedule(ckpt["schedule"])[0],
+            gate = None if ckpt.get("gate") is None else FasterGate.from_dict(ckpt["gate"])
+            schedule = ADAPTIVE if gate is not None else parse_schedule(ckpt["schedule"])[0]
+            return cls(labels=tuple(ckpt["labels"]), schedule=schedule,
                        aggregator=ckpt["aggregator"], dim=int(ckpt["dim"]), dropout=float(ckpt["dropout"]),
                        map_size=ckpt["map_size"],
                        feature_size=None if ckpt["feature_size"] is None else tuple(ckpt["feature_size"]),
@@ -246,7 +280,7 @@ class FasterMeta:
                        clip_models={r: FasterClipSource.from_dict(c, path.parent)
                                     for r, c in ckpt["clip_models"].items()},
                        config=dict(ckpt.get("config") or {}), metrics=dict(ckpt.get("metrics") or {}),
-                       dataset=dict(ckpt.get("dataset") or {}), sha256=sha256)
+                       dataset=dict(ckpt.get("dataset") or {}), gate=gate, sha256=sha256)
         except (KeyError, TypeError, ValueError, SdkError) as e:
             raise ConfigError(f"{path}: malformed FASTER checkpoint ({type(e).__name__}: {e}); train it again with "
                               "python -m training.faster") from e
@@ -259,7 +293,8 @@ class FasterMeta:
                 "feature_size": None if self.feature_size is None else list(self.feature_size),
                 "segments": self.segments, "segment_frames": self.segment_frames,
                 "clip_models": {r: c.to_dict(directory) for r, c in self.clip_models.items()},
-                "config": dict(self.config), "metrics": dict(self.metrics), "dataset": dict(self.dataset)}
+                "config": dict(self.config), "metrics": dict(self.metrics), "dataset": dict(self.dataset),
+                "gate": None if self.gate is None else self.gate.to_dict()}
 
 
 def is_faster(ckpt: Mapping[str, Any]) -> bool:
@@ -267,10 +302,14 @@ def is_faster(ckpt: Mapping[str, Any]) -> bool:
     return ckpt.get("format") == FASTER_FORMAT
 
 
-def save_faster(path: Path, model: FasterModel, meta: FasterMeta) -> Path:
-    """One trained row (projections + aggregator) with everything needed to export it (:func:`load_faster`)."""
+def save_faster(path: Path, model: FasterModel, meta: FasterMeta, gate: LearnedGate | None = None) -> Path:
+    """One trained row (projections + aggregator, and the learned gate of an adaptive one) with everything needed to
+    export it (:func:`load_faster`)."""
+    if (gate is not None) != (meta.gate is not None and meta.gate.kind == "learned"):
+        raise ValueError("a learned gate's weights go with an adaptive checkpoint whose gate is 'learned', only")
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_save({**meta.to_dict(path.parent), "model": model.state_dict()}, path)
+    weights = {"model": model.state_dict(), **({"gate_model": gate.state_dict()} if gate is not None else {})}
+    atomic_save({**meta.to_dict(path.parent), **weights}, path)
     return path
 
 
@@ -281,6 +320,7 @@ class LoadedFaster:
     model: FasterModel
     clip_models: dict[str, nn.Module]
     meta: FasterMeta
+    gate: LearnedGate | None = None  # the learned gate of an adaptive checkpoint whose gate kind is "learned"
 
     @property
     def samplers(self) -> dict[str, Sampler]:
@@ -289,6 +329,16 @@ class LoadedFaster:
     @property
     def preprocess(self) -> dict[str, Preprocess]:
         return {r: c.preprocess for r, c in self.meta.clip_models.items()}
+
+    def gate_mask(self, features: torch.Tensor, logits: torch.Tensor, threshold: float | None = None
+                  ) -> torch.Tensor:
+        """Where an adaptive checkpoint runs the expensive model, from the cheap model's pooled features
+        ``(..., L, F)`` and logits ``(..., L, K)``: its gate's score above ``threshold`` (None: the checkpoint's)."""
+        rule = self.meta.gate
+        if rule is None:
+            raise ConfigError("a fixed-schedule FASTER checkpoint has no gate; use its schedule's mask")
+        limit = rule.threshold if threshold is None else threshold
+        return gate_scores(rule.kind, features, logits, self.gate) > limit
 
 
 def load_faster(path: str | Path, device: str | torch.device = "cpu") -> LoadedFaster:
@@ -327,4 +377,13 @@ def faster_from_checkpoint(ckpt: Mapping[str, Any], path: Path, sha256: str,
     stats = {role: (torch.zeros(sd[f"{role}_mean"].shape), torch.ones(sd[f"{role}_std"].shape)) for role in CLIP_ROLES}
     model = FasterModel(aggregator, stats["expensive"], stats["cheap"], meta.dim)
     model.load_state_dict(sd)
-    return LoadedFaster(model.to(device).eval(), models, meta)
+    gate = None
+    if meta.gate is not None and meta.gate.kind == "learned":
+        if "gate_model" not in ckpt:
+            raise ConfigError(f"{path}: its learned gate's weights are missing; train it again with "
+                              "python -m training.faster gates=learned")
+        weights = ckpt["gate_model"]
+        gate = LearnedGate(torch.zeros(weights["mean"].shape), torch.ones(weights["std"].shape))
+        gate.load_state_dict(weights)
+        gate = gate.to(device).eval().requires_grad_(False)
+    return LoadedFaster(model.to(device).eval(), models, meta, gate)

@@ -43,8 +43,10 @@ The recipe, as a straight line of named steps:
    aggregator), ``faster_table.md`` (printed), ``accuracy_vs_macs.png`` (one line per aggregator), ``faster_adaptive.png``
    (the adaptive curves, with gates), and one
    checkpoint per row, ``models/{schedule}_{aggregator}.pt`` (projections + aggregator, referring to the clip models'
-   checkpoints or to ``clip_{role}.pt`` weights written beside it), which ``python -m converters export-faster``
-   turns into a FASTER bundle.
+   checkpoints or to ``clip_{role}.pt`` weights written beside it), which ``python -m converters export``
+   turns into a FASTER bundle; with gates, one ``models/adaptive-{gate}_{aggregator}.pt`` per aggregator and gate
+   (the random-mask aggregator, the gate's rule with its threshold at ``gate_fire_rate`` and the threshold of every
+   fire rate of the curve, and the learned gate's weights: :class:`~training.checkpoint.FasterGate`).
 
 Where we had to choose:
 
@@ -71,7 +73,7 @@ import hashlib
 import json
 import pickle
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,7 +87,8 @@ from sdk.errors import ConfigError
 from sdk.files import sha256_of
 from sdk.preprocess import Preprocess
 from sdk.samplers import Sampler
-from training.checkpoint import FasterClipSource, FasterMeta, atomic_save, load_checkpoint_model, save_faster
+from training.checkpoint import (ADAPTIVE, FasterClipSource, FasterGate, FasterMeta, atomic_save, load_checkpoint_model,
+                                 save_faster)
 from training.config import check_choices, cli_main, option, parse_config
 from training.data.datasets import DatasetInfo
 from training.data.long_video import GENERATOR_NAME, LongVideoDataset
@@ -143,6 +146,9 @@ class FasterConfig:
     batch_size: int = option(32, help="videos per batch")
     gates: str = option("", help="adaptive schedule: comma-separated gates to measure (confidence, change, "
                                "learned); empty: fixed schedules only")
+    gate_fire_rate: float = option(0.25, help="adaptive checkpoints: their threshold is the train split's score "
+                                              "quantile at which this fraction of segments fires (one of the "
+                                              "curve's fire rates)")
     gate_margin: float = option(0.1, help="learned gate: fire where the expensive model's probability of the true "
                                           "label beats the cheap one's by more than this")
     seed: int = option(0, help="seed of initialisation, shuffling and dropout")
@@ -160,6 +166,9 @@ class FasterConfig:
         if self.lr <= 0 or self.weight_decay < 0 or not 0 <= self.dropout < 1 or self.workers < 0 or self.map_size < 0:
             raise ConfigError("need lr > 0, weight_decay >= 0, 0 <= dropout < 1, workers >= 0, map_size >= 0")
         _ = self.schedule_list, self.aggregator_list, self.gate_list  # validate now, before any work
+        if self.gate_fire_rate not in FIRE_RATES:
+            rates = [round(r, 4) for r in FIRE_RATES]
+            raise ConfigError(f"gate_fire_rate must be one of the curve's fire rates {rates}, got {self.gate_fire_rate}")
 
     @property
     def schedule_list(self) -> list[str]:
@@ -492,10 +501,12 @@ def adaptive_curve(model: FasterModel, feats: dict[str, dict[str, ClipFeatures]]
 
 
 def _adaptive(feats: dict[str, dict[str, ClipFeatures]], cfg: FasterConfig, gates: Sequence[str], rows: list[dict],
-              num_classes: int, gmacs: dict[str, float], device: torch.device,
-              map_size: int | None) -> dict[str, Any]:
+              num_classes: int, gmacs: dict[str, float], device: torch.device, map_size: int | None,
+              row_meta: Callable[..., FasterMeta], models: Path) -> dict[str, Any]:
     """Per aggregator: one random-mask aggregator, its curve for every gate, and the operating points against the
-    fixed expensive-only row of the same aggregator (98.5 % of its top-1 at the fewest average MACs)."""
+    fixed expensive-only row of the same aggregator (98.5 % of its top-1 at the fewest average MACs). Each
+    (aggregator, gate) is saved as ``models/adaptive-{gate}_{aggregator}.pt``, its threshold at
+    ``cfg.gate_fire_rate``."""
     gate = (train_gate(feats["cheap"]["train"], feats["expensive"]["train"], cfg.gate_margin, cfg.seed)
             if "learned" in gates else None)
     out: dict[str, Any] = {"fire_rates": list(FIRE_RATES), "aggregators": {}}
@@ -514,8 +525,14 @@ def _adaptive(feats: dict[str, dict[str, ClipFeatures]], cfg: FasterConfig, gate
                 pt["macs_ratio"] = pt["gmacs_per_video"] / base_gmacs
                 pt["top1_ratio"] = pt["top1"] / base_top1 if base_top1 else None
             ok = [pt for pt in points if pt["top1_ratio"] is not None and pt["top1_ratio"] >= 0.985]
+            at = next(pt for pt in points if pt["train_fire_rate"] == cfg.gate_fire_rate)
+            rule = FasterGate(kind, at["threshold"], cfg.gate_fire_rate,
+                              tuple((pt["train_fire_rate"], pt["threshold"]) for pt in points))
+            metrics = {k: at[k] for k in ("top1", "gmacs_per_video", "val_fire_rate")}
+            ckpt = save_faster(models / f"adaptive-{kind}_{name}.pt", model,
+                               row_meta(ADAPTIVE, name, model, metrics, rule), gate if kind == "learned" else None)
             curves[kind] = {"points": points, "best_at_98_5": min(ok, key=lambda p: p["gmacs_per_video"]) if ok
-                            else None}
+                            else None, "checkpoint": str(ckpt)}
             best = curves[kind]["best_at_98_5"]
             print(f"adaptive {name:>16} {kind:>10}: " + ", ".join(f"{p['top1']:.3f}@{p['macs_ratio']:.2f}x"
                                                                    for p in points)
@@ -627,6 +644,13 @@ def run(cfg: FasterConfig) -> dict[str, Any]:
                "segments": segments, "classes": num_classes,
                "videos": {s: len(feats["expensive"][s].labels) for s in SPLITS}}
 
+    def row_meta(schedule: str, name: str, model: FasterModel, metrics: dict[str, Any],
+                 gate: FasterGate | None = None) -> FasterMeta:
+        return FasterMeta(labels=tuple(info.labels), schedule=schedule, aggregator=name, dim=cfg.dim,
+                          dropout=cfg.dropout, map_size=map_size, feature_size=model.aggregator.feature_size,
+                          segments=segments, segment_frames=int(info.meta["segment_frames"]), clip_models=clip_files,
+                          config=dataclasses.asdict(cfg), metrics=metrics, dataset=dataset, gate=gate)
+
     rows = []
     for schedule in schedules:
         mask = schedule_mask(schedule, segments)
@@ -635,12 +659,8 @@ def run(cfg: FasterConfig) -> dict[str, Any]:
             model, loss, top1 = train_row(name, mask, feats, num_classes, cfg, device, map_size)
             agg = aggregator_gmacs(model, mask)
             gmacs = n_e * e_gmacs + (segments - n_e) * c_gmacs + agg["per_video"]
-            meta = FasterMeta(labels=tuple(info.labels), schedule=schedule, aggregator=name, dim=cfg.dim,
-                              dropout=cfg.dropout, map_size=map_size, feature_size=model.aggregator.feature_size,
-                              segments=segments, segment_frames=int(info.meta["segment_frames"]),
-                              clip_models=clip_files, config=dataclasses.asdict(cfg),
-                              metrics={"top1": top1, "gmacs_per_video": gmacs}, dataset=dataset)
-            ckpt = save_faster(out / "models" / f"{schedule.replace(':', '-')}_{name}.pt", model, meta)
+            ckpt = save_faster(out / "models" / f"{schedule.replace(':', '-')}_{name}.pt", model,
+                               row_meta(schedule, name, model, {"top1": top1, "gmacs_per_video": gmacs}))
             rows.append({"schedule": schedule, "aggregator": name, "expensive_clips": n_e,
                          "cheap_clips": segments - n_e, "top1": top1, "train_loss": loss, "gmacs_per_video": gmacs,
                          "aggregator_gmacs_per_video": agg["per_video"], "aggregator_gmacs": agg,
@@ -666,7 +686,7 @@ def run(cfg: FasterConfig) -> dict[str, Any]:
                                 "note": "not from a checkpoint: its classifier is untrained"}
 
     adaptive = (_adaptive(feats, cfg, cfg.gate_list, rows, num_classes, {"expensive": e_gmacs, "cheap": c_gmacs},
-                          device, map_size) if cfg.gate_list else None)
+                          device, map_size, row_meta, out / "models") if cfg.gate_list else None)
     report = {
         "config": dataclasses.asdict(cfg),
         "map_size": map_size,
