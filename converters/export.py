@@ -41,8 +41,9 @@ __all__ = ["ExportOptions", "ExportReport", "export_bundle"]
 
 def export_bundle(opts: ExportOptions) -> ExportReport:
     """Export, verify and write the bundle (see the module docstring); the report names any format that failed. A
-    FASTER checkpoint goes to :func:`converters.faster.export_faster_bundle`. The converters' and runtimes' native chatter and progress
-    bars go through :func:`training.logs.filtered_stderr` (hidden unless verbose; whole lines in a log file)."""
+    FASTER checkpoint goes to :func:`converters.faster.export_faster_bundle`. The converters' and runtimes' native
+    chatter and progress bars go through :func:`training.logs.filtered_stderr` (hidden unless verbose; whole lines in
+    a log file)."""
     with filtered_stderr():
         return _export(opts)
 
