@@ -17,6 +17,8 @@ BENCHMARKS = {
                                                 "frames, distilled and label-only, top-1 vs GMACs"),
     "generate": ("benchmarks.generate", "speed of the synthetic benchmark generator (tiny wall time, small "
                                         "throughput)"),
+    "pipeline": ("benchmarks.pipeline", "decoded frame to label per runtime (Python, native core), before and "
+                                        "after the fused conversion + resize + crop: time outside the model, p50 / p99"),
     "probe": ("benchmarks.probe", "order-blind vs order-aware linear probes on frozen ImageNet features of a "
                                   "generated benchmark"),
 }
