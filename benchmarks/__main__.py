@@ -21,6 +21,7 @@ BENCHMARKS = {
                                         "after the fused conversion + resize + crop: time outside the model, p50 / p99"),
     "probe": ("benchmarks.probe", "order-blind vs order-aware linear probes on frozen ImageNet features of a "
                                   "generated benchmark"),
+    "threads": ("benchmarks.threads", "each runtime's default thread count vs one thread, ms per frame"),
 }
 
 
