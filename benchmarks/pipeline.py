@@ -70,19 +70,6 @@ def scaled(frames: list, width: int, height: int) -> list:
     return [f.reformat(width, height, "yuv420p", interpolation="BICUBIC") for f in frames]
 
 
-class _Source:
-    """A VideoFile's frame conversion over frames decoded beforehand (``model_frame`` is what streaming calls)."""
-
-    def __init__(self, conversion: str):
-        from sdk.video import VideoFile
-
-        self._video = VideoFile.__new__(VideoFile)
-        self._video.conversion, self._video._autorotate = conversion, True
-
-    def __call__(self, frame: Any) -> Any:
-        return self._video.model_frame(frame)
-
-
 def _stream(push: Callable, lazies: list[Callable], window: int) -> list[float]:
     """Per-frame milliseconds of each window: its pushes' time (conversion included) / its frames."""
     out, spent = [], 0.0
@@ -98,11 +85,13 @@ def _stream(push: Callable, lazies: list[Callable], window: int) -> list[float]:
     return out
 
 
-def measure(bundle: str, frames: list, rounds: int) -> dict[str, tuple[list[float], Any]]:
-    """Every path of :data:`PATHS` over ``frames``, ``rounds`` rounds in turn: per-window per-frame ms and stats."""
+def measure(bundle: str, frames: list, rounds: int, video: str) -> dict[str, tuple[list[float], Any]]:
+    """Every path of :data:`PATHS` over ``frames``, ``rounds`` rounds in turn: per-window per-frame ms and stats.
+    ``video``: a file whose ``VideoFile.model_frame`` (what streaming calls per kept frame) converts the frames."""
     import sdk
     from sdk.native import build
     from sdk.native.stream import NativeStream
+    from sdk.video import VideoFile
 
     model = sdk.load(bundle, backend="executorch", threads=1)
     window = model.sampler("model").frames
@@ -112,23 +101,26 @@ def measure(bundle: str, frames: list, rounds: int) -> dict[str, tuple[list[floa
     library = build()
     for name in ("native before", "native after", "native floor"):
         runners[name] = NativeStream(bundle, window=window, library=library)
-    swscale, camera = _Source("swscale"), _Source("camera")
-    at_short_side = [pre.resize_short(swscale(f)) for f in frames]
-    lazies = {"python before": [lambda f=f: swscale(f) for f in frames],
-              "python after": [lambda f=f: camera(f) for f in frames],
-              "native before": [lambda f=f: swscale(f) for f in frames],
-              "native after": [lambda f=f: camera(f) for f in frames],
-              "native floor": [lambda a=a: a for a in at_short_side]}
-    samples: dict[str, list[float]] = {p: [] for p in PATHS}
-    for r in range(rounds + 1):  # round 0 warms up (first calls, caches) and is not counted
-        for name in PATHS:
-            runner = runners[name]
-            runner.reset()
-            if r == 1:
-                runner.stats.reset()
-            per_frame = _stream(runner.push, lazies[name], window)
-            if r:
-                samples[name] += per_frame
+    with VideoFile(video) as before, VideoFile(video, conversion="camera") as after:
+        swscale, camera = before.model_frame, after.model_frame
+        at_short_side = [pre.resize_short(swscale(f)) for f in frames]
+        lazies = {"python before": [lambda f=f: swscale(f) for f in frames],
+                  "python after": [lambda f=f: camera(f) for f in frames],
+                  "native before": [lambda f=f: swscale(f) for f in frames],
+                  "native after": [lambda f=f: camera(f) for f in frames],
+                  "native floor": [lambda a=a: a for a in at_short_side]}
+        samples: dict[str, list[float]] = {p: [] for p in PATHS}
+        for r in range(rounds + 1):  # round 0 warms up (first calls, caches) and is not counted
+            for name in PATHS:
+                runner = runners[name]
+                runner.reset()
+                if r == 1:
+                    runner.stats.reset()
+                per_frame = _stream(runner.push, lazies[name], window)
+                if r:
+                    samples[name] += per_frame
+    for name in PATHS[2:]:
+        runners[name].close()
     return {p: (samples[p], runners[p].stats) for p in PATHS}
 
 
@@ -221,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for bundle in args.bundle:
         for name, frames in videos.items():
-            results += summarise(bundle, name, measure(bundle, frames, args.rounds))
+            results += summarise(bundle, name, measure(bundle, frames, args.rounds, args.video[0]))
             print(f"[pipeline] {Path(bundle).name} {name} done", flush=True)
     host = (f"host: {os.uname().machine}, pinned to core {args.core}, 1 thread; load average "
             f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}; {args.frames} frames x {args.rounds} rounds per path, "
