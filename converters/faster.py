@@ -3,9 +3,12 @@ the source is one (:class:`~training.checkpoint.LoadedFaster`).
 
 Per format: the clip program of each role the schedule uses, ``(clip) -> (logits, features)`` with the trained
 standardisation + projection inside (:class:`FasterClipProgram`), and the aggregator step program
-``(features, *state) -> (logits, *new_state)``; ``manifest.faster`` says how to drive them. The parity references
-live here too: the aggregator's feature sequences (:func:`feature_sequences`) and the whole torch pipeline as training
-runs it (:func:`reference_videos`), so the FASTER path reads as one piece beside the generic clip exporter.
+``(features, *state) -> (logits, *new_state)``; ``manifest.faster`` says how to drive them. An adaptive checkpoint
+(``FasterMeta.gate``) ships both clip programs, the cheap one also returning its own pooled features, and its gate as
+a declared rule, ``manifest.faster.gate`` (:func:`manifest_gate`: no program; the learned gate's ``F + 2`` weights
+with the standardisation folded in). The parity references live here too: the aggregator's feature sequences
+(:func:`feature_sequences`) and the whole torch pipeline as training runs it (:func:`reference_videos`), so the FASTER
+path reads as one piece beside the generic clip exporter.
 """
 from __future__ import annotations
 
@@ -25,7 +28,8 @@ from converters.source import raw_preprocess, split_location
 from converters.writer import ExportReport, provenance, write_bundle
 from sdk.backends import load_runner
 from sdk.errors import ConfigError
-from sdk.manifest import CLIP_ROLES, FasterClipModel, FasterSpec, InputSpec, Manifest, Program
+from sdk.gate import Gate
+from sdk.manifest import CLIP_ROLES, FasterClipModel, FasterGate, FasterSpec, InputSpec, Manifest, Program
 from sdk.preprocess import Preprocess
 from sdk.samplers import Sampler
 from training.checkpoint import LoadedFaster
@@ -33,7 +37,7 @@ from training.models.aggregators import AggregatorStep
 from training.models.faster import clip_outputs, schedule_mask
 
 __all__ = ["AGGREGATOR_PARITY_STEPS", "FasterClipProgram", "chain", "export_faster_bundle", "feature_sequences",
-           "long_videos", "reference_videos", "report_lines"]
+           "long_videos", "manifest_gate", "reference_videos", "report_lines", "segment_mask"]
 
 AGGREGATOR_PARITY_STEPS = 20  # the FASTER aggregator is checked over sequences this long (issue 6)
 
@@ -43,22 +47,24 @@ class FasterClipProgram(nn.Module):
     clip model (:func:`training.models.faster.clip_outputs`) followed by its trained standardisation and projection
     into the aggregator's feature space, so that the aggregator program takes either clip model's output as it comes.
 
-    ``project`` is the role's linear layer (1x1 conv for maps); ``mean`` / ``std`` its train-split statistics.
+    ``project`` is the role's linear layer (1x1 conv for maps); ``mean`` / ``std`` its train-split statistics. With
+    ``pooled`` (the cheap program of an adaptive bundle) a third output, the clip model's own pooled features
+    ``(1, F)``: what the gate reads.
     """
 
     def __init__(self, model: nn.Module, preprocess: Preprocess, project: nn.Module, mean: torch.Tensor,
-                 std: torch.Tensor, map_size: int | None):
+                 std: torch.Tensor, map_size: int | None, pooled: bool = False):
         super().__init__()
         self.model, self.normalize, self.layout = model, Normalize(preprocess), preprocess.layout
-        self.project, self.map_size = project, map_size
+        self.project, self.map_size, self.pooled = project, map_size, pooled
         self.register_buffer("mean", mean.detach().clone())
         self.register_buffer("std", std.detach().clone())
 
-    def forward(self, clip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, clip: torch.Tensor) -> tuple[torch.Tensor, ...]:
         x = self.normalize(to_nchw(clip, self.layout))
         pooled, logits, maps = clip_outputs(self.model, x.reshape(1, *x.shape), self.map_size)
-        features = pooled if maps is None else maps
-        return logits, self.project((features - self.mean) / self.std)
+        features = self.project(((pooled if maps is None else maps) - self.mean) / self.std)
+        return (logits, features, pooled) if self.pooled else (logits, features)
 
 
 def long_videos(root: Path, split: str, sampler: Sampler, preprocess: Preprocess, count: int
@@ -74,16 +80,28 @@ def long_videos(root: Path, split: str, sampler: Sampler, preprocess: Preprocess
     return [torch.as_tensor(v) for v, _ in items], [int(label) for _, label in items]
 
 
+def segment_mask(faster: LoadedFaster, cheap: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """``(L,)`` bool, True where the expensive features of one video feed the aggregator: the fixed schedule's mask,
+    or the adaptive checkpoint's gate on the cheap model's ``(pooled (L, F), logits (L, K))`` of the video."""
+    if faster.meta.gate is None:
+        return schedule_mask(faster.meta.schedule, faster.meta.segments)
+    return faster.gate_mask(*cheap)
+
+
 def feature_sequences(faster: LoadedFaster, clip_programs: dict[str, nn.Module], videos: dict[str, list[torch.Tensor]]
                       ) -> list[torch.Tensor]:
-    """Per video, the aggregator's input sequence ``(L, 1, ...)`` under the schedule, from the torch clip programs."""
-    pattern = faster.meta.pattern
+    """Per video, the aggregator's input sequence ``(L, 1, ...)`` under the schedule (or the gate), from the torch
+    clip programs."""
     out = []
     with torch.no_grad():
         for v in range(len(next(iter(videos.values())))):
-            steps = [clip_programs[pattern[i % len(pattern)]](videos[pattern[i % len(pattern)]][v][i])[1]
-                     for i in range(faster.meta.segments)]
-            out.append(torch.stack(steps))
+            cheap = None
+            if faster.meta.gate is not None:
+                runs = [clip_programs["cheap"](s) for s in videos["cheap"][v]]
+                cheap = (torch.cat([o[2] for o in runs]), torch.cat([o[0] for o in runs]))
+            mask = segment_mask(faster, cheap).tolist()
+            out.append(torch.stack([clip_programs["expensive" if e else "cheap"](videos["expensive" if e else "cheap"]
+                                                                               [v][i])[1] for i, e in enumerate(mask)]))
     return out
 
 
@@ -94,21 +112,22 @@ def reference_videos(faster: LoadedFaster, videos: dict[str, list[torch.Tensor]]
     programs' wrapper, so that a fault in it fails the whole-schedule check instead of being shared by both sides."""
     model, meta = faster.model, faster.meta
     map_size = meta.map_size if model.spatial else None
-    mask = schedule_mask(meta.schedule, meta.segments)
     norm = {r: Normalize(faster.preprocess[r]) for r in videos}
     out = []
     with torch.no_grad():
         for v in range(len(next(iter(videos.values())))):
-            feats = {}
+            feats, cheap = {}, None
             for role in CLIP_ROLES:
                 if role not in videos:  # a one-role schedule: the mask never picks the other role
                     shape = (meta.segments, model.in_features(role), *([map_size] * 2 if map_size else []))
                     feats[role] = torch.zeros(1, *shape)
                     continue
                 clips = torch.stack([norm[role](to_nchw(s, faster.preprocess[role].layout)) for s in videos[role][v]])
-                pooled, _, maps = clip_outputs(faster.clip_models[role], clips, map_size)
+                pooled, logits, maps = clip_outputs(faster.clip_models[role], clips, map_size)
                 feats[role] = (pooled if maps is None else maps)[None]
-            out.append(model(feats["expensive"], feats["cheap"], mask)[0].numpy())
+                if role == "cheap":
+                    cheap = (pooled, logits)
+            out.append(model(feats["expensive"], feats["cheap"], segment_mask(faster, cheap))[0].numpy())
     return np.stack(out)
 
 
@@ -124,8 +143,9 @@ def report_lines(manifest: Manifest) -> tuple[str, ...]:
     """The export report's FASTER lines: the schedule, each clip program's features parity and each backend's
     whole-schedule check."""
     spec = manifest.faster
-    lines = ["", f"FASTER {spec.schedule} ({' '.join(spec.pattern)}), {spec.aggregator}, segments of "
-             f"{spec.segment_frames} frames"]
+    how = (f"cheap on every segment, expensive where the {spec.gate.kind} gate scores above {spec.gate.threshold:.4g} "
+           f"(fired on {spec.gate.fire_rate:.0%} of training segments)" if spec.gate else " ".join(spec.pattern))
+    lines = ["", f"FASTER {spec.schedule} ({how}), {spec.aggregator}, segments of {spec.segment_frames} frames"]
     for p in manifest.programs:
         if p.parity is not None and p.parity.features_max_abs_diff is not None:
             lines.append(f"  {p.id}: features max|diff| {p.parity.features_max_abs_diff:.2e}")
@@ -134,7 +154,7 @@ def report_lines(manifest: Manifest) -> tuple[str, ...]:
             lines.append(f"  {p.backend}: whole schedule on {video['videos']} videos (its clip programs' "
                          f"features into its aggregator) vs torch: max|diff| {video['max_abs_diff']:.2e}, "
                          f"top-1 agreement {video['top1_agreement']:.3f}, top-1 {video['top1_runtime']:.3f} "
-                         f"(torch {video['top1_torch']:.3f})")
+                         f"(torch {video['top1_torch']:.3f}), expensive on {video['expensive_share']:.0%} of segments")
     return tuple(lines)
 
 
@@ -148,34 +168,37 @@ def export_faster_bundle(opts: ExportOptions, faster: LoadedFaster, started: flo
     sequences (stepped from zero state; max-abs-diff over every step). Then, per backend, the whole schedule run in
     that runtime (its clip programs' features into its aggregator, one video at a time from zero state) against the
     torch pipeline as training runs it (:func:`reference_videos`, not through the clip programs): recorded as
-    ``details.video_parity`` of the aggregator program.
+    ``details.video_parity`` of the aggregator program. An adaptive checkpoint's whole-schedule check runs the
+    bundle's declared gate (:class:`sdk.gate.Gate`) on the runtime's cheap outputs against the checkpoint's torch
+    gate on torch's, and records how often the expensive model ran (``expensive_share``).
     """
     if opts.mode != "clip":
         raise ConfigError("a FASTER bundle has its own modes (clip programs + an aggregate program): drop --mode")
     formats = check_formats(opts.formats, opts.precision)
-    if faster.meta.gate is not None:
-        raise ConfigError(f"{opts.checkpoint.name} is an adaptive FASTER checkpoint ({faster.meta.gate.kind} gate): "
-                          "bundles and runtimes run fixed schedules only so far; export a fixed-schedule row "
-                          "(OUT/models/1-N_*.pt, expensive-only_*.pt, cheap-only_*.pt)")
-    meta, pattern = faster.meta, faster.meta.pattern
+    meta = faster.meta
+    adaptive = meta.gate is not None
+    pattern = ["cheap"] if adaptive else meta.pattern
+    gate_rule = manifest_gate(faster) if adaptive else None
     root = Path(opts.data or meta.dataset["root"])
     if not (root / "meta.json").is_file():
         raise ConfigError(f"parity needs the long-video benchmark the aggregator was trained on; {root} is not one: "
                           "pass --data DIR")
-    roles = list(dict.fromkeys(pattern))
+    roles = ["cheap", "expensive"] if adaptive else list(dict.fromkeys(pattern))
     count = opts.parity_clips + opts.golden_clips
     jobs, clip_programs, videos, calibration = {}, {}, {}, {}
     for role in roles:
         pre = faster.preprocess[role]
         model = faster.model
+        gated = adaptive and role == "cheap"
         program = FasterClipProgram(faster.clip_models[role], pre, getattr(model, f"project_{role}"),
                                     getattr(model, f"{role}_mean"), getattr(model, f"{role}_std"),
-                                    meta.map_size if model.spatial else None).eval()
+                                    meta.map_size if model.spatial else None, pooled=gated).eval()
         clip_programs[role] = program
         videos[role], labels = long_videos(root, opts.split, faster.samplers[role], pre, count)
         segs = [s for v in videos[role] for s in v]  # every segment of every video, video-major
         n_golden = opts.golden_clips * meta.segments
-        job = Programs("clip", program, None, (segs[0],), ["clip"], ["logits", "features"], (), role=role,
+        outputs = ["logits", "features", *(["pooled"] if gated else [])]
+        job = Programs("clip", program, None, (segs[0],), ["clip"], outputs, (), role=role,
                        golden=[(s.numpy(),) for s in segs[:n_golden]], parity=[(s.numpy(),) for s in segs[n_golden:]])
         if opts.precision == "int8":
             train_videos, _ = long_videos(root, opts.calibration_split, faster.samplers[role], pre,
@@ -215,11 +238,14 @@ def export_faster_bundle(opts: ExportOptions, faster: LoadedFaster, started: flo
         n_videos, segments = len(parity_labels), meta.segments
         feats = {r: outputs[r].features.reshape(n_videos, segments, *outputs[r].features.shape[2:]) for r in roles}
         runner = load_runner(backend, bundle / entries[-1].file, threads=opts.threads)
-        seqs = [(np.stack([feats[pattern[i % len(pattern)]][v, i] for i in range(segments)]),)
+        masks = (_runtime_masks(gate_rule, outputs["cheap"], n_videos, segments) if adaptive else
+                 np.stack([schedule_mask(meta.schedule, segments).numpy()] * n_videos))
+        seqs = [(np.stack([feats["expensive" if masks[v, i] else "cheap"][v, i] for i in range(segments)]),)
                 for v in range(n_videos)]
         runtime = parity_mod.run_clips(runner.run, "aggregate", seqs, [z.numpy() for z in zero]).clips
         y = np.asarray(parity_labels)
         record = {"videos": n_videos, "max_abs_diff": float(np.abs(runtime - torch_videos).max()),
+                  "expensive_share": float(masks.mean()),
                   "top1_agreement": float((runtime.argmax(-1) == torch_videos.argmax(-1)).mean()),
                   "top1_runtime": float((runtime.argmax(-1) == y).mean()),
                   "top1_torch": float((torch_videos.argmax(-1) == y).mean()),
@@ -235,7 +261,7 @@ def export_faster_bundle(opts: ExportOptions, faster: LoadedFaster, started: flo
         clip_models = {r: FasterClipModel(faster.samplers[r], InputSpec(faster.preprocess[r]), gmacs[r])
                        for r in roles}
         spec = FasterSpec(schedule=meta.schedule, pattern=tuple(pattern), segment_frames=meta.segment_frames,
-                          segments=meta.segments, aggregator=meta.aggregator, clip_models=clip_models)
+                          segments=meta.segments, aggregator=meta.aggregator, clip_models=clip_models, gate=gate_rule)
         first = clip_models[pattern[0]]
         cost = {"gmacs_per_clip": gmacs, "gmacs_per_video": meta.metrics.get("gmacs_per_video")}
         record = {"config": meta.config, "dataset": meta.dataset, "metrics": meta.metrics}
@@ -245,3 +271,31 @@ def export_faster_bundle(opts: ExportOptions, faster: LoadedFaster, started: flo
 
     report = write_bundle(opts, [*jobs.values(), agg], formats, golden, manifest, started, video_parity)
     return dataclasses.replace(report, notes=report_lines(report.manifest))
+
+
+def _runtime_masks(rule: FasterGate, cheap: parity_mod.Outputs, videos: int, segments: int) -> np.ndarray:
+    """``(videos, segments)``: where the bundle's declared gate fires on a runtime's cheap outputs, video by video
+    from a fresh gate (as a stream starts)."""
+    logits = cheap.steps.reshape(videos, segments, -1)
+    pooled = cheap.pooled.reshape(videos, segments, -1)
+    masks = np.zeros((videos, segments), bool)
+    for v in range(videos):
+        gate = Gate(rule)
+        masks[v] = [gate.fires(logits[v, i], pooled[v, i]) for i in range(segments)]
+    return masks
+
+
+def manifest_gate(faster: LoadedFaster) -> FasterGate:
+    """The adaptive checkpoint's gate as the bundle declares it: the learned gate's standardisation folded into its
+    ``F + 2`` weights and bias (``w . (f - mean) / std = (w / std) . f - w . mean / std``), float64; the curve's
+    finite thresholds (fire rates 0 and 1 are +-inf, which a runtime option expresses)."""
+    rule = faster.meta.gate
+    weights = bias = None
+    if faster.gate is not None:
+        w = faster.gate.linear.weight.detach().double().reshape(-1)
+        mean, std = faster.gate.mean.double(), faster.gate.std.double()
+        f = mean.numel()
+        weights = tuple((w[:f] / std).tolist() + w[f:].tolist())
+        bias = float(faster.gate.linear.bias.double() - (w[:f] * mean / std).sum())
+    curve = tuple((r, t) for r, t in rule.curve if np.isfinite(t))
+    return FasterGate(rule.kind, rule.threshold, rule.fire_rate, curve, weights, bias)

@@ -98,11 +98,13 @@ def _flag(name: str) -> str:
 
 class Outputs(NamedTuple):
     """What a program returned on a list of inputs: per-call logits ``(C, S, K)``, the prediction of each input
-    ``(C, K)``, and, for FASTER clip programs, the ``features`` output ``(C, S, ...)`` (else None)."""
+    ``(C, K)``, and, for FASTER clip programs, the ``features`` output ``(C, S, ...)`` and the adaptive cheap
+    program's ``pooled`` output (else None)."""
 
     steps: np.ndarray
     clips: np.ndarray
     features: np.ndarray | None = None
+    pooled: np.ndarray | None = None
 
 
 def run_clips(run: Run, mode: str, inputs: Sequence[tuple[np.ndarray, ...]],
@@ -114,7 +116,7 @@ def run_clips(run: Run, mode: str, inputs: Sequence[tuple[np.ndarray, ...]],
     steps. ``mode="aggregate"``: each input is ``(features (S, 1, ...),)``, stepped from ``zero_state`` (outputs
     ``logits, *state``); the prediction is the last step's logits (the video's, once every segment was seen).
     """
-    steps_all, clip_all, features_all = [], [], []
+    steps_all, clip_all, features_all, pooled_all = [], [], [], []
     state_at = {"stream": 2, "aggregate": 1}.get(mode)
     for (x,) in inputs:
         if state_at is None:
@@ -122,6 +124,8 @@ def run_clips(run: Run, mode: str, inputs: Sequence[tuple[np.ndarray, ...]],
             logits = out[0].reshape(1, -1)
             if len(out) > 1:
                 features_all.append(out[1][None])
+            if len(out) > 2:
+                pooled_all.append(out[2][None])
         else:
             state, rows = [np.array(s) for s in zero_state], []
             for item in x:
@@ -131,7 +135,8 @@ def run_clips(run: Run, mode: str, inputs: Sequence[tuple[np.ndarray, ...]],
             logits = np.stack(rows)
         steps_all.append(logits)
         clip_all.append(logits[-1] if mode == "aggregate" else logits.mean(0))
-    return Outputs(np.stack(steps_all), np.stack(clip_all), np.stack(features_all) if features_all else None)
+    return Outputs(np.stack(steps_all), np.stack(clip_all), np.stack(features_all) if features_all else None,
+                   np.stack(pooled_all) if pooled_all else None)
 
 
 def measure(program_steps: np.ndarray, program_clips: np.ndarray, ref_steps: np.ndarray, ref_clips: np.ndarray, *,

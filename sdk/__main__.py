@@ -62,12 +62,19 @@ def _use_native(args: argparse.Namespace) -> bool:
     if args.threads is not None:
         args.why = "--threads: the native core's threadpool has no thread setting"
         return False
+    if args.gate_threshold is not None:
+        args.why = "--gate-threshold: the native core does not run adaptive FASTER bundles yet"
+        return False
     from sdk.bundle import Bundle
     from sdk.native import cached_build
     from sdk.runtime import first_choice
 
     with Bundle(args.bundle) as bundle:
         first = first_choice(bundle.manifest, args.backend, args.precision)
+        faster = bundle.manifest.faster
+    if faster is not None and faster.gate is not None:
+        args.why = "an adaptive FASTER bundle (a gate): the native core does not run it yet"
+        return False
     if first is None or first[0] != "executorch":
         args.why = f"the bundle's first choice on this host is {' '.join(first)}" if first else ""
         return False
@@ -111,7 +118,7 @@ def _classify(args: argparse.Namespace) -> int:
     from sdk.classifier import VideoClassifier
 
     with _model(args) as model:
-        clf = VideoClassifier(model, top_k=args.top_k, strict=args.strict)
+        clf = VideoClassifier(model, top_k=args.top_k, strict=args.strict, gate_threshold=args.gate_threshold)
         _print_prediction(args, clf.classify(args.video), clf.stats)
     return 0
 
@@ -154,7 +161,8 @@ def _stream(args: argparse.Namespace) -> int:
                 _print_stream(args, clf, source)
             return 0
         with _model(args) as model:
-            clf = StreamClassifier(model, window=args.window, fps=source.fps, top_k=args.top_k, smoothing=smoothing)
+            clf = StreamClassifier(model, window=args.window, fps=source.fps, top_k=args.top_k, smoothing=smoothing,
+                                   gate_threshold=args.gate_threshold)
             _print_stream(args, clf, source)
     return 0
 
@@ -214,6 +222,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None, help="runtime threads (default: the runtime's)")
     p.add_argument("--verify", action="store_true", help="check the golden vectors after loading")
     p.add_argument("--top-k", type=int, default=5, help="labels printed per prediction (default 5)")
+    p.add_argument("--gate-threshold", type=float, default=None,
+                   help="adaptive FASTER bundles: run the expensive model where the gate's score exceeds this "
+                        "(default: the bundle's; inf: never, -inf: always; Python runtime)")
     p.add_argument("--runtime", choices=("auto", "python", "native"), default="auto",
                    help="native: the bundle's .pte programs on the native C++ core (sdk/native; no torch needed, "
                         "scripts/device_install.sh --native); python: sdk.load's runners; auto (default): native "

@@ -57,6 +57,13 @@ on across segments until :meth:`~StreamClassifier.reset`. ``VideoClassifier`` on
 ``n // S`` segments (the incomplete tail is dropped, so a file and its stream give the same numbers) and returns
 the last step's prediction; a file shorter than one segment is one segment of all its frames.
 
+**Adaptive FASTER bundle** (``manifest.faster.gate``, schedule ``adaptive``). Every segment is seen by the cheap clip
+model, whose program returns ``(logits, features, pooled)``; the gate (:class:`sdk.gate.Gate`, the bundle's declared
+rule, threshold ``gate_threshold`` or the bundle's) scores the cheap outputs, and where it fires the expensive clip
+program runs on the segment's frames as its own sampler picks them, and its features replace the cheap ones for the
+aggregator. A stream therefore keeps (and preprocesses) both models' frames of every segment; the gate resets with
+the stream. ``stats.expensive_segments`` / ``stats.segments`` says how often the expensive model ran.
+
 **reset()** forgets everything about the current stream: frame numbering and window / segment counters go back to
 0 (a FASTER schedule restarts with ``pattern[0]``), kept frames of an unfinished window are discarded, step and
 aggregator state go back to zeros, smoothing forgets its history. Latency statistics are kept
@@ -102,6 +109,7 @@ import numpy as np
 
 from sdk.camera import CameraFrame
 from sdk.errors import BundleError, ConfigError, FrameError, SdkError, TruncatedVideoError
+from sdk.gate import Gate
 from sdk.manifest import InputSpec, Manifest
 from sdk.preprocess import _cv2
 from sdk.runtime import Model
@@ -409,6 +417,35 @@ class _Engine:
     def faster_step(self, role: str, frames: list[np.ndarray], state: list[np.ndarray]
                     ) -> tuple[np.ndarray, list[np.ndarray]]:
         features = self.run(role, [np.stack(frames)])[1]
+        self.stats.segments += 1
+        self.stats.expensive_segments += role == "expensive"
+        return self.aggregate(features, state)
+
+    def new_gate(self, threshold: float | None) -> Gate | None:
+        """A fresh gate of an adaptive FASTER bundle (None for other bundles; a threshold for them is an error)."""
+        rule = None if self.faster is None else self.faster.gate
+        if rule is None:
+            if threshold is not None:
+                raise ConfigError("gate_threshold applies to adaptive FASTER bundles (manifest.faster.gate); this "
+                                  "bundle has no gate")
+            return None
+        return Gate(rule, threshold, self.model.programs["cheap"].outputs[2].shape[-1])
+
+    def gated_step(self, gate: Gate, cheap: list[np.ndarray], expensive: Callable[[], list[np.ndarray]],
+                   state: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+        """One segment of an adaptive bundle: the cheap program, the gate on its outputs, the expensive program on
+        ``expensive()``'s frames where the gate fires, the aggregator on whichever features ran."""
+        logits, features, pooled = self.run("cheap", [np.stack(cheap)])[:3]
+        t0 = _now()
+        fires = gate.fires(logits, pooled)
+        self.clock.timed("aggregate", t0)
+        if fires:
+            features = self.run("expensive", [np.stack(expensive())])[1]
+        self.stats.segments += 1
+        self.stats.expensive_segments += fires
+        return self.aggregate(features, state)
+
+    def aggregate(self, features: np.ndarray, state: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
         out = self.run("aggregator", [features, *state], stage="aggregate")
         n_out = len(self.model.programs["aggregator"].outputs)
         return out[0].reshape(-1), out[n_out:]
@@ -441,12 +478,15 @@ class VideoClassifier:
     training-clip-long window.
     """
 
-    def __init__(self, model: Model, *, top_k: int = 5, stats_window: int = 4096, strict: bool = False):
+    def __init__(self, model: Model, *, top_k: int = 5, stats_window: int = 4096, strict: bool = False,
+                 gate_threshold: float | None = None):
         if not isinstance(strict, bool):
             raise ConfigError(f"strict must be True or False, got {strict!r}")
         self._engine = _Engine(model, top_k, stats_window)
         self.model = model
         self.strict = strict
+        self.gate_threshold = gate_threshold
+        self._engine.new_gate(gate_threshold)  # checks the option now, not at the first video
 
     @property
     def stats(self) -> LatencyStats:
@@ -531,30 +571,31 @@ class VideoClassifier:
 
     def _classify_faster(self, source: Any, n: int) -> Prediction:
         e, spec = self._engine, self._engine.faster
+        gate = e.new_gate(self.gate_threshold)
         seg = spec.segment_frames
-        plan = []
-        if n < seg:
-            role = spec.role(0)
-            plan.append((role, self.model.sampler(role).indices(n)))
-        else:
-            for i in range(n // seg):
-                role = spec.role(i)
-                plan.append((role, i * seg + self.model.sampler(role).indices(seg)))
-        wanted = np.unique(np.concatenate([idx for _, idx in plan]))
+        starts = [0] if n < seg else [i * seg for i in range(n // seg)]
+        length = min(n, seg)
+        roles = [(spec.role(i),) if gate is None else spec.roles for i in range(len(starts))]
+        plan = [{r: start + self.model.sampler(r).indices(length) for r in rs} for start, rs in zip(starts, roles)]
+        wanted = np.unique(np.concatenate([idx for p in plan for idx in p.values()]))
         decoded = dict(zip(wanted.tolist(), self._read(source, wanted)))
         e.stats.frames_seen += n
         e.stats.frames_kept += len(wanted)
         e.stats.frames_dropped += n - len(wanted)
         state = self.model.zero_state("aggregator")
         logits = None
-        for role, idx in plan:
-            xs = [e.prep(role, decoded[int(i)]) for i in idx]
-            logits, state = e.faster_step(role, xs, state)
+        for p in plan:
+            xs = {r: (lambda r=r, idx=idx: [e.prep(r, decoded[int(i)]) for i in idx]) for r, idx in p.items()}
+            if gate is None:
+                (role, frames), = xs.items()
+                logits, state = e.faster_step(role, frames(), state)
+            else:
+                logits, state = e.gated_step(gate, xs["cheap"](), xs["expensive"], state)
         t0 = _now()
         probs = _softmax(logits)
         e.clock.timed("aggregate", t0)
         return e.predict(logits, probs, latency_ms=e.clock.take_lap(), frame_index=n - 1, window=len(plan) - 1,
-                         role=plan[-1][0])
+                         role=next(iter(plan[-1])))
 
 
 # ----------------------------------------------------------------------------------------------- stream classifier
@@ -572,12 +613,15 @@ class StreamClassifier:
         top_k: classes per prediction.
         smoothing: optional :class:`Smoothing` of the emitted predictions.
         stats_window: latency samples kept per stage for the percentiles.
+        gate_threshold: adaptive FASTER bundles: the gate's threshold (default: the bundle's; ``inf`` never runs
+            the expensive model, ``-inf`` always; ``manifest.faster.gate.curve`` lists the training fire rates).
     """
 
     def __init__(self, model: Model, *, window: int | None = None, fps: float | None = None, top_k: int = 5,
-                 smoothing: Smoothing | None = None, stats_window: int = 4096):
+                 smoothing: Smoothing | None = None, stats_window: int = 4096, gate_threshold: float | None = None):
         self._engine = e = _Engine(model, top_k, stats_window)
         self.model = model
+        self._gate = e.new_gate(gate_threshold)
         if smoothing is not None and not isinstance(smoothing, Smoothing):
             raise ConfigError(f"smoothing must be an sdk.Smoothing or None, got {type(smoothing).__name__}")
         self.smoothing = smoothing
@@ -615,6 +659,8 @@ class StreamClassifier:
         self._last_ts: float | None = None
         self._smoothed: np.ndarray | None = None
         self._shown: int | None = None
+        if self._gate is not None:
+            self._gate.reset()
         self._start_window()
 
     def _zero_state(self) -> list[np.ndarray]:
@@ -630,7 +676,12 @@ class StreamClassifier:
         self._role = e.faster.role(self._window_index) if e.kind == "faster" else "model"
         self._sampler = self._samplers[self._role]
         self._sampler.reset()
+        # an adaptive bundle's expensive model may run on any segment: its frames are kept too, just in case
+        self._extra = self._samplers["expensive"] if self._gate is not None else None
+        if self._extra is not None:
+            self._extra.reset()
         self._buffer = []
+        self._extra_buffer: list[np.ndarray] = []
         self._step_logits = []
         if e.kind == "stream":
             self._state = self.model.zero_state("model")
@@ -642,7 +693,7 @@ class StreamClassifier:
 
     def wants_next(self) -> bool:
         """Whether the next frame will be kept: call it before decoding to skip the work for dropped frames."""
-        return bool(self._sampler._copies[self._sampler.position])
+        return any(bool(s._copies[s.position]) for s in (self._sampler, self._extra) if s is not None)
 
     def push(self, frame: np.ndarray | Callable[[], np.ndarray], timestamp: float | None = None
              ) -> Prediction | None:
@@ -667,15 +718,19 @@ class StreamClassifier:
                                    index, timestamp)
         t0 = _now()
         copies = self._sampler.offer()
+        extra = 0 if self._extra is None else self._extra.offer()
         t0 = e.clock.timed("sample", t0)
-        if copies:
+        if copies or extra:
             try:
                 if callable(frame):
                     frame = frame()
                     t0 = e.clock.timed("decode", t0)
-                x = e.prep(self._role, frame, self._step_inputs.get(self._role))
+                x = e.prep(self._role, frame, self._step_inputs.get(self._role)) if copies else None
+                y = e.prep("expensive", frame) if extra else None
             except SdkError as err:
-                self._sampler.frames_seen -= 1  # the bad frame does not count: the next one takes its place
+                for s in (self._sampler, self._extra):  # the bad frame does not count: the next one takes its place
+                    if s is not None:
+                        s.frames_seen -= 1
                 return self._error(err, index, timestamp)
             e.stats.frames_kept += 1
             if e.kind == "stream":
@@ -684,6 +739,7 @@ class StreamClassifier:
                     self._step_logits.append(logits)
             else:
                 self._buffer.extend([x] * copies)
+                self._extra_buffer.extend([y] * extra)
         else:
             e.stats.frames_dropped += 1
         e.stats.frames_seen += 1
@@ -708,6 +764,9 @@ class StreamClassifier:
         elif e.kind == "stream":
             t0 = _now()
             logits = np.mean(self._step_logits, axis=0).astype(np.float32)
+        elif self._gate is not None:
+            logits, self._state = e.gated_step(self._gate, self._buffer, lambda: self._extra_buffer, self._state)
+            t0 = _now()
         else:
             logits, self._state = e.faster_step(role, self._buffer, self._state)
             t0 = _now()

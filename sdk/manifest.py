@@ -15,7 +15,8 @@ The program contract (docs/design.md, contracts 2 and 3):
   segment of the video; state as for ``stream``. The FASTER clip programs (``role`` ``expensive`` / ``cheap``) are
   ``mode="clip"`` programs returning ``(logits, features)``, the features already in the aggregator's feature space.
   ``manifest.faster`` (:class:`FasterSpec`) says which clip program runs on which segment and how each samples and
-  preprocesses its frames.
+  preprocesses its frames. In an adaptive FASTER bundle (``faster.gate``, :class:`FasterGate`) the cheap program
+  returns ``(logits, features, pooled)``: ``pooled`` ``(1, F)`` is the cheap model's own features, which the gate reads.
 * Every tensor at a program boundary has rank <= 4. Quantized (int8) inputs/outputs carry ``quantization``
   (``real = scale * (q - zero_point)``).
 """
@@ -36,9 +37,11 @@ from sdk.preprocess import Preprocess
 from sdk.samplers import Sampler
 
 __all__ = [
+    "ADAPTIVE",
     "BACKENDS",
     "CLIP_ROLES",
     "DTYPES",
+    "GATES",
     "MANIFEST_FILE",
     "MODES",
     "PRECISIONS",
@@ -46,6 +49,7 @@ __all__ = [
     "SCHEMA_FILE",
     "SCHEMA_VERSION",
     "FasterClipModel",
+    "FasterGate",
     "FasterSpec",
     "InputSpec",
     "Manifest",
@@ -57,13 +61,16 @@ __all__ = [
     "write_manifest",
 ]
 
-SCHEMA_VERSION = "1.2"  # 1.2: ``clip``; 1.1: FASTER bundles (``faster``, ``Program.role``, mode ``aggregate``)
+SCHEMA_VERSION = "1.3"  # 1.3: ``faster.gate``; 1.2: ``clip``; 1.1: FASTER bundles (``faster``, ``Program.role``, mode
+# ``aggregate``)
 MANIFEST_FILE = "manifest.json"
 BACKENDS = ("executorch", "coreml", "tflite", "onnx")
 PRECISIONS = ("fp32", "fp16", "int8")
 MODES = ("clip", "stream", "aggregate")
 PROGRAM_ROLES = ("model", "expensive", "cheap", "aggregator")  # "model": the one classifier of an ordinary bundle
 CLIP_ROLES = ("expensive", "cheap")
+GATES = ("confidence", "change", "learned")
+ADAPTIVE = "adaptive"  # faster.schedule of a bundle with a gate
 DTYPES = ("float32", "float16", "int8", "uint8", "int32", "int64")
 PARITY_STATUSES = ("verified", "not_verified")
 IN_PROGRAM_STEPS = ("scale", "normalize")
@@ -206,7 +213,7 @@ class Parity:
     tolerance: float | None = None
     min_top1_agreement: float | None = None
     vs_fp32: dict[str, float] | None = None
-    features_max_abs_diff: float | None = None  # FASTER clip programs: their features output, same inputs
+    features_max_abs_diff: float | None = None  # FASTER clip programs: features (and pooled) outputs, same inputs
     mean_abs_diff: float | None = None  # absent from bundles exported before the int8 gate reported it (issue 27)
 
     @classmethod
@@ -337,6 +344,53 @@ class FasterClipModel:
 
 
 @dataclass(frozen=True)
+class FasterGate:
+    """The adaptive FASTER schedule's rule (schema 1.3): the cheap clip model runs on every segment, the expensive one
+    only where the gate's score of the cheap model's outputs exceeds the threshold (``threshold`` unless the runtime
+    is given another); the aggregator takes the expensive features where it ran, the cheap ones elsewhere.
+
+    Scores (:mod:`sdk.gate` computes them): ``confidence`` = 1 - max softmax of the cheap logits; ``change`` = cosine
+    distance between the cheap model's ``pooled`` features of this segment and the previous one (the first segment
+    after a start or reset scores 2); ``learned`` = ``sigmoid(weights . [pooled, confidence, change] + bias)``
+    (``F + 2`` weights, the training's standardisation folded in). ``fire_rate`` is the share of training segments
+    that fired at ``threshold``; ``curve`` the training split's ``(fire_rate, threshold)`` pairs, to pick another.
+    """
+
+    kind: str
+    threshold: float
+    fire_rate: float
+    curve: tuple[tuple[float, float], ...] = ()
+    weights: tuple[float, ...] | None = None
+    bias: float | None = None
+
+    @classmethod
+    def parse(cls, obj: Any, where: str = "faster.gate") -> FasterGate:
+        _no_extra(obj, where, set(cls.__dataclass_fields__))
+        kind = _choice(obj, "kind", where, GATES)
+        curve = []
+        for i, pair in enumerate(_get(obj, "curve", where, list, optional=True) or []):
+            if (not isinstance(pair, list) or len(pair) != 2
+                    or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pair)):
+                raise _fail(f"{where}.curve[{i}]", f"expected [fire_rate, threshold], got {pair!r:.60}")
+            curve.append((float(pair[0]), float(pair[1])))
+        weights = _get(obj, "weights", where, list, optional=True)
+        if (kind == "learned") != (weights is not None):
+            raise _fail(where, "the learned gate, and only it, has weights and a bias")
+        if weights is not None and (len(weights) < 3 or not all(
+                isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) for w in weights)):
+            raise _fail(f"{where}.weights", "expected F + 2 finite numbers (features, confidence, change)")
+        bias = _number(obj, "bias", where, optional=kind != "learned")
+        return cls(kind, float(_number(obj, "threshold", where)), float(_number(obj, "fire_rate", where)),
+                   tuple(curve), None if weights is None else tuple(float(w) for w in weights),
+                   None if bias is None else float(bias))
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {"kind": self.kind, "threshold": self.threshold, "fire_rate": self.fire_rate,
+               "curve": [list(p) for p in self.curve]}
+        return out if self.weights is None else {**out, "weights": list(self.weights), "bias": self.bias}
+
+
+@dataclass(frozen=True)
 class FasterSpec:
     """The FASTER schedule of a bundle (Zhu et al., AAAI 2020): how a runtime drives its clip and aggregator programs.
 
@@ -353,10 +407,17 @@ class FasterSpec:
     segments: int
     aggregator: str
     clip_models: dict[str, FasterClipModel]
+    gate: FasterGate | None = None  # adaptive bundles: schedule "adaptive", pattern ("cheap",), the gate adds expensive
 
     def role(self, segment: int) -> str:
-        """The clip model that sees segment ``segment`` (0-based, counted from the start or the last reset)."""
+        """The clip model that sees segment ``segment`` (0-based, counted from the start or the last reset); with a
+        gate, the cheap one, which every segment sees."""
         return self.pattern[segment % len(self.pattern)]
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        """The clip models the bundle runs, pattern order first."""
+        return (*dict.fromkeys(self.pattern), *(("expensive",) if self.gate is not None else ()))
 
     @classmethod
     def parse(cls, obj: Any, where: str = "faster") -> FasterSpec:
@@ -374,14 +435,19 @@ class FasterSpec:
         missing = sorted(set(pattern) - set(models))
         if missing:
             raise _fail(f"{where}.clip_models", f"the pattern uses {missing} but they are not described")
-        return cls(_get(obj, "schedule", where, str), tuple(pattern), ints["segment_frames"], ints["segments"],
+        gate = None if obj.get("gate") is None else FasterGate.parse(obj["gate"], f"{where}.gate")
+        schedule = _get(obj, "schedule", where, str)
+        if gate is not None and (schedule != ADAPTIVE or pattern != ["cheap"] or "expensive" not in models):
+            raise _fail(where, f"a gate goes with schedule {ADAPTIVE!r}, pattern ['cheap'] and both clip models")
+        return cls(schedule, tuple(pattern), ints["segment_frames"], ints["segments"],
                    _get(obj, "aggregator", where, str),
-                   {r: FasterClipModel.parse(m, f"{where}.clip_models.{r}") for r, m in models.items()})
+                   {r: FasterClipModel.parse(m, f"{where}.clip_models.{r}") for r, m in models.items()}, gate)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"schedule": self.schedule, "pattern": list(self.pattern), "segment_frames": self.segment_frames,
-                "segments": self.segments, "aggregator": self.aggregator,
-                "clip_models": {r: m.to_dict() for r, m in self.clip_models.items()}}
+        out = {"schedule": self.schedule, "pattern": list(self.pattern), "segment_frames": self.segment_frames,
+               "segments": self.segments, "aggregator": self.aggregator,
+               "clip_models": {r: m.to_dict() for r, m in self.clip_models.items()}}
+        return out if self.gate is None else {**out, "gate": self.gate.to_dict()}
 
 
 @dataclass(frozen=True)
@@ -521,12 +587,15 @@ def _check_roles(programs: tuple[Program, ...], faster: FasterSpec | None) -> No
         return
     if "model" in roles:
         raise _fail("programs", "a FASTER bundle's programs have the roles expensive / cheap / aggregator, not model")
-    needed = set(faster.pattern) | {"aggregator"}
+    needed = set(faster.roles) | {"aggregator"}
     for backend, precision in sorted({(p.backend, p.precision) for p in programs}):
         have = {p.role for p in programs if (p.backend, p.precision) == (backend, precision)}
         if needed - have:
             raise _fail("programs", f"the {backend} {precision} programs lack the FASTER role(s) "
                         f"{sorted(needed - have)}")
+    if faster.gate is not None and any(p.role == "cheap" and len(p.outputs) < 3 for p in programs):
+        raise _fail("programs", "the cheap program of an adaptive FASTER bundle returns (logits, features, pooled): "
+                    "its gate reads pooled")
 
 
 def write_manifest(manifest: Manifest, directory: str | Path) -> Path:

@@ -212,7 +212,7 @@ class Model:
 def _roles(manifest: Manifest) -> tuple[str, ...]:
     if manifest.faster is None:
         return ("model",)
-    return (*dict.fromkeys(manifest.faster.pattern), "aggregator")
+    return (*manifest.faster.roles, "aggregator")
 
 
 def _program_for(manifest: Manifest, backend: str, precision: str, role: str, mode: str | None) -> Program | None:

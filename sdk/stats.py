@@ -13,7 +13,9 @@ Stages (milliseconds, measured with ``time.perf_counter``):
 ==============  ==================================================================================================
 
 Each stage keeps its last ``window`` samples (a ring buffer: memory stays flat on an endless stream) for the
-percentiles, and running totals over everything for :meth:`LatencyStats.outside_model_share`.
+percentiles, and running totals over everything for :meth:`LatencyStats.outside_model_share`. A FASTER bundle also
+counts its segments and those the expensive clip model saw (``expensive_share``: the adaptive gate's fire rate, or
+the fixed schedule's share).
 """
 from __future__ import annotations
 
@@ -56,6 +58,8 @@ class LatencyStats:
         self.frames_dropped = 0
         self.frame_errors = 0
         self.predictions = 0
+        self.segments = 0  # FASTER segments classified
+        self.expensive_segments = 0  # of which the expensive clip model saw
 
     def add(self, stage: str, ms: float) -> None:
         self._samples[stage].append(ms)
@@ -73,6 +77,11 @@ class LatencyStats:
     def total_ms(self, stages: tuple[str, ...] = STAGES) -> float:
         return sum(self._totals[s] for s in stages)
 
+    @property
+    def expensive_share(self) -> float | None:
+        """Share of FASTER segments the expensive clip model ran on; None before any segment."""
+        return self.expensive_segments / self.segments if self.segments else None
+
     def outside_model_share(self) -> float:
         """Share of the runtime's own time (sample + preprocess + model + aggregate; decode excluded) spent outside
         the programs: in sampling, preprocessing and aggregation. 0.0 before any work."""
@@ -84,6 +93,7 @@ class LatencyStats:
         return {"frames_seen": self.frames_seen, "frames_kept": self.frames_kept,
                 "frames_dropped": self.frames_dropped, "frame_errors": self.frame_errors,
                 "predictions": self.predictions, "outside_model_share": self.outside_model_share(),
+                "segments": self.segments, "expensive_segments": self.expensive_segments,
                 "stages": {s: vars(self.summary(s)) for s in STAGES}}
 
     def table(self) -> str:
@@ -97,6 +107,9 @@ class LatencyStats:
         lines.append(f"frames: {self.frames_seen} seen, {self.frames_kept} kept, {self.frames_dropped} dropped "
                      f"before decoding, {self.frame_errors} bad; {self.predictions} predictions; "
                      f"outside the model (sample+preprocess+aggregate): {100 * self.outside_model_share():.2f}%")
+        if self.segments:
+            lines.append(f"FASTER: the expensive model ran on {self.expensive_segments} of {self.segments} segments "
+                         f"({100 * self.expensive_share:.1f}%)")
         return "\n".join(lines)
 
 

@@ -13,10 +13,10 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
-from converters.export import ExportOptions, export_bundle
 from sdk.errors import ConfigError
 from training import faster
 from training.checkpoint import load_faster
@@ -189,8 +189,26 @@ def test_adaptive_checkpoints_keep_the_gate_and_its_threshold(gated_run):
         assert top1 == at["top1"]
 
 
-def test_an_adaptive_checkpoint_is_refused_by_the_exporter_with_what_to_export(gated_run, tmp_path):
+def test_the_bundles_declared_gate_scores_like_the_checkpoints_torch_gate(gated_run):
+    """What an adaptive bundle ships (``manifest_gate``: the learned gate's standardisation folded into its weights)
+    run by the runtime's gate (numpy, segment by segment, reset per video) scores every val segment like the
+    checkpoint's torch gate, so both fire on the same segments."""
+    from converters.faster import manifest_gate
+    from sdk.gate import Gate
+    from training.models.faster import gate_scores
+
     cfg, report = gated_run
-    ckpt = Path(report["adaptive"]["aggregators"]["gru"]["curves"]["change"]["checkpoint"])
-    with pytest.raises(ConfigError, match="adaptive FASTER checkpoint .* export a fixed-schedule row"):
-        export_bundle(ExportOptions(checkpoint=ckpt, out=tmp_path / "b.vbundle", formats=("onnx",)))
+    cheap = torch.load(Path(cfg.out) / "features_cheap_val.pt", weights_only=True)
+    for kind, curve in report["adaptive"]["aggregators"]["gru"]["curves"].items():
+        loaded = load_faster(curve["checkpoint"])
+        rule = manifest_gate(loaded)
+        assert (rule.weights is not None) == (kind == "learned") and rule.threshold == loaded.meta.gate.threshold
+        expected = gate_scores(kind, cheap["features"], cheap["logits"], loaded.gate).numpy()
+        for v in range(len(cheap["labels"])):
+            gate = Gate(rule)
+            got = [gate.score(cheap["logits"][v, i].numpy(), cheap["features"][v, i].numpy())
+                   for i in range(cheap["logits"].shape[1])]
+            np.testing.assert_allclose(got, expected[v], rtol=1e-4, atol=1e-5, err_msg=kind)
+        fires = [[Gate(rule).fires(cheap["logits"][v, 0].numpy(), cheap["features"][v, 0].numpy())]
+                 for v in range(len(cheap["labels"]))]
+        assert fires == loaded.gate_mask(cheap["features"], cheap["logits"])[:, :1].tolist()

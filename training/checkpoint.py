@@ -31,7 +31,7 @@ from torch import nn
 
 from sdk.errors import ConfigError, SdkError
 from sdk.files import atomic_path, sha256_of
-from sdk.manifest import CLIP_ROLES
+from sdk.manifest import ADAPTIVE, CLIP_ROLES
 from sdk.preprocess import Preprocess
 from sdk.samplers import Sampler
 from training.models import create
@@ -39,8 +39,8 @@ from training.models.aggregators import create_aggregator
 from training.models.faster import GATES, FasterModel, LearnedGate, gate_scores, parse_schedule
 from training.models.registry import INITIAL_WEIGHT_OPTIONS
 
-__all__ = ["ADAPTIVE", "FASTER_FORMAT", "FASTER_FORMAT_VERSION", "METADATA_KEYS", "CheckpointMeta",
-           "FasterClipSource", "FasterGate", "FasterMeta", "LoadedFaster", "atomic_save", "faster_from_checkpoint",
+__all__ = ["FASTER_FORMAT", "FASTER_FORMAT_VERSION", "METADATA_KEYS", "CheckpointMeta", "FasterClipSource",
+           "FasterGateMeta", "FasterMeta", "LoadedFaster", "atomic_save", "faster_from_checkpoint",
            "is_faster", "load_checkpoint", "load_checkpoint_model", "load_faster", "model_from_checkpoint",
            "read_checkpoint", "save_faster"]
 
@@ -161,7 +161,6 @@ def load_checkpoint_model(path: str | Path, device: str | torch.device) -> tuple
 # --------------------------------------------------------------------------------------------------------------------
 FASTER_FORMAT = "edgevideo-faster"
 FASTER_FORMAT_VERSION = 1
-ADAPTIVE = "adaptive"  # the schedule name of an adaptive checkpoint (FasterMeta.gate)
 
 
 @dataclass(frozen=True)
@@ -205,8 +204,9 @@ class FasterClipSource:
 
 
 @dataclass(frozen=True)
-class FasterGate:
-    """The adaptive schedule's rule: the cheap model runs on every segment, the expensive one where the gate's score
+class FasterGateMeta:
+    """The adaptive schedule's rule as the checkpoint records it (a bundle declares it as ``sdk.manifest.FasterGate``):
+    the cheap model runs on every segment, the expensive one where the gate's score
     (:func:`training.models.faster.gate_scores` of ``kind``) exceeds ``threshold``.
 
     One aggregator serves every threshold (it was trained on random masks), so the threshold is a run-time choice;
@@ -219,7 +219,7 @@ class FasterGate:
     curve: tuple[tuple[float, float], ...] = ()
 
     @classmethod
-    def from_dict(cls, raw: Mapping[str, Any]) -> FasterGate:
+    def from_dict(cls, raw: Mapping[str, Any]) -> FasterGateMeta:
         if raw["kind"] not in GATES:
             raise ValueError(f"unknown gate {raw['kind']!r}; one of {GATES}")
         return cls(raw["kind"], float(raw["threshold"]), float(raw["fire_rate"]),
@@ -249,7 +249,7 @@ class FasterMeta:
     config: Mapping[str, Any] = field(default_factory=dict)
     metrics: Mapping[str, Any] = field(default_factory=dict)
     dataset: Mapping[str, Any] = field(default_factory=dict)
-    gate: FasterGate | None = None  # the adaptive schedule's rule; None for a fixed schedule
+    gate: FasterGateMeta | None = None  # the adaptive schedule's rule; None for a fixed schedule
     sha256: str = ""  # of the file it was read from
 
     @property
@@ -270,7 +270,7 @@ class FasterMeta:
             raise ConfigError(f"{path}: FASTER checkpoint version {ckpt.get('version')} is not "
                               f"{FASTER_FORMAT_VERSION}; train it again with python -m training.faster")
         try:
-            gate = None if ckpt.get("gate") is None else FasterGate.from_dict(ckpt["gate"])
+            gate = None if ckpt.get("gate") is None else FasterGateMeta.from_dict(ckpt["gate"])
             schedule = ADAPTIVE if gate is not None else parse_schedule(ckpt["schedule"])[0]
             return cls(labels=tuple(ckpt["labels"]), schedule=schedule,
                        aggregator=ckpt["aggregator"], dim=int(ckpt["dim"]), dropout=float(ckpt["dropout"]),

@@ -46,7 +46,7 @@ The recipe, as a straight line of named steps:
    checkpoints or to ``clip_{role}.pt`` weights written beside it), which ``python -m converters export``
    turns into a FASTER bundle; with gates, one ``models/adaptive-{gate}_{aggregator}.pt`` per aggregator and gate
    (the random-mask aggregator, the gate's rule with its threshold at ``gate_fire_rate`` and the threshold of every
-   fire rate of the curve, and the learned gate's weights: :class:`~training.checkpoint.FasterGate`).
+   fire rate of the curve, and the learned gate's weights: :class:`~training.checkpoint.FasterGateMeta`).
 
 Where we had to choose:
 
@@ -82,12 +82,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sdk.manifest import CLIP_ROLES
+from sdk.manifest import ADAPTIVE, CLIP_ROLES
 from sdk.errors import ConfigError
 from sdk.files import sha256_of
 from sdk.preprocess import Preprocess
 from sdk.samplers import Sampler
-from training.checkpoint import (ADAPTIVE, FasterClipSource, FasterGate, FasterMeta, atomic_save, load_checkpoint_model,
+from training.checkpoint import (FasterClipSource, FasterGateMeta, FasterMeta, atomic_save, load_checkpoint_model,
                                  save_faster)
 from training.config import check_choices, cli_main, option, parse_config
 from training.data.datasets import DatasetInfo
@@ -526,7 +526,7 @@ def _adaptive(feats: dict[str, dict[str, ClipFeatures]], cfg: FasterConfig, gate
                 pt["top1_ratio"] = pt["top1"] / base_top1 if base_top1 else None
             ok = [pt for pt in points if pt["top1_ratio"] is not None and pt["top1_ratio"] >= 0.985]
             at = next(pt for pt in points if pt["train_fire_rate"] == cfg.gate_fire_rate)
-            rule = FasterGate(kind, at["threshold"], cfg.gate_fire_rate,
+            rule = FasterGateMeta(kind, at["threshold"], cfg.gate_fire_rate,
                               tuple((pt["train_fire_rate"], pt["threshold"]) for pt in points))
             metrics = {k: at[k] for k in ("top1", "gmacs_per_video", "val_fire_rate")}
             ckpt = save_faster(models / f"adaptive-{kind}_{name}.pt", model,
@@ -645,7 +645,7 @@ def run(cfg: FasterConfig) -> dict[str, Any]:
                "videos": {s: len(feats["expensive"][s].labels) for s in SPLITS}}
 
     def row_meta(schedule: str, name: str, model: FasterModel, metrics: dict[str, Any],
-                 gate: FasterGate | None = None) -> FasterMeta:
+                 gate: FasterGateMeta | None = None) -> FasterMeta:
         return FasterMeta(labels=tuple(info.labels), schedule=schedule, aggregator=name, dim=cfg.dim,
                           dropout=cfg.dropout, map_size=map_size, feature_size=model.aggregator.feature_size,
                           segments=segments, segment_frames=int(info.meta["segment_frames"]), clip_models=clip_files,

@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from sdk.errors import ConfigError
-from sdk.manifest import CLIP_ROLES
+from sdk.gate import FIRST_CHANGE
+from sdk.manifest import CLIP_ROLES, GATES
 from training.models.aggregators import Aggregator
 
 __all__ = ["GATES", "FasterModel", "LearnedGate", "backbone_maps", "clip_outputs", "feature_change", "gate_mask",
@@ -49,8 +50,6 @@ def schedule_mask(schedule: str, segments: int) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------------------------------
 # the adaptive schedule: the cheap model on every segment, the expensive one where a gate fires
 # --------------------------------------------------------------------------------------------------------------------
-GATES = ("confidence", "change", "learned")
-FIRST_CHANGE = 2.0  # the first segment's change score: the largest cosine distance (a stream starts with news)
 
 
 def feature_change(features: torch.Tensor) -> torch.Tensor:
