@@ -83,6 +83,28 @@ struct Reader {
       out[2] = clip8((L + k.bu * U) >> kShift);
     }
   }
+
+  // YUV only: stored columns lo..hi (lo even) of a row as RGB bytes, the same arithmetic as operator() in one
+  // sequential pass, the chroma terms once per pair of columns.
+  inline void span(const Row& r, int lo, int hi, uint8_t* out) const {
+    for (int x = lo; x <= hi; x += 2) {
+      int U, V;
+      if constexpr (Format == EV_PIXEL_I420) {
+        U = r.p1[x >> 1];
+        V = r.p2[x >> 1];
+      } else {
+        U = Format == EV_PIXEL_NV12 ? r.p1[x] : r.p1[x + 1];
+        V = Format == EV_PIXEL_NV12 ? r.p1[x + 1] : r.p1[x];
+      }
+      const int red = k.rv * (V - 128), green = k.gu * (U - 128) + k.gv * (V - 128), blue = k.bu * (U - 128);
+      for (int i = 0; i < 2 && x + i <= hi; ++i, out += 3) {
+        const int L = (r.p0[x + i] - k.y_off) * k.y_mul + kHalf;
+        out[0] = clip8((L + red) >> kShift);
+        out[1] = clip8((L - green) >> kShift);
+        out[2] = clip8((L + blue) >> kShift);
+      }
+    }
+  }
 };
 
 // OpenCV's INTER_LINEAR taps of destination index d (resize.cpp): source position (d + 0.5) * src / dst - 0.5 in
@@ -174,6 +196,18 @@ void crop_pixels(const ev_image& im, const std::vector<Tap>& tx, const std::vect
   std::vector<int> c0(n), c1(n);
   for (size_t k = 0; k < n; ++k) c0[k] = col(tx[k].i0), c1[k] = col(tx[k].i1);
   std::vector<int> rows[2] = {std::vector<int>(n * 3), std::vector<int>(n * 3)};
+  // A YUV row read along its storage (rotation 0 / 180) whose taps' columns span at most two per output pixel (a
+  // shorter side scaled down at most 2x, or up) is converted once over that span, then filtered as RGB: each tap
+  // converts two pixels, so this converts fewer (2.2x faster for a crop without resize; a larger downscale would
+  // convert columns no tap reads).
+  constexpr bool kYuv = Format == EV_PIXEL_NV12 || Format == EV_PIXEL_NV21 || Format == EV_PIXEL_I420;
+  int lo = 0, hi = -1;
+  if (kYuv && !transposed) {
+    lo = std::min(*std::min_element(c0.begin(), c0.end()), *std::min_element(c1.begin(), c1.end())) & ~1;
+    hi = std::max(*std::max_element(c0.begin(), c0.end()), *std::max_element(c1.begin(), c1.end()));
+  }
+  const bool by_span = hi >= lo && static_cast<size_t>(hi - lo + 1) <= 2 * n;
+  std::vector<uint8_t> converted(by_span ? static_cast<size_t>(hi - lo + 1) * 3 : 0);
   int cached[2] = {-1, -1};  // the upright rows rows[0] / rows[1] hold
   auto filtered = [&](int v, int keep) -> const int* {
     for (int s = 0; s < 2; ++s)
@@ -187,6 +221,14 @@ void crop_pixels(const ev_image& im, const std::vector<Tap>& tx, const std::vect
         read(read.row(c0[k]), r, a), read(read.row(c1[k]), r, b);
         const Tap& h = tx[k];
         for (int c = 0; c < 3; ++c) dst[c] = a[c] * h.w0 + b[c] * h.w1;
+      }
+    } else if (by_span) {
+      if constexpr (kYuv) read.span(read.row(r), lo, hi, converted.data());
+      for (size_t k = 0; k < n; ++k, dst += 3) {
+        const uint8_t* p = converted.data() + 3 * (c0[k] - lo);
+        const uint8_t* q = converted.data() + 3 * (c1[k] - lo);
+        const Tap& h = tx[k];
+        for (int c = 0; c < 3; ++c) dst[c] = p[c] * h.w0 + q[c] * h.w1;
       }
     } else {
       const auto stored = read.row(r);
