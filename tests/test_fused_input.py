@@ -21,6 +21,7 @@ import pytest
 import sdk.camera
 from sdk.camera import CameraFrame
 from sdk.classifier import _Prep
+from sdk.errors import ConfigError
 from sdk.manifest import InputSpec
 from sdk.native import build, load_library
 from sdk.preprocess import Preprocess
@@ -160,3 +161,8 @@ def test_model_frame_keeps_the_default_conversion(sources):
     got = video.model_frame(frame)
     assert not isinstance(got, CameraFrame)
     assert np.array_equal(got, frame.to_ndarray(format="rgb24"))
+
+
+def test_unknown_conversion_is_a_config_error(sources):
+    with pytest.raises(ConfigError, match="unknown conversion 'yuv'; valid: swscale, camera"):
+        VideoFile(sources["h264"], conversion="yuv")
