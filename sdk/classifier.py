@@ -556,10 +556,12 @@ class VideoClassifier:
             raise FrameError("no frames to classify")
         return n
 
-    def _read(self, source: Any, indices: np.ndarray) -> list[np.ndarray]:
+    def _read(self, source: Any, indices: np.ndarray) -> list[np.ndarray | CameraFrame]:
         e = self._engine
         t0 = _now()
-        if isinstance(source, FrameSource):
+        if isinstance(source, VideoFile):  # its conversion's frames: decoded planes for the fused crop, or RGB
+            frames = source.read_model_frames(indices.tolist())
+        elif isinstance(source, FrameSource):
             frames = list(source.read_indices(indices.tolist()))
         else:
             frames = [source[int(i)] for i in indices]

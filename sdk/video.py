@@ -15,7 +15,7 @@ import bisect
 import operator
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -391,8 +391,8 @@ class VideoFile(FrameSource):
         self._pos = None
         self._seeked = True
 
-    def _read_sorted(self, wanted: list[int]) -> dict[int, np.ndarray]:
-        out: dict[int, np.ndarray] = {}
+    def _read_sorted(self, wanted: list[int], convert: Callable[[Any], Any]) -> dict[int, Any]:
+        out: dict[int, Any] = {}
         for t in wanted:
             seek, keyframe = self._seek_plan(t)
             if seek:
@@ -405,7 +405,7 @@ class VideoFile(FrameSource):
                 frame = self._next_frame(expect)
                 if self._pos > t:  # a seek landed past the target
                     raise _SeekMismatch
-            out[t] = self.to_rgb(frame)
+            out[t] = convert(frame)
         return out
 
     def read_indices(self, indices: Sequence[int]) -> np.ndarray:
@@ -414,6 +414,17 @@ class VideoFile(FrameSource):
         Bit-identical to the same frames of sequential decoding: if a seek lands anywhere the timestamps do not
         predict, the request is redone sequentially and this file is never seeked again.
         """
+        idx, frames = self._read(indices, self.to_rgb)
+        return _gather(idx, frames, self.source)
+
+    def read_model_frames(self, indices: Sequence[int]) -> list[np.ndarray | CameraFrame]:
+        """The frames at ``indices`` (as :meth:`read_indices` reads them) as :meth:`model_frame` gives them, in the
+        order asked for: ``VideoClassifier`` reads a file's sampled frames so, and with the ``"camera"`` conversion
+        preprocesses their planes with the fused crop instead of converting whole frames. Same pixels."""
+        idx, frames = self._read(indices, self.model_frame)
+        return [frames[i] for i in idx]
+
+    def _read(self, indices: Sequence[int], convert: Callable[[Any], Any]) -> tuple[list[int], dict[int, Any]]:
         idx = self._check_indices(indices)
         wanted = sorted(set(idx))
         if self._container is None:
@@ -421,12 +432,12 @@ class VideoFile(FrameSource):
         if self._pos is None:  # a previous call was interrupted right after a seek
             self._restart()
         try:
-            frames = self._read_sorted(wanted)
+            frames = self._read_sorted(wanted, convert)
         except _SeekMismatch:
             self._seek_ok = False
             self._restart()
-            frames = self._read_sorted(wanted)
-        return _gather(idx, frames, self.source)
+            frames = self._read_sorted(wanted, convert)
+        return idx, frames
 
     def to_rgb(self, frame: Any) -> np.ndarray:
         """A decoded PyAV frame as the ``(H, W, 3)`` uint8 RGB frame this file yields, upright."""

@@ -166,3 +166,15 @@ def test_model_frame_keeps_the_default_conversion(sources):
 def test_unknown_conversion_is_a_config_error(sources):
     with pytest.raises(ConfigError, match="unknown conversion 'yuv'; valid: swscale, camera"):
         VideoFile(sources["h264"], conversion="yuv")
+
+
+@pytest.mark.parametrize("conversion", ["swscale", "camera"])
+def test_model_frames_are_read_indices_in_the_order_asked(sources, conversion: str):
+    """What VideoClassifier reads from a file: the sampled frames as the conversion hands them to the runtime (decoded
+    planes with "camera"), in the order asked for, repeats included: the pixels of read_indices."""
+    video = VideoFile(sources["h264"], conversion=conversion)
+    indices = [2, 0, 2, 1]
+    got = video.read_model_frames(indices)
+    assert all(isinstance(f, CameraFrame) == (conversion == "camera") for f in got)
+    rgb = [f.to_rgb() if isinstance(f, CameraFrame) else f for f in got]
+    assert np.array_equal(np.stack(rgb), VideoFile(sources["h264"], conversion=conversion).read_indices(indices))
