@@ -327,3 +327,18 @@ def test_manifest_mutations_never_crash(native_bundles, native_dir, tmp_path):
         codes.append(proc.returncode)
     assert set(codes) <= {0, 10 + 2, 10 + 3, 10 + 4, 10 + 5}
     assert 10 + 3 in codes
+
+
+def test_an_adaptive_faster_bundle_is_refused_not_run_as_its_pattern(native_bundles, native_dir, tmp_path):
+    """The core does not run the adaptive schedule yet (manifest.faster.gate, schema 1.3): run as its pattern
+    ('cheap' on every segment) it would answer as cheap-only, so it must refuse the bundle, naming the gate."""
+    root = _copy(native_bundles["faster"], tmp_path)
+
+    def gated(m: dict) -> None:
+        m["faster"].update(schedule="adaptive", pattern=["cheap"],
+                           gate={"kind": "confidence", "threshold": 0.5, "fire_rate": 0.25})
+
+    _edit_manifest(root, gated)
+    with pytest.raises(BundleError, match="faster.gate") as info:
+        NativeStreamClassifier(root, library=native_dir, precision="fp32")
+    assert info.value.status_name == "EV_ERR_BAD_BUNDLE"

@@ -208,6 +208,9 @@ Manifest Manifest::parse(const std::string& text) {
   const Json* faster = root.find("faster");
   if (faster && !faster->is_null()) {
     m.has_faster = true;
+    const Json* gate = faster->find("gate");
+    if (gate && !gate->is_null())  // the adaptive schedule (schema 1.3): running it as its pattern would be wrong
+      fail("faster.gate", "adaptive FASTER bundles are not supported by this core yet; run them with the Python sdk");
     Faster& f = m.faster;
     for (const Json& r : member(*faster, "pattern", "faster", Json::Type::Array).array) {
       if (!r.is_string() || (r.string != "expensive" && r.string != "cheap")) fail("faster.pattern", "expected expensive / cheap");
