@@ -398,7 +398,9 @@ class FasterSpec:
     clip model ``pattern[i % len(pattern)]`` (``"expensive"`` or ``"cheap"``; ``"1:3"`` is expensive, cheap, cheap,
     cheap), which samples its frames from the segment with its own sampler and preprocessing (``clip_models``); its
     clip program returns ``(logits, features)``, and the aggregator program folds the features into its state and
-    returns the video's logits so far. The models were trained on videos of ``segments`` segments.
+    returns the video's logits so far. The models were trained on videos of ``segments`` segments. With a ``gate``
+    (schema 1.3, schedule ``"adaptive"``, pattern ``("cheap",)``) the cheap model sees every segment and the gate
+    decides, segment by segment, whether the expensive one sees it too (:class:`FasterGate`).
     """
 
     schedule: str
