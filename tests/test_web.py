@@ -283,3 +283,23 @@ def test_web_command_errors(web_setup, bundles, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(serve, "ORT_DIST", tmp_path / "nothing")
     with pytest.raises(BackendUnavailableError, match="scripts/web_setup.sh"):
         serve.WebServer(bundles["clip"], port=0)
+
+
+def test_an_adaptive_faster_bundle_is_refused_not_run_as_its_pattern(browser, bundles, tmp_path):
+    """The browser runtime does not run the adaptive schedule yet (manifest.faster.gate, schema 1.3): run as its
+    pattern ('cheap' on every segment) it would answer as cheap-only, so the page must refuse the bundle."""
+    gated = tmp_path / bundles["faster"].name
+    shutil.copytree(bundles["faster"], gated)
+    manifest = json.loads((gated / "manifest.json").read_text())
+    manifest["faster"].update(schedule="adaptive", pattern=["cheap"],
+                              gate={"kind": "confidence", "threshold": 0.5, "fire_rate": 0.25})
+    for program in manifest["programs"]:
+        if program["role"] == "cheap":  # what an adaptive bundle's cheap program returns: (logits, features, pooled)
+            program["outputs"].append({**program["outputs"][1], "name": "pooled"})
+    (gated / "manifest.json").write_text(json.dumps(manifest))
+    server = WebServer(gated, port=0).start()
+    try:
+        with pytest.raises(AssertionError, match="faster.gate"):
+            bench.open_page(browser, server.url)
+    finally:
+        server.close()

@@ -274,6 +274,10 @@ async function fetchOk(url, what) {
 
 function roles(manifest) {
   if (!manifest.faster) return ["model"];
+  // an adaptive bundle (faster.gate, schema 1.3) run as its pattern would answer cheap-only: refused until supported
+  if (manifest.faster.gate) {
+    throw fail("BundleError", `bundle ${manifest.name} is an adaptive FASTER bundle (faster.gate): the browser runtime does not run its gate yet; use the Python sdk`);
+  }
   return [...new Set(manifest.faster.pattern), "aggregator"];
 }
 
