@@ -106,20 +106,28 @@ def _announce_native(clf, args: argparse.Namespace) -> None:
     _say(f"runtime: native core ({args.why})")
 
 
+def _conversion(args: argparse.Namespace) -> dict[str, str]:
+    """``VideoFile``'s conversion option, given only when asked for (other sources do not take it)."""
+    return {} if args.conversion == "swscale" else {"conversion": args.conversion}
+
+
 def _classify(args: argparse.Namespace) -> int:
     _require_file(args.video, "video")  # before loading a model: that costs seconds
+    from sdk.video import open_source
+
     if _use_native(args):
         from sdk.native.stream import NativeVideoClassifier
 
-        with NativeVideoClassifier(args.bundle, strict=args.strict, **_native_options(args)) as clf:
+        with (NativeVideoClassifier(args.bundle, strict=args.strict, **_native_options(args)) as clf,
+              open_source(args.video, **_conversion(args)) as video):
             _announce_native(clf, args)
-            _print_prediction(args, clf.classify(args.video), clf.stats)
+            _print_prediction(args, clf.classify(video), clf.stats)
         return 0
     from sdk.classifier import VideoClassifier
 
-    with _model(args) as model:
+    with _model(args) as model, open_source(args.video, **_conversion(args)) as video:
         clf = VideoClassifier(model, top_k=args.top_k, strict=args.strict, gate_threshold=args.gate_threshold)
-        _print_prediction(args, clf.classify(args.video), clf.stats)
+        _print_prediction(args, clf.classify(video), clf.stats)
     return 0
 
 
@@ -148,10 +156,17 @@ def _source(text: str) -> int | str:
 
 
 def _stream(args: argparse.Namespace) -> int:
-    from sdk.classifier import Smoothing, StreamClassifier, opened
+    from sdk.classifier import Smoothing, StreamClassifier
+    from sdk.video import open_source
 
     smoothing = Smoothing(args.ema, args.hysteresis) if (args.ema or args.hysteresis) else None
-    with opened(_source(args.source)) as source:  # first: the default window follows the source's frame rate
+    if args.conversion != "swscale" and not Path(args.source).is_file():
+        from sdk.errors import ConfigError
+
+        raise ConfigError(f"--conversion {args.conversion} reads video files and {args.source} is not one (cameras "
+                          "and URLs are read with OpenCV, in RGB): give a video file or leave --conversion out")
+    # first: the default window follows the source's frame rate
+    with open_source(_source(args.source), **_conversion(args)) as source:
         if _use_native(args):
             from sdk.native.stream import NativeStream
 
@@ -236,6 +251,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--library", type=Path, default=None,
                    help="with --runtime native: a prebuilt libedgevideo.so or its directory (default: python -m "
                         "sdk.native build's, cached)")
+    p.add_argument("--conversion", choices=("swscale", "camera"), default="swscale",
+                   help="video files: swscale (default): libswscale's RGB of each kept frame, resized whole; camera: "
+                        "the decoded planes through the fused convert + resize + crop (sdk.video.VideoFile; for "
+                        "models trained so)")
 
 
 def main(argv: list[str] | None = None) -> int:

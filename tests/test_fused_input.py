@@ -11,6 +11,7 @@ camera path's fused convert + resize + crop (the native core's when built), and 
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import av
@@ -178,3 +179,22 @@ def test_model_frames_are_read_indices_in_the_order_asked(sources, conversion: s
     assert all(isinstance(f, CameraFrame) == (conversion == "camera") for f in got)
     rgb = [f.to_rgb() if isinstance(f, CameraFrame) else f for f in got]
     assert np.array_equal(np.stack(rgb), VideoFile(sources["h264"], conversion=conversion).read_indices(indices))
+
+
+def test_cli_reads_video_files_with_the_conversion_asked(sources, native_bundles, capsys):
+    """``python -m sdk classify --conversion camera``: the prediction of the camera conversion's pixels, in the Python
+    runtime and the core alike; without it, libswscale's (the logits differ: the pixels do)."""
+    import sdk
+    from sdk.__main__ import main as sdk_main
+    from sdk.classifier import VideoClassifier
+
+    path, bundle = str(sources["h264"]), str(native_bundles["clip"])
+    model = sdk.load(bundle, backend="executorch")
+    want = {c: VideoClassifier(model).classify(VideoFile(path, conversion=c)).logits for c in ("swscale", "camera")}
+    assert not np.array_equal(want["swscale"], want["camera"])
+    for runtime in ("python", "native"):
+        for conversion in ("swscale", "camera"):
+            assert sdk_main(["classify", path, "--bundle", bundle, "--runtime", runtime, "--conversion", conversion,
+                             "--json"]) == 0
+            got = np.asarray(json.loads(capsys.readouterr().out)["logits"], np.float32)
+            np.testing.assert_allclose(got, want[conversion], rtol=0, atol=1e-5, err_msg=f"{runtime} {conversion}")
