@@ -33,6 +33,10 @@ def describe(bundle: Bundle) -> str:
         lines += ["", (f"FASTER   schedule {f.schedule} (pattern {', '.join(f.pattern)}), segments of "
                        f"{f.segment_frames} frames, trained on {f.segments} segments per video, aggregator "
                        f"{f.aggregator}")]
+        if f.gate is not None:
+            lines.append(f"  gate      {f.gate.kind}: the expensive model runs where the score exceeds "
+                         f"{f.gate.threshold:.4g} (fired on {f.gate.fire_rate:.0%} of training segments; "
+                         "gate_threshold / --gate-threshold overrides it)")
         for role, cm in f.clip_models.items():
             cpre = cm.input.preprocess
             lines.append(f"  {role:<9} sampler {cm.sampler.kind}, {cm.sampler.frames} frames; input {cpre.size}x"
