@@ -99,9 +99,8 @@ def feature_sequences(faster: LoadedFaster, clip_programs: dict[str, nn.Module],
             if faster.meta.gate is not None:
                 runs = [clip_programs["cheap"](s) for s in videos["cheap"][v]]
                 cheap = (torch.cat([o[2] for o in runs]), torch.cat([o[0] for o in runs]))
-            mask = segment_mask(faster, cheap).tolist()
-            out.append(torch.stack([clip_programs["expensive" if e else "cheap"](videos["expensive" if e else "cheap"]
-                                                                               [v][i])[1] for i, e in enumerate(mask)]))
+            roles = ["expensive" if e else "cheap" for e in segment_mask(faster, cheap).tolist()]
+            out.append(torch.stack([clip_programs[r](videos[r][v][i])[1] for i, r in enumerate(roles)]))
     return out
 
 
