@@ -62,19 +62,12 @@ def _use_native(args: argparse.Namespace) -> bool:
     if args.threads is not None:
         args.why = "--threads: the native core's threadpool has no thread setting"
         return False
-    if args.gate_threshold is not None:
-        args.why = "--gate-threshold: the native core does not run adaptive FASTER bundles yet"
-        return False
     from sdk.bundle import Bundle
     from sdk.native import cached_build
     from sdk.runtime import first_choice
 
     with Bundle(args.bundle) as bundle:
         first = first_choice(bundle.manifest, args.backend, args.precision)
-        faster = bundle.manifest.faster
-    if faster is not None and faster.gate is not None:
-        args.why = "an adaptive FASTER bundle (a gate): the native core does not run it yet"
-        return False
     if first is None or first[0] != "executorch":
         args.why = f"the bundle's first choice on this host is {' '.join(first)}" if first else ""
         return False
@@ -97,7 +90,8 @@ def _native_options(args: argparse.Namespace) -> dict:
     if args.threads is not None:
         raise ConfigError("--runtime native: the core's XNNPACK threadpool is process-wide and has no thread setting; pin "
                           "the process with taskset instead of --threads")
-    return {"top_k": args.top_k, "precision": args.precision, "verify": args.verify, "library": args.library}
+    return {"top_k": args.top_k, "precision": args.precision, "verify": args.verify, "library": args.library,
+            "gate_threshold": args.gate_threshold}
 
 
 def _announce_native(clf, args: argparse.Namespace) -> None:
@@ -239,7 +233,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top-k", type=int, default=5, help="labels printed per prediction (default 5)")
     p.add_argument("--gate-threshold", type=float, default=None,
                    help="adaptive FASTER bundles: run the expensive model where the gate's score exceeds this "
-                        "(default: the bundle's; inf: never, -inf: always; Python runtime)")
+                        "(default: the bundle's; inf: never, -inf: always)")
     p.add_argument("--runtime", choices=("auto", "python", "native"), default="auto",
                    help="native: the bundle's .pte programs on the native C++ core (sdk/native; no torch needed, "
                         "scripts/device_install.sh --native); python: sdk.load's runners; auto (default): native "

@@ -76,6 +76,16 @@ def native_bundles(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
+def faster_trained(tiny_benchmark, tmp_path_factory) -> dict:
+    """A FASTER run of trained tiny clip models and its bundles, fixed-schedule and adaptive (learned gate), built
+    once per session (``tests/test_faster_trained.py``'s ``train_and_export``; ``test_native.py`` runs the adaptive
+    one on the core)."""
+    from test_faster_trained import train_and_export
+
+    return train_and_export(tiny_benchmark, tmp_path_factory.mktemp("faster_trained"))
+
+
+@pytest.fixture(scope="session")
 def settled_clip():
     """``ClipProgram`` of a settled ``tam_mobilenet_v2`` on 2 frames (eval mode): the exporters' clip test model."""
     from settled_models import PRE, settled

@@ -39,12 +39,12 @@ FORMATS = {"pte": "executorch", "onnx": "onnx"}  # export format -> runtime back
 ATOL = 1e-4
 
 
-@pytest.fixture(scope="module")
-def trained(tiny_benchmark: Path, tmp_path_factory) -> dict:
-    """Two clip models trained on the tiny benchmark, the long-video benchmark, the trained 1:3 row and its bundle."""
+def train_and_export(tiny_benchmark: Path, root: Path) -> dict:
+    """Two clip models trained on the tiny benchmark, the long-video benchmark, the trained 1:3 row and its bundle,
+    and the same run's adaptive (learned gate) checkpoint and its bundle (.pte for the native core, .onnx): the
+    session's ``faster_trained`` fixture (conftest.py), shared with tests/test_native.py."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("faster_trained")
     checkpoints = {}
     for role, frames in CLIP_MODELS.items():
         out = root / role
@@ -71,18 +71,18 @@ def trained(tiny_benchmark: Path, tmp_path_factory) -> dict:
                                 golden_clips=1, threads=1))
     gated_ckpt = Path(report["adaptive"]["aggregators"]["fast_gru_pooled"]["curves"]["learned"]["checkpoint"])
     gated = root / "gated.vbundle"
-    export_bundle(ExportOptions(checkpoint=gated_ckpt, out=gated, formats=("onnx",), parity_clips=videos - 1,
+    export_bundle(ExportOptions(checkpoint=gated_ckpt, out=gated, formats=tuple(FORMATS), parity_clips=videos - 1,
                                 golden_clips=1, threads=1))
     torch.set_num_threads(threads)
     return {"bench": bench, "checkpoint": ckpt, "bundle": bundle, "gated_checkpoint": gated_ckpt, "gated": gated}
 
 
 @pytest.fixture(scope="module")
-def torch_logits(trained) -> tuple[list[Path], np.ndarray]:
+def torch_logits(faster_trained) -> tuple[list[Path], np.ndarray]:
     """Every validation video's path and its logits from the torch pipeline (each role's sampler and preprocessing,
     the clip models, projections, FAST-GRU), the reference the bundle must reproduce."""
-    loaded = load_faster(trained["checkpoint"])
-    data = {r: LongVideoDataset.from_dir(trained["bench"], "val", sampler=loaded.samplers[r],
+    loaded = load_faster(faster_trained["checkpoint"])
+    data = {r: LongVideoDataset.from_dir(faster_trained["bench"], "val", sampler=loaded.samplers[r],
                                          preprocess=loaded.preprocess[r], train=False) for r in CLIP_MODELS}
     mask = schedule_mask(SCHEDULE, SEGMENTS)
     logits = []
@@ -100,8 +100,8 @@ def test_the_trained_pipeline_tells_videos_apart(torch_logits):
     assert (logits - logits.mean(0)).std() > 1000 * ATOL
 
 
-def test_the_exporter_checks_the_whole_schedule_per_runtime(trained):
-    with Bundle(trained["bundle"]) as b:
+def test_the_exporter_checks_the_whole_schedule_per_runtime(faster_trained):
+    with Bundle(faster_trained["bundle"]) as b:
         for backend in FORMATS.values():
             record = b.manifest.program(backend=backend, role="aggregator").details["video_parity"]
             assert record["videos"] == 15 and record["reference"].startswith("torch fp32")
@@ -109,11 +109,11 @@ def test_the_exporter_checks_the_whole_schedule_per_runtime(trained):
 
 
 @pytest.mark.parametrize("backend", FORMATS.values())
-def test_sdk_from_video_files_equals_torch_on_every_validation_video(trained, torch_logits, backend):
+def test_sdk_from_video_files_equals_torch_on_every_validation_video(faster_trained, torch_logits, backend):
     """Decoding, segmenting, each role's frame sampling and resize/crop, the clip programs and the aggregator steps,
     as the device runs them, on all 16 validation long videos."""
     paths, expected = torch_logits
-    classifier = sdk.VideoClassifier(sdk.load(trained["bundle"], backend=backend, verify=True))
+    classifier = sdk.VideoClassifier(sdk.load(faster_trained["bundle"], backend=backend, verify=True))
     got = np.stack([classifier.classify(str(p)).logits for p in paths])
     np.testing.assert_allclose(got, expected, atol=ATOL)
     assert (got.argmax(-1) == expected.argmax(-1)).all()
@@ -121,11 +121,11 @@ def test_sdk_from_video_files_equals_torch_on_every_validation_video(trained, to
 
 # ---- the adaptive schedule, shipped ---------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def gated_reference(trained) -> dict:
+def gated_reference(faster_trained) -> dict:
     """Per validation video, the torch logits of the adaptive checkpoint under its own gate (the reference) and under
     the two fixed ends, and where its gate fired."""
-    loaded = load_faster(trained["gated_checkpoint"])
-    data = {r: LongVideoDataset.from_dir(trained["bench"], "val", sampler=loaded.samplers[r],
+    loaded = load_faster(faster_trained["gated_checkpoint"])
+    data = {r: LongVideoDataset.from_dir(faster_trained["bench"], "val", sampler=loaded.samplers[r],
                                          preprocess=loaded.preprocess[r], train=False) for r in CLIP_MODELS}
     out = {"gated": [], "cheap-only": [], "expensive-only": [], "masks": []}
     with torch.no_grad():
@@ -151,36 +151,36 @@ def _stream(bundle: Path, paths: list[Path], threshold: float | None = None) -> 
     return np.stack(logits), classifier.stats
 
 
-def test_the_gated_bundle_streams_the_torch_gated_reference(trained, gated_reference):
+def test_the_gated_bundle_streams_the_torch_gated_reference(faster_trained, gated_reference):
     """The gate is in the bundle (a declared rule), the runtime runs it on every segment and the expensive model
     where it fires: streamed logits equal torch's gated pipeline on every validation video, and the stats say how
     often the expensive model ran -- as often as torch's gate fired, on some segments but not all."""
-    with Bundle(trained["gated"]) as b:
+    with Bundle(faster_trained["gated"]) as b:
         spec = b.manifest.faster
         record = b.manifest.program(backend="onnx", role="aggregator").details["video_parity"]
     assert (spec.schedule, spec.pattern, spec.gate.kind) == ("adaptive", ("cheap",), "learned")
-    manifest = json.loads((trained["gated"] / MANIFEST_FILE).read_text())
+    manifest = json.loads((faster_trained["gated"] / MANIFEST_FILE).read_text())
     jsonschema.validate(manifest, json.loads(SCHEMA_FILE.read_text()))  # what other languages read, too
     assert record["max_abs_diff"] < ATOL and record["top1_agreement"] == 1.0, record
     masks = gated_reference["masks"]
     assert 0 < masks.mean() < 1, "the gate must fire on some segments and not on others for this to mean anything"
-    got, stats = _stream(trained["gated"], gated_reference["paths"])
+    got, stats = _stream(faster_trained["gated"], gated_reference["paths"])
     expected = gated_reference["gated"]
     assert (got.argmax(-1) == expected.argmax(-1)).mean() == 1.0
     assert np.abs(got - expected).max() <= ATOL
     assert (stats.segments, stats.expensive_segments) == (masks.size, int(masks.sum()))
-    classifier = sdk.VideoClassifier(sdk.load(trained["gated"], backend="onnx"))  # whole files: the same numbers
+    classifier = sdk.VideoClassifier(sdk.load(faster_trained["gated"], backend="onnx"))  # whole files: the same numbers
     whole = np.stack([classifier.classify(str(p)).logits for p in gated_reference["paths"]])
     assert np.abs(whole - expected).max() <= ATOL and classifier.stats.expensive_segments == int(masks.sum())
 
 
-def test_a_gate_that_never_fires_is_cheap_only_and_one_that_always_fires_is_expensive_only(trained,
+def test_a_gate_that_never_fires_is_cheap_only_and_one_that_always_fires_is_expensive_only(faster_trained,
                                                                                            gated_reference):
     paths = gated_reference["paths"]
     assert np.abs(gated_reference["cheap-only"] - gated_reference["expensive-only"]).max() > 1000 * ATOL
     for threshold, schedule, share in ((math.inf, "cheap-only", 0.0), (-math.inf, "expensive-only", 1.0)):
-        got, stats = _stream(trained["gated"], paths, threshold)
+        got, stats = _stream(faster_trained["gated"], paths, threshold)
         np.testing.assert_allclose(got, gated_reference[schedule], atol=ATOL, err_msg=schedule)
         assert stats.expensive_share == share
     with pytest.raises(sdk.ConfigError, match="gate_threshold applies to adaptive FASTER bundles"):
-        sdk.StreamClassifier(sdk.load(trained["bundle"], backend="onnx"), gate_threshold=0.5)
+        sdk.StreamClassifier(sdk.load(faster_trained["bundle"], backend="onnx"), gate_threshold=0.5)

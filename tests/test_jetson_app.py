@@ -64,3 +64,18 @@ def test_native_option_gives_the_python_runtimes_predictions(video: Path, tmp_pa
         lines[native] = [line.split("  (ms:")[0] for line in printed.splitlines() if "[model " in line]
         assert summary["backend"] == ("native" if native else "executorch")
     assert len(lines[True]) == 5 and lines[True] == lines[False]
+
+
+def test_gate_threshold_option_reaches_both_runtimes(faster_trained, tmp_path: Path, capsys) -> None:
+    """``--gate-threshold``: an adaptive FASTER bundle's expensive model never runs at inf and always at -inf, on the
+    native core and on the Python runtime, as the summary's stats say."""
+    from training.data.datasets import DatasetInfo
+
+    video = DatasetInfo.from_dir(faster_trained["bench"]).records("val.csv")[0].path
+    for native in ([], ["--native", "--library", str(build())]):
+        for threshold, expensive in (("inf", 0), ("-inf", 4)):
+            assert main(["--bundle", str(faster_trained["gated"]), "--source", str(video), "--out",
+                         str(tmp_path / "o.mp4"), "--headless", "--backend", "executorch", "--quiet",
+                         f"--gate-threshold={threshold}", *native]) == 0
+            printed = capsys.readouterr().out
+            assert f"the expensive model ran on {expensive} of 4 segments" in printed, (native, threshold)

@@ -3,12 +3,15 @@
 The core is built once per session (``sdk.native.build``: CMake against the executorch wheel, cached by a hash of
 the sources under ``$EDGEVIDEO_NATIVE_CACHE`` or ``~/.cache/edgevideo/native``); the bundles are the tiny ones of
 ``tests/test_native_bundles.py`` (the ``native_bundles`` fixture of ``conftest.py``; ``tests/test_arm64.py`` checks
-them on aarch64). Equality is checked through the ctypes binding (``sdk.native``) and through the CLI.
+them on aarch64), and the trained tiny adaptive FASTER bundle of ``tests/test_faster_trained.py`` (the session's
+``faster_trained`` fixture) for the gate. Equality is checked through the ctypes binding (``sdk.native``) and through
+the CLI.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -22,7 +25,7 @@ import executorch  # noqa: F401  (the core links its C++ runtime; a missing whee
 import sdk
 from sdk.files import sha256_of
 from sdk.classifier import Smoothing, StreamClassifier
-from sdk.errors import BackendUnavailableError, BundleError, FrameError
+from sdk.errors import BackendUnavailableError, BundleError, ConfigError, FrameError
 from sdk.native import NativeStreamClassifier, build, load_library, sampler_copies, sha256_path
 from sdk.preprocess import Preprocess
 from sdk.samplers import SAMPLER_KINDS, Sampler
@@ -329,16 +332,99 @@ def test_manifest_mutations_never_crash(native_bundles, native_dir, tmp_path):
     assert 10 + 3 in codes
 
 
-def test_an_adaptive_faster_bundle_is_refused_not_run_as_its_pattern(native_bundles, native_dir, tmp_path):
-    """The core does not run the adaptive schedule yet (manifest.faster.gate, schema 1.3): run as its pattern
-    ('cheap' on every segment) it would answer as cheap-only, so it must refuse the bundle, naming the gate."""
+# ---- the adaptive FASTER schedule (manifest.faster.gate) ------------------------------------------------------------
+def _stream_videos(clf, paths: list[Path]) -> np.ndarray:
+    """Every segment's logits of each video streamed frame by frame from its file, a fresh stream per video."""
+    logits = []
+    for path in paths:
+        clf.reset()
+        predictions = list(clf.run(str(path)))
+        assert predictions and all(p.ok for p in predictions)
+        logits.append([p.logits for p in predictions])
+    return np.array(logits)
+
+
+@pytest.fixture(scope="module")
+def gated_videos(faster_trained) -> list[Path]:
+    """The validation long videos of the trained tiny FASTER run (tests/test_faster_trained.py)."""
+    from training.data.datasets import DatasetInfo
+
+    return [r.path for r in DatasetInfo.from_dir(faster_trained["bench"]).records("val.csv")]
+
+
+@pytest.fixture(scope="module")
+def gated_streams(faster_trained, gated_videos, native_dir) -> dict:
+    """The trained tiny adaptive bundle (learned gate) streamed over every validation video by the Python runtime
+    (its .pte programs on the Python ExecuTorch runtime) and by the core, at the bundle's threshold and at +-inf:
+    {threshold: (python logits, native logits, python stats, native stats)}, logits (video, segment, class)."""
+    from sdk.native.stream import NativeStream
+
+    model = sdk.load(faster_trained["gated"], backend="executorch", precision="fp32")
+    out = {}
+    for threshold in (None, math.inf, -math.inf):
+        py = StreamClassifier(model, gate_threshold=threshold)
+        with NativeStream(faster_trained["gated"], precision="fp32", library=native_dir, verify=True,
+                          gate_threshold=threshold) as nat:
+            out[threshold] = (_stream_videos(py, gated_videos), _stream_videos(nat, gated_videos), py.stats, nat.stats)
+    return out
+
+
+def test_the_core_runs_the_adaptive_gate_as_the_python_runtime(gated_streams):
+    """Every segment of every validation video: the core's logits equal the Python runtime's, and the expensive
+    model ran on the same number of segments -- some but not all, so that the gate's decisions matter."""
+    py, nat, py_stats, nat_stats = gated_streams[None]
+    assert py.shape == nat.shape and py.shape[0] >= 16
+    assert (nat[:, -1].argmax(-1) == py[:, -1].argmax(-1)).mean() == 1.0
+    assert np.abs(nat - py).max() <= ATOL
+    assert nat_stats.segments == py_stats.segments == py.shape[0] * py.shape[1]
+    assert nat_stats.expensive_segments == py_stats.expensive_segments
+    assert 0 < nat_stats.expensive_segments < nat_stats.segments
+
+
+def test_the_core_gate_threshold_inf_is_cheap_only_and_minus_inf_expensive_only(gated_streams):
+    """The threshold option reaches the core's gate: inf never runs the expensive model, -inf always, each equal to
+    the Python runtime at that threshold (and the two ends tell the schedules apart)."""
+    for threshold, share in ((math.inf, 0.0), (-math.inf, 1.0)):
+        py, nat, py_stats, nat_stats = gated_streams[threshold]
+        assert np.abs(nat - py).max() <= ATOL, threshold
+        assert nat_stats.expensive_share == py_stats.expensive_share == share
+    assert np.abs(gated_streams[math.inf][1] - gated_streams[-math.inf][1]).max() > 1e-2
+
+
+def test_the_cli_passes_the_gate_threshold_to_the_core(faster_trained, gated_videos, gated_streams, native_dir,
+                                                       capsys):
+    """python -m sdk classify --runtime native --gate-threshold T: the core's whole-video prediction equals the
+    Python runtime's stream at T, and its stats count the expensive segments."""
+    from sdk.__main__ import main
+
+    for threshold, expensive in ((None, None), (math.inf, 0), (-math.inf, 4)):
+        flag = [] if threshold is None else [f"--gate-threshold={threshold}"]  # "-inf" alone reads as an option
+        assert main(["classify", str(gated_videos[0]), "--bundle", str(faster_trained["gated"]), "--runtime", "native",
+                     "--library", str(native_dir), "--precision", "fp32", "--json", *flag]) == 0
+        out = json.loads(capsys.readouterr().out)
+        np.testing.assert_allclose(out["logits"], gated_streams[threshold][0][0, -1], atol=1e-4)
+        assert out["stats"]["segments"] == 4
+        if expensive is not None:
+            assert out["stats"]["expensive_segments"] == expensive
+
+
+def test_a_gate_threshold_for_a_bundle_without_a_gate_is_refused(native_bundles, native_dir):
+    with pytest.raises(ConfigError, match="adaptive FASTER bundles"):
+        NativeStreamClassifier(native_bundles["faster"], library=native_dir, precision="fp32", gate_threshold=0.5)
+    with pytest.raises(ConfigError, match="gate_threshold must be a number"):
+        NativeStreamClassifier(native_bundles["faster"], library=native_dir, precision="fp32",
+                               gate_threshold=math.nan)
+
+
+def test_a_gated_manifest_is_checked(native_bundles, native_dir, tmp_path):
+    """A gate goes with the adaptive schedule only (manifest.faster.gate, schema 1.3, read as strictly as sdk.manifest):
+    on a fixed-schedule bundle it is EV_ERR_BAD_BUNDLE, never run as the pattern."""
     root = _copy(native_bundles["faster"], tmp_path)
 
     def gated(m: dict) -> None:
-        m["faster"].update(schedule="adaptive", pattern=["cheap"],
-                           gate={"kind": "confidence", "threshold": 0.5, "fire_rate": 0.25})
+        m["faster"]["gate"] = {"kind": "confidence", "threshold": 0.5, "fire_rate": 0.25}
 
     _edit_manifest(root, gated)
-    with pytest.raises(BundleError, match="faster.gate") as info:
+    with pytest.raises(BundleError, match="a gate goes with schedule 'adaptive'") as info:
         NativeStreamClassifier(root, library=native_dir, precision="fp32")
     assert info.value.status_name == "EV_ERR_BAD_BUNDLE"

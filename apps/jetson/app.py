@@ -123,12 +123,14 @@ def _has_gui(cv2) -> bool:
 def run(bundle: str | Path, source: int | str, *, out: Path | None = None, headless: bool | None = None,
         backend: str = "auto", threads: int | None = None, window: int | None = None, ema: float = 0.0,
         max_frames: int | None = None, quiet: bool = False, native: bool = False,
-        library: str | Path | None = None) -> dict:
+        library: str | Path | None = None, gate_threshold: float | None = None) -> dict:
     """Run the app; returns a summary dict (frames, predictions, fps, model share, stats).
 
     ``native``: the C++ core (``sdk/native``) through its C API instead of the Python runtimes
     (:class:`sdk.native.stream.NativeStream`; ``backend`` and ``threads`` do not apply: it runs the ``.pte``
-    programs), ``library`` a prebuilt ``libedgevideo.so`` or its folder (default: ``python -m sdk.native build``'s)."""
+    programs), ``library`` a prebuilt ``libedgevideo.so`` or its folder (default: ``python -m sdk.native build``'s).
+    ``gate_threshold``: an adaptive FASTER bundle's gate threshold (None: the bundle's; ``inf``: never the expensive
+    model, ``-inf``: always), in either runtime; the summary's stats say how often the expensive model ran."""
     import cv2
 
     smoothing = sdk.Smoothing(ema=ema) if ema else None
@@ -142,10 +144,11 @@ def run(bundle: str | Path, source: int | str, *, out: Path | None = None, headl
             from sdk.native.stream import NativeStream
 
             model = clf = NativeStream(bundle, window=window, fps=capture.fps, smoothing=smoothing, top_k=3,
-                                       library=library)
+                                       library=library, gate_threshold=gate_threshold)
         else:
             model = sdk.load(bundle, backend=backend, threads=threads)
-            clf = sdk.StreamClassifier(model, window=window, fps=capture.fps, smoothing=smoothing, top_k=3)
+            clf = sdk.StreamClassifier(model, window=window, fps=capture.fps, smoothing=smoothing, top_k=3,
+                                       gate_threshold=gate_threshold)
     except BaseException:
         capture.close()
         raise
@@ -219,6 +222,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="frames per prediction window (clip/stream bundles; default: the bundle's training clip, in "
                         "seconds at the source's frame rate)")
     p.add_argument("--ema", type=float, default=0.0, help="EMA smoothing of the shown probabilities, [0, 1)")
+    p.add_argument("--gate-threshold", type=float, default=None,
+                   help="adaptive FASTER bundles: run the expensive model where the gate's score exceeds this "
+                        "(default: the bundle's; inf: never, -inf: always)")
     p.add_argument("--max-frames", type=int, default=None)
     p.add_argument("--quiet", action="store_true", help="no line per prediction (the summary still prints)")
     args = p.parse_args(argv)
@@ -230,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
             source = str(sample_video(args.source))
         run(args.bundle, source, out=args.out, headless=True if args.headless else None, backend=args.backend,
             threads=args.threads, window=args.window, ema=args.ema, max_frames=args.max_frames, quiet=args.quiet,
-            native=args.native, library=args.library)
+            native=args.native, library=args.library, gate_threshold=args.gate_threshold)
     except SdkError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

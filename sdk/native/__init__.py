@@ -7,7 +7,7 @@ Importing it needs numpy only; :func:`build` needs CMake >= 3.19, a C++17 compil
 (its headers, shared libraries and CMake package -- found without importing it).
 
 :class:`NativeStreamClassifier` mirrors :class:`sdk.StreamClassifier` (same windows, kept frames, state, FASTER
-schedule, smoothing; it returns :class:`sdk.classifier.Prediction`), with one difference in what a frame is: the
+schedule and adaptive gate, smoothing; it returns :class:`sdk.classifier.Prediction`), with one difference in what a frame is: the
 native core does not resize. A kept frame's shorter side must already be the bundle's ``preprocess.resize`` (or
 ``size`` when there is none; :attr:`NativeStreamClassifier.short_side`); the core centre-crops it exactly as
 ``sdk.preprocess`` does. On those frames ``sdk.StreamClassifier`` does not resize either, so both see the same
@@ -244,6 +244,8 @@ def load_library(path: str | Path) -> ctypes.CDLL:
         "ev_bundle_kind": (ctypes.c_char_p, [P]),
         "ev_precision": (ctypes.c_char_p, [P]),
         "ev_window": (ctypes.c_int32, [P]),
+        "ev_set_gate_threshold": (S, [P, ctypes.c_double]),
+        "ev_segment_counts": (S, [P, ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_int64)]),
         "ev_self_check": (S, [P, ctypes.POINTER(ctypes.c_double), ctypes.POINTER(ctypes.c_int32)]),
         "ev_last_error": (ctypes.c_char_p, []),
         "ev_status_name": (ctypes.c_char_p, [S]),
@@ -301,11 +303,17 @@ class NativeStreamClassifier:
         precision: ``fp32`` / ``int8`` / ``fp16``; None = int8 first, as ``sdk.load``.
         verify: run the golden self-check when opening (BundleError on a mismatch).
         top_k: classes per prediction.
+        gate_threshold: adaptive FASTER bundles: the gate's threshold (``ev_set_gate_threshold``; None: the
+            bundle's, ``inf``: never the expensive model, ``-inf``: always); a ConfigError for other bundles.
     """
 
     def __init__(self, bundle: str | Path, *, library: str | Path | None = None, window: int | None = None,
                  fps: float | None = None, smoothing: Any = None, precision: str | None = None, verify: bool = False,
-                 top_k: int = 5):
+                 top_k: int = 5, gate_threshold: float | None = None):
+        number = isinstance(gate_threshold, (int, float)) and not isinstance(gate_threshold, bool)
+        if gate_threshold is not None and (not number or math.isnan(gate_threshold)):
+            raise ConfigError(f"gate_threshold must be a number (inf: never run the expensive model, -inf: always), "
+                              f"got {gate_threshold!r}")
         self._lib = lib = load_library(library if library is not None else build())
         opts = _Options()
         lib.ev_options_default(ctypes.byref(opts))
@@ -327,6 +335,8 @@ class NativeStreamClassifier:
             status = lib.ev_create(os.fsencode(str(bundle)), ctypes.byref(opts), ctypes.byref(handle))
         _check(lib, status)
         self._h = handle
+        if gate_threshold is not None:
+            _check(lib, lib.ev_set_gate_threshold(handle, float(gate_threshold)))
         self.kind = lib.ev_bundle_kind(handle).decode()
         self.precision = lib.ev_precision(handle).decode()
         self.window = int(lib.ev_window(handle))
@@ -398,6 +408,12 @@ class NativeStreamClassifier:
 
     def reset(self) -> None:
         _check(self._lib, self._lib.ev_reset(self._handle()))
+
+    def segment_counts(self) -> tuple[int, int]:
+        """FASTER segments classified since opening (resets keep counting) and how many the expensive model saw."""
+        segments, expensive = ctypes.c_int64(), ctypes.c_int64()
+        _check(self._lib, self._lib.ev_segment_counts(self._handle(), ctypes.byref(segments), ctypes.byref(expensive)))
+        return segments.value, expensive.value
 
     def self_check(self) -> tuple[float, int]:
         """Golden self-check: ``(max abs diff, program outputs compared)``; BundleError beyond the tolerance."""

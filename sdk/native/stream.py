@@ -61,16 +61,17 @@ class NativeStream:
         precision: ``fp32`` / ``int8`` / ``fp16`` programs; None = int8 first, as ``sdk.load``.
         verify: run the bundle's golden self-check in the core when opening (BundleError on a mismatch).
         library: ``libedgevideo.so`` or its build directory (default: :func:`sdk.native.build`, cached).
+        gate_threshold: adaptive FASTER bundles: as :class:`sdk.StreamClassifier` (the core runs the gate).
 
     ``stats`` has the app-side resize under ``preprocess`` and the core's whole call on a kept frame (crop, program,
-    window end, aggregation) under ``model``.
+    window end, aggregation) under ``model``; ``segments`` / ``expensive_segments`` are the core's counts.
     """
 
     backend = "native"
 
     def __init__(self, bundle: str | Path, *, window: int | None = None, fps: float | None = None,
                  smoothing: Smoothing | None = None, top_k: int = 5, precision: str | None = None,
-                 verify: bool = False, library: str | Path | None = None):
+                 verify: bool = False, library: str | Path | None = None, gate_threshold: float | None = None):
         self._bundle = Bundle(bundle)
         self.classifier: NativeStreamClassifier | None = None
         try:
@@ -80,7 +81,8 @@ class NativeStream:
             if m.faster is not None:
                 self._preprocess.update({r: c.input.preprocess for r, c in m.faster.clip_models.items()})
             self._window = window
-            self._options = {"library": library, "smoothing": smoothing, "precision": precision, "top_k": top_k}
+            self._options = {"library": library, "smoothing": smoothing, "precision": precision, "top_k": top_k,
+                             "gate_threshold": gate_threshold}
             warning = self._use_source(fps, "the source", verify=verify)
         except BaseException:
             self._bundle.close()
@@ -101,6 +103,7 @@ class NativeStream:
         self.fps = known_fps(fps)
         self.classifier = NativeStreamClassifier(self._bundle.root, window=self._window, fps=self.fps, verify=verify,
                                                  **self._options)
+        self._counted = (0, 0)  # the core's segment counts already added to stats
         self.window, self.window_reason = self.classifier.window, choice.reason
         for warning in clip_warnings(self.manifest, source, self.fps):
             log.warning(warning)
@@ -156,6 +159,10 @@ class NativeStream:
         if prediction is None:
             return None
         stats.predictions += 1
+        counts = self.classifier.segment_counts()
+        stats.segments += counts[0] - self._counted[0]
+        stats.expensive_segments += counts[1] - self._counted[1]
+        self._counted = counts
         return dataclasses.replace(prediction, latency_ms=self._clock.take_lap())
 
     def run(self, source: Any, *, max_frames: int | None = None) -> Iterator[Prediction]:
@@ -196,12 +203,13 @@ class NativeVideoClassifier:
     backend = "native"
 
     def __init__(self, bundle: str | Path, *, top_k: int = 5, strict: bool = False, precision: str | None = None,
-                 verify: bool = False, library: str | Path | None = None):
+                 verify: bool = False, library: str | Path | None = None, gate_threshold: float | None = None):
         if not isinstance(strict, bool):
             raise ConfigError(f"strict must be True or False, got {strict!r}")
         self.strict = strict
         self._library = Path(library) if library is not None else build()
-        self._options = {"top_k": top_k, "precision": precision, "library": self._library}
+        self._options = {"top_k": top_k, "precision": precision, "library": self._library,
+                         "gate_threshold": gate_threshold}
         # any window: classify opens the core again with a window of the video's length
         self._stream = NativeStream(bundle, window=1, verify=verify, **self._options)
         self._bundle_path = Path(bundle)

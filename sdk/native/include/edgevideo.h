@@ -115,7 +115,7 @@ EV_API ev_status ev_push_image(ev_classifier* c, const ev_image* image, double t
 /* The size x size RGB crop (HWC, packed) ev_push_image feeds a role whose shorter side is short_side: for tests. */
 EV_API ev_status ev_image_to_input(const ev_image* image, int32_t short_side, int32_t size, uint8_t* out);
 EV_API ev_status ev_next_frame(const ev_classifier* c, ev_frame_request* request);
-EV_API ev_status ev_reset(ev_classifier* c); /* zeros state, empties windows and smoothing: a new stream */
+EV_API ev_status ev_reset(ev_classifier* c); /* zeros state, empties windows, smoothing and the gate: a new stream */
 EV_API void ev_destroy(ev_classifier* c);
 
 /* After a ready prediction: the raw logits of that window/segment, and the smoothed probabilities. */
@@ -126,6 +126,19 @@ EV_API const char* ev_label(const ev_classifier* c, int32_t index); /* NULL when
 EV_API const char* ev_bundle_kind(const ev_classifier* c);         /* "clip", "stream" or "faster" */
 EV_API const char* ev_precision(const ev_classifier* c);           /* the program set loaded: "fp32", "int8", ... */
 EV_API int32_t ev_window(const ev_classifier* c);                  /* frames per prediction (FASTER: segment_frames) */
+
+/* Adaptive FASTER bundles (manifest.faster.gate, schema 1.3): the cheap clip model sees every segment, the gate
+ * scores its outputs (sdk.gate.Gate: confidence, change or learned) and the expensive model runs on the segment only
+ * where the score exceeds the threshold; the aggregator takes whichever features ran. Both clip models' frames of a
+ * segment are asked for (ev_next_frame: copies > 0 when either keeps it; a frame both keep at the cheap model's
+ * short_side: ev_push_frame needs both roles to share it, ev_push_image resizes for each). The threshold is a
+ * runtime option, set after ev_create (a function, not an ev_options field, so that ev_options keeps its layout):
+ * NAN = the bundle's (the default), INFINITY = never the expensive model, -INFINITY = always; it applies from the
+ * next segment on. EV_ERR_INVALID_ARGUMENT for a bundle without a gate. */
+EV_API ev_status ev_set_gate_threshold(ev_classifier* c, double threshold);
+/* FASTER bundles: segments classified since ev_create (ev_reset keeps counting, as sdk's stats) and how many of them
+ * the expensive clip model saw (the gate's fire count; a fixed schedule's expensive segments). Either may be NULL. */
+EV_API ev_status ev_segment_counts(const ev_classifier* c, int64_t* segments, int64_t* expensive_segments);
 
 /* Golden self-check: run every program of the chosen set on golden.npz's inputs; *max_abs_diff gets the largest
  * difference from what the program returned at export, *checked the number of program outputs compared. */

@@ -169,6 +169,19 @@ const char* ev_precision(const ev_classifier* c) { return c ? c->impl->precision
 
 int32_t ev_window(const ev_classifier* c) { return c ? static_cast<int32_t>(c->impl->window()) : 0; }
 
+ev_status ev_set_gate_threshold(ev_classifier* c, double threshold) {
+  if (!c) return null_arg("classifier");
+  return guarded([&] { c->impl->set_gate_threshold(threshold); });
+}
+
+ev_status ev_segment_counts(const ev_classifier* c, int64_t* segments, int64_t* expensive_segments) {
+  if (!c) return null_arg("classifier");
+  if (segments) *segments = c->impl->segments();
+  if (expensive_segments) *expensive_segments = c->impl->expensive_segments();
+  g_error.clear();
+  return EV_OK;
+}
+
 ev_status ev_self_check(ev_classifier* c, double* max_abs_diff, int32_t* checked) {
   if (!c) return null_arg("classifier");
   return guarded([&] {

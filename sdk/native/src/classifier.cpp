@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "error.hpp"
+#include "gate.hpp"
 #include "image.hpp"
 #include "npz.hpp"
 #include "sha256.hpp"
@@ -69,6 +70,7 @@ Classifier::Classifier(const std::string& bundle_dir, const Options& options) : 
   if (manifest_.has_faster) {
     for (const auto& r : manifest_.faster.pattern)
       if (std::find(roles.begin(), roles.end(), r) == roles.end()) roles.push_back(r);
+    if (manifest_.faster.has_gate) roles.push_back("expensive");  // sdk.manifest.FasterSpec.roles
     roles.push_back("aggregator");
   } else {
     roles.push_back("model");
@@ -137,6 +139,19 @@ Classifier::Classifier(const std::string& bundle_dir, const Options& options) : 
     r->runner = std::make_unique<Runner>(path, *p);
     roles_[kv.first] = std::move(r);
   }
+  if (manifest_.faster.has_gate) {
+    const Program& cheap = *roles_.at("cheap")->program;
+    if (cheap.outputs.size() < 3)
+      throw Error(EV_ERR_BAD_BUNDLE, "the cheap program of an adaptive FASTER bundle returns (logits, features, pooled): "
+                                     "its gate reads pooled");
+    const std::vector<double>& w = manifest_.faster.gate.weights;
+    if (!w.empty() && static_cast<int64_t>(w.size()) != cheap.outputs[2].numel() + 2)
+      throw Error(EV_ERR_BAD_BUNDLE, "manifest: faster.gate.weights has " + std::to_string(w.size()) +
+                                         " weights but the cheap program's pooled output has " +
+                                         std::to_string(cheap.outputs[2].numel()) + " features (+ 2 expected): export "
+                                         "the bundle again");
+    gate_ = std::make_unique<Gate>(manifest_.faster.gate);
+  }
   reset();
   if (options.verify_golden) self_check();
 }
@@ -150,6 +165,7 @@ void Classifier::reset() {
   has_smoothed_ = false;
   smoothed_.clear();
   shown_ = -1;
+  if (gate_) gate_->reset();
   state_.clear();
   const Program* stateful = kind_ == "stream" ? roles_["model"]->program : kind_ == "faster" ? aggregator_ : nullptr;
   if (stateful)
@@ -161,19 +177,40 @@ void Classifier::start_window() {
   role_name_ = kind_ == "faster"
                    ? manifest_.faster.pattern[static_cast<size_t>(window_index_ % manifest_.faster.pattern.size())]
                    : "model";
-  Role& r = current();
-  r.sampler.reset();
-  buffer_.clear();
-  buffered_ = 0;
+  for (Role* r : window_roles()) {
+    r->sampler.reset();
+    r->buffer.clear();
+    r->buffered = 0;
+  }
   step_logits_.clear();
   if (kind_ == "stream") {
     state_.clear();
-    for (const auto& t : r.program->state) state_.emplace_back(static_cast<size_t>(t.numel()), 0.f);
+    for (const auto& t : current().program->state) state_.emplace_back(static_cast<size_t>(t.numel()), 0.f);
   }
 }
 
+std::vector<Classifier::Role*> Classifier::window_roles() const {
+  std::vector<Role*> out = {roles_.at(role_name_).get()};
+  if (gate_) out.push_back(roles_.at("expensive").get());
+  return out;
+}
+
+void Classifier::set_gate_threshold(double threshold) {
+  if (!gate_)
+    throw Error(EV_ERR_INVALID_ARGUMENT, "the gate threshold applies to adaptive FASTER bundles (manifest.faster.gate); "
+                                         "this bundle has no gate");
+  gate_->set_threshold(threshold);
+}
+
 ev_frame_request Classifier::next() const {
-  const Role& r = current_const();
+  // the first role keeping the next frame (a frame both keep is asked for at the current role's shorter side)
+  const Role* keeper = &current_const();
+  for (const Role* w : window_roles())
+    if (w->sampler.peek()) {
+      keeper = w;
+      break;
+    }
+  const Role& r = *keeper;
   ev_frame_request q{};
   q.copies = r.sampler.peek();
   q.size = static_cast<int32_t>(r.input.size);
@@ -259,25 +296,27 @@ Prediction Classifier::push_kept(double timestamp, const std::function<std::vect
   }
   Role& r = current();
   const int64_t index = frames_;
-  const int32_t copies = r.sampler.peek();
-  if (copies) {  // only kept frames are inspected
-    std::vector<float> x = tensor(r);
-    if (kind_ == "stream") {
-      for (int32_t k = 0; k < copies; ++k) {
-        std::vector<const float*> in = {x.data()};
-        for (const auto& s : state_) in.push_back(s.data());
-        auto out = r.runner->run(in);
-        check_logits(*r.program, out);
-        step_logits_.push_back(out[0]);
-        const size_t n_out = r.program->outputs.size();
-        for (size_t i = 0; i < state_.size(); ++i) state_[i] = std::move(out[n_out + i]);
-      }
-    } else {
-      for (int32_t k = 0; k < copies; ++k) buffer_.insert(buffer_.end(), x.begin(), x.end());
-      buffered_ += copies;
+  const std::vector<Role*> roles = window_roles();
+  std::vector<std::vector<float>> xs;  // per window role, its input; only kept frames are inspected
+  for (Role* w : roles) xs.push_back(w->sampler.peek() ? tensor(*w) : std::vector<float>{});
+  if (kind_ == "stream") {
+    for (int32_t k = 0; k < r.sampler.peek(); ++k) {
+      std::vector<const float*> in = {xs.front().data()};
+      for (const auto& s : state_) in.push_back(s.data());
+      auto out = r.runner->run(in);
+      check_logits(*r.program, out);
+      step_logits_.push_back(out[0]);
+      const size_t n_out = r.program->outputs.size();
+      for (size_t i = 0; i < state_.size(); ++i) state_[i] = std::move(out[n_out + i]);
     }
   }
-  r.sampler.offer();
+  for (size_t i = 0; i < roles.size(); ++i) {
+    Role& w = *roles[i];
+    const int32_t kept = kind_ == "stream" ? 0 : w.sampler.peek();  // a stream program has stepped above
+    for (int32_t k = 0; k < kept; ++k) w.buffer.insert(w.buffer.end(), xs[i].begin(), xs[i].end());
+    w.buffered += kept;
+    w.sampler.offer();
+  }
   ++frames_;
   if (has_ts) {
     last_ts_ = timestamp;
@@ -290,28 +329,6 @@ Prediction Classifier::push_kept(double timestamp, const std::function<std::vect
   return pred;
 }
 
-// numpy's pairwise summation (numpy/_core/src/umath/loops_utils.h), so that sums match to the last bit.
-static double pairwise_sum(const double* a, size_t n) {
-  if (n < 8) {
-    double res = 0.;
-    for (size_t i = 0; i < n; ++i) res += a[i];
-    return res;
-  }
-  if (n <= 128) {
-    double r[8];
-    for (int j = 0; j < 8; ++j) r[j] = a[j];
-    size_t i = 8;
-    for (; i < n - (n % 8); i += 8)
-      for (int j = 0; j < 8; ++j) r[j] += a[i + j];
-    double res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
-    for (; i < n; ++i) res += a[i];
-    return res;
-  }
-  size_t n2 = n / 2;
-  n2 -= n2 % 8;
-  return pairwise_sum(a, n2) + pairwise_sum(a + n2, n - n2);
-}
-
 static std::vector<float> softmax(const std::vector<float>& logits) {  // float64, as sdk.classifier._softmax
   double mx = *std::max_element(logits.begin(), logits.end());
   std::vector<double> e(logits.size());
@@ -322,14 +339,18 @@ static std::vector<float> softmax(const std::vector<float>& logits) {  // float6
   return p;
 }
 
+std::vector<std::vector<float>> Classifier::run_clip(Role& r) {
+  if (r.buffered != r.frames) throw Error(EV_ERR_INTERNAL, "the " + r.name + " sample has the wrong number of frames");
+  auto out = r.runner->run({r.buffer.data()});
+  check_logits(*r.program, out);
+  return out;
+}
+
 void Classifier::emit(Prediction& pred) {
   Role& r = current();
   std::vector<float> logits;
   if (kind_ == "clip") {
-    if (buffered_ != r.frames) throw Error(EV_ERR_INTERNAL, "window sample has the wrong number of frames");
-    auto out = r.runner->run({buffer_.data()});
-    check_logits(*r.program, out);
-    logits = out[0];
+    logits = run_clip(r)[0];
   } else if (kind_ == "stream") {
     const size_t k = step_logits_.front().size();
     logits.assign(k, 0.f);
@@ -338,12 +359,18 @@ void Classifier::emit(Prediction& pred) {
     const float n = static_cast<float>(step_logits_.size());
     for (float& v : logits) v /= n;
   } else {
-    if (buffered_ != r.frames) throw Error(EV_ERR_INTERNAL, "segment sample has the wrong number of frames");
-    auto clip_out = r.runner->run({buffer_.data()});
-    check_logits(*r.program, clip_out);
+    std::vector<std::vector<float>> clip_out = run_clip(r);
+    bool expensive = r.name == "expensive";
+    if (gate_) {  // sdk.classifier._Engine.gated_step: the expensive model where the gate fires, its features then
+      expensive = gate_->fires(clip_out[0], clip_out[2]);
+      if (expensive) clip_out = run_clip(*roles_.at("expensive"));
+    }
+    ++segments_;
+    expensive_segments_ += expensive;
     const std::vector<float>& features = clip_out[1];
     if (static_cast<int64_t>(features.size()) != aggregator_->inputs[0].numel())
-      throw Error(EV_ERR_BAD_BUNDLE, "the " + r.name + " program's features do not fit the aggregator's input");
+      throw Error(EV_ERR_BAD_BUNDLE, "the " + std::string(expensive ? "expensive" : "cheap") +
+                                         " program's features do not fit the aggregator's input");
     std::vector<const float*> in = {features.data()};
     for (const auto& s : state_) in.push_back(s.data());
     auto out = aggregator_runner_->run(in);

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "edgevideo.h"
+#include "gate.hpp"
 #include "manifest.hpp"
 #include "runner.hpp"
 #include "sampler.hpp"
@@ -64,6 +65,12 @@ class Classifier {
   const std::vector<float>& last_logits() const { return last_logits_; }
   const std::vector<float>& last_probabilities() const { return last_probs_; }
   const std::string& precision() const { return precision_; }
+  // Adaptive FASTER bundles: the gate's threshold from the next segment on (NaN: the bundle's; +-inf: the expensive
+  // model never / always). Throws Error(EV_ERR_INVALID_ARGUMENT) for a bundle without a gate.
+  void set_gate_threshold(double threshold);
+  // FASTER segments classified since create (not reset, as sdk's stats), and of those the expensive model saw.
+  int64_t segments() const { return segments_; }
+  int64_t expensive_segments() const { return expensive_segments_; }
 
  private:
   struct Role {  // one clip model (or the stream / clip model of an ordinary bundle)
@@ -73,10 +80,16 @@ class Classifier {
     StreamingSampler sampler;
     InputSpec input;
     int64_t frames = 0;  // T of a clip program
+    std::vector<float> buffer;  // kept frames of the window (clip programs)
+    int64_t buffered = 0;
   };
 
   Role& current() { return *roles_[role_name_]; }
   const Role& current_const() const { return *roles_.at(role_name_); }
+  // The roles keeping frames of this window: the current one, and an adaptive bundle's expensive one (the gate
+  // decides at the segment's end whether it runs).
+  std::vector<Role*> window_roles() const;
+  std::vector<std::vector<float>> run_clip(Role& r);  // the role's clip program on its window's frames
   void start_window();
   void emit(Prediction& p);
   std::vector<float> frame_tensor(const Role& r, const uint8_t* rgb, int width, int height) const;
@@ -93,14 +106,14 @@ class Classifier {
   std::map<std::string, std::unique_ptr<Role>> roles_;
   const Program* aggregator_ = nullptr;
   std::unique_ptr<Runner> aggregator_runner_;
+  std::unique_ptr<Gate> gate_;  // adaptive FASTER bundles
+  int64_t segments_ = 0, expensive_segments_ = 0;
 
   // stream position
   std::string role_name_ = "model";
   int64_t frames_ = 0, window_index_ = 0;
   bool has_last_ts_ = false;
   double last_ts_ = 0.0;
-  std::vector<float> buffer_;                   // kept frames of the window (clip programs)
-  int64_t buffered_ = 0;
   std::vector<std::vector<float>> step_logits_;  // stream bundles
   std::vector<std::vector<float>> state_;        // stream step state / FASTER aggregator state
   bool has_smoothed_ = false;

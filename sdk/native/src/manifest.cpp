@@ -135,6 +135,33 @@ Sampler parse_sampler(const Json& obj, const std::string& where) {
   return Sampler::from_json(member(obj, "sampler", where, Json::Type::Object), where + ".sampler");
 }
 
+// sdk.manifest.FasterGate.parse: the fields a runtime needs, checked as strictly (the curve is the user's menu).
+FasterGate faster_gate(const Json& j) {
+  const std::string where = "faster.gate";
+  if (!j.is_object()) fail(where, "expected an object");
+  for (const auto& kv : j.object)
+    if (kv.first != "kind" && kv.first != "threshold" && kv.first != "fire_rate" && kv.first != "curve" &&
+        kv.first != "weights" && kv.first != "bias")
+      fail(where, "unknown field '" + kv.first + "'");
+  FasterGate g;
+  g.kind = choice(j, "kind", where, {"confidence", "change", "learned"});
+  g.threshold = member(j, "threshold", where, Json::Type::Number).number;
+  member(j, "fire_rate", where, Json::Type::Number);
+  const Json* weights = j.find("weights");
+  const Json* bias = j.find("bias");
+  const bool learned = g.kind == "learned";
+  if (learned != (weights && !weights->is_null()) || learned != (bias && !bias->is_null()))
+    fail(where, "the learned gate, and only it, has weights and a bias");
+  if (!learned) return g;
+  if (!weights->is_array() || weights->array.size() < 3) fail(where + ".weights", "expected F + 2 numbers");
+  for (const Json& w : weights->array) {
+    if (!w.is_number()) fail(where + ".weights", "expected F + 2 numbers");
+    g.weights.push_back(w.number);
+  }
+  g.bias = member(j, "bias", where, Json::Type::Number).number;
+  return g;
+}
+
 }  // namespace
 
 bool safe_relative_path(const std::string& p) {
@@ -208,10 +235,8 @@ Manifest Manifest::parse(const std::string& text) {
   const Json* faster = root.find("faster");
   if (faster && !faster->is_null()) {
     m.has_faster = true;
-    const Json* gate = faster->find("gate");
-    if (gate && !gate->is_null())  // the adaptive schedule (schema 1.3): running it as its pattern would be wrong
-      fail("faster.gate", "adaptive FASTER bundles are not supported by this core yet; run them with the Python sdk");
     Faster& f = m.faster;
+    f.schedule = str(*faster, "schedule", "faster");
     for (const Json& r : member(*faster, "pattern", "faster", Json::Type::Array).array) {
       if (!r.is_string() || (r.string != "expensive" && r.string != "cheap")) fail("faster.pattern", "expected expensive / cheap");
       f.pattern.push_back(r.string);
@@ -231,6 +256,13 @@ Manifest Manifest::parse(const std::string& text) {
     }
     for (const auto& r : f.pattern)
       if (!f.clip_models.count(r)) fail("faster.clip_models", "the pattern uses '" + r + "' but it is not described");
+    const Json* gate = faster->find("gate");
+    if (gate && !gate->is_null()) {  // the adaptive schedule (schema 1.3)
+      f.has_gate = true;
+      f.gate = faster_gate(*gate);
+      if (f.schedule != "adaptive" || f.pattern != std::vector<std::string>{"cheap"} || !f.clip_models.count("expensive"))
+        fail("faster", "a gate goes with schedule 'adaptive', pattern ['cheap'] and both clip models");
+    }
   }
   for (const auto& p : m.programs)
     if ((p.role != "model") != m.has_faster) fail("programs", "program roles do not match the presence of 'faster'");

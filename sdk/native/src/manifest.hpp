@@ -38,10 +38,20 @@ struct ClipModel {  // FASTER: one role's sampler and input
   InputSpec input;
 };
 
+struct FasterGate {  // sdk.manifest.FasterGate: the adaptive schedule's declared rule (schema 1.3)
+  std::string kind;               // confidence / change / learned
+  double threshold = 0.0;         // the expensive model runs where the score exceeds it
+  std::vector<double> weights;    // learned: F + 2 (pooled features, confidence, change)
+  double bias = 0.0;              // learned
+};
+
 struct Faster {
+  std::string schedule;
   std::vector<std::string> pattern;
   int64_t segment_frames = 0, segments = 0;
   std::map<std::string, ClipModel> clip_models;
+  bool has_gate = false;
+  FasterGate gate;
 };
 
 struct TrainingClip {  // sdk.manifest.TrainingClip: the training videos' median length (schema 1.2, optional)
