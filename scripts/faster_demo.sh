@@ -12,8 +12,8 @@
 #   4. per benchmark, the 1:3 FAST-GRU (pooled) model exported as a FASTER bundle (.pte, parity-checked);
 #   5. per benchmark, every validation video streamed through it, frame by frame, in sdk (Python) and the native core;
 #   6. per benchmark, the adaptive GRU with the change gate (threshold at a training fire rate of 7/16) exported as a
-#      FASTER bundle with its gate, and every validation video streamed through it in sdk (Python: the native core
-#      does not run the gate yet), the expensive model's share in the stats.
+#      FASTER bundle with its gate, and every validation video streamed through it in sdk (Python) and the native
+#      core, the expensive model's share in the stats.
 # Usage: scripts/faster_demo.sh   (env: PY=<python> MAIN=runs/demo OUT=runs/faster SEED=0 PRECISION=fp32 TRAIN_PER_CLASS=16
 #                                       EXPENSIVE=$MAIN/teacher/best.pt CHEAP=$OUT/cheap56/best.pt)
 set -euo pipefail
@@ -54,8 +54,8 @@ for PRESET in small persistent_small; do
     GATED="$RUN/faster_adaptive-change_gru_$PRECISION.vbundle"
     [ -f "$GATED/manifest.json" ] || "$PY" -m converters export --checkpoint "$GATED_CKPT" --to pte \
       --precision "$PRECISION" --out "$GATED"
-    stage "$PRESET: streaming the validation videos through the adaptive bundle (Python runtime)"
-    "$PY" -m benchmarks.faster_stream --bundle "$GATED" --data "$RUN/data" --no-native \
+    stage "$PRESET: streaming the validation videos through the adaptive bundle (sdk and the native core)"
+    "$PY" -m benchmarks.faster_stream --bundle "$GATED" --data "$RUN/data" \
       --json "$RUN/stream_adaptive_$PRECISION.json"
   else
     stage "$PRESET: no adaptive checkpoint ($RUN/faster.json predates them: delete it to train them)"
