@@ -172,7 +172,8 @@ def _argument_problem(arg: str, c_type: str, types: dict[str, str], structs: dic
         if not c_type.endswith("*"):
             return "&variable passed where C takes no pointer"
         pointee = c_type[:-1].removeprefix("const ").strip()
-        want = "OpaquePointer?" if pointee.endswith("*") else pointee
+        # a pointer's pointee is an OpaquePointer, a struct keeps its name, a number its Swift name (int64_t: Int64)
+        want = "OpaquePointer?" if pointee.endswith("*") else SWIFT_OF_C.get(pointee, pointee)
         got = types.get(var)
         return None if got == want else f"{var} is {got}, C wants a pointer to {pointee} ({want})"
     member = re.fullmatch(r"(\w+)\.(\w+)", arg)
@@ -227,7 +228,7 @@ def test_the_swift_checker_sees_a_changed_signature(tmp_path):
 # ------------------------------------------------------------------------------------------------------- Android
 KOTLIN_TO_JAVA = {"String": "String", "Int": "int", "Long": "long", "Double": "double", "Float": "float",
                   "Boolean": "boolean", "ByteArray": "byte[]", "IntArray": "int[]", "FloatArray": "float[]",
-                  "ByteBuffer": "java.nio.ByteBuffer"}
+                  "LongArray": "long[]", "ByteBuffer": "java.nio.ByteBuffer"}
 
 
 def java_stand_in(kotlin: Path) -> dict[str, str]:

@@ -3,22 +3,26 @@
 ``EdgeVideo.kt`` (no Android classes) and its JVM test ``apps/android/edgevideo/src/test/.../EdgeVideoJvmTest.kt`` are
 compiled by Debian's kotlinc (``scripts/kotlin_setup.sh`` installs it when missing; a failed install fails the
 test). The JNI prototypes of the wrapper's ``external`` functions are read from the *compiled* class (``javap -s``
-descriptors -> C declarations, what ``javac -h`` writes for Java), and the glue (``apps/android/edgevideo/src/main/cpp``)
-is compiled with them included first: a glue function whose C signature disagrees with the Kotlin declaration is a
-conflicting declaration, a compile error. The glue is linked to the x86_64 native core (``sdk.native.build``) and
-the Kotlin test streams the tiny int8 clip bundle through ``EdgeVideo``: its predictions must equal the Python
-runtime's, and bad input (a missing bundle, a negative window, a short frame buffer) must raise
-``EdgeVideoException`` with the core's status. Not covered here: Gradle, the Android SDK (CameraX, the activity),
-the NDK build, a device.
+descriptors -> C declarations, what ``javac -h`` writes for Java), and the glue
+(``apps/android/edgevideo/src/main/cpp``) is compiled with them included first: a glue function whose C signature
+disagrees with the Kotlin declaration is a conflicting declaration, a compile error. The glue is linked to the x86_64
+native core (``sdk.native.build``) and the Kotlin test streams the tiny int8 clip bundle through ``EdgeVideo``: its
+predictions must equal the Python runtime's, and bad input (a missing bundle, a negative window, a short frame
+buffer) must raise ``EdgeVideoException`` with the core's status. It also streams the trained tiny adaptive FASTER
+bundle at the bundle's gate threshold, +inf and -inf: the segments the expensive model saw and the last prediction
+must be the Python runtime's. Not covered here: Gradle, the Android SDK (CameraX, the activity), the NDK build, a
+device.
 """
 from __future__ import annotations
 
+import math
 import os
 import re
 import subprocess
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 from test_native_bundles import video
 
@@ -36,7 +40,7 @@ HEADER_DIR = ROOT / "sdk" / "native" / "include"
 CLASS = "org.edgevideo.EdgeVideo"
 JNI_TYPES = {"J": "jlong", "I": "jint", "D": "jdouble", "F": "jfloat", "Z": "jboolean", "V": "void",
              "Ljava/lang/String;": "jstring", "Ljava/nio/ByteBuffer;": "jobject", "[B": "jbyteArray",
-             "[I": "jintArray", "[F": "jfloatArray"}
+             "[I": "jintArray", "[F": "jfloatArray", "[J": "jlongArray"}
 
 
 def _tool(script: str, key: str, *args: str) -> Path:
@@ -98,7 +102,22 @@ def _python_predictions(bundle: Path, frames, out: Path) -> list:
     return want
 
 
-def test_kotlin_wrapper_streams_a_bundle_like_python(compiled, native_bundles, tmp_path):
+def _python_gate_counts(bundle: Path, frames: np.ndarray, out: Path) -> list[tuple]:
+    """sdk.StreamClassifier on an adaptive FASTER bundle's frames pushed as RGB camera images, at the bundle's
+    threshold, +inf and -inf: one line per threshold for the JVM test, ``threshold segments expensive label score``
+    (the last prediction)."""
+    rows = []
+    with sdk.load(bundle, backend="executorch", precision="fp32") as model:
+        for name, threshold in (("bundle", None), ("Infinity", math.inf), ("-Infinity", -math.inf)):
+            python = StreamClassifier(model, gate_threshold=threshold)
+            last = [p for p in (python.push(CameraFrame.from_rgb(f, "rgb")) for f in frames) if p is not None][-1]
+            rows.append((name, python.stats.segments, python.stats.expensive_segments, last.labels[0],
+                         float(last.probabilities[last.class_ids[0]])))
+    out.write_text("".join(" ".join(map(str, r[:4])) + f" {r[4]!r}\n" for r in rows))
+    return rows
+
+
+def test_kotlin_wrapper_streams_a_bundle_like_python(compiled, native_bundles, faster_trained, tmp_path):
     jar, jdk = compiled
     lib = tmp_path / "libedgevideo_jni.so"
     proc = build_glue(jar, jdk, lib)
@@ -114,11 +133,21 @@ def test_kotlin_wrapper_streams_a_bundle_like_python(compiled, native_bundles, t
     expected, cam_expected = tmp_path / "expected.txt", tmp_path / "camera.txt"
     want = _python_predictions(bundle, frames, expected)
     want_cam = _python_predictions(bundle, cams, cam_expected)
+    # an adaptive FASTER bundle (learned gate): one validation long video's frames as RGB camera images
+    gated, video_path = faster_trained["gated"], sorted((faster_trained["bench"] / "videos" / "val").rglob("*.mp4"))[0]
+    capture = cv2.VideoCapture(str(video_path))
+    gated_frames = np.stack([cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for ok, f in iter(capture.read, (False, None)) if ok])
+    capture.release()
+    gh, gw = gated_frames.shape[1:3]
+    (tmp_path / "gated.rgb").write_bytes(gated_frames.tobytes())
+    gates = _python_gate_counts(gated, gated_frames, tmp_path / "gates.txt")
+    assert 0 < gates[0][2] < gates[0][1] and gates[1][2] == 0 and gates[2][2] == gates[2][1], gates
     proc = subprocess.run([str(jdk / "bin" / "java"), f"-Djava.library.path={tmp_path}", "-cp", str(jar),
                            "org.edgevideo.EdgeVideoJvmTestKt", str(bundle), str(raw), "48", "36", str(expected),
-                           str(tmp_path / "frames.nv21"), "72", "96", str(cam_expected)],
+                           str(tmp_path / "frames.nv21"), "72", "96", str(cam_expected), str(gated),
+                           str(tmp_path / "gated.rgb"), str(gw), str(gh), str(tmp_path / "gates.txt")],
                           capture_output=True, text=True, check=False, timeout=120)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert len(want) == 5 and len([x for x in proc.stdout.splitlines() if x.startswith("prediction")]) == 5
     assert len(want_cam) == 5 and len([x for x in proc.stdout.splitlines() if x.startswith("camera prediction")]) == 5
-    assert proc.stdout.splitlines()[-1] == "18 passed, 0 failed"
+    assert proc.stdout.splitlines()[-1] == "26 passed, 0 failed"

@@ -95,4 +95,19 @@ final class EdgeVideo {
     }
 
     func reset() { _ = ev_reset(handle) }
+
+    /// Adaptive FASTER bundles: the gate's threshold from the next segment on (.nan: the bundle's own; .infinity:
+    /// never the expensive model; -.infinity: always). A bundle without a gate throws EV_ERR_INVALID_ARGUMENT.
+    func setGateThreshold(_ threshold: Double) throws {
+        let status = ev_set_gate_threshold(handle, threshold)
+        guard status == EV_OK else { throw EdgeVideoError(status: status, message: String(cString: ev_last_error())) }
+    }
+
+    /// FASTER bundles: segments classified since creation and how many the expensive clip model saw (zeros otherwise).
+    func segmentCounts() -> (segments: Int64, expensive: Int64) {
+        var segments: Int64 = 0
+        var expensive: Int64 = 0
+        _ = ev_segment_counts(handle, &segments, &expensive)
+        return (segments, expensive)
+    }
 }

@@ -170,6 +170,26 @@ JNIEXPORT void JNICALL Java_org_edgevideo_EdgeVideo_nativeReset(JNIEnv* env, jcl
   if (s != EV_OK) throw_core(env, s);
 }
 
+JNIEXPORT void JNICALL Java_org_edgevideo_EdgeVideo_nativeSetGateThreshold(JNIEnv* env, jclass, jlong h,
+                                                                          jdouble threshold) {
+  ev_status s = ev_set_gate_threshold(handle(h), threshold);
+  if (s != EV_OK) throw_core(env, s);
+}
+
+// {segments, expensive segments}
+JNIEXPORT jlongArray JNICALL Java_org_edgevideo_EdgeVideo_nativeSegmentCounts(JNIEnv* env, jclass, jlong h) {
+  int64_t segments = 0, expensive = 0;
+  ev_status s = ev_segment_counts(handle(h), &segments, &expensive);
+  if (s != EV_OK) {
+    throw_core(env, s);
+    return nullptr;
+  }
+  jlong v[2] = {static_cast<jlong>(segments), static_cast<jlong>(expensive)};
+  jlongArray out = env->NewLongArray(2);
+  env->SetLongArrayRegion(out, 0, 2, v);
+  return out;
+}
+
 JNIEXPORT void JNICALL Java_org_edgevideo_EdgeVideo_nativeDestroy(JNIEnv*, jclass, jlong h) {
   ev_destroy(handle(h));
 }

@@ -7,6 +7,8 @@ class EdgeVideoException(message: String) : RuntimeException(message)
 
 data class FrameRequest(val copies: Int, val size: Int, val shortSide: Int, val window: Int, val role: Int)
 data class Prediction(val label: String, val score: Float, val window: Int, val role: Int, val frameIndex: Long)
+/** FASTER bundles: segments classified since the stream was created, and how many the expensive clip model saw. */
+data class SegmentCounts(val segments: Long, val expensive: Long)
 
 /** Camera pixel formats of [EdgeVideo.pushImage] (the core's ev_pixel_format). */
 enum class PixelFormat(val code: Int) { RGB(0), RGBA(1), BGRA(2), NV12(3), NV21(4), I420(5) }
@@ -51,6 +53,13 @@ class EdgeVideo(bundleDir: String, window: Int = 0, ema: Double = 0.0, hysteresi
 
     fun reset() = nativeReset(handle)
 
+    /** Adaptive FASTER bundles: the gate's threshold from the next segment on (NaN: the bundle's own; infinity: never
+     * the expensive model; -infinity: always). A bundle without a gate throws (EV_ERR_INVALID_ARGUMENT). */
+    fun setGateThreshold(threshold: Double) = nativeSetGateThreshold(handle, threshold)
+
+    /** FASTER bundles: how often the expensive model ran (zeros for other bundles); [reset] keeps counting. */
+    fun segmentCounts(): SegmentCounts = nativeSegmentCounts(handle).let { SegmentCounts(it[0], it[1]) }
+
     override fun close() {
         if (handle != 0L) nativeDestroy(handle)
         handle = 0L
@@ -67,6 +76,8 @@ class EdgeVideo(bundleDir: String, window: Int = 0, ema: Double = 0.0, hysteresi
                                                 timestamp: Double): FloatArray?
         @JvmStatic external fun nativeLabel(h: Long, index: Int): String?
         @JvmStatic external fun nativeReset(h: Long)
+        @JvmStatic external fun nativeSetGateThreshold(h: Long, threshold: Double)
+        @JvmStatic external fun nativeSegmentCounts(h: Long): LongArray
         @JvmStatic external fun nativeDestroy(h: Long)
     }
 }

@@ -13,8 +13,11 @@ import kotlin.system.exitProcess
 // of sdk.StreamClassifier(window=8) on them, "classId label window frameIndex score". FRAMES.nv21: camera frames
 // as Android's YUV_420_888 holds NV21 (Y, then V and U interleaved), stored rotated 90 degrees counter-clockwise,
 // pushed with pushYuv420888 (pixel stride 2, the U buffer starting one byte after the V buffer) and rotation 90;
-// CAM_EXPECTED.txt: sdk.StreamClassifier on the same sdk.CameraFrame objects. Exit status 0 when every check
-// passes; the last line says "N passed, M failed".
+// CAM_EXPECTED.txt: sdk.StreamClassifier on the same sdk.CameraFrame objects. Then, optionally, GATED (an adaptive
+// FASTER bundle) GATED_FRAMES.rgb GATED_WIDTH GATED_HEIGHT GATE_EXPECTED.txt: the frames pushed as RGB camera images
+// at the bundle's threshold, +inf and -inf; GATE_EXPECTED.txt: per threshold "threshold segments expensive label
+// score" of sdk.StreamClassifier on the same frames. Exit status 0 when every check passes; the last line says
+// "N passed, M failed".
 
 private var passed = 0
 private val failures = mutableListOf<String>()
@@ -60,6 +63,16 @@ fun main(args: Array<String>) {
     } finally {
         stream.close()
     }
+    val clip = EdgeVideo(bundle)
+    try {
+        check(statusOf { clip.setGateThreshold(0.5) } == "EV_ERR_INVALID_ARGUMENT",
+              "a gate threshold for a bundle without a gate: EV_ERR_INVALID_ARGUMENT")
+        check(clip.segmentCounts() == SegmentCounts(0, 0), "a clip bundle counts no segments")
+    } finally {
+        clip.close()
+    }
+    if (args.size > 9) gatePath(args[9], File(args[10]).readBytes(), args[11].toInt(), args[12].toInt(),
+                                File(args[13]).readLines().filter { it.isNotBlank() }.map { it.split(" ") })
     if (args.size > 5) cameraPath(bundle, File(args[5]).readBytes(), args[6].toInt(), args[7].toInt(),
                                   File(args[8]).readLines().filter { it.isNotBlank() }.map { it.split(" ") })
     check(badFrameSent, "a bad frame was sent")
@@ -105,5 +118,32 @@ private fun cameraPath(bundle: String, raw: ByteArray, width: Int, height: Int, 
         println("camera prediction ${p.label} ${p.score} ${p.window} ${p.frameIndex}")
         check(p.label == want[1] && p.window == want[2].toInt() && p.frameIndex == want[3].toLong() &&
               abs(p.score - want[4].toFloat()) <= 1e-6f, "camera window ${p.window}: $p, Python: $want")
+    }
+}
+
+/** An adaptive FASTER bundle at three thresholds: the segments the expensive model saw and the last prediction must
+ * be the Python runtime's. */
+private fun gatePath(bundle: String, raw: ByteArray, width: Int, height: Int, expected: List<List<String>>) {
+    val frameBytes = width * height * 3
+    for (want in expected) {
+        val stream = EdgeVideo(bundle)
+        var last: Prediction? = null
+        try {
+            if (want[0] != "bundle") stream.setGateThreshold(want[0].toDouble())
+            for (i in 0 until raw.size / frameBytes) {
+                val planes = if (stream.nextFrame().copies > 0)
+                    arrayOf(ByteBuffer.allocateDirect(frameBytes).apply { put(raw, i * frameBytes, frameBytes); position(0) })
+                else arrayOf()
+                stream.pushImage(planes, intArrayOf(width * 3), width, height, PixelFormat.RGB)?.let { last = it }
+            }
+            val counts = stream.segmentCounts()
+            println("gate ${want[0]} segments ${counts.segments} expensive ${counts.expensive} ${last?.label} ${last?.score}")
+            check(counts == SegmentCounts(want[1].toLong(), want[2].toLong()), "gate ${want[0]}: $counts, Python: $want")
+            val p = last
+            check(p != null && p.label == want[3] && abs(p.score - want[4].toFloat()) <= 1e-5f,
+                  "gate ${want[0]}: last prediction $p, Python: $want")
+        } finally {
+            stream.close()
+        }
     }
 }
