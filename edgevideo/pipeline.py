@@ -39,7 +39,7 @@ from training.distill import DistillConfig, distill
 from training.evaluate import evaluate_checkpoint
 from training.models import create
 from training.plots import plot_accuracy_vs_macs
-from training.profile import count_gmacs
+from training.macs import count_gmacs
 from training.qat import QATConfig, quantize_checkpoint
 from training.train import TrainConfig, train
 

@@ -57,8 +57,8 @@ from training.data.feature_cache import CachedClipDataset, FeatureCache, prefix_
 from training.data.unlabelled import read_unlabelled, without
 from training.checkpoint import CheckpointMeta, load_checkpoint_model
 from training.frozen import FromBlock, cache_split, freeze_prefix, frozen_prefix
+from training.macs import count_gmacs
 from training.models import create, list_models
-from training.profile import count_gmacs
 from training.train import Job, TrainConfig, eval_dataset, fit, validation_metrics
 
 __all__ = ["DistillConfig", "SeeVeryLittle", "distill", "distillation_kl", "layer_matching", "main",
