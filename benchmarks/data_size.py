@@ -11,38 +11,16 @@ about the data, not about a shorter run. Writes ``data_size.jsonl`` (one row per
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
-
 from training.config import config_from_mapping, load_recipe
-from training.data.datasets import DatasetInfo, VideoRecord
+from training.data.datasets import DatasetInfo
+from training.data.subsets import nested_subsets, write_split
 
 VALIDATIONS = 10  # validation passes per run (a long run on a small subset would otherwise mostly validate)
-
-
-def nested_subsets(records: Sequence[VideoRecord], per_class: Sequence[int], seed: int) -> dict[int, list[VideoRecord]]:
-    """For each n, n videos of every class (all of a class that has fewer); smaller subsets are inside larger ones."""
-    rng = np.random.default_rng(seed)
-    by_class: dict[int, list[VideoRecord]] = {}
-    for rec in records:
-        by_class.setdefault(rec.label, []).append(rec)
-    order = {label: [recs[i] for i in rng.permutation(len(recs))] for label, recs in sorted(by_class.items())}
-    return {n: [rec for label in sorted(order) for rec in order[label][:n]] for n in per_class}
-
-
-def write_split(records: Sequence[VideoRecord], labels: Sequence[str], path: Path) -> Path:
-    """A ``path,label`` CSV of absolute paths (it lives outside the dataset folder)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["path", "label"])
-        writer.writerows((str(rec.path.resolve()), labels[rec.label]) for rec in records)
-    return path
 
 
 def run(data: Path, per_class: Sequence[int], out: Path, recipe: str, seed: int, min_steps: int,

@@ -76,7 +76,10 @@ def test_the_own_data_walkthrough_runs_as_written(tiny_benchmark: Path, tmp_path
     check, pipeline = outputs[0], outputs[1]
     assert "train" in check and "val" in check
     summary = json.loads((out / "summary.json").read_text())
-    assert [r["role"] for r in summary["models"]] == ["teacher", "baseline_tsn", "student", "student_no_teacher"]
+    # your own data: the frame-budget row, and no label-scarce rows unless asked for
+    assert [r["role"] for r in summary["models"]] == ["teacher", "baseline_tsn", "student", "student_no_teacher",
+                                                      "student_k4"]
+    assert "label_scarce" not in summary and not (out / "splits").exists()
     assert summary["pairs"] and "within-pair" in pipeline  # pairs named in meta.json reach the metric
     assert summary["streaming"]["windows"] >= 4 and not summary["streaming"]["videos_without_window"]
     # the step-by-step bundle remembers the clip its model was trained on: the tiny videos' 16 frames at 15 fps

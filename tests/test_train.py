@@ -1,6 +1,7 @@
 """The first end-to-end training path: train.py on the tiny benchmark, and the README main job (pipeline)."""
 from __future__ import annotations
 
+import csv
 import json
 import re
 import subprocess
@@ -69,16 +70,40 @@ def test_pipeline_main_job_on_tiny(tmp_path: Path, capsys):
     assert b"\r" not in raw and len(out.splitlines()) < 300
     summary = json.loads((tmp_path / "summary.json").read_text())
     rows = {r["role"]: r for r in summary["models"]}
-    assert list(rows) == ["teacher", "baseline_tsn", "student", "student_no_teacher"]
+    assert list(rows) == ["teacher", "baseline_tsn", "student", "student_no_teacher", "student_k4", "teacher_25pct",
+                          "student_unlabelled", "student_25pct_no_teacher"]
     for role, r in rows.items():
         assert set(r) >= {"role", "model", "frames", "gmacs", "top1_fp32", "within_pair_fp32", "top1_int8",
                           "checkpoint"}
         assert Path(r["checkpoint"]).is_file()
         # the table's figure is the role's own evaluation (its eval.json), not another number
-        evaluated = json.loads((tmp_path / role / "eval-val-1x1" / "eval.json").read_text())
+        evaluated = json.loads((Path(r["checkpoint"]).parent / "eval-val-1x1" / "eval.json").read_text())
         assert r["top1_fp32"] == pytest.approx(evaluated["top1"]) and evaluated["n"] == summary["val_clips"]
         assert (r["top1_int8"] is None) == (role != "student")
         assert (tmp_path / role / "eval-val-1x1" / "confusion.png").is_file()
+    # the frame budget: the shipped 2-frame student and the 4-frame one, both distilled from the teacher
+    assert [(b["role"], b["frames"]) for b in summary["frame_budget"]] == [("student", 2), ("student_k4", 4)]
+    assert summary["frame_budget"][1]["macs_ratio"] == pytest.approx(rows["student_k4"]["gmacs"]
+                                                                      / rows["teacher"]["gmacs"])
+    # the label-scarce rows: a quarter of every class's training labels, the other videos given without a label
+    # (one of the 4 per class of the tiny preset: 16 labelled, 48 unlabelled); the unlabelled ones reach the
+    # distilled student only, and its teacher is the one trained on the quarter
+    train_videos = {Path(p).resolve() for p in
+                    (tmp_path / "data-tiny-seed0" / "videos" / "train").glob("*.mp4")}
+    labelled = {Path(row["path"]) for row in csv.DictReader((tmp_path / "splits" / "labelled_25pct.csv").open())}
+    unlabelled = {Path(row["path"]) for row in csv.DictReader((tmp_path / "splits" / "unlabelled_25pct.csv").open())}
+    assert len(labelled) == 16 and not labelled & unlabelled and labelled | unlabelled == train_videos
+    scarce = summary["label_scarce"]
+    assert (scarce["labelled_videos"], scarce["unlabelled_videos"]) == (16, 48)
+    for role, seen in (("teacher_25pct", (16, 0)), ("student_unlabelled", (16, 48)),
+                       ("student_25pct_no_teacher", (16, 0)), ("student", (64, 0))):
+        assert (rows[role]["labelled_videos"], rows[role]["unlabelled_videos"]) == seen, role
+    distilled = json.loads((tmp_path / "student_unlabelled" / "distill.json").read_text())
+    assert (distilled["labelled_videos"], distilled["unlabelled_videos"]) == (16, 48)
+    assert torch.load(tmp_path / "student_unlabelled" / "best.pt", weights_only=False)["teacher"]["checkpoint"] == \
+        str(tmp_path / "teacher_25pct" / "best.pt")
+    assert scarce["gain_points"] == pytest.approx(100 * (rows["student_unlabelled"]["top1_fp32"]
+                                                         - rows["student_25pct_no_teacher"]["top1_fp32"]))
     for name, entry in summary["int8"].items():  # both int8 programs sit in int8/: each has its own evaluation
         assert json.loads((tmp_path / "int8" / f"eval-{name}-val-1x1" / "eval.json").read_text())["top1"] == \
             pytest.approx(entry["top1"])
@@ -99,8 +124,8 @@ def test_pipeline_main_job_on_tiny(tmp_path: Path, capsys):
     assert {p["precision"] for p in manifest["programs"]} == {"int8"}  # the shipped bundle is the QAT model
     assert pipeline.main(args) == 0
     again = capsys.readouterr().out
-    # cache, teacher, baseline, two students, qat, export
-    assert "reusing" in again and again.count("done before") == 7
+    # cache, teacher, baseline, two students, the 4-frame student, the three label-scarce rows, qat, export
+    assert "reusing" in again and again.count("done before") == 11
 
 
 def test_train_on_frame_folders_in_the_list_format(tiny_benchmark: Path, tmp_path: Path):

@@ -116,6 +116,39 @@ def test_main_job_runs_the_named_recipes():
     assert (gpu.teacher.freeze, gpu.teacher.size) == (0, 224)
 
 
+def test_main_job_comparison_rows_are_the_recipes_with_one_change_each():
+    """The frame-budget student is the shipped student's recipe at another k; the label-scarce rows are the teacher and
+    student recipes on the labelled CSV (as many optimiser steps as the full run), the distilled one with the other
+    videos unlabelled and the quarter-label teacher; none of them when switched off."""
+    from edgevideo.pipeline import resolve_stages
+
+    stages = resolve_stages("small", None, Path("/data"), Path("/out"), 0, {})
+    assert list(stages.extra) == ["student_k4", "teacher_25pct", "student_unlabelled", "student_25pct_no_teacher"]
+    labelled, unlabelled = "/out/splits/labelled_25pct.csv", "/out/splits/unlabelled_25pct.csv"
+    expect = {"student_k4": {"frames": 4},  # distilled from the shipped student's teacher
+              "teacher_25pct": {"train_split": labelled, "epochs": 40},
+              "student_unlabelled": {"train_split": labelled, "unlabelled": unlabelled,
+                                     "teacher": "/out/teacher_25pct/best.pt"},
+              "student_25pct_no_teacher": {"train_split": labelled, "no_teacher": True, "teacher": "", "epochs": 48}}
+    for role, cfg in stages.extra.items():
+        recipe = load_recipe(stages.recipe_of(role))
+        base = stages.teacher if role.startswith("teacher") else stages.student
+        changed = {k: getattr(cfg, k) for k in vars(base) if getattr(cfg, k) != getattr(base, k) and k != "out"}
+        assert changed == expect[role], role
+        assert cfg.out == f"/out/{role}" and all(getattr(cfg, k) == v for k, v in recipe.items() if k not in changed)
+    assert (stages.label_scarce.labelled, stages.label_scarce.unlabelled) == (Path(labelled), Path(unlabelled))
+    off = resolve_stages("small", None, Path("/data"), Path("/out"), 0, {"compare_frames": [], "labelled_fraction": 0})
+    assert off.extra == {} and off.label_scarce is None
+    four = resolve_stages("small", None, Path("/data"), Path("/out"), 0, {"student_frames": 4, "compare_frames": [2, 4],
+                                                                          "labelled_fraction": 0.1})
+    assert (four.student.frames, four.student_no_teacher.frames) == (4, 4)
+    assert [r for r in four.extra if r.startswith("student_k")] == ["student_k2"]  # the shipped k is not repeated
+    assert four.extra["student_unlabelled"].frames == 4 and four.extra["teacher_10pct"].epochs == 100
+    for bad, message in (({"compare_frames": [16]}, "at most 8"), ({"labelled_fraction": 1.5}, "in \\(0, 1\\)")):
+        with pytest.raises(ConfigError, match=message):
+            resolve_stages("small", None, Path("/data"), Path("/out"), 0, bad)
+
+
 def test_distillation_dataset_gives_the_student_a_subset_of_the_teacher_clip(tiny_benchmark: Path):
     teacher, student = Sampler("uniform_segments", 8), Sampler("random_k", 2, of=8)
     ds = ClipDataset(read_records(tiny_benchmark / "train.csv"), sampler=teacher, subset=student,
