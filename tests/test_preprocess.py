@@ -105,3 +105,46 @@ def test_runtime_preprocessing_is_bit_exact_with_the_spec(layout: str, in_progra
             got = prep(np.ascontiguousarray(f))
             assert got.dtype == np.float32 and got.shape == want.shape and got.flags.c_contiguous
             np.testing.assert_array_equal(got, want)
+
+
+# (H, W, resize, size): every centre-crop margin (side - size) odd on at least one side -- a crop shifted by one pixel
+# (rounding the half margin up instead of down) moves the square on it. No resize (the short side is already
+# ``resize``): odd on both sides, odd on the short side only, odd on the long side only; portrait; a real
+# downscale (61 x 97 -> 37 x 59: margins 5 and 27) and an upscale (20 x 33 -> 37 x 61: margins 5 and 29).
+ODD_MARGINS = [(37, 64, 37, 30), (31, 56, 31, 28), (30, 57, 30, 30), (57, 30, 30, 27), (61, 97, 37, 32),
+               (20, 33, 37, 32)]
+
+
+def _expected_centre_crop(frame: np.ndarray, resize: int, size: int) -> np.ndarray:
+    """The spec's centre crop worked out here: shorter side to ``resize`` with OpenCV (aspect kept, the longer side
+    rounded), then rows ``(h - size) // 2`` and columns ``(w - size) // 2`` onward, floor of the half margin."""
+    import cv2
+
+    h, w = frame.shape[:2]
+    if min(h, w) != resize:
+        nh, nw = (resize, round(w * resize / h)) if h <= w else (round(h * resize / w), resize)
+        frame = cv2.resize(frame, (nw, nh), interpolation=cv2.INTER_LINEAR)
+    h, w = frame.shape[:2]
+    top, left = (h - size) // 2, (w - size) // 2
+    assert (h - size) % 2 or (w - size) % 2, "the case gives even margins: it would not see a one-pixel shift"
+    return frame[top:top + size, left:left + size]
+
+
+@pytest.mark.parametrize("h,w,resize,size", ODD_MARGINS)
+def test_centre_crop_with_odd_margins_takes_the_floor_of_the_half_margin(h: int, w: int, resize: int, size: int):
+    """Every evaluation path (``Preprocess.__call__``, one of ``crops``, the centre of three, the streaming runtime's
+    per-frame ``_Prep``) crops at ``floor((side - size) / 2)`` where the margin is odd: compared with numpy slicing of
+    the resized frame, the offsets written out here (the other tests' frame sizes all give even margins)."""
+    from sdk.classifier import _Prep
+    from sdk.manifest import InputSpec
+
+    frame = np.random.default_rng(h * w).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    want = _expected_centre_crop(frame, resize, size).astype(np.float32)
+    raw = Preprocess(size=size, resize=resize, mean=(0, 0, 0), std=(1, 1, 1), scale=1.0, layout="THWC")
+    np.testing.assert_array_equal(raw(frame), want)
+    np.testing.assert_array_equal(raw(np.stack([frame, frame]))[1], want)
+    np.testing.assert_array_equal(raw.crops(frame, 1), want[None])
+    np.testing.assert_array_equal(raw.crops(frame, 3)[1], want)
+    np.testing.assert_array_equal(_Prep(InputSpec(raw, ("scale", "normalize")))(frame), want)
+    spec = Preprocess(size=size, resize=resize)  # the default normalisation and layout: the same pixels
+    np.testing.assert_allclose(spec(frame), spec._normalise(want.astype(np.uint8)[None])[0], rtol=0, atol=0)
