@@ -107,6 +107,9 @@ def main_job_presets() -> dict[str, dict[str, Any]]:
 STAGE_TOOLS = {"teacher": "train", "baseline_tsn": "train", "student": "distill", "qat": "qat"}
 
 
+StageConfig = Callable[[type, str, dict[str, Any], "int | None"], Any]  # (class, stage, values, epochs) -> config
+
+
 def resolve_stages(preset: str, recipes: str | None, data: Path, out: Path, seed: int,
                    cli: dict[str, Any]) -> Stages:
     """Each stage's config: its named recipe, then the preset's overrides (``fp32`` for the teacher, baseline and
@@ -136,34 +139,12 @@ def resolve_stages(preset: str, recipes: str | None, data: Path, out: Path, seed
                                                            and role == "student" else {})},
                              cli.get("student_epochs")) for role in ("student", "student_no_teacher")}
     teacher = config(TrainConfig, "teacher", {"out": str(out / "teacher")}, cli.get("epochs"))
-    k = students["student"].frames
     extra = {f"student_k{f}": config(DistillConfig, "student", {"out": str(out / f"student_k{f}"), "frames": f,
                                                                  "teacher": teacher_ckpt}, cli.get("student_epochs"))
-             for f in option("compare_frames") if f != k}
-    scarce = None
-    fraction = float(option("labelled_fraction") or 0)
-    if fraction:
-        if not 0 < fraction < 1:
-            raise ConfigError(f"--labelled-fraction {fraction}: give a fraction of the training labels in (0, 1), or 0 "
-                              "for no label-scarce rows")
-        tag = f"{round(100 * fraction)}pct"
-        scarce = LabelScarce(fraction, out / "splits" / f"labelled_{tag}.csv", out / "splits" / f"unlabelled_{tag}.csv")
-
-        def same_steps(epochs: int) -> int:  # as many optimiser steps on the labelled part as the full run takes
-            return max(epochs, round(epochs / fraction))
-
-        labelled = {"train_split": str(scarce.labelled)}
-        extra[f"teacher_{tag}"] = config(TrainConfig, "teacher", {"out": str(out / f"teacher_{tag}"), **labelled},
-                                         same_steps(teacher.epochs))
-        extra["student_unlabelled"] = config(
-            DistillConfig, "student", {"out": str(out / "student_unlabelled"), **labelled, **shipped,
-                                       "unlabelled": str(scarce.unlabelled),
-                                       "teacher": str(out / f"teacher_{tag}" / "best.pt")},
-            students["student"].epochs)
-        extra[f"student_{tag}_no_teacher"] = config(
-            DistillConfig, "student", {"out": str(out / f"student_{tag}_no_teacher"), **labelled, **shipped,
-                                       "no_teacher": True, "teacher": ""},
-            same_steps(students["student"].epochs))
+             for f in option("compare_frames") if f != students["student"].frames}
+    scarce, scarce_rows = label_scarce_rows(config, out, float(option("labelled_fraction") or 0), teacher,
+                                            students["student"], shipped)
+    extra.update(scarce_rows)
     for role, cfg in {**students, **extra}.items():
         if isinstance(cfg, DistillConfig) and cfg.frames > teacher.frames:
             raise ConfigError(f"{role} would see {cfg.frames} frames of the teacher's {teacher.frames}: give "
@@ -174,6 +155,35 @@ def resolve_stages(preset: str, recipes: str | None, data: Path, out: Path, seed
         qat=config(QATConfig, "qat", {"out": str(out / "int8"), "checkpoint": str(out / "student" / "best.pt")},
                    cli.get("qat_epochs")),
         recipes=names, extra=extra, label_scarce=scarce, **students)
+
+
+def label_scarce_rows(config: StageConfig, out: Path, fraction: float, teacher: TrainConfig, student: DistillConfig,
+                      shipped: dict[str, Any]) -> tuple[LabelScarce | None, dict[str, TrainConfig | DistillConfig]]:
+    """The label-scarce rows (none for ``fraction`` 0): a teacher on the labelled fraction, the shipped student's
+    recipe distilled from it on those labels + the other videos unlabelled, and on the labels alone. The runs on the
+    labelled part take as many optimiser steps as their full-label counterparts."""
+    if not fraction:
+        return None, {}
+    if not 0 < fraction < 1:
+        raise ConfigError(f"--labelled-fraction {fraction}: give a fraction of the training labels in (0, 1), or 0 "
+                          "for no label-scarce rows")
+    tag = f"{round(100 * fraction)}pct"
+    scarce = LabelScarce(fraction, out / "splits" / f"labelled_{tag}.csv", out / "splits" / f"unlabelled_{tag}.csv")
+
+    def same_steps(epochs: int) -> int:
+        return max(epochs, round(epochs / fraction))
+
+    labelled = {"train_split": str(scarce.labelled)}
+    return scarce, {
+        f"teacher_{tag}": config(TrainConfig, "teacher", {"out": str(out / f"teacher_{tag}"), **labelled},
+                                 same_steps(teacher.epochs)),
+        "student_unlabelled": config(DistillConfig, "student",
+                                     {"out": str(out / "student_unlabelled"), **labelled, **shipped,
+                                      "unlabelled": str(scarce.unlabelled),
+                                      "teacher": str(out / f"teacher_{tag}" / "best.pt")}, student.epochs),
+        f"student_{tag}_no_teacher": config(DistillConfig, "student",
+                                            {"out": str(out / f"student_{tag}_no_teacher"), **labelled, **shipped,
+                                             "no_teacher": True, "teacher": ""}, same_steps(student.epochs))}
 
 
 def ensure_benchmark(root: Path, preset: str, seed: int, workers: int | None) -> Path:
