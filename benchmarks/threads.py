@@ -76,11 +76,12 @@ def _child(args: argparse.Namespace) -> int:
 def _runtimes(bundle: str) -> list[str]:
     from sdk.bundle import Bundle
     from sdk.native import cached_build
-    from sdk.runtime import BACKEND_ORDER, is_available
+    from sdk.backends.table import BACKENDS
+    from sdk.runtime import is_available
 
     with Bundle(bundle) as b:
         backends = {p.backend for p in b.manifest.programs}
-    found = [be for be in BACKEND_ORDER if be in backends and is_available(be)]
+    found = [be for be in BACKENDS if be in backends and is_available(be)]
     return found + (["native"] if "executorch" in backends and cached_build() is not None else [])
 
 

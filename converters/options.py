@@ -2,7 +2,8 @@
 
 The table has one row per ``--to`` name; the options check, the exporter, ``--help`` and each exporter module
 (``to_pte``, ``to_coreml``, ``to_tflite``, ``to_onnx``: their ``SUFFIX`` / ``PRECISIONS``) read it, so a format's file
-name, precisions, runtime and packages are written down once.
+name and packages are written down once. Each row's backend is a row of the sdk's backend table
+(:data:`sdk.backends.table.BACKENDS`), whose precisions are the ones the format exports.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 from types import ModuleType
 
 from converters.parity import Tolerance
+from sdk.backends.table import BACKENDS, get_backend
 from sdk.errors import BackendUnavailableError, ConfigError
 from sdk.manifest import PRECISIONS
 from training.config import check_choices, option
@@ -24,12 +26,19 @@ __all__ = ["FORMATS", "ExportOptions", "Format", "check_formats", "formats_help"
 @dataclass(frozen=True)
 class Format:
     name: str  # the --to name
-    backend: str  # the manifest's backend (sdk.backends.load_runner)
+    backend: str  # the manifest's backend: a name of sdk.backends.table.BACKENDS
     suffix: str
-    precisions: tuple[str, ...]
     module: str  # the exporter: export(job, path) -> ExportResult
     needs: tuple[str, ...]  # Python packages the exporter imports
     legacy_suffix: str | None = None  # Core ML's NeuralNetwork .mlmodel (fp32 only)
+
+    def __post_init__(self) -> None:
+        get_backend(self.backend)  # a format exports programs of a known backend, or the table does not load
+
+    @property
+    def precisions(self) -> tuple[str, ...]:
+        """The precisions it exports: its backend's (the runtime runs what the exporter writes)."""
+        return BACKENDS[self.backend].precisions
 
     def exporter(self) -> ModuleType:
         return importlib.import_module(self.module)
@@ -39,11 +48,10 @@ class Format:
 
 
 FORMATS: dict[str, Format] = {f.name: f for f in (
-    Format("pte", "executorch", ".pte", ("fp32", "int8"), "converters.to_pte", ("executorch",)),
-    Format("coreml", "coreml", ".mlpackage", ("fp32", "fp16", "int8"), "converters.to_coreml", ("coremltools",),
-           legacy_suffix=".mlmodel"),
-    Format("tflite", "tflite", ".tflite", ("fp32", "int8"), "converters.to_tflite", ("litert_torch",)),
-    Format("onnx", "onnx", ".onnx", ("fp32", "int8"), "converters.to_onnx", ("onnx", "onnxscript")),
+    Format("pte", "executorch", ".pte", "converters.to_pte", ("executorch",)),
+    Format("coreml", "coreml", ".mlpackage", "converters.to_coreml", ("coremltools",), legacy_suffix=".mlmodel"),
+    Format("tflite", "tflite", ".tflite", "converters.to_tflite", ("litert_torch",)),
+    Format("onnx", "onnx", ".onnx", "converters.to_onnx", ("onnx", "onnxscript")),
 )}
 
 

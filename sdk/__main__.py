@@ -24,6 +24,7 @@ import sys
 import time
 from pathlib import Path
 
+from sdk.backends.table import BACKENDS
 from sdk.describe import add_inspect_command
 from sdk.web.serve import add_web_command
 from sdk.errors import SdkError
@@ -225,7 +226,7 @@ def _first_prediction(args: argparse.Namespace) -> int:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bundle", type=Path, required=True, help="NAME.vbundle directory or its zip")
-    p.add_argument("--backend", default="auto", help="auto (default), executorch, tflite, onnx, coreml")
+    p.add_argument("--backend", default="auto", help=f"auto (default), {', '.join(BACKENDS)}")
     p.add_argument("--precision", default=None, choices=("fp32", "fp16", "int8"),
                    help="program precision (default: the smallest the bundle has: int8, then fp16, then fp32)")
     p.add_argument("--threads", type=int, default=None, help="runtime threads (default: the runtime's)")

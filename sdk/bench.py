@@ -26,9 +26,10 @@ from pathlib import Path
 import numpy as np
 
 from sdk.backends import Runner
+from sdk.backends.table import auto_rank, get_backend
 from sdk.bundle import Bundle
 from sdk.errors import ConfigError, SdkError
-from sdk.runtime import BACKEND_ORDER, is_available, load
+from sdk.runtime import is_available, load
 
 __all__ = ["BenchOptions", "BenchReport", "run_bench"]
 
@@ -48,8 +49,7 @@ class BenchOptions:
         if not self.bundles and not self.torch_programs:
             raise ConfigError("bench needs at least one --bundle")
         for b in self.backends or []:
-            if b not in BACKEND_ORDER:
-                raise ConfigError(f"unknown backend {b!r}; valid: {', '.join(BACKEND_ORDER)}")
+            get_backend(b)  # an unknown name raises ConfigError naming the valid ones
         if self.seconds <= 0 or self.warmup < 0:
             raise ConfigError("seconds must be > 0 and warmup >= 0")
 
@@ -158,7 +158,7 @@ def _entries(opts: BenchOptions, threads: int, rng: np.random.Generator, skipped
     for path in opts.bundles:
         with Bundle(path) as bundle:
             pairs = sorted({(p.backend, p.precision) for p in bundle.manifest.programs},
-                           key=lambda bp: BACKEND_ORDER.index(bp[0]))
+                           key=lambda bp: auto_rank(bp[0]))
         for backend, precision in pairs:
             if opts.backends is not None and backend not in opts.backends:
                 continue

@@ -23,9 +23,10 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from sdk.backends.table import BACKENDS
 from sdk.bundle import Bundle
 from sdk.errors import ConfigError
-from sdk.runtime import BACKEND_ORDER, first_choice, is_available
+from sdk.runtime import first_choice, is_available
 
 __all__ = ["FirstPrediction", "as_dict", "auto_runtime", "first_prediction_times", "runtimes_for", "table"]
 
@@ -64,13 +65,13 @@ class FirstPrediction:
 
 def runtimes_for(bundle: str | Path, precision: str | None = None) -> list[str]:
     """The runtimes that can run ``bundle`` here: ``native`` when it has .pte programs and the core's build is
-    cached, then every available Python backend it has programs for (:data:`sdk.runtime.BACKEND_ORDER`)."""
+    cached, then every available Python backend it has programs for (in :data:`sdk.backends.table.BACKENDS`'s order)."""
     from sdk.native import cached_build
 
     with Bundle(bundle) as b:
         have = {p.backend for p in b.manifest.programs if precision is None or p.precision == precision}
     found = ["native"] if "executorch" in have and cached_build() is not None else []
-    return found + [be for be in BACKEND_ORDER if be in have and is_available(be)]
+    return found + [be for be in BACKENDS if be in have and is_available(be)]
 
 
 def first_prediction_times(bundle: str | Path, video: str | Path, *, runtimes: list[str] | None = None,

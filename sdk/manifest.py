@@ -32,13 +32,13 @@ from typing import Any
 
 import numpy as np
 
+from sdk.backends.table import BACKENDS
 from sdk.errors import BundleError, ConfigError
 from sdk.preprocess import Preprocess
 from sdk.samplers import Sampler
 
 __all__ = [
     "ADAPTIVE",
-    "BACKENDS",
     "CLIP_ROLES",
     "DTYPES",
     "GATES",
@@ -64,7 +64,6 @@ __all__ = [
 SCHEMA_VERSION = "1.3"  # 1.3: ``faster.gate``; 1.2: ``clip``; 1.1: FASTER bundles (``faster``, ``Program.role``, mode
 # ``aggregate``)
 MANIFEST_FILE = "manifest.json"
-BACKENDS = ("executorch", "coreml", "tflite", "onnx")
 PRECISIONS = ("fp32", "fp16", "int8")
 MODES = ("clip", "stream", "aggregate")
 PROGRAM_ROLES = ("model", "expensive", "cheap", "aggregator")  # "model": the one classifier of an ordinary bundle
@@ -276,7 +275,7 @@ class Program:
         if role in CLIP_ROLES and (mode != "clip" or len(tensors["outputs"]) < 2):
             raise _fail(where, f"a FASTER {role} program is a clip program returning (logits, features)")
         parity = obj.get("parity")
-        return cls(id=pid, backend=_choice(obj, "backend", where, BACKENDS),
+        return cls(id=pid, backend=_choice(obj, "backend", where, tuple(BACKENDS)),
                    precision=_choice(obj, "precision", where, PRECISIONS), mode=mode,
                    file=_relative_file(_get(obj, "file", where, str), f"{where}.file"), sha256=sha,
                    size_bytes=_get(obj, "size_bytes", where, int), **tensors,

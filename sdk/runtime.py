@@ -1,12 +1,12 @@
 """``sdk.load(path)``: a bundle plus the runners of the programs one backend needs, checked against its golden vectors.
 
 Backend choice (``backend="auto"``): among the (backend, precision) pairs the bundle has programs for, the available
-ones on this host (runtime importable; Core ML on macOS only) are tried in the order
+ones on this host (runtime importable, on a platform it runs on) are tried in the order
 
 * precision: ``int8``, ``fp16``, ``fp32`` (the smaller, faster program first: every int8 program in a bundle passed its
   parity gate at export);
-* backend: ``coreml`` (macOS only), ``executorch`` (XNNPACK), ``tflite`` (LiteRT, XNNPACK), ``onnx`` (ONNX Runtime CPU)
-  -- the order of measured CPU speed on this project's machines (docs/measurements.md).
+* backend: the rows of :data:`sdk.backends.table.BACKENDS` (measured CPU speed: Core ML on macOS, then ExecuTorch,
+  LiteRT, ONNX Runtime).
 
 The first pair whose programs all load wins; a runtime that is missing or fails to load its program moves on to the
 next pair (the reasons are kept in :attr:`Model.skipped`). An explicit ``backend=`` loads that backend or raises.
@@ -29,31 +29,26 @@ from typing import Self
 import numpy as np
 
 from sdk.backends import Runner, load_runner
+from sdk.backends.table import BACKENDS, auto_rank, get_backend
 from sdk.bundle import Bundle
 from sdk.errors import BackendUnavailableError, BundleError, ConfigError, SdkError
 from sdk.manifest import InputSpec, Manifest, Program
 from sdk.samplers import Sampler
 
-__all__ = ["BACKEND_ORDER", "PRECISION_ORDER", "Model", "VerifyReport", "available_backends", "is_available", "load"]
+__all__ = ["PRECISION_ORDER", "Model", "VerifyReport", "available_backends", "is_available", "load"]
 
-BACKEND_ORDER = ("coreml", "executorch", "tflite", "onnx")
 PRECISION_ORDER = ("int8", "fp16", "fp32")
-_RUNTIME_PACKAGES = {"executorch": "executorch", "tflite": "ai_edge_litert", "onnx": "onnxruntime",
-                     "coreml": "coremltools", "torch": "torch"}
 
 
 def is_available(backend: str) -> bool:
     """True when ``backend``'s runtime is installed and can run on this platform (nothing is imported)."""
-    if backend not in _RUNTIME_PACKAGES:
-        raise ConfigError(f"unknown backend {backend!r}; valid: {', '.join(_RUNTIME_PACKAGES)}")
-    if backend == "coreml" and platform.system() != "Darwin":
-        return False
-    return importlib.util.find_spec(_RUNTIME_PACKAGES[backend]) is not None
+    row = get_backend(backend)
+    return row.runs_on(platform.system()) and importlib.util.find_spec(row.package) is not None
 
 
 def available_backends() -> list[str]:
-    """The bundle backends that can run here, in :data:`BACKEND_ORDER`."""
-    return [b for b in BACKEND_ORDER if is_available(b)]
+    """The bundle backends that can run here, in ``auto``'s order (:data:`sdk.backends.table.BACKENDS`)."""
+    return [b for b in BACKENDS if is_available(b)]
 
 
 @dataclass(frozen=True)
@@ -229,7 +224,7 @@ def _candidates(manifest: Manifest, backend: str, precision: str | None) -> list
         pairs = {pp for pp in pairs if pp[1] == precision}
     if backend != "auto":
         pairs = {pp for pp in pairs if pp[0] == backend}
-    return sorted(pairs, key=lambda pp: (PRECISION_ORDER.index(pp[1]), BACKEND_ORDER.index(pp[0])))
+    return sorted(pairs, key=lambda pp: (PRECISION_ORDER.index(pp[1]), auto_rank(pp[0])))
 
 
 def first_choice(manifest: Manifest, backend: str = "auto", precision: str | None = None) -> tuple[str, str] | None:
@@ -255,15 +250,15 @@ def load(path: str | Path | Bundle, backend: str = "auto", verify: bool = False,
 
     Args:
         path: a ``.vbundle`` directory, its zip, or an open :class:`Bundle`.
-        backend: ``auto`` or one of ``executorch``, ``tflite``, ``onnx``, ``coreml``.
+        backend: ``auto`` or a name of :data:`sdk.backends.table.BACKENDS`.
         verify: run the golden vectors through the loaded programs (:meth:`Model.verify`); raises
             :class:`BundleError` on a mismatch.
         threads: intra-op threads per runner (None = runtime default).
         precision: restrict to ``fp32`` / ``fp16`` / ``int8`` programs.
         mode: for a bundle with both, ``clip`` or ``stream`` programs (default: the first listed).
     """
-    if backend != "auto" and backend not in BACKEND_ORDER:
-        raise ConfigError(f"unknown backend {backend!r}; valid: auto, {', '.join(BACKEND_ORDER)}")
+    if backend != "auto" and backend not in BACKENDS:
+        raise ConfigError(f"unknown backend {backend!r}; valid: auto, {', '.join(BACKENDS)}")
     if precision is not None and precision not in PRECISION_ORDER:
         raise ConfigError(f"unknown precision {precision!r}; valid: {', '.join(PRECISION_ORDER)}")
     if mode is not None and mode not in ("clip", "stream"):

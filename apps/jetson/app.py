@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 import sdk
+from sdk.backends.table import BACKENDS
 from sdk.errors import SdkError
 
 __all__ = ["main", "run", "sample_video"]
@@ -212,7 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--source", default="0", help="camera index, rtsp:// URL, video file, or 'bikes' (sample clip)")
     p.add_argument("--out", type=Path, default=None, help="annotated mp4 (headless)")
     p.add_argument("--headless", action="store_true", help="never open a window (default: when there is no display)")
-    p.add_argument("--backend", default="auto", help="auto, executorch, tflite, onnx")
+    p.add_argument("--backend", default="auto",
+                   help=f"auto, {', '.join(name for name, row in BACKENDS.items() if row.runs_on('Linux'))}")
     p.add_argument("--native", action="store_true",
                    help="run the C++ core (sdk/native, ExecuTorch C++) through its C API instead of the Python runtimes")
     p.add_argument("--library", type=Path, default=None,

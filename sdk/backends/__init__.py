@@ -5,14 +5,7 @@ outputs then new state); a program with int8 inputs/outputs is quantized/dequant
 parameters stored in the program file. Each runtime is imported only when its runner is created, so ``import sdk``
 stays numpy-only; a missing runtime raises :class:`~sdk.errors.BackendUnavailableError` saying what to install.
 
-==============  =====================================  ==========================================================
-backend         runtime                                notes
-==============  =====================================  ==========================================================
-``executorch``  ``executorch.runtime`` (XNNPACK)       imports torch (the Python bindings do); threads: see there
-``tflite``      ``ai_edge_litert.interpreter``         torch-free
-``onnx``        ``onnxruntime`` (CPU provider)         torch-free
-``coreml``      ``coremltools`` ``MLModel.predict``    macOS only: elsewhere BackendUnavailableError
-==============  =====================================  ==========================================================
+The backends, their runtimes and runner modules are the rows of :data:`sdk.backends.table.BACKENDS`.
 """
 from __future__ import annotations
 
@@ -26,20 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
+from sdk.backends.table import get_backend
 from sdk.errors import BackendUnavailableError, ConfigError
 
-__all__ = ["CPUINFO_PROBE", "RUNNER_MODULES", "VERBOSE_ENV", "Runner", "load_runner", "native_stderr_without",
-           "quiet_native_logs", "verbose_output"]
+__all__ = ["CPUINFO_PROBE", "VERBOSE_ENV", "Runner", "load_runner", "native_stderr_without", "quiet_native_logs",
+           "verbose_output"]
 
 # Set to 1 (the tools' ``--verbose`` does): the runtimes' known-harmless native log lines are no longer filtered.
 VERBOSE_ENV = "EDGEVIDEO_VERBOSE"
-
-RUNNER_MODULES = {
-    "executorch": "sdk.backends.executorch",
-    "tflite": "sdk.backends.litert",
-    "onnx": "sdk.backends.onnxruntime",
-    "coreml": "sdk.backends.coreml",
-}
 
 
 def verbose_output() -> bool:
@@ -61,11 +48,10 @@ def load_runner(backend: str, path: str | Path, *, threads: int | None = None) -
 
     ``threads``: intra-op threads (None = the runtime's default).
     """
-    if backend not in RUNNER_MODULES:
-        raise ConfigError(f"unknown backend {backend!r}; valid: {', '.join(RUNNER_MODULES)}")
+    runner_module = get_backend(backend).runner_module
     if threads is not None and (not isinstance(threads, int) or threads < 1):
         raise ConfigError(f"threads must be a positive integer or None, got {threads!r}")
-    module = importlib.import_module(RUNNER_MODULES[backend])
+    module = importlib.import_module(runner_module)
     return module.load(Path(path), threads=threads)
 
 
