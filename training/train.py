@@ -229,136 +229,200 @@ def _rewrite_metrics(path: Path, epochs_done: int) -> None:
 
 def fit(cfg: TrainConfig, job: Job, ctx: distributed.Context) -> dict[str, Any]:
     """The training loop: epochs of (accumulated) optimiser steps, validation, checkpoints; returns the summary."""
-    out = Path(cfg.out)
-    device = ctx.device
-    cuda = device.type == "cuda"
-    if ctx.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(cfg.seed + ctx.rank)  # dropout differs between ranks, and is reproducible
+    run = _Fit(cfg, job, ctx)
+    run.place_model()
+    run.build_loader()
+    run.build_optimisation()
+    run.resume_or_start()
+    run.train()
+    return run.summarise()
 
-    job.module.to(device)
-    if cfg.channels_last:
-        job.module.to(memory_format=torch.channels_last)  # faster convolutions on CUDA and on x86 CPUs alike
-    module: nn.Module = job.module
-    if ctx.distributed:
-        if cfg.sync_bn and cuda:
-            module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
-        module = DistributedDataParallel(module, device_ids=[device.index] if cuda else None)
 
-    # a feature cache is read in-process (memory-mapped, no decoding: workers would only copy it)
-    workers = 0 if isinstance(job.train_set, CachedClipDataset) else cfg.workers
-    loader = make_loader(job.train_set, batch_size=cfg.batch_size, workers=workers, shuffle=True,
-                         drop_last=len(job.train_set) >= cfg.batch_size * ctx.world_size, distributed=ctx.distributed,
-                         pin_memory=cuda, seed=cfg.seed)
-    batches_per_epoch = len(loader)
-    steps_per_epoch = math.ceil(batches_per_epoch / cfg.accumulate)
-    optimizer = build_optimizer(job.module, cfg)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, warmup_cosine(cfg.epochs * steps_per_epoch, max(1, int(cfg.warmup_epochs * steps_per_epoch))))
-    amp_dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float16
-    use_amp = cfg.amp and cuda
-    scaler = torch.amp.GradScaler(device.type, enabled=use_amp and amp_dtype == torch.float16)
+class _Fit:
+    """One run of :func:`fit`: its state (model, data, optimisation, position in the data) and one method per step.
+    The steps run in this order, which fixes the consumption of the random generators (runs are bit-reproducible)."""
 
-    epoch, batches_done, best = 0, 0, {"top1": -1.0}
-    last, metrics_path = out / "last.pt", out / "metrics.jsonl"
-    if cfg.resume and last.is_file():
-        ckpt = load_checkpoint(last, device)
+    def __init__(self, cfg: TrainConfig, job: Job, ctx: distributed.Context):
+        self.cfg, self.job, self.ctx = cfg, job, ctx
+        self.out, self.device = Path(cfg.out), ctx.device
+        self.cuda = self.device.type == "cuda"
+        self.last, self.metrics_path = self.out / "last.pt", self.out / "metrics.jsonl"
+        self.epoch, self.batches_done, self.best = 0, 0, {"top1": -1.0}
+        if ctx.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(cfg.seed + ctx.rank)  # dropout differs between ranks, and is reproducible
+
+    def place_model(self) -> None:
+        """``job.module`` on the device (channels-last); ``self.module``, what the forward runs, wraps it in DDP."""
+        cfg, ctx = self.cfg, self.ctx
+        self.job.module.to(self.device)
+        if cfg.channels_last:
+            self.job.module.to(memory_format=torch.channels_last)  # faster convolutions on CUDA and on x86 CPUs alike
+        self.module: nn.Module = self.job.module
+        if ctx.distributed:
+            if cfg.sync_bn and self.cuda:
+                self.module = nn.SyncBatchNorm.convert_sync_batchnorm(self.module)
+            self.module = DistributedDataParallel(self.module, device_ids=[self.device.index] if self.cuda else None)
+
+    def build_loader(self) -> None:
+        """The shuffled training loader; a feature cache is read in-process (memory-mapped, no decoding: workers would
+        only copy it)."""
+        cfg, train_set = self.cfg, self.job.train_set
+        workers = 0 if isinstance(train_set, CachedClipDataset) else cfg.workers
+        self.loader = make_loader(train_set, batch_size=cfg.batch_size, workers=workers, shuffle=True,
+                                  drop_last=len(train_set) >= cfg.batch_size * self.ctx.world_size,
+                                  distributed=self.ctx.distributed, pin_memory=self.cuda, seed=cfg.seed)
+        self.batches_per_epoch = len(self.loader)
+
+    def build_optimisation(self) -> None:
+        """Optimiser, warm-up + cosine schedule over the run's optimiser steps, and AMP (loss scaling for fp16)."""
+        cfg = self.cfg
+        steps_per_epoch = math.ceil(self.batches_per_epoch / cfg.accumulate)
+        self.optimizer = build_optimizer(self.job.module, cfg)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, warmup_cosine(
+            cfg.epochs * steps_per_epoch, max(1, int(cfg.warmup_epochs * steps_per_epoch))))
+        self.amp_dtype = torch.bfloat16 if self.cuda and torch.cuda.is_bf16_supported() else torch.float16
+        self.use_amp = cfg.amp and self.cuda
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.use_amp and self.amp_dtype == torch.float16)
+
+    def resume_or_start(self) -> None:
+        """Continue from ``last.pt`` with ``--resume``; refuse to overwrite a run without it; write ``config.json``."""
+        cfg, ctx, last = self.cfg, self.ctx, self.last
+        if cfg.resume and last.is_file():
+            self._load_trainer_state(load_checkpoint(last, self.device))
+            if ctx.is_main:
+                _rewrite_metrics(self.metrics_path, self.epoch)
+                print(f"[resume] {last}: epoch {self.epoch + 1}, batch {self.batches_done}/{self.batches_per_epoch}")
+        elif cfg.resume and ctx.is_main:
+            print(f"[resume] no {last} yet: starting a new run")
+        elif last.is_file() and ctx.is_main:
+            raise ConfigError(f"{self.out} already holds a run (last.pt): pass --resume to continue it, or choose "
+                              "another --out")
+        if ctx.is_main:
+            (self.out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+
+    def _load_trainer_state(self, ckpt: dict[str, Any]) -> None:
         trainer = ckpt["trainer"]
         # the run's own settings: a job's meta may put another "config" at the top (QAT: the fp32 model's)
-        _check_resumable(trainer.get("config", ckpt["config"]), asdict(cfg), ctx.world_size, trainer["world_size"],
-                         last)
-        job.module.load_state_dict(trainer["module"])
-        optimizer.load_state_dict(trainer["optimizer"])
-        scheduler.load_state_dict(trainer["scheduler"])
-        scaler.load_state_dict(trainer["scaler"])
-        epoch, batches_done, best = trainer["epoch"], trainer["batches_done"], trainer["best"]
-        _set_rng_state(trainer["rng"][ctx.rank])
-        if ctx.is_main:
-            _rewrite_metrics(metrics_path, epoch)
-            print(f"[resume] {last}: epoch {epoch + 1}, batch {batches_done}/{batches_per_epoch}")
-    elif cfg.resume and ctx.is_main:
-        print(f"[resume] no {last} yet: starting a new run")
-    elif last.is_file() and ctx.is_main:
-        raise ConfigError(f"{out} already holds a run (last.pt): pass --resume to continue it, or choose another --out")
-    if ctx.is_main:
-        (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+        _check_resumable(trainer.get("config", ckpt["config"]), asdict(self.cfg), self.ctx.world_size,
+                         trainer["world_size"], self.last)
+        self.job.module.load_state_dict(trainer["module"])
+        self.optimizer.load_state_dict(trainer["optimizer"])
+        self.scheduler.load_state_dict(trainer["scheduler"])
+        self.scaler.load_state_dict(trainer["scaler"])
+        self.epoch, self.batches_done, self.best = trainer["epoch"], trainer["batches_done"], trainer["best"]
+        _set_rng_state(trainer["rng"][self.ctx.rank])
 
-    def checkpoint(path: Path, trainer_state: bool) -> None:
-        rngs = distributed.gather_objects(ctx, _rng_state()) if trainer_state else None
-        if not ctx.is_main:
-            return
-        meta = job.meta.to_dict() if job.meta is not None else {}
-        state = {"model": job.model.state_dict(), "config": asdict(cfg), "epoch": epoch, **meta}
-        if trainer_state:
-            state["trainer"] = {
-                "module": job.module.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch,
-                "batches_done": batches_done, "best": best, "rng": rngs, "world_size": ctx.world_size,
-                "config": asdict(cfg)}
-        atomic_save(state, path)
+    def train(self) -> None:
+        """The remaining epochs, each followed by validation, its metrics row and checkpoints."""
+        self.start = time.perf_counter()
+        while self.epoch < self.cfg.epochs:
+            self.end_epoch(*self.train_epoch())
+            self.ctx.barrier()
 
-    start = time.perf_counter()
-    while epoch < cfg.epochs:
-        job.set_training(job.module, True)
-        loader.sampler.set_epoch(epoch, start=batches_done * cfg.batch_size)
+    def train_epoch(self) -> tuple[int, float, int]:
+        """One epoch's batches from the data position (mid-epoch after a resume); returns this rank's clips seen,
+        loss sum and correct predictions."""
+        cfg = self.cfg
+        self.job.set_training(self.job.module, True)
+        self.loader.sampler.set_epoch(self.epoch, start=self.batches_done * cfg.batch_size)
         seen, loss_sum, correct = 0, 0.0, 0
-        # the epoch's metrics row below is its summary: the bar itself does not stay
-        bar = progress(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", leave=False,
-                       disable=not ctx.is_main, initial=batches_done, total=batches_per_epoch)
+        # the epoch's metrics row is its summary: the bar itself does not stay
+        bar = progress(self.loader, desc=f"epoch {self.epoch + 1}/{cfg.epochs}", unit="batch", leave=False,
+                       disable=not self.ctx.is_main, initial=self.batches_done, total=self.batches_per_epoch)
         for batch in bar:
-            group_start = batches_done - batches_done % cfg.accumulate
-            group = min(cfg.accumulate, batches_per_epoch - group_start)  # the last group of an epoch may be short
-            steps_now = (batches_done + 1 - group_start) == group
-            sync = steps_now or not ctx.distributed
-            with module.no_sync() if not sync else contextlib.nullcontext():
-                with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                    loss, logits, labels = job.loss(module, _to_device(batch, device))
-                scaler.scale(loss / group).backward()
-            batches_done += 1
+            loss, logits, labels = self.train_batch(batch)
             seen += len(labels)
             loss_sum += loss.item() * len(labels)
             correct += (logits.argmax(1) == labels).sum().item()
-            if steps_now:
-                if cfg.clip_grad > 0:
-                    scaler.unscale_(optimizer)
-                    nn.utils.clip_grad_norm_(job.module.parameters(), cfg.clip_grad)
-                scaler.step(optimizer)
-                scaler.update()
-                optimizer.zero_grad(set_to_none=True)
-                scheduler.step()
-                if cfg.checkpoint_every and scheduler.last_epoch % cfg.checkpoint_every == 0 \
-                        and batches_done < batches_per_epoch:
-                    checkpoint(last, trainer_state=True)
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}",
-                            lr=f"{scheduler.get_last_lr()[0]:.2e}")
+                            lr=f"{self.scheduler.get_last_lr()[0]:.2e}")
         bar.close()
-        job.set_training(job.module, False)
-        validated = (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs
-        val = job.validate(job.model) if validated else {}
+        return seen, loss_sum, correct
+
+    def train_batch(self, batch: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Forward and backward of one micro-batch, then the optimiser step where its accumulation group ends (the
+        last group of an epoch may be short); DDP synchronises gradients on that micro-batch only."""
+        cfg = self.cfg
+        group_start = self.batches_done - self.batches_done % cfg.accumulate
+        group = min(cfg.accumulate, self.batches_per_epoch - group_start)
+        steps_now = (self.batches_done + 1 - group_start) == group
+        sync = steps_now or not self.ctx.distributed
+        with self.module.no_sync() if not sync else contextlib.nullcontext():
+            with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
+                loss, logits, labels = self.job.loss(self.module, _to_device(batch, self.device))
+            self.scaler.scale(loss / group).backward()
+        self.batches_done += 1
+        if steps_now:
+            self.optimizer_step()
+        return loss, logits, labels
+
+    def optimizer_step(self) -> None:
+        """Clip, step, schedule; every ``checkpoint_every`` steps ``last.pt`` (not at an epoch's end: that one
+        follows validation)."""
+        cfg = self.cfg
+        if cfg.clip_grad > 0:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.job.module.parameters(), cfg.clip_grad)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        if cfg.checkpoint_every and self.scheduler.last_epoch % cfg.checkpoint_every == 0 \
+                and self.batches_done < self.batches_per_epoch:
+            self.checkpoint(self.last, trainer_state=True)
+
+    def end_epoch(self, seen: int, loss_sum: float, correct: int) -> None:
+        """Validate (every ``val_every`` epochs and after the last), append the epoch's metrics row (all ranks'
+        training statistics), keep ``best.pt`` and write ``last.pt``."""
+        cfg, ctx = self.cfg, self.ctx
+        self.job.set_training(self.job.module, False)
+        validated = (self.epoch + 1) % cfg.val_every == 0 or self.epoch + 1 == cfg.epochs
+        val = self.job.validate(self.job.model) if validated else {}
         train_stats = distributed.gather_objects(ctx, (seen, loss_sum, correct))
         seen_all = sum(s[0] for s in train_stats)
-        epoch, batches_done = epoch + 1, 0
-        row = {"epoch": epoch, "train_loss": sum(s[1] for s in train_stats) / max(1, seen_all),
-               "train_acc": sum(s[2] for s in train_stats) / max(1, seen_all), "lr": scheduler.get_last_lr()[0],
-               "elapsed_s": round(time.perf_counter() - start, 1), **{f"val_{k}": v for k, v in val.items()}}
-        if val and (val["top1"] > best["top1"] or cfg.select == "last"):
-            best = {**val, "epoch": epoch}
-            checkpoint(out / "best.pt", trainer_state=False)
+        self.epoch, self.batches_done = self.epoch + 1, 0
+        row = {"epoch": self.epoch, "train_loss": sum(s[1] for s in train_stats) / max(1, seen_all),
+               "train_acc": sum(s[2] for s in train_stats) / max(1, seen_all),
+               "lr": self.scheduler.get_last_lr()[0], "elapsed_s": round(time.perf_counter() - self.start, 1),
+               **{f"val_{k}": v for k, v in val.items()}}
+        if val and (val["top1"] > self.best["top1"] or cfg.select == "last"):
+            self.best = {**val, "epoch": self.epoch}
+            self.checkpoint(self.out / "best.pt", trainer_state=False)
         if ctx.is_main:
-            with metrics_path.open("a") as f:
+            with self.metrics_path.open("a") as f:
                 f.write(json.dumps(row) + "\n")
             print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
-        checkpoint(last, trainer_state=True)
-        ctx.barrier()
+        self.checkpoint(self.last, trainer_state=True)
 
-    summary = {"best": best, "checkpoint": str(out / "best.pt"), "last": str(last),
-               "train_seconds": round(time.perf_counter() - start, 1), "device": str(device),
-               "processes": ctx.world_size, "train_clips": len(job.train_set), "val_clips": best.get("n")}
-    if ctx.is_main:
-        if metrics_path.is_file():
-            plot_curves(metrics_path, out / "curves.png")
-        (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    return summary
+    def checkpoint(self, path: Path, trainer_state: bool) -> None:
+        """The deployable model with the job's meta; with ``trainer_state`` also everything a resume needs (every
+        rank's RNG state is gathered, so every rank must call this)."""
+        rngs = distributed.gather_objects(self.ctx, _rng_state()) if trainer_state else None
+        if not self.ctx.is_main:
+            return
+        meta = self.job.meta.to_dict() if self.job.meta is not None else {}
+        state = {"model": self.job.model.state_dict(), "config": asdict(self.cfg), "epoch": self.epoch, **meta}
+        if trainer_state:
+            state["trainer"] = {
+                "module": self.job.module.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(), "epoch": self.epoch,
+                "batches_done": self.batches_done, "best": self.best, "rng": rngs,
+                "world_size": self.ctx.world_size, "config": asdict(self.cfg)}
+        atomic_save(state, path)
+
+    def summarise(self) -> dict[str, Any]:
+        """The run's summary (``summary.json``) and ``curves.png``."""
+        out, ctx = self.out, self.ctx
+        summary = {"best": self.best, "checkpoint": str(out / "best.pt"), "last": str(self.last),
+                   "train_seconds": round(time.perf_counter() - self.start, 1), "device": str(self.device),
+                   "processes": ctx.world_size, "train_clips": len(self.job.train_set),
+                   "val_clips": self.best.get("n")}
+        if ctx.is_main:
+            if self.metrics_path.is_file():
+                plot_curves(self.metrics_path, out / "curves.png")
+            (out / "summary.json").write_text(json.dumps(summary, indent=2))
+        return summary
 
 
 def validation_metrics(model: nn.Module, dataset: ClipDataset, cfg: TrainConfig, ctx: distributed.Context,
