@@ -262,122 +262,182 @@ def distill(cfg: DistillConfig) -> dict[str, Any]:
 
 
 def _distill(cfg: DistillConfig, ctx: distributed.Context) -> dict[str, Any]:
-    info = DatasetInfo.from_dir(cfg.data)
-    check_dataset(info, [s for s in (cfg.train_split, cfg.val_split) if s], decode=False).raise_for_problems()
-    labelled = info.records(cfg.train_split) if cfg.train_split else []
-    unlabelled = without(read_unlabelled(cfg.unlabelled), labelled) if cfg.unlabelled else []
-    if cfg.unlabelled and not unlabelled:
-        raise ConfigError(f"every video of {cfg.unlabelled} is in the labelled split {cfg.train_split}")
-    teacher, teacher_ckpt = None, None
-    if cfg.teacher:
-        teacher, teacher_ckpt = load_checkpoint_model(cfg.teacher, "cpu")
-        if list(teacher_ckpt.labels) != info.labels:
-            raise ConfigError(f"the teacher {cfg.teacher} was trained on other labels than those of {info.root}")
-        teacher_sampler = teacher_ckpt.sampler
-        if teacher_ckpt.preprocess != cfg.preprocess_spec:
-            raise ConfigError(f"the teacher {cfg.teacher} was trained on {teacher_ckpt.preprocess.to_dict()}: set the "
-                              "student's size/resize to the teacher's (both see the same crops)")
-    elif cfg.teacher_arch:
-        teacher = create(cfg.teacher_arch, num_classes=len(info.labels), frames=cfg.teacher_frames,
-                         pretrained=cfg.pretrained)
-        teacher_sampler = Sampler("uniform_segments", getattr(teacher, "input_frames", cfg.teacher_frames))
-    else:
-        teacher_sampler = Sampler("uniform_segments", cfg.teacher_frames)
-    if cfg.no_teacher:
-        teacher = None
-    n = teacher_sampler.frames
-    student_sampler = Sampler(cfg.sampler, cfg.frames, of=n)
-    student = create(cfg.arch, num_classes=len(info.labels), frames=cfg.frames, pretrained=cfg.pretrained,
-                     **cfg.model_args)
-    if cfg.init_from_teacher:
-        if teacher_ckpt is None or cfg.no_teacher:
-            raise ConfigError("init_from_teacher needs a teacher checkpoint (--teacher) and no no_teacher")
-        teacher_args = teacher_ckpt.config.get("model_args", {})
-        if (teacher_ckpt.arch, teacher_args) != (cfg.arch, cfg.model_args):
-            raise ConfigError(f"init_from_teacher: the student ({cfg.arch} {cfg.model_args}) must be the teacher's "
-                              f"arch ({teacher_ckpt.arch} {teacher_args})")
-        student.load_state_dict(teacher.state_dict())
-    if getattr(student, "input_frames", cfg.frames) != cfg.frames:
-        raise ConfigError(f"{cfg.arch} reads {student.input_frames} frames for frames={cfg.frames}: use a student that "
-                          "sees exactly the sampled frames")
+    run = _Distillation(cfg, ctx)
+    run.read_videos()
+    run.build_teacher()
+    run.build_student()
+    run.freeze()
+    run.build_datasets()
+    summary = fit(cfg, run.job(), ctx)
+    return run.report(summary)
 
-    hflip_map = info.hflip_map if cfg.hflip else None
-    start = cfg.freeze if cfg.cached else 0
-    if cfg.freeze:
-        prefix = freeze_prefix(student, cfg.freeze, per_frame=cfg.cached)
+
+class _Distillation:
+    """One run of :func:`distill` as named steps, each keeping on ``self`` what later ones need. The steps run in this
+    order, which fixes the consumption of the random generators (initial weights: teacher, student, projection)."""
+
+    def __init__(self, cfg: DistillConfig, ctx: distributed.Context):
+        self.cfg, self.ctx = cfg, ctx
+        self.info = DatasetInfo.from_dir(cfg.data)
+        check_dataset(self.info, [s for s in (cfg.train_split, cfg.val_split) if s], decode=False).raise_for_problems()
+        self.hflip_map = self.info.hflip_map if cfg.hflip else None
+
+    def read_videos(self) -> None:
+        """The labelled training videos and the unlabelled ones (minus any that are labelled)."""
+        cfg = self.cfg
+        self.labelled = self.info.records(cfg.train_split) if cfg.train_split else []
+        self.unlabelled = without(read_unlabelled(cfg.unlabelled), self.labelled) if cfg.unlabelled else []
+        if cfg.unlabelled and not self.unlabelled:
+            raise ConfigError(f"every video of {cfg.unlabelled} is in the labelled split {cfg.train_split}")
+
+    def build_teacher(self) -> None:
+        """The teacher -- a checkpoint with the student's labels and crops, or an ImageNet-initialised registry model
+        -- and the two samplers: the teacher's N frames, the student's k of them. ``no_teacher`` keeps the samplers
+        only (the same clips as the distilled student)."""
+        cfg, info = self.cfg, self.info
+        self.teacher, self.teacher_ckpt = None, None
+        if cfg.teacher:
+            self.teacher, self.teacher_ckpt = load_checkpoint_model(cfg.teacher, "cpu")
+            if list(self.teacher_ckpt.labels) != info.labels:
+                raise ConfigError(f"the teacher {cfg.teacher} was trained on other labels than those of {info.root}")
+            self.teacher_sampler = self.teacher_ckpt.sampler
+            if self.teacher_ckpt.preprocess != cfg.preprocess_spec:
+                raise ConfigError(f"the teacher {cfg.teacher} was trained on {self.teacher_ckpt.preprocess.to_dict()}: "
+                                  "set the student's size/resize to the teacher's (both see the same crops)")
+        elif cfg.teacher_arch:
+            self.teacher = create(cfg.teacher_arch, num_classes=len(info.labels), frames=cfg.teacher_frames,
+                                  pretrained=cfg.pretrained)
+            self.teacher_sampler = Sampler("uniform_segments", getattr(self.teacher, "input_frames",
+                                                                       cfg.teacher_frames))
+        else:
+            self.teacher_sampler = Sampler("uniform_segments", cfg.teacher_frames)
+        if cfg.no_teacher:
+            self.teacher = None
+        self.student_sampler = Sampler(cfg.sampler, cfg.frames, of=self.teacher_sampler.frames)
+
+    def build_student(self) -> None:
+        """The student, from the teacher checkpoint's weights with ``init_from_teacher``; it must read exactly the
+        frames it is given."""
+        cfg, ckpt = self.cfg, self.teacher_ckpt
+        self.student = create(cfg.arch, num_classes=len(self.info.labels), frames=cfg.frames,
+                              pretrained=cfg.pretrained, **cfg.model_args)
+        if cfg.init_from_teacher:
+            if ckpt is None or cfg.no_teacher:
+                raise ConfigError("init_from_teacher needs a teacher checkpoint (--teacher) and no no_teacher")
+            teacher_args = ckpt.config.get("model_args", {})
+            if (ckpt.arch, teacher_args) != (cfg.arch, cfg.model_args):
+                raise ConfigError(f"init_from_teacher: the student ({cfg.arch} {cfg.model_args}) must be the teacher's "
+                                  f"arch ({ckpt.arch} {teacher_args})")
+            self.student.load_state_dict(self.teacher.state_dict())
+        if getattr(self.student, "input_frames", cfg.frames) != cfg.frames:
+            raise ConfigError(f"{cfg.arch} reads {self.student.input_frames} frames for frames={cfg.frames}: use a "
+                              "student that sees exactly the sampled frames")
+
+    def freeze(self) -> None:
+        """Freeze the student's first ``freeze`` blocks; with the feature cache the teacher's too, which must equal
+        them (both models then train from block ``start`` on the same cached activations)."""
+        cfg, teacher = self.cfg, self.teacher
+        self.start = cfg.freeze if cfg.cached else 0
+        if not cfg.freeze:
+            return
+        prefix = freeze_prefix(self.student, cfg.freeze, per_frame=cfg.cached)
         if teacher is not None and cfg.cached:
             if prefix_digest(frozen_prefix(teacher, cfg.freeze)) != prefix_digest(prefix):
                 raise ConfigError(f"the teacher's first {cfg.freeze} blocks differ from the student's (structure or "
                                   "weights): they cannot share a feature cache; set feature_cache=false")
             teacher.requires_grad_(False) if cfg.mode == "serial" else freeze_prefix(teacher, cfg.freeze)
-    if cfg.cached:
-        def cached(split: str, train: bool, records=None) -> FeatureCache:
-            return cache_split(student, cfg.freeze, info, split, cfg.preprocess_spec, train=train,
-                               hflip=hflip_map is not None, cache_dir=cfg.cache_dir, precision=cfg.cache_precision,
-                               device=ctx.device, workers=cfg.workers, template=cfg.frame_template, records=records)
 
-        # unlabelled videos go into the training split's store, keyed per video like its own
-        parts = ([cached(cfg.train_split, True, labelled)] if labelled else []) \
-            + ([cached("unlabelled", True, unlabelled)] if unlabelled else [])
-        train_cache = replace(parts[0], files=[f for p in parts for f in p.files],
-                              labels=np.concatenate([p.labels for p in parts]))
-        val_cache = cached(cfg.val_split, False)
-        train_set = CachedClipDataset(train_cache, sampler=teacher_sampler, subset=student_sampler, train=True,
-                                      hflip_map=hflip_map, seed=cfg.seed)
-        val_student = CachedClipDataset(val_cache, sampler=student_sampler, train=False, num_clips=cfg.eval_clips)
-        val_teacher = CachedClipDataset(val_cache, sampler=teacher_sampler, train=False, num_clips=cfg.eval_clips)
-    else:
-        train_set = ClipDataset(labelled + unlabelled, sampler=teacher_sampler,
-                                subset=student_sampler, preprocess=cfg.preprocess_spec, train=True,
-                                hflip_map=hflip_map, seed=cfg.seed, template=cfg.frame_template)
-        val_student = eval_dataset(info, cfg, student_sampler)
-        val_teacher = eval_dataset(info, cfg, teacher_sampler)
-    module = SeeVeryLittle(student, teacher, cfg, start)
+    def build_datasets(self) -> None:
+        """Training clips (the teacher's N frames with the student's k among them) and each model's validation clips,
+        decoded or from the feature cache."""
+        cfg, info = self.cfg, self.info
+        if cfg.cached:
+            train_cache, val_cache = self._training_cache(), self._cache(cfg.val_split, False)
+            self.train_set = CachedClipDataset(train_cache, sampler=self.teacher_sampler, subset=self.student_sampler,
+                                               train=True, hflip_map=self.hflip_map, seed=cfg.seed)
+            self.val_student, self.val_teacher = (
+                CachedClipDataset(val_cache, sampler=s, train=False, num_clips=cfg.eval_clips)
+                for s in (self.student_sampler, self.teacher_sampler))
+        else:
+            self.train_set = ClipDataset(self.labelled + self.unlabelled, sampler=self.teacher_sampler,
+                                         subset=self.student_sampler, preprocess=cfg.preprocess_spec, train=True,
+                                         hflip_map=self.hflip_map, seed=cfg.seed, template=cfg.frame_template)
+            self.val_student = eval_dataset(info, cfg, self.student_sampler)
+            self.val_teacher = eval_dataset(info, cfg, self.teacher_sampler)
 
-    def runnable(model: nn.Module) -> nn.Module:
+    def _training_cache(self) -> FeatureCache:
+        """The labelled and unlabelled videos' cached activations as one store (unlabelled videos go into the
+        training split's store, keyed per video like its own)."""
+        parts = ([self._cache(self.cfg.train_split, True, self.labelled)] if self.labelled else []) \
+            + ([self._cache("unlabelled", True, self.unlabelled)] if self.unlabelled else [])
+        return replace(parts[0], files=[f for p in parts for f in p.files],
+                       labels=np.concatenate([p.labels for p in parts]))
+
+    def _cache(self, split: str, train: bool, records=None) -> FeatureCache:
+        cfg = self.cfg
+        return cache_split(self.student, cfg.freeze, self.info, split, cfg.preprocess_spec, train=train,
+                           hflip=self.hflip_map is not None, cache_dir=cfg.cache_dir, precision=cfg.cache_precision,
+                           device=self.ctx.device, workers=cfg.workers, template=cfg.frame_template, records=records)
+
+    def job(self) -> Job:
+        """What :func:`fit` trains: :class:`SeeVeryLittle`'s loss; checkpoints hold the student with its sampler."""
+        cfg, info, student = self.cfg, self.info, self.student
+        module = SeeVeryLittle(student, self.teacher, cfg, self.start)
+
+        def set_training(m: nn.Module, mode: bool) -> None:
+            m.train(mode)
+            if cfg.freeze:
+                frozen_prefix(student, cfg.freeze).eval()
+
+        def loss(m: nn.Module, batch: Sequence[torch.Tensor]):
+            teacher_clips, student_clips, positions, labels = batch
+            total, logits, _ = m(teacher_clips, student_clips, positions, labels)
+            return total, logits, labels
+
+        ckpt = self.teacher_ckpt
+        self.meta = CheckpointMeta(
+            labels=tuple(info.labels), sampler=self.student_sampler, preprocess=cfg.preprocess_spec,
+            config=asdict(cfg), dataset=info.checkpoint_entry(cfg.train_split or cfg.val_split),
+            teacher={"checkpoint": cfg.teacher or None, "arch": ckpt.arch if ckpt else cfg.teacher_arch or None,
+                     "sampler": self.teacher_sampler.to_dict()})
+        return Job(module=module, model=student, loss=loss, train_set=self.train_set, meta=self.meta,
+                   set_training=set_training,
+                   validate=lambda m: validation_metrics(self._runnable(m), self.val_student, cfg, self.ctx,
+                                                         info.pairs))
+
+    def _runnable(self, model: nn.Module) -> nn.Module:
         """What validation calls: the model, or the model from its first trainable block on (cached inputs)."""
-        return FromBlock(model, start) if start else model
+        return FromBlock(model, self.start) if self.start else model
 
-    def set_training(m: nn.Module, mode: bool) -> None:
-        m.train(mode)
-        if cfg.freeze:
-            frozen_prefix(student, cfg.freeze).eval()
+    def report(self, summary: dict[str, Any]) -> dict[str, Any]:
+        """Student (and teacher) top-1 and GMACs and their ratios: ``distill.json``, and ``summary.json`` with them."""
+        cfg, best = self.cfg, summary["best"]
+        student_gmacs = count_gmacs(self.student, torch.zeros(1, cfg.frames, 3, cfg.size, cfg.size,
+                                                              device=self.ctx.device))
+        report: dict[str, Any] = {"student": {"arch": cfg.arch, "frames": cfg.frames,
+                                              "sampler": self.student_sampler.to_dict(), "gmacs": student_gmacs,
+                                              "top1": best["top1"], "within_pair_acc": best.get("within_pair_acc")},
+                                  "mode": "no_teacher" if cfg.no_teacher else cfg.mode,
+                                  "labelled_videos": len(self.labelled), "unlabelled_videos": len(self.unlabelled)}
+        if self.teacher is not None or self.teacher_ckpt is not None:
+            report["teacher"] = self._teacher_report()
+            report["macs_ratio"] = student_gmacs / report["teacher"]["gmacs"]
+            report["top1_ratio"] = best["top1"] / max(report["teacher"]["top1"], 1e-12)
+        summary["distill"] = report
+        if self.ctx.is_main:
+            Path(cfg.out, "distill.json").write_text(json.dumps(report, indent=2))
+            (Path(cfg.out) / "summary.json").write_text(json.dumps(summary, indent=2))
+        return summary
 
-    def loss(m: nn.Module, batch: Sequence[torch.Tensor]):
-        teacher_clips, student_clips, positions, labels = batch
-        total, logits, _ = m(teacher_clips, student_clips, positions, labels)
-        return total, logits, labels
-
-    meta = CheckpointMeta(labels=tuple(info.labels), sampler=student_sampler, preprocess=cfg.preprocess_spec,
-                          config=asdict(cfg), dataset=info.checkpoint_entry(cfg.train_split or cfg.val_split),
-                          teacher={"checkpoint": cfg.teacher or None, "arch": teacher_ckpt.arch if teacher_ckpt else
-                                   cfg.teacher_arch or None, "sampler": teacher_sampler.to_dict()})
-    job = Job(module=module, model=student, loss=loss, train_set=train_set, meta=meta, set_training=set_training,
-              validate=lambda m: validation_metrics(runnable(m), val_student, cfg, ctx, info.pairs))
-    summary = fit(cfg, job, ctx)
-
-    size = cfg.size
-    student_gmacs = count_gmacs(student, torch.zeros(1, cfg.frames, 3, size, size, device=ctx.device))
-    report: dict[str, Any] = {"student": {"arch": cfg.arch, "frames": cfg.frames, "sampler": student_sampler.to_dict(),
-                                          "gmacs": student_gmacs, "top1": summary["best"]["top1"],
-                                          "within_pair_acc": summary["best"].get("within_pair_acc")},
-                              "mode": "no_teacher" if cfg.no_teacher else cfg.mode,
-                              "labelled_videos": len(labelled), "unlabelled_videos": len(unlabelled)}
-    if teacher is not None or teacher_ckpt is not None:
-        if teacher is None:
-            teacher, _ = load_checkpoint_model(cfg.teacher, ctx.device)
-        teacher.to(ctx.device)
-        t_metrics = validation_metrics(runnable(teacher.eval()), val_teacher, cfg, ctx, info.pairs)
-        t_gmacs = count_gmacs(teacher, torch.zeros(1, n, 3, size, size, device=ctx.device))
-        report["teacher"] = {"arch": meta.teacher["arch"], "frames": n, "gmacs": t_gmacs, "top1": t_metrics["top1"],
-                             "within_pair_acc": t_metrics.get("within_pair_acc")}
-        report["macs_ratio"] = student_gmacs / t_gmacs
-        report["top1_ratio"] = summary["best"]["top1"] / max(t_metrics["top1"], 1e-12)
-    summary["distill"] = report
-    if ctx.is_main:
-        Path(cfg.out, "distill.json").write_text(json.dumps(report, indent=2))
-        (Path(cfg.out) / "summary.json").write_text(json.dumps(summary, indent=2))
-    return summary
+    def _teacher_report(self) -> dict[str, Any]:
+        """The teacher's top-1 on its own validation clips (a ``no_teacher`` run loads its checkpoint) and GMACs."""
+        cfg, device, n = self.cfg, self.ctx.device, self.teacher_sampler.frames
+        teacher = self.teacher if self.teacher is not None else load_checkpoint_model(cfg.teacher, device)[0]
+        teacher.to(device)
+        metrics = validation_metrics(self._runnable(teacher.eval()), self.val_teacher, cfg, self.ctx, self.info.pairs)
+        gmacs = count_gmacs(teacher, torch.zeros(1, n, 3, cfg.size, cfg.size, device=device))
+        return {"arch": self.meta.teacher["arch"], "frames": n, "gmacs": gmacs, "top1": metrics["top1"],
+                "within_pair_acc": metrics.get("within_pair_acc")}
 
 
 @cli_main
