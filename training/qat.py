@@ -87,86 +87,135 @@ def quantize_checkpoint(cfg: QATConfig) -> dict[str, Any]:
     if ctx.distributed:
         raise ConfigError("training.qat runs in one process (launch it with python -m, not torchrun)")
     torch.manual_seed(cfg.seed)
-    info = DatasetInfo.from_dir(cfg.data)
-    check_dataset(info, [cfg.train_split, cfg.val_split], decode=False).raise_for_problems()
-    model, ckpt = load_checkpoint_model(cfg.checkpoint, ctx.device)
-    if list(ckpt.labels) != info.labels:
-        raise ConfigError(f"{cfg.checkpoint} was trained on other labels than those of {info.root}")
-    sampler, preprocess = ckpt.sampler, ckpt.preprocess
-    cfg = replace(cfg, size=preprocess.size, resize=preprocess.resize_to)  # what the checkpoint's data side uses
-    train_records = info.records(cfg.train_split)
-    val_set = ClipDataset(info.records(cfg.val_split), sampler=sampler, preprocess=preprocess,
-                          train=False, num_clips=cfg.eval_clips, num_crops=cfg.eval_crops, template=cfg.frame_template)
-    calib_set = ClipDataset(train_records, sampler=sampler, preprocess=preprocess, train=False,
-                            template=cfg.frame_template)
-    example = torch.zeros(2, sampler.frames, 3, preprocess.size, preprocess.size, device=ctx.device)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    model.eval()
+    run = _Quantization(cfg, ctx)
+    run.build_datasets()
+    run.measure_fp32()
+    if run.cfg.ptq:
+        run.quantize_post_training()
+    graph = run.prepare_qat()
+    summary = fit(run.cfg, run.qat_job(graph), ctx)
+    run.convert_qat(graph, summary)
+    return run.write_report()
 
-    report: dict[str, Any] = {"checkpoint": cfg.checkpoint, "arch": ckpt.arch, "lr": cfg.lr,
-                              "frames": sampler.frames, "scheme": {"quantizer": "XNNPACKQuantizer", "symmetric": True,
-                                                                   "per_channel": cfg.per_channel}}
-    report["fp32"] = validation_metrics(model, val_set, cfg, ctx, info.pairs)
-    meta = CheckpointMeta(labels=tuple(info.labels), sampler=sampler, preprocess=preprocess, config=dict(ckpt.config),
-                          dataset=dict(ckpt.dataset))
 
-    if cfg.ptq:
-        ptq = quantize.prepare(model, example, qat=False, per_channel=cfg.per_channel)
-        seen = quantize.calibrate(ptq, _calibration_batches(calib_set, cfg, ctx.device), progress=True)
+class _Quantization:
+    """One run of :func:`quantize_checkpoint` as named steps; ``report`` collects what ``qat.json`` holds. The steps
+    run in this order, which fixes the consumption of the random generators."""
+
+    def __init__(self, cfg: QATConfig, ctx: distributed.Context):
+        """The fp32 model and its checkpoint; ``cfg`` takes the checkpoint's crop sizes (what its data side uses)."""
+        self.ctx = ctx
+        self.info = DatasetInfo.from_dir(cfg.data)
+        check_dataset(self.info, [cfg.train_split, cfg.val_split], decode=False).raise_for_problems()
+        self.model, self.ckpt = load_checkpoint_model(cfg.checkpoint, ctx.device)
+        if list(self.ckpt.labels) != self.info.labels:
+            raise ConfigError(f"{cfg.checkpoint} was trained on other labels than those of {self.info.root}")
+        self.sampler, self.preprocess = self.ckpt.sampler, self.ckpt.preprocess
+        self.cfg = replace(cfg, size=self.preprocess.size, resize=self.preprocess.resize_to)
+        self.out = Path(self.cfg.out)
+
+    def build_datasets(self) -> None:
+        """Validation clips, undistorted training clips to calibrate on, and the example input of the exports."""
+        cfg, sampler, preprocess = self.cfg, self.sampler, self.preprocess
+        self.train_records = self.info.records(cfg.train_split)
+        self.val_set = ClipDataset(self.info.records(cfg.val_split), sampler=sampler, preprocess=preprocess,
+                                   train=False, num_clips=cfg.eval_clips, num_crops=cfg.eval_crops,
+                                   template=cfg.frame_template)
+        self.calib_set = ClipDataset(self.train_records, sampler=sampler, preprocess=preprocess, train=False,
+                                     template=cfg.frame_template)
+        self.example = torch.zeros(2, sampler.frames, 3, preprocess.size, preprocess.size, device=self.ctx.device)
+
+    def measure_fp32(self) -> None:
+        """The fp32 model's metrics, and the checkpoint meta that every program saved here carries."""
+        cfg, ckpt = self.cfg, self.ckpt
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.model.eval()
+        self.report: dict[str, Any] = {
+            "checkpoint": cfg.checkpoint, "arch": ckpt.arch, "lr": cfg.lr, "frames": self.sampler.frames,
+            "scheme": {"quantizer": "XNNPACKQuantizer", "symmetric": True, "per_channel": cfg.per_channel}}
+        self.report["fp32"] = self._validate(self.model)
+        self.meta = CheckpointMeta(labels=tuple(self.info.labels), sampler=self.sampler, preprocess=self.preprocess,
+                                   config=dict(ckpt.config), dataset=dict(ckpt.dataset))
+
+    def quantize_post_training(self) -> None:
+        """PTQ for comparison: calibrate, convert, measure and save ``int8_ptq.pt2``."""
+        cfg = self.cfg
+        ptq = quantize.prepare(self.model, self.example, qat=False, per_channel=cfg.per_channel)
+        seen = quantize.calibrate(ptq, _calibration_batches(self.calib_set, cfg, self.ctx.device), progress=True)
         ptq = quantize.convert(ptq)
-        report["int8_ptq"] = {**validation_metrics(ptq, val_set, cfg, ctx, info.pairs), "calibration_clips": seen}
-        quantize.save_program(ptq, example, out / "int8_ptq.pt2",
-                              replace(meta, metrics=report["int8_ptq"], quantization={"method": "ptq"}).to_dict())
+        self.report["int8_ptq"] = {**self._validate(ptq), "calibration_clips": seen}
+        quantize.save_program(ptq, self.example, self.out / "int8_ptq.pt2",
+                              replace(self.meta, metrics=self.report["int8_ptq"], quantization={"method": "ptq"})
+                              .to_dict())
 
-    gm = quantize.prepare(model, example, qat=True, per_channel=cfg.per_channel)
-    quantize.calibrate(gm, _calibration_batches(calib_set, cfg, ctx.device))  # start from calibrated ranges
-    frozen = 0 if cfg.train_frozen else int(ckpt.config.get("freeze", 0))
-    if frozen:  # the exported graph keeps the model's parameter names
-        prefix = tuple(f"backbone.features.{i}." for i in range(frozen))
-        for name, param in gm.named_parameters():
-            if name.startswith(prefix):
-                param.requires_grad_(False)
+    def prepare_qat(self) -> nn.Module:
+        """The fake-quantized graph, from calibrated ranges; the blocks the fp32 run had frozen stay frozen unless
+        ``train_frozen`` (the exported graph keeps the model's parameter names)."""
+        cfg = self.cfg
+        graph = quantize.prepare(self.model, self.example, qat=True, per_channel=cfg.per_channel)
+        quantize.calibrate(graph, _calibration_batches(self.calib_set, cfg, self.ctx.device))
+        frozen = 0 if cfg.train_frozen else int(self.ckpt.config.get("freeze", 0))
+        if frozen:
+            prefix = tuple(f"backbone.features.{i}." for i in range(frozen))
+            for name, param in graph.named_parameters():
+                if name.startswith(prefix):
+                    param.requires_grad_(False)
+        return graph
 
-    fp32_cfg = ckpt.config
-    crop = cfg.crop if cfg.crop != "auto" else (
-        "centre" if fp32_cfg.get("freeze", 0) and fp32_cfg.get("feature_cache", True) else "multi_scale")
-    train_set = ClipDataset(train_records, sampler=sampler, preprocess=preprocess, train=True, seed=cfg.seed,
-                            hflip_map=info.hflip_map if cfg.hflip else None, template=cfg.frame_template,
-                            spatial_augment=crop == "multi_scale")
-    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    def qat_job(self, graph: nn.Module) -> Job:
+        """Fine-tuning ``graph`` with cross-entropy on the crops the fp32 model trained on; observers freeze after
+        ``freeze_observers_after`` epochs."""
+        cfg, fp32_cfg = self.cfg, self.ckpt.config
+        self.crop = cfg.crop if cfg.crop != "auto" else (
+            "centre" if fp32_cfg.get("freeze", 0) and fp32_cfg.get("feature_cache", True) else "multi_scale")
+        train_set = ClipDataset(self.train_records, sampler=self.sampler, preprocess=self.preprocess, train=True,
+                                seed=cfg.seed, hflip_map=self.info.hflip_map if cfg.hflip else None,
+                                template=cfg.frame_template, spatial_augment=self.crop == "multi_scale")
+        criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
 
-    def loss(m: nn.Module, batch: Sequence[torch.Tensor]):
-        clips, labels = batch
-        logits = m(clips).float()
-        return criterion(logits, labels), logits, labels
+        def loss(m: nn.Module, batch: Sequence[torch.Tensor]):
+            clips, labels = batch
+            logits = m(clips).float()
+            return criterion(logits, labels), logits, labels
 
-    epochs_seen = {"n": 0}
+        epochs_seen = {"n": 0}
 
-    def set_training(m: nn.Module, training: bool) -> None:
-        if training and cfg.freeze_observers_after and epochs_seen["n"] >= cfg.freeze_observers_after:
-            quantize.freeze_observers(m)
-        quantize.set_training(m, training, batch_norm=cfg.train_bn)
-        epochs_seen["n"] += int(not training)
+        def set_training(m: nn.Module, training: bool) -> None:
+            if training and cfg.freeze_observers_after and epochs_seen["n"] >= cfg.freeze_observers_after:
+                quantize.freeze_observers(m)
+            quantize.set_training(m, training, batch_norm=cfg.train_bn)
+            epochs_seen["n"] += int(not training)
 
-    job = Job(module=gm, model=gm, loss=loss, train_set=train_set, set_training=set_training,
-              validate=lambda m: validation_metrics(m, val_set, cfg, ctx, info.pairs),
-              meta=replace(meta, note="fake-quantized PT2E graph state: see int8_qat.pt2 for the int8 program"))
-    summary = fit(cfg, job, ctx)
-    gm.load_state_dict(load_checkpoint(out / "best.pt")["model"])
-    int8 = quantize.convert(gm)
-    report["qat_fake_quant"], report["crop"] = summary["best"], crop
-    report["int8_qat"] = validation_metrics(int8, val_set, cfg, ctx, info.pairs)
-    quantize.save_program(int8, example, out / "int8_qat.pt2",
-                          replace(meta, metrics=report["int8_qat"], quantization={
-                              "method": "qat", "epochs": cfg.epochs, "lr": cfg.lr, "crop": crop}).to_dict())
-    report["top1_drop_points"] = {k: 100 * (report["fp32"]["top1"] - report[k]["top1"])
-                                  for k in ("int8_qat", "int8_ptq") if k in report}
-    report["files"] = {k: str(out / f"{k}.pt2") for k in ("int8_qat", "int8_ptq") if k in report}
-    report["bytes"] = {"fp32_state_dict": sum(t.numel() * t.element_size() for t in model.state_dict().values()),
-                       **{k: Path(v).stat().st_size for k, v in report["files"].items()}}
-    (out / "qat.json").write_text(json.dumps(report, indent=2))
-    return report
+        return Job(module=graph, model=graph, loss=loss, train_set=train_set, set_training=set_training,
+                   validate=self._validate,
+                   meta=replace(self.meta, note="fake-quantized PT2E graph state: see int8_qat.pt2 for the int8 "
+                                                "program"))
+
+    def convert_qat(self, graph: nn.Module, summary: dict[str, Any]) -> None:
+        """The best fine-tuned graph converted to int8, measured and saved as ``int8_qat.pt2``."""
+        cfg = self.cfg
+        graph.load_state_dict(load_checkpoint(self.out / "best.pt")["model"])
+        int8 = quantize.convert(graph)
+        self.report["qat_fake_quant"], self.report["crop"] = summary["best"], self.crop
+        self.report["int8_qat"] = self._validate(int8)
+        quantize.save_program(int8, self.example, self.out / "int8_qat.pt2",
+                              replace(self.meta, metrics=self.report["int8_qat"], quantization={
+                                  "method": "qat", "epochs": cfg.epochs, "lr": cfg.lr, "crop": self.crop}).to_dict())
+
+    def write_report(self) -> dict[str, Any]:
+        """Top-1 drops against fp32, the programs' files and sizes: ``qat.json``."""
+        report, out = self.report, self.out
+        report["top1_drop_points"] = {k: 100 * (report["fp32"]["top1"] - report[k]["top1"])
+                                      for k in ("int8_qat", "int8_ptq") if k in report}
+        report["files"] = {k: str(out / f"{k}.pt2") for k in ("int8_qat", "int8_ptq") if k in report}
+        report["bytes"] = {"fp32_state_dict": sum(t.numel() * t.element_size()
+                                                  for t in self.model.state_dict().values()),
+                           **{k: Path(v).stat().st_size for k, v in report["files"].items()}}
+        (out / "qat.json").write_text(json.dumps(report, indent=2))
+        return report
+
+    def _validate(self, model: nn.Module) -> dict[str, float]:
+        return validation_metrics(model, self.val_set, self.cfg, self.ctx, self.info.pairs)
 
 
 @cli_main
