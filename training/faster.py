@@ -621,96 +621,141 @@ def _map_size(cfg: FasterConfig, clips: dict[str, ClipModel]) -> int:
 
 def run(cfg: FasterConfig) -> dict[str, Any]:
     """The whole recipe (module docstring); writes the outputs into ``cfg.out`` and returns the JSON report."""
-    t0 = time.perf_counter()
-    root, out = Path(cfg.data).absolute(), Path(cfg.out)
-    info = _check_data(root)
-    device = torch.device(cfg.device)
-    schedules, aggregators = cfg.schedule_list, cfg.aggregator_list
-    segments = int(info.meta["segments"])
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
+    recipe = _FasterRun(cfg)
+    recipe.build_clip_models()
+    recipe.extract_features()
+    recipe.train_fixed_rows()
+    recipe.measure_clip_models_alone()
+    report = recipe.report(recipe.adaptive())
+    _write_outputs(report, recipe.out)
+    return report
 
-    clips = {role: build_clip_model(cfg.spec(role), info.labels, device) for role in CLIP_ROLES}
-    map_size = _map_size(cfg, clips) if "fast_gru" in aggregators else None
-    feats = {role: {split: extract_features(clips[role], root, split, out / f"features_{role}_{split}.pt", device,
-                                            cfg.workers, map_size) for split in SPLITS} for role in CLIP_ROLES}
-    for split in SPLITS:
-        if feats["expensive"][split].paths != feats["cheap"][split].paths:
-            raise ConfigError(f"the two models' {split} features cover different videos; delete {out}/features_*.pt")
-    num_classes = len(info.labels)
-    e_gmacs, c_gmacs = clips["expensive"].gmacs, clips["cheap"].gmacs
-    clip_files = {role: save_clip_model(c, out) for role, c in clips.items()}
-    dataset = {"root": str(root), "preset": info.meta.get("preset"), "seed": info.meta.get("seed"),
-               "segments": segments, "classes": num_classes,
-               "videos": {s: len(feats["expensive"][s].labels) for s in SPLITS}}
 
-    def row_meta(schedule: str, name: str, model: FasterModel, metrics: dict[str, Any],
+class _FasterRun:
+    """One run of :func:`run` as named steps, each keeping on ``self`` what later ones need. The steps run in this
+    order, which fixes the consumption of the random generators (clip models built here, aggregators, gate)."""
+
+    def __init__(self, cfg: FasterConfig):
+        """Check the benchmark, create ``out`` and write ``config.json``."""
+        self.t0 = time.perf_counter()
+        self.cfg = cfg
+        self.root, self.out = Path(cfg.data).absolute(), Path(cfg.out)
+        self.info = _check_data(self.root)
+        self.device = torch.device(cfg.device)
+        self.segments = int(self.info.meta["segments"])
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
+
+    def build_clip_models(self) -> None:
+        """The expensive and cheap clip models, and fast_gru's common map side."""
+        self.clips = {role: build_clip_model(self.cfg.spec(role), self.info.labels, self.device)
+                      for role in CLIP_ROLES}
+        self.map_size = _map_size(self.cfg, self.clips) if "fast_gru" in self.cfg.aggregator_list else None
+
+    def extract_features(self) -> None:
+        """Both models' features of every split (cached in ``out``), the clip models' files and the dataset entry."""
+        out, info = self.out, self.info
+        self.feats = {role: {split: extract_features(self.clips[role], self.root, split,
+                                                     out / f"features_{role}_{split}.pt", self.device,
+                                                     self.cfg.workers, self.map_size) for split in SPLITS}
+                      for role in CLIP_ROLES}
+        for split in SPLITS:
+            if self.feats["expensive"][split].paths != self.feats["cheap"][split].paths:
+                raise ConfigError(f"the two models' {split} features cover different videos; delete "
+                                  f"{out}/features_*.pt")
+        self.clip_files = {role: save_clip_model(c, out) for role, c in self.clips.items()}
+        self.dataset = {"root": str(self.root), "preset": info.meta.get("preset"), "seed": info.meta.get("seed"),
+                        "segments": self.segments, "classes": len(info.labels),
+                        "videos": {s: len(self.feats["expensive"][s].labels) for s in SPLITS}}
+
+    def row_meta(self, schedule: str, name: str, model: FasterModel, metrics: dict[str, Any],
                  gate: FasterGateMeta | None = None) -> FasterMeta:
-        return FasterMeta(labels=tuple(info.labels), schedule=schedule, aggregator=name, dim=cfg.dim,
-                          dropout=cfg.dropout, map_size=map_size, feature_size=model.aggregator.feature_size,
-                          segments=segments, segment_frames=int(info.meta["segment_frames"]), clip_models=clip_files,
-                          config=dataclasses.asdict(cfg), metrics=metrics, dataset=dataset, gate=gate)
+        """What a row's checkpoint says about its schedule, aggregator, clip models and data."""
+        cfg = self.cfg
+        return FasterMeta(labels=tuple(self.info.labels), schedule=schedule, aggregator=name, dim=cfg.dim,
+                          dropout=cfg.dropout, map_size=self.map_size, feature_size=model.aggregator.feature_size,
+                          segments=self.segments, segment_frames=int(self.info.meta["segment_frames"]),
+                          clip_models=self.clip_files, config=dataclasses.asdict(cfg), metrics=metrics,
+                          dataset=self.dataset, gate=gate)
 
-    rows = []
-    for schedule in schedules:
+    def train_fixed_rows(self) -> None:
+        """One aggregator per (schedule, aggregator), saved to ``models/``; then each row's ratios to expensive-only
+        with the same aggregator (its MACs follow from the formula even when it is not a row)."""
+        self.rows = [self._train_row(schedule, name)
+                     for schedule in self.cfg.schedule_list for name in self.cfg.aggregator_list]
+        e_gmacs = self.clips["expensive"].gmacs
+        for row in self.rows:
+            same = [r for r in self.rows if r["aggregator"] == row["aggregator"] and r["schedule"] == "expensive-only"]
+            agg = row["aggregator_gmacs"]
+            base_gmacs = self.segments * (e_gmacs + agg["projection_expensive"] + agg["step"])
+            row["macs_ratio"] = row["gmacs_per_video"] / base_gmacs
+            row["top1_ratio"] = row["top1"] / same[0]["top1"] if same and same[0]["top1"] > 0 else None
+
+    def _train_row(self, schedule: str, name: str) -> dict[str, Any]:
+        segments = self.segments
         mask = schedule_mask(schedule, segments)
         n_e = int(mask.sum())
-        for name in aggregators:
-            model, loss, top1 = train_row(name, mask, feats, num_classes, cfg, device, map_size)
-            agg = aggregator_gmacs(model, mask)
-            gmacs = n_e * e_gmacs + (segments - n_e) * c_gmacs + agg["per_video"]
-            ckpt = save_faster(out / "models" / f"{schedule.replace(':', '-')}_{name}.pt", model,
-                               row_meta(schedule, name, model, {"top1": top1, "gmacs_per_video": gmacs}))
-            rows.append({"schedule": schedule, "aggregator": name, "expensive_clips": n_e,
-                         "cheap_clips": segments - n_e, "top1": top1, "train_loss": loss, "gmacs_per_video": gmacs,
-                         "aggregator_gmacs_per_video": agg["per_video"], "aggregator_gmacs": agg,
-                         "checkpoint": str(ckpt)})
-            print(f"{schedule:>14} {name:>16}: top-1 {top1:.3f}, {gmacs:.4f} GMACs/video", flush=True)
-    # ratios to expensive-only with the same aggregator (its MACs follow from the formula even when it is not a row)
-    for row in rows:
-        same = [r for r in rows if r["aggregator"] == row["aggregator"] and r["schedule"] == "expensive-only"]
-        agg = row["aggregator_gmacs"]
-        base_gmacs = segments * (e_gmacs + agg["projection_expensive"] + agg["step"])
-        row["macs_ratio"] = row["gmacs_per_video"] / base_gmacs
-        row["top1_ratio"] = row["top1"] / same[0]["top1"] if same and same[0]["top1"] > 0 else None
+        model, loss, top1 = train_row(name, mask, self.feats, len(self.info.labels), self.cfg, self.device,
+                                      self.map_size)
+        agg = aggregator_gmacs(model, mask)
+        gmacs = n_e * self.clips["expensive"].gmacs + (segments - n_e) * self.clips["cheap"].gmacs + agg["per_video"]
+        ckpt = save_faster(self.out / "models" / f"{schedule.replace(':', '-')}_{name}.pt", model,
+                           self.row_meta(schedule, name, model, {"top1": top1, "gmacs_per_video": gmacs}))
+        print(f"{schedule:>14} {name:>16}: top-1 {top1:.3f}, {gmacs:.4f} GMACs/video", flush=True)
+        return {"schedule": schedule, "aggregator": name, "expensive_clips": n_e, "cheap_clips": segments - n_e,
+                "top1": top1, "train_loss": loss, "gmacs_per_video": gmacs,
+                "aggregator_gmacs_per_video": agg["per_video"], "aggregator_gmacs": agg, "checkpoint": str(ckpt)}
 
-    clip_alone = {}
-    for role in CLIP_ROLES:
-        if clips[role].trained_head:
-            va = feats[role]["val"]
-            pred = va.logits.softmax(-1).mean(1).argmax(1)
-            clip_alone[role] = {"top1": float((pred == va.labels).float().mean()),
-                                "gmacs_per_video": segments * clips[role].gmacs}
-        else:
-            clip_alone[role] = {"top1": None, "gmacs_per_video": segments * clips[role].gmacs,
-                                "note": "not from a checkpoint: its classifier is untrained"}
+    def adaptive(self) -> dict[str, Any] | None:
+        """With gates: the adaptive schedule's curves and checkpoints (:func:`_adaptive`)."""
+        if not self.cfg.gate_list:
+            return None
+        gmacs = {role: self.clips[role].gmacs for role in ("expensive", "cheap")}
+        return _adaptive(self.feats, self.cfg, self.cfg.gate_list, self.rows, len(self.info.labels), gmacs,
+                         self.device, self.map_size, self.row_meta, self.out / "models")
 
-    adaptive = (_adaptive(feats, cfg, cfg.gate_list, rows, num_classes, {"expensive": e_gmacs, "cheap": c_gmacs},
-                          device, map_size, row_meta, out / "models") if cfg.gate_list else None)
-    report = {
-        "config": dataclasses.asdict(cfg),
-        "map_size": map_size,
-        "dataset": dataset,
-        "clip_models": {role: {"checkpoint": c.spec.checkpoint or None, "arch": c.identity.get("arch"),
-                               "fine_tuned_here": False, "trained_head": c.trained_head,
-                               "input_frames": c.input_frames, "size": c.size, "gmacs_per_clip": c.gmacs,
-                               "map_hw": c.map_hw,
-                               "feature_dim": int(feats[role]["train"].features.shape[-1]),
-                               "sampler": c.sampler.to_dict(), "preprocess": c.preprocess.to_dict(),
-                               "features_cached": {s: feats[role][s].cached for s in SPLITS}}
-                        for role, c in clips.items()},
-        "clip_model_alone": clip_alone,
-        "rows": rows,
-        "adaptive": adaptive,
-        "seconds": time.perf_counter() - t0,
-    }
+    def measure_clip_models_alone(self) -> None:
+        """Each clip model on its own (mean of its segments' softmax); top-1 only for a trained head."""
+        self.clip_alone: dict[str, dict[str, Any]] = {}
+        for role in CLIP_ROLES:
+            gmacs = self.segments * self.clips[role].gmacs
+            if self.clips[role].trained_head:
+                va = self.feats[role]["val"]
+                pred = va.logits.softmax(-1).mean(1).argmax(1)
+                self.clip_alone[role] = {"top1": float((pred == va.labels).float().mean()), "gmacs_per_video": gmacs}
+            else:
+                self.clip_alone[role] = {"top1": None, "gmacs_per_video": gmacs,
+                                         "note": "not from a checkpoint: its classifier is untrained"}
+
+    def report(self, adaptive: dict[str, Any] | None) -> dict[str, Any]:
+        """The JSON report: config, data, clip models, rows, the adaptive schedule and the run's seconds."""
+        feats = self.feats
+        return {
+            "config": dataclasses.asdict(self.cfg),
+            "map_size": self.map_size,
+            "dataset": self.dataset,
+            "clip_models": {role: {"checkpoint": c.spec.checkpoint or None, "arch": c.identity.get("arch"),
+                                   "fine_tuned_here": False, "trained_head": c.trained_head,
+                                   "input_frames": c.input_frames, "size": c.size, "gmacs_per_clip": c.gmacs,
+                                   "map_hw": c.map_hw,
+                                   "feature_dim": int(feats[role]["train"].features.shape[-1]),
+                                   "sampler": c.sampler.to_dict(), "preprocess": c.preprocess.to_dict(),
+                                   "features_cached": {s: feats[role][s].cached for s in SPLITS}}
+                            for role, c in self.clips.items()},
+            "clip_model_alone": self.clip_alone,
+            "rows": self.rows,
+            "adaptive": adaptive,
+            "seconds": time.perf_counter() - self.t0,
+        }
+
+
+def _write_outputs(report: dict[str, Any], out: Path) -> None:
+    """``faster.json``, ``faster_table.md``, ``accuracy_vs_macs.png`` and, with gates, ``faster_adaptive.png``."""
     (out / "faster.json").write_text(json.dumps(report, indent=2, default=str))
-    table = format_table(report)
-    (out / "faster_table.md").write_text(table + "\n")
-    plot_accuracy_vs_macs(rows, out / "accuracy_vs_macs.png")
-    if adaptive:
+    (out / "faster_table.md").write_text(format_table(report) + "\n")
+    plot_accuracy_vs_macs(report["rows"], out / "accuracy_vs_macs.png")
+    if report["adaptive"]:
         plot_adaptive(report, out / "faster_adaptive.png")
-    return report
 
 
 def format_table(report: dict[str, Any]) -> str:
