@@ -31,7 +31,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
 import importlib, importlib.metadata as md, re, sys, tomllib
 modules = ["torch", "torchao", "executorch", "executorch.runtime", "ai_edge_litert.interpreter", "onnxruntime",
            "coremltools", "litert_torch", "onnx", "onnxscript", "av", "cv2", "skimage", "yaml", "matplotlib", "tqdm",
-           "pytest", "pytest_timeout", "hypothesis", "jsonschema", "cmake", "ninja"]
+           "pytest", "pytest_timeout", "xdist", "hypothesis", "jsonschema", "cmake", "ninja"]
 bad = []
 for name in modules:
     try:

@@ -16,6 +16,10 @@ import pytest
 
 def pytest_configure(config: pytest.Config) -> None:
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+        # workers in parallel: one compute thread each (torch, OpenMP, in subprocesses too) instead of one per core
+        # in every worker, which would oversubscribe the cores; before anything imports torch
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(autouse=True, scope="session")
