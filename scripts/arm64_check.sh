@@ -8,12 +8,15 @@
 #   scripts/arm64_check.sh --build               install/fetch/build only; prints the build directory, which holds
 #                                                edgevideo_cli, libedgevideo.so, uname_m and qemu-run (runs an
 #                                                aarch64 binary there: qemu-run ./edgevideo_cli ARGS)
+#   scripts/arm64_check.sh --fetch               install/fetch only (scripts/system_setup.sh: the tests then build
+#                                                with EDGEVIDEO_NO_INSTALL=1, which installs and downloads nothing)
 #
 # Environment: EDGEVIDEO_ARM64_CACHE (default ~/.cache/edgevideo/arm64: the wheel, the unpacked runtime, the builds,
 # all reused on a rerun), EDGEVIDEO_ARM64_CPU (the emulated CPU, default cortex-a76: ARMv8.2-A + dotprod + fp16, the
 # feature set of Jetson Orin's Cortex-A78AE; `qemu-aarch64 -cpu help` lists others), EDGEVIDEO_PYTHON (the Python
 # whose pip downloads the wheel and which builds through sdk.native.build; default: the project venv, scripts/env.sh).
-# Installs the cross compiler and qemu-user with apt-get when they are missing (scripts/arm64_toolchain.sh).
+# Installs the cross compiler and qemu-user with apt-get when they are missing (scripts/arm64_toolchain.sh), and
+# downloads the wheel, unless EDGEVIDEO_NO_INSTALL=1: then a missing one is an error naming the set-up command.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 CACHE=${EDGEVIDEO_ARM64_CACHE:-$HOME/.cache/edgevideo/arm64}
@@ -23,17 +26,19 @@ SYSROOT=/usr/aarch64-linux-gnu
 TOOLCHAIN=$ROOT/sdk/native/cmake/aarch64-linux-gnu.cmake
 
 build_only=0
+fetch_only=0
 bundles=()
 for arg in "$@"; do
   case "$arg" in
     --build) build_only=1 ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    --fetch) fetch_only=1 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     -*) echo "unknown option $arg (see $0 --help)" >&2; exit 2 ;;
     *) bundles+=("$arg") ;;
   esac
 done
-if [ "$build_only" = 0 ] && [ "${#bundles[@]}" = 0 ]; then
-  echo "usage: $0 BUNDLE [BUNDLE ...] | --build" >&2
+if [ "$build_only" = 0 ] && [ "$fetch_only" = 0 ] && [ "${#bundles[@]}" = 0 ]; then
+  echo "usage: $0 BUNDLE [BUNDLE ...] | --build | --fetch" >&2
   exit 2
 fi
 say() { echo "arm64: $*" >&2; }
@@ -47,10 +52,14 @@ export PATH="$(dirname "$PY"):$PATH"  # the venv's cmake / ninja, when it has th
 # 1. ExecuTorch's aarch64 wheel (its C++ runtime: headers, shared libraries, CMake package), unpacked once
 ET=$CACHE/executorch-$ET_VERSION-aarch64
 if [ ! -f "$ET/.complete" ]; then
-  mkdir -p "$CACHE/wheels"
   wheels=("$CACHE/wheels"/executorch-"$ET_VERSION"-*manylinux_2_28_aarch64.whl)
   if [ ! -f "${wheels[0]}" ]; then
+    if [ "${EDGEVIDEO_NO_INSTALL:-}" = 1 ]; then
+      echo "arm64_check: no aarch64 executorch wheel in $CACHE/wheels, and EDGEVIDEO_NO_INSTALL=1 (tests never download): run scripts/test.sh, or scripts/system_setup.sh" >&2
+      exit 1
+    fi
     say "downloading executorch==$ET_VERSION (manylinux_2_28_aarch64) into $CACHE/wheels"
+    mkdir -p "$CACHE/wheels"
     log=$(mktemp)
     # pip's own status decides; its output is shown without the index's "Location ... ignored" warnings
     if ! "$PY" -m pip download -q --disable-pip-version-check --platform manylinux_2_28_aarch64 \
@@ -76,6 +85,7 @@ PYEOF
   rm -rf "$ET.tmp"
   touch "$ET/.complete"
 fi
+[ "$fetch_only" = 0 ] || exit 0
 
 # 2. the cross build (sdk.native.build: cached under $CACHE/build by a hash of the sources and the toolchain file)
 BUILD=$("$PY" -c 'import sys; sys.path.insert(0, sys.argv[1]); from sdk.native import build

@@ -12,8 +12,9 @@ constant that the Swift files use exists in ``edgevideo.h`` with the arity and a
 (a small parser of both; Swift's C import rules for the types used). Not covered: the Swift compiler, Xcode,
 AVFoundation, and Core ML prediction (not verified on Linux).
 
-The JDK comes from ``scripts/arm64_toolchain.sh --jni`` (apt ``default-jdk-headless`` when no JDK is installed); when
-it cannot be installed the tests fail with its message.
+The JDK and the aarch64 cross compiler are installed by ``scripts/system_setup.sh`` (``scripts/test.sh`` runs it);
+the tests only locate them (``scripts/arm64_toolchain.sh --jni`` with installs off, :mod:`tests.host_setup`) and fail
+naming the set-up command when they are missing.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ import sdk
 from sdk.classifier import StreamClassifier
 from sdk.native import build
 from test_native_bundles import video
+from tests.host_setup import located, missing
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADER = ROOT / "sdk" / "native" / "include" / "edgevideo.h"
@@ -298,11 +300,7 @@ public final class Main {
 
 @pytest.fixture(scope="module")
 def jdk() -> Path:
-    proc = subprocess.run([str(ROOT / "scripts" / "arm64_toolchain.sh"), "--jni"], capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL, check=False)
-    if proc.returncode != 0:
-        pytest.fail(f"scripts/arm64_toolchain.sh --jni failed: no JDK (jni.h, javac) and none could be installed:\n"
-                    f"{proc.stderr[-3000:]}", pytrace=False)
+    proc = located("arm64_toolchain.sh", "--jni")
     return Path(re.search(r"^jdk: (.+)$", proc.stdout, flags=re.M).group(1))
 
 
@@ -333,7 +331,8 @@ def _compile_jni(cxx: str, jdk: Path, jni_classes: Path, out: Path, extra: list[
 def test_android_jni_glue_compiles(cxx, jdk, jni_classes, tmp_path):
     """x86_64 and aarch64 objects, against jni.h, edgevideo.h and the prototypes javac derives from EdgeVideo.kt's
     declarations (a C signature that disagrees with them is a conflicting declaration)."""
-    assert shutil.which(cxx), f"{cxx} missing (scripts/arm64_toolchain.sh installs the aarch64 one)"
+    if not shutil.which(cxx):
+        missing(f"{cxx} is not installed")
     proc = _compile_jni(cxx, jdk, jni_classes, tmp_path / "edgevideo_jni.o", ["-c"])
     assert proc.returncode == 0, proc.stderr
 

@@ -25,14 +25,14 @@ streams of 72 frames):
   NEON's fused multiply-adds and another summation order than AVX2's. Bound 1e-5, the x86_64 native-vs-Python bound
   of ``test_native.py``.
 
-Needs the cross toolchain: the fixture installs it (``scripts/arm64_toolchain.sh``, apt-get as root or through
-``sudo -n``) and **fails** with the script's message when it cannot -- never a skip. First run ~1 min (apt ~15 s,
-wheel, cross build ~25 s); with the cache (``~/.cache/edgevideo/arm64``) the build step takes ~2 s.
+Needs the cross toolchain and ExecuTorch's aarch64 wheel, which ``scripts/system_setup.sh`` installs and downloads
+(``scripts/arm64_check.sh --fetch``; ``scripts/test.sh`` runs it): the fixture only builds, installing and downloading
+nothing (:mod:`tests.host_setup`), and **fails** naming the set-up command when they are missing -- never a skip.
+The first cross build takes ~25 s; with the cache (``~/.cache/edgevideo/arm64``) the build step takes ~2 s.
 """
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -40,6 +40,7 @@ from pathlib import Path
 import pytest
 
 from test_native_bundles import cli_stream_vs_python, video
+from tests.host_setup import located
 
 ROOT = Path(__file__).resolve().parents[1]
 CPUS = ("cortex-a57", "cortex-a76", "max,sme=off")
@@ -51,12 +52,7 @@ STREAMS = [("clip", "fp32"), ("clip", "int8"), ("stream", "fp32")]
 @pytest.fixture(scope="session")
 def arm64_build() -> Path:
     """The aarch64 build directory (``edgevideo_cli``, ``libedgevideo.so``, ``uname_m``, ``qemu-run``)."""
-    proc = subprocess.run([str(ROOT / "scripts" / "arm64_check.sh"), "--build"], capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL, check=False, env={**os.environ, "EDGEVIDEO_PYTHON": sys.executable})
-    if proc.returncode != 0:
-        pytest.fail(f"scripts/arm64_check.sh --build failed (exit {proc.returncode}): the aarch64 cross toolchain, "
-                    f"the aarch64 executorch wheel or the cross build is missing:\n{proc.stderr[-4000:]}",
-                    pytrace=False)
+    proc = located("arm64_check.sh", "--build", env={"EDGEVIDEO_PYTHON": sys.executable})
     return Path(proc.stdout.strip().splitlines()[-1])
 
 

@@ -11,8 +11,9 @@ that classifies with no torch in it.
   what is missing), then the same script with ``--native`` (executorch ``--no-deps``, the core built by
   ``python -m sdk.native build`` for that venv into a build cache of this test). ``import torch`` fails there;
   ``python -m sdk classify`` through the core, LiteRT and ONNX Runtime gives this environment's predictions.
-  pip reads its wheels from its cache (or the index): about a minute here (62 s, the bundle export included), so
-  not marked slow.
+  pip installs from the wheelhouse that ``scripts/system_setup.sh`` fills (``scripts/device_install.sh --wheels``),
+  with no index: the test downloads nothing, and fails naming the set-up command when the wheelhouse is missing
+  (:mod:`tests.host_setup`). About a minute here (62 s, the bundle export included), so not marked slow.
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ import sdk
 from sdk.__main__ import main as sdk_main
 from sdk.classifier import StreamClassifier, VideoClassifier
 from test_native_bundles import video
+from tests.host_setup import located
 from tests.runtime_helpers import make_bundle, random_video, write_video
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -145,12 +147,14 @@ def _source_copy(dest: Path) -> Path:
 
 
 def _device_env(native_cache: Path) -> dict[str, str]:
-    """This process's environment minus everything that points at this venv."""
+    """This process's environment minus everything that points at this venv, with pip reading the set-up's
+    wheelhouse and no index."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
     here = str(Path(sys.executable).parent)
     env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if p != here)
     env["EDGEVIDEO_NATIVE_CACHE"] = str(native_cache)
-    return env
+    wheels = located("device_install.sh", "--wheels", env={"PYTHON": sys.executable}).stdout.strip().splitlines()[-1]
+    return {**env, "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": wheels}
 
 
 def _install(venv: Path, src: Path, env: dict[str, str], *flags: str) -> None:
@@ -191,9 +195,12 @@ def test_device_install_classifies_without_torch(tmp_path):
 
     # 1. the device extra alone: LiteRT and ONNX Runtime; no torch; --native says what to install
     _install(venv, src, env)
-    where = _run(venv, env, tmp_path, "-c", "import sdk, sys; print(sdk.__file__); print(sys.prefix)")
-    assert where.returncode == 0 and where.stdout.split() == [str(venv / "lib/python3.11/site-packages/sdk/__init__.py"),
-                                                              str(venv)], where
+    where = _run(venv, env, tmp_path, "-c", "import sdk, sys, sysconfig; print(sdk.__file__); print(sys.prefix); "
+                 "print(sysconfig.get_path('purelib'))")
+    assert where.returncode == 0, where
+    sdk_file, prefix, site_packages = where.stdout.split()
+    assert (sdk_file, prefix) == (str(Path(site_packages) / "sdk" / "__init__.py"), str(venv)), where
+    assert Path(site_packages).is_relative_to(venv), where
     no_torch = _run(venv, env, tmp_path, "-c", "import torch")
     assert no_torch.returncode != 0 and "No module named 'torch'" in no_torch.stderr
     for backend in ("tflite", "onnx"):
@@ -210,7 +217,7 @@ def test_device_install_classifies_without_torch(tmp_path):
     assert len(builds) == 1
     runpath = subprocess.run(["readelf", "-d", str(builds[0] / "libedgevideo.so")], capture_output=True, text=True,
                              check=True).stdout
-    assert str(venv / "lib/python3.11/site-packages/executorch") in runpath  # linked against the venv's runtime
+    assert str(Path(site_packages) / "executorch") in runpath  # linked against the venv's runtime
     assert _run(venv, env, tmp_path, "-c", "import torch").returncode != 0
     result, announced = classify("--native")
     assert "on native fp32" in announced
