@@ -3,7 +3,9 @@
 The runtime is tested on real program files in real runtimes (``converters.to_pte`` / ``to_tflite`` / ``to_onnx``),
 but on tiny order-sensitive networks (one conv, a temporal weighting or an explicit recurrent state) so that the
 whole set exports in seconds. The manifest and ``golden.npz`` follow the exporter's layout
-(``{mode}/input/{name}``, ``{mode}/reference_fp32/logits``, ``{program id}/logits``).
+(``{mode}/input/{name}``, ``{mode}/reference_fp32/logits``, ``{program id}/logits``; the FASTER bundle's torch
+references are per role, ``{role}/reference_fp32/logits``, and an int8 clip program's is
+``clip/reference_quantized/logits``).
 
 * ``clip``: ``(clip (T=3, 3, 24, 24),) -> (logits (1, 5),)``, sampler ``uniform_segments`` 3, resize 28 crop 24.
 * ``stream``: ``(frame (1, 3, 24, 24), state (1, 8)) -> (logits, features (1, 8), new_state)``, same sampler;
@@ -191,6 +193,8 @@ def make_bundle(kind: str, root: Path, formats: tuple[str, ...] = ("pte", "tflit
         calibration = _frames_in(rng, 8, 3, 3, 24, 24)
         for precision in precisions:
             module, quantized = _precision_variant(net, precision, calibration)
+            if quantized is not None:  # the torch int8 program the int8 runtimes are held to
+                golden["clip/reference_quantized/logits"] = np.stack([_torch_run(quantized, [c])[0] for c in x])
             for fmt in formats:
                 programs.append(_export_program(out, fmt, f"clip_{EXPORTERS[fmt][0]}_{precision}", "model", "clip",
                                                 module, (torch.from_numpy(x[0]),), ["clip"], ["logits"], 1, 1, golden,
@@ -222,6 +226,10 @@ def make_bundle(kind: str, root: Path, formats: tuple[str, ...] = ("pte", "tflit
     for role, x in inputs.items():
         golden[f"{role}/input/clip"] = x
     golden["aggregator/input/features"] = feats
+    for role, x in inputs.items():  # the torch reference of each program, what every runtime is held to
+        golden[f"{role}/reference_fp32/logits"] = np.stack([_torch_run(nets[role], [c])[0] for c in x])
+    golden["aggregator/reference_fp32/logits"] = _sequence_logits(lambda i: _torch_run(agg, i), feats,
+                                                                  [np.zeros((1, dim), np.float32)], 1)
     for fmt in formats:
         backend = EXPORTERS[fmt][0]
         for role in ("expensive", "cheap"):
