@@ -90,6 +90,30 @@ def _program(pid, role, mode, precision, path: Path, result, n_inputs: int, root
                    state=tuple(inputs[n_inputs:]), role=role, details=result.details)
 
 
+def _torch_outputs(module, mode: str, x: np.ndarray, state: list[np.ndarray]) -> np.ndarray:
+    """The torch program's logits on the golden inputs, laid out as :func:`_export_time_outputs`: the
+    ``*/reference_*/logits`` goldens every runtime (the native core included) is held to."""
+    import torch
+
+    def run(inputs):
+        with torch.no_grad():
+            out = module(*[torch.from_numpy(np.ascontiguousarray(a)) for a in inputs])
+        return [o.numpy() for o in (out if isinstance(out, (tuple, list)) else (out,))]
+
+    rows = []
+    for item in x:
+        if mode == "clip":
+            rows.append(run([item])[0].reshape(1, -1))
+            continue
+        s, steps = list(state), []
+        for step in item:
+            out = run([step, *s])
+            steps.append(out[0].reshape(-1))
+            s = out[len(out) - len(state):]
+        rows.append(np.stack(steps))
+    return np.stack(rows)
+
+
 def _export_time_outputs(path: Path, mode: str, x: np.ndarray, state: list[np.ndarray]) -> np.ndarray:
     """What ``converters.export`` stores as ``{pid}/logits``: the program in the Python ExecuTorch runtime."""
     from sdk.backends import load_runner
@@ -143,6 +167,7 @@ def clip_bundle(root: Path, frames: int = 4, int8: bool = True) -> Path:
     if int8:
         calib = [(torch.rand(frames, 3, SIZE, SIZE, generator=g) * 255,) for _ in range(8)]
         jobs.append(("int8", ptq(program, calib)))
+        golden["clip/reference_quantized/logits"] = _torch_outputs(jobs[-1][1], "clip", golden_x, [])
     programs = []
     for precision, quantized in jobs:
         pid = f"clip_executorch_{precision}"
@@ -172,6 +197,7 @@ def stream_bundle(root: Path, frames: int = 4) -> Path:
     result = _pte(ProgramJob("stream", program, example, ["frame", *names],
                              ["logits", "features", *[f"new_{n}" for n in names]], "fp32"), path)
     golden = {"stream/input/frame": golden_x,
+              "stream/reference_fp32/logits": _torch_outputs(program, "stream", golden_x, [z.numpy() for z in zero]),
               f"{pid}/logits": _export_time_outputs(path, "stream", golden_x, [z.numpy() for z in zero])}
     programs = [_program(pid, "model", "stream", "fp32", path, result, 1, root)]
     return _write(root, "native-stream", pre, Sampler("uniform_segments", frames), programs, golden)
@@ -270,6 +296,7 @@ def faster_bundle(root: Path, segment_frames: int = 8) -> Path:
                       path)
         programs.append(_program(pid, role, "clip", "fp32", path, result, 1, root))
         golden[f"{role}/input/clip"] = x
+        golden[f"{role}/reference_fp32/logits"] = _torch_outputs(net, "clip", x, [])
         golden[f"{pid}/logits"] = _export_time_outputs(path, "clip", x, [])
     torch.manual_seed(6)
     agg = gru(in_channels=16, num_classes=CLASSES)
@@ -286,6 +313,8 @@ def faster_bundle(root: Path, segment_frames: int = 8) -> Path:
     programs.append(_program(pid, "aggregator", "aggregate", "fp32", path, result, 1, root))
     feats = torch.randn(2, 3, 1, 16, generator=g).numpy()
     golden["aggregator/input/features"] = feats
+    golden["aggregator/reference_fp32/logits"] = _torch_outputs(step, "aggregate", feats,
+                                                                [e.numpy() * 0 for e in example[1:]])
     golden[f"{pid}/logits"] = _export_time_outputs(path, "aggregate", feats, [e.numpy() * 0 for e in example[1:]])
     faster = FasterSpec(schedule="1:2", pattern=("expensive", "cheap", "cheap"), segment_frames=segment_frames,
                         segments=4, aggregator="gru",
