@@ -16,6 +16,28 @@ from sdk.backends import load_runner
 from training.qat import QATConfig, quantize_checkpoint
 from training.train import TrainConfig, train
 
+VARYING_VIDEOS = 8
+
+
+def assert_logits_vary(bundle: Path, data: Path) -> None:
+    """Every runtime's int8 program gives different logits for different validation videos: a program whose output
+    is constant (a zeroed classifier, an input the graph dropped) follows its torch int8 reference perfectly and a
+    QAT program has no fp32 model to be held to, so the parity gate alone passes it. On 8 videos spread over the
+    classes, the logits' standard deviation over the videos (mean over classes) must exceed 1e-3: 0 for a constant
+    program; measured 0.006 on this 1-epoch student, which is itself nearly constant (chance-level, the same top-1
+    for every video), so the test cannot also ask for different top-1 classes without training longer."""
+    from training.data.datasets import DatasetInfo
+
+    records = DatasetInfo.from_dir(data).records("val.csv")
+    videos = [records[i].path for i in np.linspace(0, len(records) - 1, VARYING_VIDEOS).round().astype(int)]
+    for backend in ("executorch", "tflite", "onnx"):
+        with sdk.load(bundle, backend=backend) as model:
+            classifier = sdk.VideoClassifier(model)
+            logits = np.stack([classifier.classify(str(v)).logits for v in videos])
+        spread = float(logits.std(axis=0).mean())
+        print(f"{backend}: logits' std over {len(videos)} videos {spread:.3g}, top-1 {logits.argmax(1).tolist()}")
+        assert spread > 1e-3, f"{backend}: the int8 program's logits do not vary between videos ({spread:.3g})"
+
 
 @pytest.mark.timeout(900)
 def test_qat_int8_program_exports_to_pte_tflite_onnx_that_match_it(tiny_benchmark: Path, tmp_path: Path):
@@ -49,4 +71,5 @@ def test_qat_int8_program_exports_to_pte_tflite_onnx_that_match_it(tiny_benchmar
     assert np.abs(logits.reshape(reference.shape) - reference).max() <= 0.05 * max(scale, 1.0)
     with sdk.load(bundle, verify=True) as model:  # golden vectors checked on load
         assert model.precision == "int8"
+    assert_logits_vary(bundle, tiny_benchmark)
     assert json.loads((bundle / "manifest.json").read_text())["programs"][0]["precision"] == "int8"
