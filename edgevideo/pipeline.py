@@ -215,11 +215,14 @@ def _gmacs(cfg: TrainConfig, num_classes: int) -> float:
 
 
 def validate(info: DatasetInfo, stages: Stages, decode: bool) -> dict[str, Any]:
-    """Check the dataset before anything expensive (``decode``: every video opens and decodes); raise on a problem."""
+    """Check the dataset, and the shipped student's unlabelled videos when given, before anything expensive
+    (``decode``: every video opens and decodes); raise on a problem."""
     cfg = stages.teacher
     report = check_dataset(info, [cfg.train_split, cfg.val_split], decode=decode)
     print(report.summary())
     report.raise_for_problems()
+    if stages.student.unlabelled:
+        read_unlabelled(stages.student.unlabelled)  # a missing path or an empty folder: one error line, now
     return report.as_dict()
 
 
@@ -234,12 +237,11 @@ def build_caches(info: DatasetInfo, cfg: TrainConfig) -> dict[str, str]:
             for split in (cfg.train_split, cfg.val_split)}
 
 
-def write_label_scarce_splits(scarce: LabelScarce, info: DatasetInfo, split: str, seed: int) -> dict[str, int]:
+def write_label_scarce_splits(scarce: LabelScarce, info: DatasetInfo, split: str, seed: int) -> None:
     """The labelled fraction of ``split`` (per class, drawn with ``seed``) and the rest, as two CSVs under ``--out``."""
     labelled, rest = labelled_fraction(info.records(split), scarce.fraction, seed)
     write_split(labelled, info.labels, scarce.labelled)
     write_paths(rest, scarce.unlabelled)
-    return {"labelled_videos": len(labelled), "unlabelled_videos": len(rest)}
 
 
 def _run_role(cfg: TrainConfig | DistillConfig) -> Any:
@@ -428,14 +430,18 @@ def stream_videos(bundle: Path, info: DatasetInfo, split: str, videos: int = STR
             "top1": correct / max(1, len(rows)), "predictions": rows, "stats": clf.stats.as_dict()}
 
 
-def _frame_list(text: str) -> list[int]:
+def _frames(text: str) -> int:
     try:
-        frames = [int(f) for f in text.replace(" ", "").split(",") if f]
+        frames = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected frame counts separated by commas, e.g. 4 or 1,4; got {text!r}")
-    if any(f < 1 for f in frames):
-        raise argparse.ArgumentTypeError(f"frame counts must be at least 1, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a frame count, got {text!r}")
+    if frames < 1:
+        raise argparse.ArgumentTypeError(f"a frame count must be at least 1, got {text!r}")
     return frames
+
+
+def _frame_list(text: str) -> list[int]:
+    return [_frames(f) for f in text.replace(" ", "").split(",") if f]
 
 
 def parse_args(argv: Sequence[str] | None):
@@ -459,7 +465,7 @@ def parse_args(argv: Sequence[str] | None):
                    help="student epochs, with and without the teacher (default: the recipe's)")
     p.add_argument("--qat-epochs", type=int, default=None,
                    help="quantization-aware training epochs (default: the recipe's)")
-    p.add_argument("--student-frames", type=int, default=None, metavar="K",
+    p.add_argument("--student-frames", type=_frames, default=None, metavar="K",
                    help="frames the shipped student sees, of the teacher's (default: the recipe's, 2 of 8)")
     p.add_argument("--compare-frames", type=_frame_list, default=None, metavar="K[,K]",
                    help="distilled students at other frame budgets, printed beside the shipped one ('' for none; "

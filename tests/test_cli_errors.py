@@ -43,6 +43,8 @@ MISTAKES = [
     ("training.data.importers", ["ssv2", "--annotations", "OUT/none", "--videos", "OUT/none", "--out", "OUT/ds"],
      "--annotations must hold the files"),
     ("edgevideo.pipeline", ["--data", "DATA/../no_such_dataset"], "does not exist"),
+    ("edgevideo.pipeline", ["--data", "DATA", "--unlabelled", "DATA/../no_such_footage"],
+     "no_such_footage not found: pass a folder of videos"),
     ("converters", ["export", "--checkpoint", "missing.pt", "--out", "OUT/x.vbundle"], "missing.pt does not exist"),
     ("converters", ["export", "--checkpoint", "CKPT", "--out", "OUT/x.vbundle", "--to", "pte,jpeg"],
      "unknown formats 'jpeg'; valid: pte, coreml, tflite, onnx"),

@@ -100,7 +100,7 @@ def test_pipeline_main_job_on_tiny(tmp_path: Path, capsys):
         assert (rows[role]["labelled_videos"], rows[role]["unlabelled_videos"]) == seen, role
     distilled = json.loads((tmp_path / "student_unlabelled" / "distill.json").read_text())
     assert (distilled["labelled_videos"], distilled["unlabelled_videos"]) == (16, 48)
-    assert torch.load(tmp_path / "student_unlabelled" / "best.pt", weights_only=False)["teacher"]["checkpoint"] == \
+    assert torch.load(tmp_path / "student_unlabelled" / "best.pt", weights_only=True)["teacher"]["checkpoint"] == \
         str(tmp_path / "teacher_25pct" / "best.pt")
     assert scarce["gain_points"] == pytest.approx(100 * (rows["student_unlabelled"]["top1_fp32"]
                                                          - rows["student_25pct_no_teacher"]["top1_fp32"]))
