@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
+#include <cstring>
 #include <string>
 
 #include "error.hpp"
@@ -33,79 +35,6 @@ struct Coefficients {  // y scale and offset, and the four chroma weights, times
 };
 constexpr Coefficients kFull = {65536, 0, 91881, 22554, 46802, 116130};
 constexpr Coefficients kVideo = {76309, 16, 104597, 25675, 53279, 132201};
-
-// Reads stored pixel (x, y) as RGB; one instantiation per format, so that the inner loops have no switch.
-template <int Format>
-struct Reader {
-  const ev_image& im;
-  int s0, s1, s2;
-  Coefficients k;
-
-  explicit Reader(const ev_image& image)
-      : im(image),
-        s0(stride_of(image, 0, image.width * bytes_per_pixel(Format))),
-        s1(stride_of(image, 1, Format == EV_PIXEL_I420 ? image.width / 2 : image.width)),
-        s2(stride_of(image, 2, image.width / 2)),
-        k(image.full_range ? kFull : kVideo) {}
-
-  // Pointers to the rows of stored row y that its pixels read.
-  struct Row {
-    const uint8_t *p0, *p1, *p2;
-  };
-  inline Row row(int y) const {
-    const size_t c = static_cast<size_t>(y >> 1);
-    return {im.planes[0] + static_cast<size_t>(y) * s0, im.planes[1] ? im.planes[1] + c * s1 : nullptr,
-            im.planes[2] ? im.planes[2] + c * s2 : nullptr};
-  }
-
-  inline void operator()(const Row& r, int x, int out[3]) const {
-    if constexpr (Format == EV_PIXEL_RGB || Format == EV_PIXEL_RGBA) {
-      const uint8_t* p = r.p0 + (Format == EV_PIXEL_RGB ? 3 : 4) * x;
-      out[0] = p[0], out[1] = p[1], out[2] = p[2];
-    } else if constexpr (Format == EV_PIXEL_BGRA) {
-      const uint8_t* p = r.p0 + 4 * x;
-      out[0] = p[2], out[1] = p[1], out[2] = p[0];
-    } else {
-      int U, V;
-      if constexpr (Format == EV_PIXEL_I420) {
-        U = r.p1[x >> 1];
-        V = r.p2[x >> 1];
-      } else {
-        const uint8_t* c = r.p1 + (x & ~1);
-        U = Format == EV_PIXEL_NV12 ? c[0] : c[1];
-        V = Format == EV_PIXEL_NV12 ? c[1] : c[0];
-      }
-      U -= 128;
-      V -= 128;
-      const int L = (r.p0[x] - k.y_off) * k.y_mul + kHalf;
-      out[0] = clip8((L + k.rv * V) >> kShift);
-      out[1] = clip8((L - k.gu * U - k.gv * V) >> kShift);
-      out[2] = clip8((L + k.bu * U) >> kShift);
-    }
-  }
-
-  // YUV only: stored columns lo..hi (lo even) of a row as RGB bytes, the same arithmetic as operator() in one
-  // sequential pass, the chroma terms once per pair of columns.
-  inline void span(const Row& r, int lo, int hi, uint8_t* out) const {
-    for (int x = lo; x <= hi; x += 2) {
-      int U, V;
-      if constexpr (Format == EV_PIXEL_I420) {
-        U = r.p1[x >> 1];
-        V = r.p2[x >> 1];
-      } else {
-        U = Format == EV_PIXEL_NV12 ? r.p1[x] : r.p1[x + 1];
-        V = Format == EV_PIXEL_NV12 ? r.p1[x + 1] : r.p1[x];
-      }
-      const int red = k.rv * (V - 128), green = k.gu * (U - 128) + k.gv * (V - 128), blue = k.bu * (U - 128);
-      for (int i = 0; i < 2 && x + i <= hi; ++i, out += 3) {
-        const int L = (r.p0[x + i] - k.y_off) * k.y_mul + kHalf;
-        out[0] = clip8((L + red) >> kShift);
-        out[1] = clip8((L - green) >> kShift);
-        out[2] = clip8((L + blue) >> kShift);
-      }
-    }
-  }
-};
 
 // OpenCV's INTER_LINEAR taps of destination index d (resize.cpp): source position (d + 0.5) * src / dst - 0.5 in
 // float, floored; along x the weight is dropped at the edges (index clamped, fraction 0), along y only the indices
@@ -170,13 +99,96 @@ void resized_size(int upright_w, int upright_h, int short_side, int* out_w, int*
 
 namespace {
 
-// The crop's pixels for one format: taps (upright coordinates) are mapped to stored rows and columns once; each
-// output row interpolates two horizontally filtered source rows (OpenCV's two passes, in its fixed point).
+// The crop's pixels, in three stages per output row, each a loop over the crop's columns that the compiler
+// vectorises (GCC -O3: SSE2 / NEON; AVX2 too on x86-64 through the KERNEL clones), none with a per-pixel branch:
+//   gather:    for each horizontal tap k, the stored bytes of its two source pixels (a = i0, b = i1) into 8 bytes,
+//              through per-tap offsets computed once per frame (rotation and strides are in the offsets);
+//   horizontal: those bytes to RGB (BT.601 16.16 for YUV) and OpenCV's first pass, r = a * w0 + b * w1 (11-bit
+//              weights), kept as r >> 4 in int16 (all the second pass reads; r <= 255 * 2049, so r >> 4 fits);
+//   vertical:  OpenCV's second pass on two filtered rows, clip8((((w0 * r0) >> 16) + ((w1 * r1) >> 16) + 2) >> 2),
+//              a multiply-high on int16 lanes, written as packed RGB.
+// Filtered rows are planar (R, G, B runs of `size`) and the last two are kept: each source row is filtered once.
+#if defined(__x86_64__) && defined(__linux__) && !defined(__ANDROID__) && defined(__GNUC__)
+#define EV_KERNEL __attribute__((target_clones("avx2", "default")))
+#else
+#define EV_KERNEL
+#endif
+
+// The gathered bytes of tap k's two source pixels (a = i0, b = i1), as stored: RGB / RGBA / BGRA: pa / pb hold
+// the pixel's bytes at 4 k (3 or 4 of them); YUV: ya / yb the Y byte at k, ca / cb the chroma bytes at 2 k (U V for
+// NV12 and I420, V U for NV21).
+template <int Format>
+inline __attribute__((always_inline)) void horizontal_impl(const uint8_t* __restrict pa, const uint8_t* __restrict pb,
+                                                             const uint8_t* __restrict ca, const uint8_t* __restrict cb,
+                                                             const int16_t* __restrict q0,
+                                                             const int16_t* __restrict q1,
+                                                             const int16_t* __restrict m0,
+                                                             const int16_t* __restrict m1, int n, Coefficients k,
+                                                             int16_t* __restrict h) {
+  int16_t* __restrict hr = h;
+  int16_t* __restrict hg = h + n;
+  int16_t* __restrict hb = h + 2 * n;
+  for (int i = 0; i < n; ++i) {
+    int ra, ga, ba, rb, gb, bb;
+    if constexpr (Format == EV_PIXEL_NV12 || Format == EV_PIXEL_NV21 || Format == EV_PIXEL_I420) {
+      constexpr int u = Format == EV_PIXEL_NV21 ? 1 : 0;
+      const int ua = ca[2 * i + u] - 128, va = ca[2 * i + 1 - u] - 128;
+      const int ub = cb[2 * i + u] - 128, vb = cb[2 * i + 1 - u] - 128;
+      const int la = (pa[i] - k.y_off) * k.y_mul + kHalf, lb = (pb[i] - k.y_off) * k.y_mul + kHalf;
+      ra = (la + k.rv * va) >> kShift, rb = (lb + k.rv * vb) >> kShift;
+      ga = (la - k.gu * ua - k.gv * va) >> kShift, gb = (lb - k.gu * ub - k.gv * vb) >> kShift;
+      ba = (la + k.bu * ua) >> kShift, bb = (lb + k.bu * ub) >> kShift;
+      ra = std::min(std::max(ra, 0), 255), rb = std::min(std::max(rb, 0), 255);
+      ga = std::min(std::max(ga, 0), 255), gb = std::min(std::max(gb, 0), 255);
+      ba = std::min(std::max(ba, 0), 255), bb = std::min(std::max(bb, 0), 255);
+    } else {
+      constexpr int r = Format == EV_PIXEL_BGRA ? 2 : 0, b = 2 - r;
+      ra = pa[4 * i + r], ga = pa[4 * i + 1], ba = pa[4 * i + b];
+      rb = pb[4 * i + r], gb = pb[4 * i + 1], bb = pb[4 * i + b];
+    }
+    // (a w0 + b w1) >> 4 in 16-bit lanes: w = 16 q + m, so a w0 + b w1 = 16 (a q0 + b q1) + (a m0 + b m1), where
+    // a q0 + b q1 <= 255 * 128 (q0 + q1 <= 128 as w0 + w1 <= 2049) and a m0 + b m1 <= 255 * 30
+    const int16_t qa = q0[i], qb = q1[i], ma = m0[i], mb = m1[i];
+    hr[i] = static_cast<int16_t>(static_cast<int16_t>(ra * qa + rb * qb) + (static_cast<int16_t>(ra * ma + rb * mb) >> 4));
+    hg[i] = static_cast<int16_t>(static_cast<int16_t>(ga * qa + gb * qb) + (static_cast<int16_t>(ga * ma + gb * mb) >> 4));
+    hb[i] = static_cast<int16_t>(static_cast<int16_t>(ba * qa + bb * qb) + (static_cast<int16_t>(ba * ma + bb * mb) >> 4));
+  }
+}
+
+#define EV_HORIZONTAL(name, format)                                                                              \
+  EV_KERNEL void name(const uint8_t* __restrict pa, const uint8_t* __restrict pb, const uint8_t* __restrict ca,    \
+                      const uint8_t* __restrict cb, const int16_t* __restrict wq, int n, Coefficients k,         \
+                      int16_t* __restrict h) {                                                                    \
+    horizontal_impl<format>(pa, pb, ca, cb, wq, wq + n, wq + 2 * n, wq + 3 * n, n, k, h);                                                   \
+  }
+EV_HORIZONTAL(horizontal_rgb, EV_PIXEL_RGB)
+EV_HORIZONTAL(horizontal_bgra, EV_PIXEL_BGRA)
+EV_HORIZONTAL(horizontal_uv, EV_PIXEL_NV12)
+EV_HORIZONTAL(horizontal_vu, EV_PIXEL_NV21)
+#undef EV_HORIZONTAL
+
+EV_KERNEL void vertical(const int16_t* __restrict r0, const int16_t* __restrict r1, int w0, int w1, int n,
+                        uint8_t* __restrict out) {
+  // in 16-bit lanes: each product's high half is <= 2048 * 32655 >> 16 = 1020, their sum + 2 <= 2042
+  const int16_t a = static_cast<int16_t>(w0), b = static_cast<int16_t>(w1);
+  for (int i = 0; i < n; ++i) {
+    for (int c = 0; c < 3; ++c) {
+      const int16_t x = static_cast<int16_t>((a * r0[c * n + i]) >> 16), y = static_cast<int16_t>((b * r1[c * n + i]) >> 16);
+      const int16_t v = static_cast<int16_t>(static_cast<int16_t>(x + y + 2) >> 2);
+      out[3 * i + c] = static_cast<uint8_t>(std::min<int16_t>(v, 255));  // v >= 0: pixels and weights are
+    }
+  }
+}
+
 template <int Format>
 void crop_pixels(const ev_image& im, const std::vector<Tap>& tx, const std::vector<Tap>& ty, int size,
                  uint8_t* out) {
-  const Reader<Format> read(im);
+  constexpr bool kYuv = Format == EV_PIXEL_NV12 || Format == EV_PIXEL_NV21 || Format == EV_PIXEL_I420;
+  constexpr int bpp = Format == EV_PIXEL_RGB ? 3 : (kYuv ? 1 : 4);
   const bool transposed = im.rotation == 90 || im.rotation == 270;
+  const ptrdiff_t s0 = stride_of(im, 0, im.width * bpp);
+  const ptrdiff_t s1 = stride_of(im, 1, Format == EV_PIXEL_I420 ? im.width / 2 : im.width);
+  const ptrdiff_t s2 = stride_of(im, 2, im.width / 2);
   // upright column u -> the stored coordinate it fixes (x, or y when transposed); upright row v likewise
   auto col = [&](int u) {
     switch (im.rotation) {
@@ -192,62 +204,77 @@ void crop_pixels(const ev_image& im, const std::vector<Tap>& tx, const std::vect
       default: return v;  // 0: y, 90: x
     }
   };
-  const size_t n = static_cast<size_t>(size);
-  std::vector<int> c0(n), c1(n);
-  for (size_t k = 0; k < n; ++k) c0[k] = col(tx[k].i0), c1[k] = col(tx[k].i1);
-  std::vector<int> rows[2] = {std::vector<int>(n * 3), std::vector<int>(n * 3)};
-  // A YUV row read along its storage (rotation 0 / 180) whose taps' columns span at most two per output pixel (a
-  // shorter side scaled down at most 2x, or up) is converted once over that span, then filtered as RGB: each tap
-  // converts two pixels, so this converts fewer (2.2x faster for a crop without resize; a larger downscale would
-  // convert columns no tap reads).
-  constexpr bool kYuv = Format == EV_PIXEL_NV12 || Format == EV_PIXEL_NV21 || Format == EV_PIXEL_I420;
-  int lo = 0, hi = -1;
-  if (kYuv && !transposed) {
-    lo = std::min(*std::min_element(c0.begin(), c0.end()), *std::min_element(c1.begin(), c1.end())) & ~1;
-    hi = std::max(*std::max_element(c0.begin(), c0.end()), *std::max_element(c1.begin(), c1.end()));
+  const int n = size;
+  const size_t un = static_cast<size_t>(n);
+  // per tap and pixel (a, b): offsets of its bytes from the row's bases, plane 0 (Y / RGB), 1 (UV or U), 2 (V)
+  std::vector<ptrdiff_t> off(6 * un);
+  ptrdiff_t *o0 = off.data(), *o1 = o0 + 2 * un, *o2 = o1 + 2 * un;
+  std::vector<int16_t> wq(4 * un);  // the horizontal weights w0 >> 4, w1 >> 4, w0 & 15, w1 & 15 (runs of size)
+  for (size_t k = 0; k < un; ++k) {
+    wq[k] = static_cast<int16_t>(tx[k].w0 >> 4), wq[un + k] = static_cast<int16_t>(tx[k].w1 >> 4);
+    wq[2 * un + k] = static_cast<int16_t>(tx[k].w0 & 15), wq[3 * un + k] = static_cast<int16_t>(tx[k].w1 & 15);
+    for (int side = 0; side < 2; ++side) {
+      const ptrdiff_t c = col(side ? tx[k].i1 : tx[k].i0);
+      const size_t j = 2 * k + static_cast<size_t>(side);
+      if (transposed) {  // c is a stored row
+        o0[j] = c * s0, o1[j] = (c >> 1) * s1, o2[j] = (c >> 1) * s2;
+      } else {  // c is a stored column
+        o0[j] = c * bpp, o1[j] = Format == EV_PIXEL_I420 ? c >> 1 : c & ~ptrdiff_t{1}, o2[j] = c >> 1;
+      }
+    }
   }
-  const bool by_span = hi >= lo && static_cast<size_t>(hi - lo + 1) <= 2 * n;
-  std::vector<uint8_t> converted(by_span ? static_cast<size_t>(hi - lo + 1) * 3 : 0);
+  const Coefficients coef = im.full_range ? kFull : kVideo;
+  // the gathered bytes (see horizontal_impl)
+  std::vector<uint8_t> gathered(12 * un);
+  uint8_t *pa = gathered.data(), *pb = pa + 4 * un, *ca = pb + 4 * un, *cb = ca + 2 * un;
+  std::vector<int16_t> rows[2] = {std::vector<int16_t>(3 * un), std::vector<int16_t>(3 * un)};
   int cached[2] = {-1, -1};  // the upright rows rows[0] / rows[1] hold
-  auto filtered = [&](int v, int keep) -> const int* {
+  auto filtered = [&](int v, int keep) -> const int16_t* {
     for (int s = 0; s < 2; ++s)
       if (cached[s] == v) return rows[s].data();
     const int slot = cached[0] == keep ? 1 : 0;  // never overwrite the row the caller still holds
-    int* dst = rows[slot].data();
-    const int r = row(v);
-    int a[3], b[3];
-    if (transposed) {  // the row is a stored column: x fixed, y along the crop
-      for (size_t k = 0; k < n; ++k, dst += 3) {
-        read(read.row(c0[k]), r, a), read(read.row(c1[k]), r, b);
-        const Tap& h = tx[k];
-        for (int c = 0; c < 3; ++c) dst[c] = a[c] * h.w0 + b[c] * h.w1;
-      }
-    } else if (by_span) {
-      if constexpr (kYuv) read.span(read.row(r), lo, hi, converted.data());
-      for (size_t k = 0; k < n; ++k, dst += 3) {
-        const uint8_t* p = converted.data() + 3 * (c0[k] - lo);
-        const uint8_t* q = converted.data() + 3 * (c1[k] - lo);
-        const Tap& h = tx[k];
-        for (int c = 0; c < 3; ++c) dst[c] = p[c] * h.w0 + q[c] * h.w1;
-      }
-    } else {
-      const auto stored = read.row(r);
-      for (size_t k = 0; k < n; ++k, dst += 3) {
-        read(stored, c0[k], a), read(stored, c1[k], b);
-        const Tap& h = tx[k];
-        for (int c = 0; c < 3; ++c) dst[c] = a[c] * h.w0 + b[c] * h.w1;
+    const ptrdiff_t r = row(v);
+    // the bases: stored row r, or stored column r when transposed
+    const uint8_t* b0 = im.planes[0] + (transposed ? r * bpp : r * s0);
+    const uint8_t* b1 = nullptr;
+    const uint8_t* b2 = nullptr;
+    if constexpr (kYuv) {
+      b1 = im.planes[1] + (transposed ? (Format == EV_PIXEL_I420 ? r >> 1 : r & ~ptrdiff_t{1}) : (r >> 1) * s1);
+      if constexpr (Format == EV_PIXEL_I420) b2 = im.planes[2] + (transposed ? r >> 1 : (r >> 1) * s2);
+    }
+    for (size_t i = 0; i < un; ++i) {
+      const size_t j = 2 * i;
+      if constexpr (kYuv) {
+        pa[i] = b0[o0[j]], pb[i] = b0[o0[j + 1]];
+        if constexpr (Format == EV_PIXEL_I420) {
+          ca[j] = b1[o1[j]], ca[j + 1] = b2[o2[j]], cb[j] = b1[o1[j + 1]], cb[j + 1] = b2[o2[j + 1]];
+        } else {
+          std::memcpy(ca + j, b1 + o1[j], 2);
+          std::memcpy(cb + j, b1 + o1[j + 1], 2);
+        }
+      } else {
+        std::memcpy(pa + 4 * i, b0 + o0[j], bpp);
+        std::memcpy(pb + 4 * i, b0 + o0[j + 1], bpp);
       }
     }
+    int16_t* h = rows[slot].data();
+    if constexpr (Format == EV_PIXEL_NV21) {
+      horizontal_vu(pa, pb, ca, cb, wq.data(), n, coef, h);
+    } else if constexpr (kYuv) {
+      horizontal_uv(pa, pb, ca, cb, wq.data(), n, coef, h);
+    } else if constexpr (Format == EV_PIXEL_BGRA) {
+      horizontal_bgra(pa, pb, ca, cb, wq.data(), n, coef, h);
+    } else {
+      horizontal_rgb(pa, pb, ca, cb, wq.data(), n, coef, h);
+    }
     cached[slot] = v;
-    return rows[slot].data();
+    return h;
   };
-  for (size_t cy = 0; cy < n; ++cy) {
-    const Tap& v = ty[cy];
-    const int* r0 = filtered(v.i0, -1);
-    const int* r1 = filtered(v.i1, v.i0);
-    uint8_t* dst = out + cy * n * 3;
-    for (size_t k = 0; k < n * 3; ++k)  // OpenCV's vectorised vertical pass (x86 SSE2/AVX2, ARM NEON)
-      dst[k] = clip8((((v.w0 * (r0[k] >> 4)) >> 16) + ((v.w1 * (r1[k] >> 4)) >> 16) + 2) >> 2);
+  for (size_t cy = 0; cy < un; ++cy) {
+    const Tap& t = ty[cy];
+    const int16_t* r0 = filtered(t.i0, -1);
+    const int16_t* r1 = filtered(t.i1, t.i0);
+    vertical(r0, r1, t.w0, t.w1, n, out + cy * un * 3);
   }
 }
 
