@@ -99,15 +99,19 @@ void resized_size(int upright_w, int upright_h, int short_side, int* out_w, int*
 
 namespace {
 
-// The crop's pixels, in three stages per output row, each a loop over the crop's columns that the compiler
-// vectorises (GCC -O3: SSE2 / NEON; AVX2 too on x86-64 through the KERNEL clones), none with a per-pixel branch:
-//   gather:    for each horizontal tap k, the stored bytes of its two source pixels (a = i0, b = i1) into 8 bytes,
-//              through per-tap offsets computed once per frame (rotation and strides are in the offsets);
-//   horizontal: those bytes to RGB (BT.601 16.16 for YUV) and OpenCV's first pass, r = a * w0 + b * w1 (11-bit
-//              weights), kept as r >> 4 in int16 (all the second pass reads; r <= 255 * 2049, so r >> 4 fits);
-//   vertical:  OpenCV's second pass on two filtered rows, clip8((((w0 * r0) >> 16) + ((w1 * r1) >> 16) + 2) >> 2),
-//              a multiply-high on int16 lanes, written as packed RGB.
+// The crop's pixels, in three stages per filtered row, each a loop over the crop's columns without a per-pixel
+// branch; the last two are loops the compiler vectorises (GCC -O3: SSE2 / NEON; on x86-64 with glibc also an AVX2
+// clone of each, picked at load time):
+//   gather:     for each horizontal tap k, the stored bytes of its two source pixels (a = i0, b = i1), through
+//               offsets computed once per frame (rotation and strides are in them); along a stored row the two are
+//               neighbours and read at once;
+//   horizontal: those bytes to RGB (BT.601 16.16 for YUV, exactly Reader's arithmetic before) and OpenCV's first
+//               pass, r = a * w0 + b * w1 (11-bit weights), kept as r >> 4 in int16 lanes (all the second pass
+//               reads of it; r <= 255 * 2049, so r >> 4 fits);
+//   vertical:   OpenCV's second pass on two filtered rows, clip8((((w0 * r0) >> 16) + ((w1 * r1) >> 16) + 2) >> 2),
+//               a multiply-high on int16 lanes (as OpenCV's SIMD), written as packed RGB.
 // Filtered rows are planar (R, G, B runs of `size`) and the last two are kept: each source row is filtered once.
+// Bit-exact with the scalar kernel this replaced (tests/test_camera.py pins the bytes).
 #if defined(__x86_64__) && defined(__linux__) && !defined(__ANDROID__) && defined(__GNUC__)
 #define EV_KERNEL __attribute__((target_clones("avx2", "default")))
 #else
@@ -115,7 +119,7 @@ namespace {
 #endif
 
 // The gathered bytes of tap k's two source pixels (a = i0, b = i1), as stored: RGB / RGBA / BGRA: pa / pb hold
-// the pixel's bytes at 4 k (3 or 4 of them); YUV: ya / yb the Y byte at k, ca / cb the chroma bytes at 2 k (U V for
+// the pixel's bytes at 4 k (3 or 4 of them); YUV: pa / pb its Y byte at k, ca / cb its chroma bytes at 2 k (U V for
 // NV12 and I420, V U for NV21).
 template <int Format>
 inline __attribute__((always_inline)) void horizontal_impl(const uint8_t* __restrict pa, const uint8_t* __restrict pb,
@@ -124,10 +128,8 @@ inline __attribute__((always_inline)) void horizontal_impl(const uint8_t* __rest
                                                              const int16_t* __restrict q1,
                                                              const int16_t* __restrict m0,
                                                              const int16_t* __restrict m1, int n, Coefficients k,
-                                                             int16_t* __restrict h) {
-  int16_t* __restrict hr = h;
-  int16_t* __restrict hg = h + n;
-  int16_t* __restrict hb = h + 2 * n;
+                                                             int16_t* __restrict hr, int16_t* __restrict hg,
+                                                             int16_t* __restrict hb) {
   for (int i = 0; i < n; ++i) {
     int ra, ga, ba, rb, gb, bb;
     if constexpr (Format == EV_PIXEL_NV12 || Format == EV_PIXEL_NV21 || Format == EV_PIXEL_I420) {
@@ -148,18 +150,25 @@ inline __attribute__((always_inline)) void horizontal_impl(const uint8_t* __rest
     }
     // (a w0 + b w1) >> 4 in 16-bit lanes: w = 16 q + m, so a w0 + b w1 = 16 (a q0 + b q1) + (a m0 + b m1), where
     // a q0 + b q1 <= 255 * 128 (q0 + q1 <= 128 as w0 + w1 <= 2049) and a m0 + b m1 <= 255 * 30
-    const int16_t qa = q0[i], qb = q1[i], ma = m0[i], mb = m1[i];
-    hr[i] = static_cast<int16_t>(static_cast<int16_t>(ra * qa + rb * qb) + (static_cast<int16_t>(ra * ma + rb * mb) >> 4));
-    hg[i] = static_cast<int16_t>(static_cast<int16_t>(ga * qa + gb * qb) + (static_cast<int16_t>(ga * ma + gb * mb) >> 4));
-    hb[i] = static_cast<int16_t>(static_cast<int16_t>(ba * qa + bb * qb) + (static_cast<int16_t>(ba * ma + bb * mb) >> 4));
+    const uint16_t qa = static_cast<uint16_t>(q0[i]), qb = static_cast<uint16_t>(q1[i]);
+    const uint16_t ma = static_cast<uint16_t>(m0[i]), mb = static_cast<uint16_t>(m1[i]);
+    const uint16_t pr = static_cast<uint16_t>(ra), pg = static_cast<uint16_t>(ga), pbl = static_cast<uint16_t>(ba);
+    const uint16_t sr = static_cast<uint16_t>(rb), sg = static_cast<uint16_t>(gb), sbl = static_cast<uint16_t>(bb);
+    const uint16_t hir = static_cast<uint16_t>(pr * qa + sr * qb), lor = static_cast<uint16_t>(pr * ma + sr * mb);
+    const uint16_t hig = static_cast<uint16_t>(pg * qa + sg * qb), log_ = static_cast<uint16_t>(pg * ma + sg * mb);
+    const uint16_t hib = static_cast<uint16_t>(pbl * qa + sbl * qb), lob = static_cast<uint16_t>(pbl * ma + sbl * mb);
+    hr[i] = static_cast<int16_t>(static_cast<uint16_t>(hir + (lor >> 4)));
+    hg[i] = static_cast<int16_t>(static_cast<uint16_t>(hig + (log_ >> 4)));
+    hb[i] = static_cast<int16_t>(static_cast<uint16_t>(hib + (lob >> 4)));
   }
 }
 
 #define EV_HORIZONTAL(name, format)                                                                              \
   EV_KERNEL void name(const uint8_t* __restrict pa, const uint8_t* __restrict pb, const uint8_t* __restrict ca,    \
-                      const uint8_t* __restrict cb, const int16_t* __restrict wq, int n, Coefficients k,         \
-                      int16_t* __restrict h) {                                                                    \
-    horizontal_impl<format>(pa, pb, ca, cb, wq, wq + n, wq + 2 * n, wq + 3 * n, n, k, h);                                                   \
+                      const uint8_t* __restrict cb, const int16_t* __restrict q0, const int16_t* __restrict q1,   \
+                      const int16_t* __restrict m0, const int16_t* __restrict m1, int n, Coefficients k,          \
+                      int16_t* __restrict hr, int16_t* __restrict hg, int16_t* __restrict hb) {                   \
+    horizontal_impl<format>(pa, pb, ca, cb, q0, q1, m0, m1, n, k, hr, hg, hb);                                    \
   }
 EV_HORIZONTAL(horizontal_rgb, EV_PIXEL_RGB)
 EV_HORIZONTAL(horizontal_bgra, EV_PIXEL_BGRA)
@@ -173,9 +182,10 @@ EV_KERNEL void vertical(const int16_t* __restrict r0, const int16_t* __restrict 
   const int16_t a = static_cast<int16_t>(w0), b = static_cast<int16_t>(w1);
   for (int i = 0; i < n; ++i) {
     for (int c = 0; c < 3; ++c) {
-      const int16_t x = static_cast<int16_t>((a * r0[c * n + i]) >> 16), y = static_cast<int16_t>((b * r1[c * n + i]) >> 16);
+      const int16_t x = static_cast<int16_t>((a * r0[c * n + i]) >> 16);
+      const int16_t y = static_cast<int16_t>((b * r1[c * n + i]) >> 16);
       const int16_t v = static_cast<int16_t>(static_cast<int16_t>(x + y + 2) >> 2);
-      out[3 * i + c] = static_cast<uint8_t>(std::min<int16_t>(v, 255));  // v >= 0: pixels and weights are
+      out[3 * i + c] = static_cast<uint8_t>(std::min<int16_t>(v, 255));  // v >= 0: pixels, weights are
     }
   }
 }
@@ -206,13 +216,31 @@ void crop_pixels(const ev_image& im, const std::vector<Tap>& tx, const std::vect
   };
   const int n = size;
   const size_t un = static_cast<size_t>(n);
-  // per tap and pixel (a, b): offsets of its bytes from the row's bases, plane 0 (Y / RGB), 1 (UV or U), 2 (V)
-  std::vector<ptrdiff_t> off(6 * un);
-  ptrdiff_t *o0 = off.data(), *o1 = o0 + 2 * un, *o2 = o1 + 2 * un;
+  // Along a stored row (rotation 0 / 180) a tap's two pixels are neighbours, or its second weight is 0 (an edge, or
+  // no resize): each tap then reads the pair of stored pixels (x, x + 1) at once, its weights in that order.
+  // Otherwise (along a stored column, or a 1 px wide image), per tap and pixel (a, b): the offsets of its bytes from
+  // the row's bases, plane 0 (Y / RGB), 1 (UV or U), 2 (V).
+  bool paired = !transposed && im.width >= 2;
+  std::vector<ptrdiff_t> pair(paired ? un : 0);
   std::vector<int16_t> wq(4 * un);  // the horizontal weights w0 >> 4, w1 >> 4, w0 & 15, w1 & 15 (runs of size)
-  for (size_t k = 0; k < un; ++k) {
-    wq[k] = static_cast<int16_t>(tx[k].w0 >> 4), wq[un + k] = static_cast<int16_t>(tx[k].w1 >> 4);
-    wq[2 * un + k] = static_cast<int16_t>(tx[k].w0 & 15), wq[3 * un + k] = static_cast<int16_t>(tx[k].w1 & 15);
+  auto weigh = [&](size_t k, int wa, int wb) {
+    wq[k] = static_cast<int16_t>(wa >> 4), wq[un + k] = static_cast<int16_t>(wb >> 4);
+    wq[2 * un + k] = static_cast<int16_t>(wa & 15), wq[3 * un + k] = static_cast<int16_t>(wb & 15);
+  };
+  for (size_t k = 0; k < un && paired; ++k) {
+    const int xa = col(tx[k].i0), xb = col(tx[k].i1), wa = tx[k].w0, wb = tx[k].w1;
+    if (xb == xa + 1 || (wb == 0 && xa + 1 < im.width)) {
+      pair[k] = xa, weigh(k, wa, wb);
+    } else if (xb == xa - 1 || wb == 0) {
+      pair[k] = xa - 1, weigh(k, wb, wa);
+    } else {
+      paired = false;  // not the case for OpenCV's taps
+    }
+  }
+  std::vector<ptrdiff_t> off(6 * un);
+  for (size_t k = 0; k < un && !paired; ++k) {
+    ptrdiff_t *o0 = off.data(), *o1 = o0 + 2 * un, *o2 = o1 + 2 * un;
+    weigh(k, tx[k].w0, tx[k].w1);
     for (int side = 0; side < 2; ++side) {
       const ptrdiff_t c = col(side ? tx[k].i1 : tx[k].i0);
       const size_t j = 2 * k + static_cast<size_t>(side);
@@ -226,7 +254,6 @@ void crop_pixels(const ev_image& im, const std::vector<Tap>& tx, const std::vect
   const Coefficients coef = im.full_range ? kFull : kVideo;
   // the gathered bytes (see horizontal_impl)
   std::vector<uint8_t> gathered(12 * un);
-  uint8_t *pa = gathered.data(), *pb = pa + 4 * un, *ca = pb + 4 * un, *cb = ca + 2 * un;
   std::vector<int16_t> rows[2] = {std::vector<int16_t>(3 * un), std::vector<int16_t>(3 * un)};
   int cached[2] = {-1, -1};  // the upright rows rows[0] / rows[1] hold
   auto filtered = [&](int v, int keep) -> const int16_t* {
@@ -242,30 +269,57 @@ void crop_pixels(const ev_image& im, const std::vector<Tap>& tx, const std::vect
       b1 = im.planes[1] + (transposed ? (Format == EV_PIXEL_I420 ? r >> 1 : r & ~ptrdiff_t{1}) : (r >> 1) * s1);
       if constexpr (Format == EV_PIXEL_I420) b2 = im.planes[2] + (transposed ? r >> 1 : (r >> 1) * s2);
     }
-    for (size_t i = 0; i < un; ++i) {
-      const size_t j = 2 * i;
-      if constexpr (kYuv) {
-        pa[i] = b0[o0[j]], pb[i] = b0[o0[j + 1]];
-        if constexpr (Format == EV_PIXEL_I420) {
-          ca[j] = b1[o1[j]], ca[j + 1] = b2[o2[j]], cb[j] = b1[o1[j + 1]], cb[j + 1] = b2[o2[j + 1]];
+    // local copies: the byte stores below may alias anything in memory, the captured variables included
+    const size_t un = static_cast<size_t>(n);
+    uint8_t *const pa = gathered.data(), *const pb = pa + 4 * un, *const ca = pb + 4 * un, *const cb = ca + 2 * un;
+    const ptrdiff_t *const o0 = off.data(), *const o1 = o0 + 2 * un, *const o2 = o1 + 2 * un;
+    if (paired) {
+      const ptrdiff_t* x = pair.data();
+      for (size_t i = 0; i < un; ++i) {
+        if constexpr (kYuv) {
+          uint8_t y[2];
+          std::memcpy(y, b0 + x[i], 2);
+          pa[i] = y[0], pb[i] = y[1];
+          const ptrdiff_t l = x[i], r = x[i] + 1;  // the chroma of x and x + 1
+          if constexpr (Format == EV_PIXEL_I420) {
+            ca[2 * i] = b1[l >> 1], ca[2 * i + 1] = b2[l >> 1], cb[2 * i] = b1[r >> 1], cb[2 * i + 1] = b2[r >> 1];
+          } else {
+            std::memcpy(ca + 2 * i, b1 + (l & ~ptrdiff_t{1}), 2);
+            std::memcpy(cb + 2 * i, b1 + (r & ~ptrdiff_t{1}), 2);
+          }
         } else {
-          std::memcpy(ca + j, b1 + o1[j], 2);
-          std::memcpy(cb + j, b1 + o1[j + 1], 2);
+          uint8_t p[2 * bpp];
+          std::memcpy(p, b0 + x[i] * bpp, 2 * bpp);
+          std::memcpy(pa + 4 * i, p, bpp);
+          std::memcpy(pb + 4 * i, p + bpp, bpp);
         }
-      } else {
-        std::memcpy(pa + 4 * i, b0 + o0[j], bpp);
-        std::memcpy(pb + 4 * i, b0 + o0[j + 1], bpp);
+      }
+    } else {
+      for (size_t i = 0; i < un; ++i) {
+        const size_t j = 2 * i;
+        if constexpr (kYuv) {
+          pa[i] = b0[o0[j]], pb[i] = b0[o0[j + 1]];
+          if constexpr (Format == EV_PIXEL_I420) {
+            ca[j] = b1[o1[j]], ca[j + 1] = b2[o2[j]], cb[j] = b1[o1[j + 1]], cb[j + 1] = b2[o2[j + 1]];
+          } else {
+            std::memcpy(ca + j, b1 + o1[j], 2);
+            std::memcpy(cb + j, b1 + o1[j + 1], 2);
+          }
+        } else {
+          std::memcpy(pa + 4 * i, b0 + o0[j], bpp);
+          std::memcpy(pb + 4 * i, b0 + o0[j + 1], bpp);
+        }
       }
     }
     int16_t* h = rows[slot].data();
     if constexpr (Format == EV_PIXEL_NV21) {
-      horizontal_vu(pa, pb, ca, cb, wq.data(), n, coef, h);
+      horizontal_vu(pa, pb, ca, cb, wq.data(), wq.data() + n, wq.data() + 2 * n, wq.data() + 3 * n, n, coef, h, h + n, h + 2 * n);
     } else if constexpr (kYuv) {
-      horizontal_uv(pa, pb, ca, cb, wq.data(), n, coef, h);
+      horizontal_uv(pa, pb, ca, cb, wq.data(), wq.data() + n, wq.data() + 2 * n, wq.data() + 3 * n, n, coef, h, h + n, h + 2 * n);
     } else if constexpr (Format == EV_PIXEL_BGRA) {
-      horizontal_bgra(pa, pb, ca, cb, wq.data(), n, coef, h);
+      horizontal_bgra(pa, pb, ca, cb, wq.data(), wq.data() + n, wq.data() + 2 * n, wq.data() + 3 * n, n, coef, h, h + n, h + 2 * n);
     } else {
-      horizontal_rgb(pa, pb, ca, cb, wq.data(), n, coef, h);
+      horizontal_rgb(pa, pb, ca, cb, wq.data(), wq.data() + n, wq.data() + 2 * n, wq.data() + 3 * n, n, coef, h, h + n, h + 2 * n);
     }
     cached[slot] = v;
     return h;
