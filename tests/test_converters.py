@@ -1,4 +1,5 @@
-"""``python -m converters export`` end to end on the tiny benchmark with random-init checkpoints (small, CPU)."""
+"""``python -m converters export`` end to end on the tiny benchmark with settled random-init checkpoints and one trained
+student (small, CPU)."""
 from __future__ import annotations
 
 import builtins
@@ -55,6 +56,19 @@ def make_checkpoint(path: Path, data: Path, arch: str, frames: int) -> Path:
 @pytest.fixture(scope="module")
 def clip_checkpoint(tiny_benchmark: Path, tmp_path_factory) -> Path:
     return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "tam2.pt", tiny_benchmark, "tam_mobilenet_v2", 2)
+
+
+@pytest.fixture(scope="module")
+def trained_checkpoint(tiny_benchmark: Path, tmp_path_factory) -> Path:
+    """A student trained by ``training.train`` (15 epochs on the frozen prefix's cache, ~15 s): it fits the 64
+    training clips (train top-1 ~0.9) but not the 32 validation clips (~0.1), so its validation logits are near-tied."""
+    from training.train import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("trained")
+    train(TrainConfig(data=str(tiny_benchmark), out=str(out / "run"), arch="tam_head_mobilenet_v2", frames=2,
+                      size=SIZE, resize=36, freeze=7, epochs=15, batch_size=8, workers=0, optimizer="adamw", lr=1e-2,
+                      cache_dir=str(out / "cache")))
+    return out / "run" / "best.pt"
 
 
 @pytest.fixture(scope="module")
@@ -255,13 +269,17 @@ def test_dataset_id_follows_the_content_not_the_place(tiny_benchmark: Path, tmp_
 
 @pytest.mark.timeout(1200)  # two int8 exports: 3-6 min on a busy 2-core machine
 def test_int8_gate_reports_clips_used_checks_fp32_and_refuses_black_frame_calibration(
-        clip_checkpoint: Path, tmp_path: Path, capsys, monkeypatch) -> None:
-    """The int8 gate (issue 27): PTQ exported at the default --parity-clips 100 from the 32-clip val split says it
-    used 30 clips, and records and prints its figures against torch int8 and fp32. Calibrated on black frames, the
-    int8 model ignores its input: the runtime still follows its torch int8 reference (the old gate passed it) and on
-    this model still agrees with fp32's top-1, but its logits are off fp32 by ~2 spreads: refused, saying what to do."""
+        trained_checkpoint: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+    """The int8 gate on a trained ``.pt``: PTQ exported at the default --parity-clips 100 from the 32-clip val split
+    says it used 30 clips, and records and prints its figures against torch int8 and fp32. Calibrated on black
+    frames, the int8 program still follows its torch int8 reference (top-1 agreement 1.000: the old gate passed it),
+    but its logits are off fp32 (measured: mean |diff| 1.22 against 0.25 with the real calibration, the gate 0.64 =
+    half the fp32 logits' spread): refused, saying what to do. Both exports relax the two top-1 gates: on this
+    student's near-tied validation logits ONNX Runtime's QDQ rounding flips 4 of 30 clips against torch int8 (0.867)
+    whatever the calibration, so top-1 cannot tell a calibration fault from rounding here; the fp32-error gate can."""
     out = tmp_path / "ptq.vbundle"
-    args = ["export", "--checkpoint", str(clip_checkpoint), "--to", "onnx", "--precision", "int8"]
+    args = ["export", "--checkpoint", str(trained_checkpoint), "--to", "onnx", "--precision", "int8",
+            "--int8-min-agreement", "0.7", "--int8-min-fp32-agreement", "0.6"]
     assert converters_main([*args, "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "[export] 30 parity clips from" in printed and "(--parity-clips 100: the split has 32 clips, 2 golden)" \
@@ -274,7 +292,7 @@ def test_int8_gate_reports_clips_used_checks_fp32_and_refuses_black_frame_calibr
     assert parity.clips == 30 and 0 < parity.mean_abs_diff <= parity.max_abs_diff
     assert set(vs) == {"top1_agreement", "max_abs_diff", "mean_abs_diff", "min_top1_agreement", "logit_spread",
                        "max_mean_abs_diff"}
-    assert vs["top1_agreement"] >= 0.8 and vs["mean_abs_diff"] <= 0.35 * vs["logit_spread"], vs  # measured 0.25
+    assert vs["top1_agreement"] >= 0.6 and vs["mean_abs_diff"] <= 0.3 * vs["logit_spread"], vs  # measured 0.19
     import jsonschema
 
     jsonschema.validate(json.loads((out / "manifest.json").read_text()), json.loads(SCHEMA_FILE.read_text()))
