@@ -9,10 +9,28 @@ environment (cmake and ninja from pyproject's ``native`` extra) are found even w
 from __future__ import annotations
 
 import os
+import pickle
 import sys
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import pytest
+
+T = TypeVar("T")
+
+# Test files in the order their work should start, heaviest first (seconds of one worker, measured 2026-12-07 with
+# --durations; a stale figure only costs time). Under pytest-xdist a worker takes a whole file (``--dist loadfile``:
+# its module fixtures are built once), so a heavy file queued last runs alone at the end while the other workers
+# idle (pytest-xdist's own order, most tests first, queued the one-test walkthrough last). Files not listed follow.
+EXPECTED_SECONDS = {
+    "test_converters.py": 430, "test_own_data.py": 361, "test_export.py": 340, "test_to_pte.py": 160,
+    "test_train.py": 247, "test_native.py": 170, "test_qat_export.py": 165, "test_jetson_app.py": 150,
+    "test_quantize.py": 132, "test_cli_errors.py": 123, "test_export_faster.py": 92, "test_to_tflite.py": 76,
+    "test_device_install.py": 68, "test_to_coreml.py": 52, "test_runtime.py": 52, "test_synthetic.py": 48,
+    "test_to_onnx.py": 45, "test_train_loop.py": 45, "test_resume.py": 44, "test_loop_equivalence.py": 38,
+    "test_fused_input.py": 30,
+}
+
 
 def pytest_configure(config: pytest.Config) -> None:
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
@@ -20,6 +38,32 @@ def pytest_configure(config: pytest.Config) -> None:
         # workers in parallel: one compute thread each (torch, OpenMP, in subprocesses too) instead of one per core
         # in every worker, which would oversubscribe the cores; before anything imports torch
         os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The queue (scripts/test.sh's ``--no-loadscope-reorder`` keeps it): files by ``EXPECTED_SECONDS``, longest
+    first; a file's tests keep their order (a stable sort of contiguous runs)."""
+    items.sort(key=lambda item: -EXPECTED_SECONDS.get(item.path.name, 0))
+
+
+def shared(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], T]) -> T:
+    """``build(directory)`` once per test run, not once per pytest-xdist worker: the first worker that needs it builds
+    it under a lock in the run's shared temporary directory, the others wait and read its (pickled) result. For
+    fixtures that write files and take minutes; what they build must not be changed by the tests."""
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the workers' directories sit side by side in the run's
+    result = root / f"{name}.result.pkl"
+    with FileLock(str(root / f"{name}.lock")):
+        if result.is_file():
+            return pickle.loads(result.read_bytes())
+        directory = root / name
+        directory.mkdir(exist_ok=True)
+        value = build(directory)
+        result.write_bytes(pickle.dumps(value))
+        return value
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -76,7 +120,7 @@ def native_bundles(tmp_path_factory) -> dict[str, Path]:
     session for the native-core tests (``test_native.py`` on x86_64, ``test_arm64.py`` on aarch64)."""
     from test_native_bundles import build_bundles
 
-    return build_bundles(tmp_path_factory.mktemp("native-bundles"))
+    return shared(tmp_path_factory, "native-bundles", build_bundles)
 
 
 @pytest.fixture(scope="session")
@@ -86,7 +130,7 @@ def faster_trained(tiny_benchmark, tmp_path_factory) -> dict:
     one on the core)."""
     from test_faster_trained import train_and_export
 
-    return train_and_export(tiny_benchmark, tmp_path_factory.mktemp("faster_trained"))
+    return shared(tmp_path_factory, "faster-trained", lambda root: train_and_export(tiny_benchmark, root))
 
 
 @pytest.fixture(scope="session")

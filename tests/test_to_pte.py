@@ -139,6 +139,7 @@ def test_int8_follows_the_torch_int8_program_and_stays_on_xnnpack(settled_int8, 
     assert_int8_follows(load_runner("executorch", path, threads=1), case)
 
 
+@pytest.mark.slow  # ~90 s; the default tier checks the int8 .pte on TAM-MobileNetV2 and bLVNet-R50's PTQ (test_quantize)
 def test_blvnet_int8_pte_loads_in_executorch_and_follows_torch_int8(tmp_path):
     """bLVNet-TAM-R50 (issue 20 item 3): its PTQ int8 clip program lowers to one XNNPACK ``.pte`` that ExecuTorch's
     runtime loads and runs, following the torch int8 program on held-out clips. A settled random network (residual
