@@ -1,8 +1,8 @@
 """The Android wrapper compiled by a real Kotlin compiler and run on the JVM against the real JNI glue.
 
 ``EdgeVideo.kt`` (no Android classes) and its JVM test ``apps/android/edgevideo/src/test/.../EdgeVideoJvmTest.kt`` are
-compiled by Debian's kotlinc (``scripts/kotlin_setup.sh`` installs it when missing; a failed install fails the
-test). The JNI prototypes of the wrapper's ``external`` functions are read from the *compiled* class (``javap -s``
+compiled by Debian's kotlinc (``scripts/system_setup.sh`` installs it; the test only locates it, and a missing one
+fails the test). The JNI prototypes of the wrapper's ``external`` functions are read from the *compiled* class (``javap -s``
 descriptors -> C declarations, what ``javac -h`` writes for Java), and the glue
 (``apps/android/edgevideo/src/main/cpp``) is compiled with them included first: a glue function whose C signature
 disagrees with the Kotlin declaration is a conflicting declaration, a compile error. The glue is linked to the x86_64
@@ -24,6 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from host_setup import located
 from test_native_bundles import video
 
 import sdk
@@ -44,11 +45,8 @@ JNI_TYPES = {"J": "jlong", "I": "jint", "D": "jdouble", "F": "jfloat", "Z": "jbo
 
 
 def _tool(script: str, key: str, *args: str) -> Path:
-    proc = subprocess.run([str(ROOT / "scripts" / script), *args], capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL, check=False)
-    if proc.returncode != 0:
-        pytest.fail(f"scripts/{script} {' '.join(args)} failed:\n{proc.stderr[-3000:]}", pytrace=False)
-    return Path(re.search(rf"^{key}: (.+)$", proc.stdout, flags=re.M).group(1))
+    """Where ``scripts/SCRIPT`` (installs off: tests/host_setup.py) says the tool ``key`` is."""
+    return Path(re.search(rf"^{key}: (.+)$", located(script, *args).stdout, flags=re.M).group(1))
 
 
 def jni_prototypes(javap_output: str) -> str:

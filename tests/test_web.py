@@ -1,8 +1,8 @@
 """The browser runtime (sdk/web) in a real headless Chromium: the same numbers as the Python runtime.
 
-``scripts/web_setup.sh`` installs what is missing (Debian's chromium and chromium-driver, Selenium, ONNX Runtime Web
-by ``npm ci``); a failed install or a missing browser fails these tests, never skips them. Selenium drives the
-system chromedriver (no browser download). The browser starts with a fake camera fed from a ``.y4m`` of benchmark
+``scripts/web_setup.sh`` (run by ``scripts/system_setup.sh``) installs Debian's chromium and chromium-driver, Selenium
+and ONNX Runtime Web (``npm ci``); the tests only locate them: a missing one fails these tests, never skips them.
+Selenium drives the system chromedriver (no browser download). The browser starts with a fake camera fed from a ``.y4m`` of benchmark
 clips (tests/.. training.data.synthetic), so the webcam path runs too.
 
 What is compared, on the tiny ONNX bundles of tests/runtime_helpers.py (a causal stream bundle with explicit state and
@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from host_setup import located
 from runtime_helpers import LABELS, make_bundle, random_video, write_video
 
 import sdk
@@ -46,11 +47,9 @@ WINDOW = 5  # frames per window: the tiny bundles sample 3 of them
 # ------------------------------------------------------------------------------------------------------ fixtures
 @pytest.fixture(scope="session")
 def web_setup() -> None:
-    """The install script, as CI runs it: a failure (no browser, no npm package) fails the test."""
-    done = subprocess.run(["bash", str(ROOT / "scripts" / "web_setup.sh")], cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, "VENV": str(Path(sys.executable).parents[1])})
-    if done.returncode != 0:
-        pytest.fail(f"scripts/web_setup.sh failed:\n{done.stderr[-3000:]}")
+    """The set-up script with installs off (tests/host_setup.py): a missing browser or npm package fails the test,
+    naming the set-up command."""
+    located("web_setup.sh", env={"VENV": str(Path(sys.executable).parents[1])})
 
 
 def benchmark_frames(n: int, width: int = 64, height: int = 48) -> np.ndarray:
