@@ -100,19 +100,21 @@ void resized_size(int upright_w, int upright_h, int short_side, int* out_w, int*
 namespace {
 
 // The crop's pixels, in three stages per filtered row, each a loop over the crop's columns without a per-pixel
-// branch; the last two are loops the compiler vectorises (GCC -O3: SSE2 / NEON; on x86-64 with glibc also an AVX2
-// clone of each, picked at load time):
+// branch; the last two are loops the compiler vectorises (GCC -O3: SSE2 / NEON; on x86-64 with glibc also AVX2 and
+// SSE4.2 clones of each, picked at load time: the SSE2 code alone is 2x slower, with no 32-bit multiply or min):
 //   gather:     for each horizontal tap k, the stored bytes of its two source pixels (a = i0, b = i1), through
 //               offsets computed once per frame (rotation and strides are in them); along a stored row the two are
 //               neighbours and read at once;
-//   horizontal: those bytes to RGB (BT.601 16.16 for YUV, exactly Reader's arithmetic before) and OpenCV's first
+//   horizontal: those bytes to RGB (BT.601 16.16 for YUV, the scalar kernel's arithmetic) and OpenCV's first
 //               pass, r = a * w0 + b * w1 (11-bit weights), kept as r >> 4 in int16 lanes (all the second pass
 //               reads of it; r <= 255 * 2049, so r >> 4 fits);
 //   vertical:   OpenCV's second pass on two filtered rows, clip8((((w0 * r0) >> 16) + ((w1 * r1) >> 16) + 2) >> 2),
 //               a multiply-high on int16 lanes (as OpenCV's SIMD), written as packed RGB.
 // Filtered rows are planar (R, G, B runs of `size`) and the last two are kept: each source row is filtered once.
 // Bit-exact with the scalar kernel this replaced (tests/test_camera.py pins the bytes).
-#if defined(__x86_64__) && defined(__linux__) && !defined(__ANDROID__) && defined(__GNUC__)
+#if defined(__x86_64__) && defined(__linux__) && !defined(__ANDROID__) && defined(__GNUC__) && !defined(__clang__)
+#define EV_KERNEL __attribute__((target_clones("avx2", "arch=x86-64-v2", "default")))  // v2: SSE4.2, not SSE2 alone
+#elif defined(__x86_64__) && defined(__linux__) && !defined(__ANDROID__) && defined(__clang__)
 #define EV_KERNEL __attribute__((target_clones("avx2", "default")))
 #else
 #define EV_KERNEL
