@@ -109,7 +109,7 @@ def _opencv(path: Path, threads: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from training.config import set_verbose, tool_parser
+    from training.cli import set_verbose, tool_parser
 
     p = tool_parser("python -m benchmarks decode", __doc__.split("\n")[0],
                     "python -m benchmarks decode --size 224 --frames 300 --sampled 8 --threads 1")

@@ -31,7 +31,7 @@ def _cpus() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from training.config import set_verbose, tool_parser
+    from training.cli import set_verbose, tool_parser
 
     parser = tool_parser("python -m benchmarks generate", __doc__.split("\n\n")[0],
                          "python -m benchmarks generate --workers 2 --json generate.json")

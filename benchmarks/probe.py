@@ -23,7 +23,7 @@ from torch import nn
 
 from sdk.preprocess import Preprocess
 from sdk.samplers import Sampler
-from training.config import set_verbose, tool_parser
+from training.cli import set_verbose, tool_parser
 from sdk.files import atomic_path
 from training.data.datasets import ClipDataset, DatasetInfo, make_loader
 from training.data.feature_cache import default_cache_dir

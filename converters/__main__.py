@@ -8,7 +8,7 @@ from converters.options import ExportOptions
 from converters.parity import ParityError
 from sdk.describe import add_inspect_command
 from sdk.errors import SdkError
-from training.config import VERBOSE_HELP, HelpFormatter, add_options, options_from_args, set_verbose
+from training.cli import VERBOSE_HELP, HelpFormatter, add_options, options_from_args, set_verbose
 
 
 def _export(args: argparse.Namespace) -> int:

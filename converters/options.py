@@ -80,7 +80,7 @@ def check_formats(names: list[str] | tuple[str, ...], precision: str) -> list[Fo
 @dataclass
 class ExportOptions:
     """Everything ``python -m converters export`` takes: each field's metadata is its option (flag, description,
-    default, choices), from which the command line is built (``training.config.add_options``) and checked."""
+    default, choices), from which the command line is built (``training.cli.add_options``) and checked."""
 
     checkpoint: Path = option(help="best.pt (training) or int8_qat.pt2 (training.qat)")
     out: Path = option(help="NAME.vbundle directory to write")

@@ -35,7 +35,8 @@ import yaml
 
 from converters.parity import ParityError
 from sdk.errors import ConfigError, SdkError
-from training.config import RECIPES, config_from_mapping, load_recipe, set_verbose, tool_parser
+from training.cli import set_verbose, tool_parser
+from training.config import RECIPES, config_from_mapping, load_recipe
 from training.data import synthetic
 from training.data.check import check_dataset
 from training.data.datasets import DatasetInfo

@@ -140,7 +140,7 @@ def test_export_options_are_built_from_the_export_options_dataclass(capsys):
     from converters.options import FORMATS, ExportOptions
     from converters.parity import Tolerance
     from sdk.manifest import PRECISIONS
-    from training.config import options_from_args
+    from training.cli import options_from_args
 
     export = _options(_help("converters.__main__", ["export"], capsys))
     assert export[f"--precision {{{','.join(PRECISIONS)}}}"].endswith("(default: fp32)")
@@ -172,7 +172,8 @@ def test_every_config_field_has_a_description():
 
 def test_choices_validate_recipes_and_overrides():
     """The help's choices are what the config accepts, from a recipe or key=value as much as from a flag."""
-    from training.config import field_choices, parse_config
+    from training.cli import parse_config
+    from training.config import field_choices
     from training.distill import DistillConfig
     from training.faster import FasterConfig
     from training.train import TrainConfig

@@ -15,7 +15,8 @@ import torch
 from sdk.errors import ConfigError
 from sdk.preprocess import Preprocess
 from sdk.samplers import Sampler
-from training.config import RECIPE_TOOLS, load_recipe, parse_config, recipe_names
+from training.cli import parse_config
+from training.config import RECIPE_TOOLS, load_recipe, recipe_names
 from training.data.datasets import ClipDataset, read_records
 from training.train import TrainConfig
 

@@ -50,7 +50,8 @@ from torch import nn
 from sdk.errors import ConfigError
 from sdk.samplers import SEE_VERY_LITTLE_KINDS, Sampler
 from training import distributed
-from training.config import cli_main, option, parse_config
+from training.cli import cli_main, parse_config
+from training.config import option
 from training.data.check import check_dataset
 from training.data.datasets import ClipDataset, DatasetInfo
 from training.data.feature_cache import CachedClipDataset, FeatureCache, prefix_digest

@@ -34,7 +34,7 @@ from torch import nn
 from sdk.errors import ConfigError, SdkError
 from sdk.preprocess import CROP_COUNTS
 from training.checkpoint import CheckpointMeta, load_checkpoint_model
-from training.config import set_verbose, tool_parser
+from training.cli import set_verbose, tool_parser
 from training.data.check import check_dataset
 from training.data.datasets import ClipDataset, DatasetInfo, make_loader
 from training.metrics import classification_metrics, confusion_matrix, pair_confusion, per_class_accuracy

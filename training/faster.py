@@ -89,7 +89,8 @@ from sdk.preprocess import Preprocess
 from sdk.samplers import Sampler
 from training.checkpoint import (FasterClipSource, FasterGateMeta, FasterMeta, atomic_save, load_checkpoint_model,
                                  save_faster)
-from training.config import check_choices, cli_main, option, parse_config
+from training.cli import cli_main, parse_config
+from training.config import check_choices, option
 from training.data.datasets import DatasetInfo
 from training.data.long_video import GENERATOR_NAME, LongVideoDataset
 from training.models import create, list_models

@@ -21,7 +21,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from training.config import set_verbose, tool_parser
+from training.cli import set_verbose, tool_parser
 from training.macs import count_gmacs
 from training.models import create, list_models
 

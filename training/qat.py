@@ -26,7 +26,8 @@ from torch import nn
 from sdk.errors import ConfigError
 from training import distributed, quantize
 from training.checkpoint import CheckpointMeta, load_checkpoint, load_checkpoint_model
-from training.config import cli_main, option, parse_config
+from training.cli import cli_main, parse_config
+from training.config import option
 from training.data.check import check_dataset
 from training.data.datasets import ClipDataset, DatasetInfo, make_loader
 from training.train import Job, TrainConfig, fit, validation_metrics

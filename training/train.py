@@ -28,7 +28,8 @@ from sdk.preprocess import CROP_COUNTS, Preprocess
 from sdk.samplers import SAMPLER_KINDS, Sampler
 from training import distributed
 from training.checkpoint import CheckpointMeta, atomic_save, load_checkpoint
-from training.config import check_choices, cli_main, option, parse_config
+from training.cli import cli_main, parse_config
+from training.config import check_choices, option
 from training.data.check import check_dataset
 from training.data.datasets import ClipDataset, DatasetInfo, make_loader
 from training.data.feature_cache import CachedClipDataset

@@ -24,7 +24,7 @@ from typing import Any, Sequence
 
 from sdk.errors import ConfigError, SdkError, TruncatedVideoError
 from sdk.video import FrameFolder, VideoFile
-from training.config import set_verbose, tool_parser
+from training.cli import set_verbose, tool_parser
 from training.data.datasets import DatasetInfo, VideoRecord
 from training.progress import progress
 

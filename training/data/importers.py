@@ -25,7 +25,7 @@ from typing import Any
 
 from sdk.errors import ConfigError, SdkError
 from sdk.files import atomic_path
-from training.config import HelpFormatter, set_verbose, tool_parser
+from training.cli import HelpFormatter, set_verbose, tool_parser
 from training.data.datasets import is_video_name
 
 __all__ = ["ImportReport", "import_kinetics", "import_ssv2", "main"]

@@ -253,7 +253,7 @@ def generator_cli(argv: list[str] | None, *, prog: str, description: str, preset
                   example_out: str = "data/small") -> int:
     """The command line shared by both benchmarks: pick a preset, override its per-class counts, generate, print
     ``describe(config, meta)``."""
-    from training.config import set_verbose, tool_parser
+    from training.cli import set_verbose, tool_parser
 
     parser = tool_parser(prog, description, f"{prog} --preset small --out {example_out} --workers 2",
                          notes="presets (train + val videos per class): " + ", ".join(
