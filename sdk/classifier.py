@@ -337,15 +337,18 @@ class _Prep:
         self.lut = np.ascontiguousarray((np.arange(256, dtype=np.float32)[:, None] * self.mul + self.add)
                                         .reshape(256, 1, 3), dtype=np.float32)
         size = self.pre.size
-        # preallocated: a stream step's input is written in place every frame (camera frames: the crop too)
-        self.crop = np.empty((size, size, 3), np.uint8)
+        # preallocated: a stream step's input is written in place every frame
         self.values = np.empty((size, size, 3), np.float32)
 
     def __call__(self, frame: np.ndarray | CameraFrame, out: np.ndarray | None = None) -> np.ndarray:
         """The program input of one frame, written into ``out`` (program layout, float32) when given."""
         pre = self.pre
-        crop = (frame.input_crop(pre.resize_to, pre.size, out=self.crop) if isinstance(frame, CameraFrame)
-                else pre._centre_crop(pre.resize_short(frame)))
+        if isinstance(frame, CameraFrame):  # the core writes the float input itself (one pass, no uint8 crop)
+            if out is not None and not (out.flags.c_contiguous and out.flags.writeable):
+                np.copyto(out, frame.input_values(pre.resize_to, pre.size, self.mul, self.add, pre.layout))
+                return out
+            return frame.input_values(pre.resize_to, pre.size, self.mul, self.add, pre.layout, out)
+        crop = pre._centre_crop(pre.resize_short(frame))
         if out is None:
             x = _cv2().LUT(crop, self.lut)
             return np.ascontiguousarray(x.transpose(2, 0, 1) if pre.layout == "TCHW" else x)

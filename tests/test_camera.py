@@ -7,6 +7,9 @@ rotation, full or video range), in the Python runtime and in the native core's o
 * The core's crop (``ev_image_to_input``) is within one uint8 step of ``sdk.preprocess`` on the reference's RGB
   frame, for every format, rotation and range, on sizes whose crop margins are odd, a frame already at the short
   side, and an upscale.
+* The core's float input (``ev_image_to_values``: crop, value table and layout in one pass) is bit-identical to
+  the path it replaced in ``_Prep`` (``ev_image_to_input``'s crop, the float32 table through ``cv2.LUT``, the
+  transpose), for every format, rotation, range, layout, padded strides, odd margins, up / down / no resize.
 * A stream fed camera frames predicts what it predicts on their RGB frames (Python: exactly; native vs Python:
   same windows and top-1, logits within the pixel step's effect).
 """
@@ -23,7 +26,8 @@ import sdk
 from sdk.camera import FORMATS, CameraFrame
 from sdk.classifier import StreamClassifier
 from sdk.errors import FrameError
-from sdk.native import EV_ERR_BAD_FRAME, _Image, build, image_to_input, load_library
+from sdk.native import (EV_ERR_BAD_FRAME, EV_ERR_INVALID_ARGUMENT, _Image, build, image_to_input, image_to_values,
+                        load_library)
 from sdk.native.stream import NativeStream
 from sdk.preprocess import Preprocess
 from test_native_bundles import video
@@ -116,6 +120,113 @@ def test_native_crop_bytes_are_pinned(lib):
                 for short, crop in ((64, 57), (98, 97), (150, 131)):
                     digest.update(image_to_input(lib, frame, short, crop).tobytes())
     assert digest.hexdigest() == "964126f1ab5ed917fb87830c5c74639b30bbe109a8bb427878f3c8cd84f01866"
+
+
+def random_frames(width: int, height: int, seed: int):
+    """Camera frames of random planes (every byte matters) with row strides 7 bytes wider than the rows, for every
+    format, rotation and range."""
+    rng = np.random.default_rng(seed)
+    for fmt in FORMATS:
+        row_bytes = {"rgb": (3 * width,), "rgba": (4 * width,), "bgra": (4 * width,), "nv12": (width, width),
+                     "nv21": (width, width), "i420": (width, width // 2, width // 2)}[fmt]
+        plane_rows = (height,) + (height // 2,) * (len(row_bytes) - 1)
+        strides = tuple(r + 7 for r in row_bytes)
+        planes = tuple(rng.integers(0, 256, s * r, dtype=np.uint8) for s, r in zip(strides, plane_rows))
+        for rotation in ROTATIONS:
+            for full_range in (True, False):
+                yield CameraFrame(planes, width, height, fmt, strides, rotation, full_range)
+
+
+def lut_path(crop: np.ndarray, mul: np.ndarray, add: np.ndarray, layout: str) -> np.ndarray:
+    """What ``_Prep`` did with the uint8 crop before ``ev_image_to_values``: the float32 table, then the layout."""
+    table = (np.arange(256, dtype=np.float32)[:, None] * mul + add).reshape(256, 1, 3)
+    x = cv2.LUT(crop, np.ascontiguousarray(table, np.float32))
+    return np.ascontiguousarray(x.transpose(2, 0, 1) if layout == "TCHW" else x)
+
+
+# (mul, add): sdk's default (1/255 then ImageNet mean / std), scale only, and values whose table is not monotone
+AFFINES = [Preprocess().value_affine(), Preprocess().value_affine(normalize=False),
+           (np.array([-0.75, 3.1e-3, 1e5], np.float32), np.array([7.5, -0.3, -2.5e6], np.float32))]
+
+
+def test_native_values_are_the_crop_through_the_table_bit_for_bit(lib):
+    """ev_image_to_values == ev_image_to_input + the float32 table + the layout, to the bit (array_equal on
+    float32), for every format, rotation, range, padded strides, odd crop margins, a downscale, no resize and an
+    upscale, both layouts, three value affines; ``out`` is written whole."""
+    checked = 0
+    for frame in random_frames(130, 98, seed=30):
+        for short, crop in ((64, 57), (98, 97), (150, 131)):
+            uint8 = image_to_input(lib, frame, short, crop)
+            for mul, add in AFFINES:
+                for layout in ("TCHW", "THWC"):
+                    want = lut_path(uint8, mul, add, layout)
+                    assert np.array_equal(want, (uint8.astype(np.float32) * mul + add).transpose(
+                        *((2, 0, 1) if layout == "TCHW" else (0, 1, 2))))  # the table is the arithmetic
+                    out = np.full(want.shape, np.nan, np.float32)
+                    got = image_to_values(lib, frame, short, crop, mul, add, layout, out)
+                    where = f"{frame.format} rot {frame.rotation} full {frame.full_range} {short}/{crop} {layout}"
+                    assert got is out and got.dtype == np.float32, where
+                    assert np.array_equal(got, want), where
+                    checked += 1
+    assert checked == 6 * 4 * 2 * 3 * 3 * 2
+
+
+@pytest.mark.parametrize("path", ["native", "numpy"])
+@pytest.mark.parametrize("layout", ["TCHW", "THWC"])
+def test_prep_of_camera_frames_is_unchanged(monkeypatch, path: str, layout: str):
+    """``_Prep`` on a camera frame (``CameraFrame.input_values``: the core's one pass, or the numpy fallback) gives
+    what it gave with ``input_crop`` + table + transpose, into a given ``out`` and into a new array, and what it
+    gives on the frame's RGB image (the frame's shorter side at the resize: the resize is the identity there)."""
+    import types
+
+    import sdk.camera
+    from sdk.classifier import _Prep
+
+    monkeypatch.setattr(sdk.camera, "_NATIVE", [load_library(build())] if path == "native" else [None])
+    for pre in (Preprocess(size=112, resize=128, layout=layout), Preprocess(size=57, resize=64, layout=layout)):
+        for in_program in ((), ("scale", "normalize"), ("normalize",)):
+            prep = _Prep(types.SimpleNamespace(preprocess=pre, in_program=in_program))
+            for k, frame in enumerate(random_frames(150, 128, seed=31)):
+                if k % 5:  # a sample of the 48 frames per combination
+                    continue
+                want = lut_path(frame.input_crop(pre.resize_to, pre.size), prep.mul, prep.add, layout)
+                out = np.full(want.shape, np.nan, np.float32)
+                assert prep(frame, out) is out and np.array_equal(out, want), (frame.format, frame.rotation)
+                assert np.array_equal(prep(frame), want)
+                buffer = np.full((2, *want.shape), np.nan, np.float32)  # a slot of a bigger buffer, as a clip's
+                assert prep(frame, buffer[1]) is not None and np.array_equal(buffer[1], want)
+                transposed = np.full(want.shape[::-1], np.nan, np.float32).T  # not C-contiguous: copied into
+                assert np.array_equal(prep(frame, transposed), want)
+    rgb = smooth_image(128, 150, seed=4)
+    pre = Preprocess(size=112, resize=128, layout=layout)
+    prep = _Prep(types.SimpleNamespace(preprocess=pre, in_program=()))
+    assert np.array_equal(prep(CameraFrame.from_rgb(rgb, "rgb")), prep(rgb))
+
+
+def test_native_values_reject_bad_arguments(lib):
+    frame = CameraFrame.from_rgb(smooth_image(40, 40, seed=3), "nv12")
+    mul, add = AFFINES[0]
+    im = _Image()
+    for k, plane in enumerate(frame.planes):
+        im.planes[k], im.strides[k] = plane.ctypes.data, frame.strides[k]
+    im.width, im.height, im.format, im.full_range = 40, 40, 3, 1
+    out = np.zeros((3, 32, 32), np.float32)
+    for args, message in (((36, 32, mul.ctypes.data, add.ctypes.data, 2), b"layout must be 0"),
+                          ((36, 32, None, add.ctypes.data, 0), b"mul is NULL"),
+                          ((36, 32, mul.ctypes.data, None, 1), b"add is NULL"),
+                          ((30, 32, mul.ctypes.data, add.ctypes.data, 0), b"need 1 <= size <= short_side")):
+        assert lib.ev_image_to_values(ctypes.byref(im), *args, out.ctypes.data) == EV_ERR_INVALID_ARGUMENT, message
+        assert message in lib.ev_last_error()
+    assert lib.ev_image_to_values(ctypes.byref(im), 36, 32, mul.ctypes.data, add.ctypes.data, 0, None) \
+        == EV_ERR_INVALID_ARGUMENT
+    im.strides[0] = 20
+    assert lib.ev_image_to_values(ctypes.byref(im), 36, 32, mul.ctypes.data, add.ctypes.data, 0,
+                                  out.ctypes.data) == EV_ERR_BAD_FRAME
+    assert b"stride" in lib.ev_last_error()
+    with pytest.raises(ValueError, match="out must be"):
+        image_to_values(lib, frame, 36, 32, mul, add, "TCHW", np.zeros((32, 32, 3), np.float32))
+    with pytest.raises(ValueError, match="layout"):
+        image_to_values(lib, frame, 36, 32, mul, add, "CHW")
 
 
 @pytest.mark.parametrize("path", ["native", "numpy"])

@@ -33,7 +33,8 @@ from sdk.errors import BackendUnavailableError, BundleError, ConfigError, FrameE
 from sdk.files import atomic_dir
 
 __all__ = ["PIXEL_FORMATS", "SOURCE_DIR", "NativeError", "NativeStreamClassifier", "build", "cached_build",
-           "default_window", "executorch_prefix", "image_to_input", "load_library", "source_hash"]
+           "default_window", "executorch_prefix", "image_to_input", "image_to_values", "load_library",
+           "source_hash"]
 
 SOURCE_DIR = Path(__file__).resolve().parent
 _SOURCES = ("CMakeLists.txt", "include", "src", "tools")
@@ -200,6 +201,30 @@ def image_to_input(lib: ctypes.CDLL, frame: Any, short_side: int, size: int, out
     return out
 
 
+LAYOUTS = ("TCHW", "THWC")  # ev_layout's order: planar CHW 0, packed HWC 1
+
+
+def image_to_values(lib: ctypes.CDLL, frame: Any, short_side: int, size: int, mul: np.ndarray, add: np.ndarray,
+                    layout: str = "TCHW", out: np.ndarray | None = None) -> np.ndarray:
+    """The same crop as the program's float32 input (``ev_image_to_values``): per channel ``v * mul + add`` in
+    float32, ``(3, size, size)`` for ``layout`` TCHW or ``(size, size, 3)`` for THWC, written into ``out`` (a
+    C-contiguous float32 array of that shape) when given."""
+    shape = (3, size, size) if layout == "TCHW" else (size, size, 3)
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    if out is None:
+        out = np.empty(shape, np.float32)
+    elif out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous or not out.flags.writeable:
+        raise ValueError(f"out must be a writeable C-contiguous {shape} float32 array, got {out.shape} {out.dtype}")
+    mul, add = np.ascontiguousarray(mul, np.float32), np.ascontiguousarray(add, np.float32)
+    if mul.shape != (3,) or add.shape != (3,):
+        raise ValueError(f"mul and add are 3 values each, got shapes {mul.shape} and {add.shape}")
+    im = _image(frame)
+    _check(lib, lib.ev_image_to_values(ctypes.byref(im), short_side, size, mul.ctypes.data, add.ctypes.data,
+                                       LAYOUTS.index(layout), out.ctypes.data))
+    return out
+
+
 class _Request(ctypes.Structure):
     _fields_ = [("copies", ctypes.c_int32), ("size", ctypes.c_int32), ("short_side", ctypes.c_int32),
                 ("window", ctypes.c_int32), ("role", ctypes.c_int32)]
@@ -234,6 +259,8 @@ def load_library(path: str | Path) -> ctypes.CDLL:
                               ctypes.POINTER(_Prediction)]),
         "ev_push_image": (S, [P, ctypes.POINTER(_Image), ctypes.c_double, ctypes.POINTER(_Prediction)]),
         "ev_image_to_input": (S, [ctypes.POINTER(_Image), ctypes.c_int32, ctypes.c_int32, ctypes.c_void_p]),
+        "ev_image_to_values": (S, [ctypes.POINTER(_Image), ctypes.c_int32, ctypes.c_int32, ctypes.c_void_p,
+                                   ctypes.c_void_p, ctypes.c_int32, ctypes.c_void_p]),
         "ev_next_frame": (S, [P, ctypes.POINTER(_Request)]),
         "ev_reset": (S, [P]),
         "ev_destroy": (None, [P]),

@@ -114,6 +114,18 @@ EV_API ev_status ev_push_frame(ev_classifier* c, const uint8_t* rgb, size_t leng
 EV_API ev_status ev_push_image(ev_classifier* c, const ev_image* image, double timestamp, ev_prediction* prediction);
 /* The size x size RGB crop (HWC, packed) ev_push_image feeds a role whose shorter side is short_side: for tests. */
 EV_API ev_status ev_image_to_input(const ev_image* image, int32_t short_side, int32_t size, uint8_t* out);
+/* Layouts of ev_image_to_values' output. */
+typedef enum ev_layout {
+  EV_LAYOUT_CHW = 0, /* planar: 3 planes of size x size (a TCHW program's frame) */
+  EV_LAYOUT_HWC = 1  /* packed: size x size pixels of 3 values (a THWC program's frame) */
+} ev_layout;
+/* The same crop written as a program's float input, in one pass (no uint8 crop in between): per channel c,
+ * (float)v * mul[c] + add[c] in float32, two roundings and no fused multiply-add (bit-identical to
+ * sdk.preprocess.Preprocess.value_affine's table), in `layout` (ev_layout) into out (3 * size * size floats).
+ * EV_ERR_INVALID_ARGUMENT for NULL pointers, size outside [1, short_side] or an unknown layout; EV_ERR_BAD_FRAME
+ * as ev_image_to_input. */
+EV_API ev_status ev_image_to_values(const ev_image* image, int32_t short_side, int32_t size, const float mul[3],
+                                    const float add[3], int32_t layout, float* out);
 EV_API ev_status ev_next_frame(const ev_classifier* c, ev_frame_request* request);
 EV_API ev_status ev_reset(ev_classifier* c); /* zeros state, empties windows, smoothing and the gate: a new stream */
 EV_API void ev_destroy(ev_classifier* c);

@@ -116,6 +116,23 @@ ev_status ev_image_to_input(const ev_image* image, int32_t short_side, int32_t s
   });
 }
 
+ev_status ev_image_to_values(const ev_image* image, int32_t short_side, int32_t size, const float* mul,
+                             const float* add, int32_t layout, float* out) {
+  if (!image) return null_arg("image");
+  if (!mul) return null_arg("mul");
+  if (!add) return null_arg("add");
+  if (!out) return null_arg("out");
+  return guarded([&] {
+    if (size < 1 || short_side < size)
+      throw ev::Error(EV_ERR_INVALID_ARGUMENT, "need 1 <= size <= short_side, got size " + std::to_string(size) +
+                                                  ", short_side " + std::to_string(short_side));
+    if (layout != EV_LAYOUT_CHW && layout != EV_LAYOUT_HWC)
+      throw ev::Error(EV_ERR_INVALID_ARGUMENT, "layout must be 0 (CHW, planar) or 1 (HWC, packed), got " +
+                                                  std::to_string(layout));
+    ev::image_to_values(*image, short_side, size, mul, add, layout == EV_LAYOUT_CHW, out);
+  });
+}
+
 ev_status ev_next_frame(const ev_classifier* c, ev_frame_request* request) {
   if (!c) return null_arg("classifier");
   if (!request) return null_arg("request");

@@ -192,9 +192,49 @@ EV_KERNEL void vertical(const int16_t* __restrict r0, const int16_t* __restrict 
   }
 }
 
-template <int Format>
-void crop_pixels(const ev_image& im, const std::vector<Tap>& tx, const std::vector<Tap>& ty, int size,
-                 uint8_t* out) {
+// The vertical pass writing the program's float32 input instead of uint8: the same int16 arithmetic, then per
+// channel float(v) * mul[c] + add[c] in float32 (two roundings, no FMA: the core builds with -ffp-contract=off), so
+// the values are bit-identical to sdk's table np.arange(256, dtype=np.float32)[:, None] * mul + add. Planar (CHW):
+// channel c of crop row cy at out[c * plane + cy * n]; packed (HWC): pixel i of the row at out[3 * i].
+EV_KERNEL void vertical_planar(const int16_t* __restrict r0, const int16_t* __restrict r1, int w0, int w1, int n,
+                               const float* __restrict mul, const float* __restrict add, size_t plane,
+                               float* __restrict out) {
+  const int16_t a = static_cast<int16_t>(w0), b = static_cast<int16_t>(w1);
+  for (int c = 0; c < 3; ++c) {
+    const float m = mul[c], d = add[c];
+    const int16_t* __restrict p0 = r0 + c * n;
+    const int16_t* __restrict p1 = r1 + c * n;
+    float* __restrict o = out + c * plane;
+    for (int i = 0; i < n; ++i) {
+      const int16_t x = static_cast<int16_t>((a * p0[i]) >> 16);
+      const int16_t y = static_cast<int16_t>((b * p1[i]) >> 16);
+      const int16_t v = std::min<int16_t>(static_cast<int16_t>(static_cast<int16_t>(x + y + 2) >> 2), 255);
+      o[i] = static_cast<float>(v) * m + d;
+    }
+  }
+}
+
+EV_KERNEL void vertical_packed(const int16_t* __restrict r0, const int16_t* __restrict r1, int w0, int w1, int n,
+                               const float* __restrict mul, const float* __restrict add, float* __restrict out) {
+  const int16_t a = static_cast<int16_t>(w0), b = static_cast<int16_t>(w1);
+  const float m0 = mul[0], m1 = mul[1], m2 = mul[2], d0 = add[0], d1 = add[1], d2 = add[2];
+  for (int i = 0; i < n; ++i) {
+    int16_t v[3];
+    for (int c = 0; c < 3; ++c) {
+      const int16_t x = static_cast<int16_t>((a * r0[c * n + i]) >> 16);
+      const int16_t y = static_cast<int16_t>((b * r1[c * n + i]) >> 16);
+      v[c] = std::min<int16_t>(static_cast<int16_t>(static_cast<int16_t>(x + y + 2) >> 2), 255);
+    }
+    out[3 * i] = static_cast<float>(v[0]) * m0 + d0;
+    out[3 * i + 1] = static_cast<float>(v[1]) * m1 + d1;
+    out[3 * i + 2] = static_cast<float>(v[2]) * m2 + d2;
+  }
+}
+
+// The crop's filtered rows, two per crop row (see above), each pair handed to row(r0, r1, w0, w1, cy), the
+// vertical pass writing crop row cy.
+template <int Format, typename Row>
+void crop_pixels(const ev_image& im, const std::vector<Tap>& tx, const std::vector<Tap>& ty, int size, Row&& row_out) {
   constexpr bool kYuv = Format == EV_PIXEL_NV12 || Format == EV_PIXEL_NV21 || Format == EV_PIXEL_I420;
   constexpr int bpp = Format == EV_PIXEL_RGB ? 3 : (kYuv ? 1 : 4);
   const bool transposed = im.rotation == 90 || im.rotation == 270;
@@ -330,13 +370,14 @@ void crop_pixels(const ev_image& im, const std::vector<Tap>& tx, const std::vect
     const Tap& t = ty[cy];
     const int16_t* r0 = filtered(t.i0, -1);
     const int16_t* r1 = filtered(t.i1, t.i0);
-    vertical(r0, r1, t.w0, t.w1, n, out + cy * un * 3);
+    row_out(r0, r1, t.w0, t.w1, cy);
   }
 }
 
-}  // namespace
-
-std::vector<uint8_t> image_to_input(const ev_image& im, int short_side, int size) {
+// The crop's taps (sdk.preprocess's shorter-side resize and centre crop of the upright image), then the crop's rows
+// through crop_pixels<format>.
+template <typename Row>
+void crop_rows(const ev_image& im, int short_side, int size, Row&& row_out) {
   check_image(im);
   const bool swap = im.rotation == 90 || im.rotation == 270;
   const int uw = swap ? im.height : im.width, uh = swap ? im.width : im.height;  // upright
@@ -354,16 +395,36 @@ std::vector<uint8_t> image_to_input(const ev_image& im, int short_side, int size
   };
   const std::vector<Tap> tx = same ? identity(x0) : taps(uw, nw, x0, size, true);
   const std::vector<Tap> ty = same ? identity(y0) : taps(uh, nh, y0, size, false);
-  std::vector<uint8_t> out(static_cast<size_t>(size) * size * 3);
   switch (im.format) {
-    case EV_PIXEL_RGB: crop_pixels<EV_PIXEL_RGB>(im, tx, ty, size, out.data()); break;
-    case EV_PIXEL_RGBA: crop_pixels<EV_PIXEL_RGBA>(im, tx, ty, size, out.data()); break;
-    case EV_PIXEL_BGRA: crop_pixels<EV_PIXEL_BGRA>(im, tx, ty, size, out.data()); break;
-    case EV_PIXEL_NV12: crop_pixels<EV_PIXEL_NV12>(im, tx, ty, size, out.data()); break;
-    case EV_PIXEL_NV21: crop_pixels<EV_PIXEL_NV21>(im, tx, ty, size, out.data()); break;
-    default: crop_pixels<EV_PIXEL_I420>(im, tx, ty, size, out.data()); break;
+    case EV_PIXEL_RGB: crop_pixels<EV_PIXEL_RGB>(im, tx, ty, size, row_out); break;
+    case EV_PIXEL_RGBA: crop_pixels<EV_PIXEL_RGBA>(im, tx, ty, size, row_out); break;
+    case EV_PIXEL_BGRA: crop_pixels<EV_PIXEL_BGRA>(im, tx, ty, size, row_out); break;
+    case EV_PIXEL_NV12: crop_pixels<EV_PIXEL_NV12>(im, tx, ty, size, row_out); break;
+    case EV_PIXEL_NV21: crop_pixels<EV_PIXEL_NV21>(im, tx, ty, size, row_out); break;
+    default: crop_pixels<EV_PIXEL_I420>(im, tx, ty, size, row_out); break;
   }
+}
+
+}  // namespace
+
+std::vector<uint8_t> image_to_input(const ev_image& im, int short_side, int size) {
+  std::vector<uint8_t> out(static_cast<size_t>(size) * size * 3);
+  const size_t row = static_cast<size_t>(size) * 3;
+  crop_rows(im, short_side, size, [&](const int16_t* r0, const int16_t* r1, int w0, int w1, size_t cy) {
+    vertical(r0, r1, w0, w1, size, out.data() + cy * row);
+  });
   return out;
+}
+
+void image_to_values(const ev_image& im, int short_side, int size, const float mul[3], const float add[3],
+                     bool planar, float* out) {
+  const size_t n = static_cast<size_t>(size), plane = n * n;
+  crop_rows(im, short_side, size, [&](const int16_t* r0, const int16_t* r1, int w0, int w1, size_t cy) {
+    if (planar)
+      vertical_planar(r0, r1, w0, w1, size, mul, add, plane, out + cy * n);
+    else
+      vertical_packed(r0, r1, w0, w1, size, mul, add, out + cy * n * 3);
+  });
 }
 
 }  // namespace ev

@@ -21,4 +21,9 @@ void resized_size(int upright_w, int upright_h, int short_side, int* out_w, int*
 // size x size x 3 RGB, packed: the centre crop of the upright image resized to short_side.
 std::vector<uint8_t> image_to_input(const ev_image& image, int short_side, int size);
 
+// The same crop as the program's float32 input: per channel float(v) * mul[c] + add[c] (float32, no FMA), written
+// planar (3 x size x size, CHW) or packed (size x size x 3, HWC) into out; nothing uint8 is materialised.
+void image_to_values(const ev_image& image, int short_side, int size, const float mul[3], const float add[3],
+                     bool planar, float* out);
+
 }  // namespace ev
