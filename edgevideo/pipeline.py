@@ -35,6 +35,7 @@ import yaml
 
 from converters.parity import ParityError
 from sdk.errors import ConfigError, SdkError
+from sdk.preprocess import CONVERSIONS
 from training.cli import set_verbose, tool_parser
 from training.config import RECIPES, config_from_mapping, load_recipe
 from training.data import synthetic
@@ -115,13 +116,15 @@ def resolve_stages(preset: str, recipes: str | None, data: Path, out: Path, seed
                    cli: dict[str, Any]) -> Stages:
     """Each stage's config: its named recipe, then the preset's overrides (``fp32`` for the teacher, baseline and
     students, ``qat`` for QAT), then the command line (``cli``: epochs, student_epochs, qat_epochs, workers,
-    student_frames, compare_frames, labelled_fraction, unlabelled; a missing or None entry takes main_job.yaml's)."""
+    student_frames, compare_frames, labelled_fraction, unlabelled, conversion; a missing or None entry takes
+    main_job.yaml's). ``conversion`` goes to every trained stage (QAT takes its checkpoint's)."""
     job = main_job_config()
     spec = job["presets"][preset]
     names = {stage: pattern.format(recipes=recipes or spec["recipes"]) for stage, pattern in job["stages"].items()}
     preset_overrides = spec.get("overrides") or {}
     shared = {"data": str(data), "seed": seed, "resume": True,
-              **({"workers": cli["workers"]} if cli.get("workers") is not None else {})}
+              **({"workers": cli["workers"]} if cli.get("workers") is not None else {}),
+              **({"conversion": cli["conversion"]} if cli.get("conversion") is not None else {})}
 
     def option(name: str) -> Any:
         return job["rows"][name] if cli.get(name) is None else cli[name]
@@ -219,7 +222,7 @@ def validate(info: DatasetInfo, stages: Stages, decode: bool) -> dict[str, Any]:
     """Check the dataset, and the shipped student's unlabelled videos when given, before anything expensive
     (``decode``: every video opens and decodes); raise on a problem."""
     cfg = stages.teacher
-    report = check_dataset(info, [cfg.train_split, cfg.val_split], decode=decode)
+    report = check_dataset(info, [cfg.train_split, cfg.val_split], decode=decode, conversion=cfg.conversion)
     print(report.summary())
     report.raise_for_problems()
     if stages.student.unlabelled:
@@ -481,6 +484,11 @@ def parse_args(argv: Sequence[str] | None):
     p.add_argument("--workers", type=int, default=None,
                    help="processes for generation and data loading (default: the CPUs for generation, the recipe's "
                         "for loading)")
+    p.add_argument("--conversion", choices=CONVERSIONS, default=None,
+                   help="how video files' frames become pixels in every training stage (recorded in the bundle, "
+                        "which the sdk then reads files with): swscale (libswscale's RGB) or camera (the camera "
+                        "frames' path: the pixels a device's camera gives, bit for bit) (default: the recipes', "
+                        "swscale)")
     p.add_argument("--stream-videos", type=int, default=STREAM_VIDEOS,
                    help="validation videos streamed through the sdk at the end, spread over the split (0: all)")
     args = p.parse_args(argv)

@@ -28,6 +28,7 @@ from sdk.backends.table import BACKENDS
 from sdk.describe import add_inspect_command
 from sdk.web.serve import add_web_command
 from sdk.errors import SdkError
+from sdk.preprocess import CONVERSIONS
 
 
 def _model(args: argparse.Namespace):
@@ -102,8 +103,15 @@ def _announce_native(clf, args: argparse.Namespace) -> None:
 
 
 def _conversion(args: argparse.Namespace) -> dict[str, str]:
-    """``VideoFile``'s conversion option, given only when asked for (other sources do not take it)."""
-    return {} if args.conversion == "swscale" else {"conversion": args.conversion}
+    """``open_source``'s conversion of a video file: ``--conversion`` when given, else the one the bundle's model was
+    trained with (its ``input.preprocess.conversion``); other sources ignore it."""
+    if args.conversion is not None:
+        return {"file_conversion": args.conversion}
+    from sdk.bundle import Bundle
+    from sdk.classifier import file_conversion
+
+    with Bundle(args.bundle) as bundle:
+        return {"file_conversion": file_conversion(bundle.manifest)}
 
 
 def _classify(args: argparse.Namespace) -> int:
@@ -155,7 +163,7 @@ def _stream(args: argparse.Namespace) -> int:
     from sdk.video import open_source
 
     smoothing = Smoothing(args.ema, args.hysteresis) if (args.ema or args.hysteresis) else None
-    if args.conversion != "swscale" and not Path(args.source).is_file():
+    if args.conversion not in (None, "swscale") and not Path(args.source).is_file():
         from sdk.errors import ConfigError
 
         raise ConfigError(f"--conversion {args.conversion} reads video files and {args.source} is not one (cameras "
@@ -246,10 +254,11 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--library", type=Path, default=None,
                    help="with --runtime native: a prebuilt libedgevideo.so or its directory (default: python -m "
                         "sdk.native build's, cached)")
-    p.add_argument("--conversion", choices=("swscale", "camera"), default="swscale",
-                   help="video files: swscale (default): libswscale's RGB of each kept frame, resized whole; camera: "
-                        "the decoded planes through the fused convert + resize + crop (sdk.video.VideoFile; for "
-                        "models trained so)")
+    p.add_argument("--conversion", choices=CONVERSIONS, default=None,
+                   help="video files: swscale: libswscale's RGB of each kept frame, resized whole; camera: the "
+                        "decoded planes through the fused convert + resize + crop (sdk.video.VideoFile) (default: "
+                        "the one the bundle's model was trained with, its manifest's input.preprocess.conversion; "
+                        "swscale for bundles that do not record it)")
 
 
 def main(argv: list[str] | None = None) -> int:

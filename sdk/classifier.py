@@ -468,7 +468,9 @@ class VideoClassifier:
 
     Clip and stream bundles sample the bundle's ``sampler.indices(n)`` over the whole video (one window of all its
     frames, the offline evaluation protocol) and decode only those frames (``read_indices``); a stream bundle steps
-    through them from zero state and averages the step logits. FASTER bundles: see the module docstring.
+    through them from zero state and averages the step logits. FASTER bundles: see the module docstring. A video
+    file given by path is read with the conversion the model was trained with (:func:`file_conversion`); pass a
+    :class:`~sdk.video.VideoFile` to choose another.
 
     A file whose stream ends before the frame count its header promises (a damaged or badly written container:
     players show the frames that exist) is classified on the ``m`` frames that decoded: the sampling is planned again
@@ -497,7 +499,7 @@ class VideoClassifier:
 
     def classify(self, video: Any) -> Prediction:
         owned = isinstance(video, (str, os.PathLike))
-        source = open_source(video) if owned else video
+        source = open_source(video, file_conversion=file_conversion(self.model.manifest)) if owned else video
         try:
             n = self._length(source)
             warnings = source_warnings(self.model.manifest, source, n)
@@ -805,8 +807,9 @@ class StreamClassifier:
         a first) is shifted to continue the timeline one frame interval later; a source whose timestamps do not
         increase is re-timed once, keeping every frame (:func:`drive`). At the start of a stream (nothing pushed
         since construction or :meth:`reset`) the source's frame rate replaces the constructor's ``fps``: the default
-        window spans the training clip's seconds at that rate."""
-        with opened(source) as src:
+        window spans the training clip's seconds at that rate. A video file given by path is read with the model's
+        training conversion (:func:`file_conversion`)."""
+        with opened(source, file_conversion(self.model.manifest)) as src:
             fps = getattr(src, "fps", None)
             if self._frames == 0 and known_fps(fps) not in (None, self.fps):
                 self._use_source(fps, src.source)
@@ -814,12 +817,19 @@ class StreamClassifier:
             yield from drive(self.push, src, max_frames=max_frames, last_timestamp=lambda: self._last_ts)
 
 
+def file_conversion(manifest: Manifest) -> str:
+    """How a classifier reads a video file it is given by path: the conversion its model was trained with
+    (``input.preprocess.conversion``; ``"swscale"`` for bundles that predate the field). A
+    :class:`~sdk.video.VideoFile` the caller opened keeps its own."""
+    return manifest.input.preprocess.conversion
+
+
 @contextlib.contextmanager
-def opened(source: Any) -> Iterator[Any]:
+def opened(source: Any, conversion: str | None = None) -> Iterator[Any]:
     """``source`` opened with :func:`~sdk.video.open_source` when it is a path, camera index or URL (and closed
-    after), else as it is."""
+    after; a video file with ``conversion``), else as it is."""
     owned = isinstance(source, (str, int, os.PathLike)) and not isinstance(source, bool)
-    src = open_source(source) if owned else source
+    src = open_source(source, file_conversion=conversion) if owned else source
     try:
         yield src
     finally:

@@ -27,6 +27,9 @@ def describe(bundle: Bundle) -> str:
          f"runtime: resize shorter side to {pre.resize_to}, centre-crop {pre.size}x{pre.size} "
          f"({pre.interpolation}); in the program: {', '.join(m.input.in_program) or 'nothing'} "
          f"(scale {pre.scale:g}, mean {list(pre.mean)}, std {list(pre.std)})"),
+        (f"pixels   video files read with the {pre.conversion} conversion, as in training"
+         + (" (the camera frames' path: what a device's camera gives)" if pre.conversion == "camera" else
+            " (libswscale's RGB)") + "; --conversion overrides it"),
     ]
     if m.faster is not None:
         f = m.faster

@@ -14,6 +14,12 @@ defined precisely so that a device integration can reproduce them without Python
 3. ``value * scale`` then per-channel ``(value - mean) / std`` in float32, RGB order;
 4. layout ``TCHW`` or ``THWC`` for a clip (``CHW`` / ``HWC`` per frame).
 
+``conversion`` records how the model's training read video files (:data:`sdk.video.CONVERSIONS`): ``"swscale"``
+(libswscale's RGB of the whole frame, then the steps above) or ``"camera"`` (the decoded planes through the camera
+path's BT.601 fixed-point conversion, :mod:`sdk.camera`: the pixels a device's camera frames give). The runtime reads a
+video file with the same one unless told otherwise, so a model trained with ``"camera"`` sees, from files and on the
+device alike, the pixels it was trained on.
+
 Horizontal flips are not here: they change the label on direction-sensitive classes, so the training data pipeline
 applies them together with its label-swap map.
 """
@@ -34,6 +40,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 LAYOUTS = ("TCHW", "THWC")
 CROP_COUNTS = (1, 3)
 INTERPOLATIONS = ("bilinear", "area")
+CONVERSIONS = ("swscale", "camera")  # how video files' frames become pixels; sdk.video.CONVERSIONS is this tuple
 
 
 def _cv2():
@@ -58,6 +65,9 @@ class Preprocess:
         layout: ``TCHW`` (PyTorch) or ``THWC``.
         interpolation: ``bilinear`` or ``area`` (OpenCV INTER_LINEAR / INTER_AREA).
         train_scales, max_distort: TSN multi-scale crop parameters (training only).
+        conversion: how video files' decoded frames become RGB pixels (``sdk.video.VideoFile``'s ``conversion``):
+            ``swscale`` (libswscale) or ``camera`` (the camera frames' BT.601 fixed-point path, bit-identical to what
+            a device's camera frames give). Specs written before the field read as ``swscale``.
     """
 
     size: int = 224
@@ -69,6 +79,7 @@ class Preprocess:
     interpolation: str = "bilinear"
     train_scales: tuple[float, ...] = (1.0, 0.875, 0.75, 0.66)
     max_distort: int = 1
+    conversion: str = "swscale"
 
     def __post_init__(self) -> None:
         # Normalise lists (from JSON) to tuples so that equality and hashing work after a round trip.
@@ -84,6 +95,8 @@ class Preprocess:
             raise ConfigError(f"unknown layout {self.layout!r}; valid: {', '.join(LAYOUTS)}")
         if self.interpolation not in INTERPOLATIONS:
             raise ConfigError(f"unknown interpolation {self.interpolation!r}; valid: {', '.join(INTERPOLATIONS)}")
+        if self.conversion not in CONVERSIONS:
+            raise ConfigError(f"unknown conversion {self.conversion!r}; valid: {', '.join(CONVERSIONS)}")
         if not self.train_scales or any(not 0 < s <= 1 for s in self.train_scales) or self.max_distort < 0:
             raise ConfigError(f"train_scales must be in (0, 1] and max_distort >= 0, got {self.train_scales}, {self.max_distort}")
 

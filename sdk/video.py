@@ -24,6 +24,7 @@ import numpy as np
 
 from sdk.camera import CameraFrame
 from sdk.errors import BackendUnavailableError, ConfigError, DecodeError, FrameError, TruncatedVideoError
+from sdk.preprocess import CONVERSIONS
 
 __all__ = ["CONVERSIONS", "FrameSource", "VideoFile", "StreamCapture", "FrameFolder", "VideoInfo", "camera_frame",
            "open_source", "probe"]
@@ -33,10 +34,10 @@ _URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 # Seeking discards the frames in flight in the decoder and restarts at a keyframe: only worth it when it skips at
 # least this many decodes.
 _MIN_SEEK_SKIP = 8
-# How VideoFile turns a decoded frame into pixels: libswscale's rgb24 (what every model so far was trained on), or
+# CONVERSIONS (defined beside the Preprocess spec, which records a model's): how VideoFile turns a decoded frame into
+# pixels: libswscale's rgb24 (the default, what models trained before the choice saw), or
 # the decoded planes read as an sdk.CameraFrame (BT.601 16.16 fixed point: the camera path's reference, which the
 # streaming runtimes convert, resize and crop in one pass).
-CONVERSIONS = ("swscale", "camera")
 # PyAV pixel formats whose planes a CameraFrame reads as they are, and the colour matrices its BT.601 arithmetic is
 # right for (AVColorSpace: unspecified, BT.470BG, SMPTE 170M).
 _CAMERA_FORMATS = {"yuv420p": "i420", "yuvj420p": "i420", "nv12": "nv12", "nv21": "nv21", "rgb24": "rgb",
@@ -675,10 +676,12 @@ class FrameFolder(FrameSource):
         """Nothing is held open between reads."""
 
 
-def open_source(source: int | str | os.PathLike, **kw: Any) -> FrameSource:
+def open_source(source: int | str | os.PathLike, *, file_conversion: str | None = None, **kw: Any) -> FrameSource:
     """Camera index / digit string / URL -> StreamCapture, folder -> FrameFolder, anything else -> VideoFile.
 
     ``kw`` goes to the chosen class (``threads=`` for files, ``template=`` for folders, timeouts for streams).
+    ``file_conversion`` is the ``conversion`` of a video file and ignored for the other sources (cameras and URLs are
+    OpenCV's RGB, folders images): what a classifier passes from its bundle's ``Preprocess.conversion``.
     """
     if isinstance(source, int) and not isinstance(source, bool):
         return StreamCapture(source, **kw)
@@ -687,4 +690,6 @@ def open_source(source: int | str | os.PathLike, **kw: Any) -> FrameSource:
     text = os.fsdecode(os.fspath(source))
     if os.path.isdir(text):
         return FrameFolder(text, **kw)
+    if file_conversion is not None:
+        kw.setdefault("conversion", file_conversion)
     return VideoFile(text, **kw)

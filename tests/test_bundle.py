@@ -79,6 +79,27 @@ def test_manifest_matches_the_json_schema(bundle_dir: Path) -> None:
         jsonschema.validate(manifest, schema)
 
 
+def test_the_conversion_is_in_the_manifest_and_old_bundles_read_as_swscale(bundle_dir: Path) -> None:
+    """``input.preprocess.conversion`` (how training read video files) validates against the schema and parses; a
+    manifest written before the field reads as swscale; an unknown one fails both."""
+    import jsonschema
+
+    schema = json.loads(SCHEMA_FILE.read_text())
+    _edit(bundle_dir, lambda d: d["input"]["preprocess"].update(conversion="camera"))
+    jsonschema.validate(json.loads((bundle_dir / MANIFEST_FILE).read_text()), schema)
+    with Bundle(bundle_dir) as b:
+        assert b.manifest.input.preprocess.conversion == "camera"
+    _edit(bundle_dir, lambda d: d["input"]["preprocess"].pop("conversion"))
+    jsonschema.validate(json.loads((bundle_dir / MANIFEST_FILE).read_text()), schema)
+    with Bundle(bundle_dir) as b:
+        assert b.manifest.input.preprocess.conversion == "swscale"
+    _edit(bundle_dir, lambda d: d["input"]["preprocess"].update(conversion="yuv"))
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(json.loads((bundle_dir / MANIFEST_FILE).read_text()), schema)
+    with pytest.raises(BundleError, match=r"input.preprocess.*unknown conversion 'yuv'; valid: swscale, camera"):
+        Bundle(bundle_dir)
+
+
 @pytest.mark.parametrize("layout", ["root", "folder"])
 def test_zipped_bundle_loads(bundle_dir: Path, tmp_path: Path, layout: str) -> None:
     archive = tmp_path / "demo.vbundle.zip"

@@ -66,6 +66,38 @@ def test_cache_is_reused_only_while_its_key_matches(tiny_benchmark: Path, tmp_pa
     assert not list(tmp_path.rglob(".*.tmp-*")), "no half-written video is left behind"
 
 
+def test_the_conversion_has_its_own_store_of_its_own_pixels(tiny_benchmark: Path, tmp_path: Path):
+    """A run reading video files with the camera conversion gets its own store, computed from the camera pixels: a
+    swscale store served to it would silently break the training = device pixel promise. The premise: the two
+    conversions' pixels differ on these videos."""
+    from sdk.video import VideoFile
+
+    model = _model()
+    camera_pre = Preprocess(size=SIZE, resize=72, conversion="camera")
+    swscale, camera = _cache(model, tiny_benchmark, tmp_path), _cache(model, tiny_benchmark, tmp_path,
+                                                                      preprocess=camera_pre)
+    assert camera.path != swscale.path and camera.key["preprocess"]["conversion"] == "camera"
+    video = read_records(tiny_benchmark / "val.csv")[0].path
+    pixels = {c: VideoFile(video, conversion=c).read_indices([0, 1]) for c in ("swscale", "camera")}
+    assert not np.array_equal(pixels["swscale"], pixels["camera"])
+    assert not np.array_equal(camera.video(0), swscale.video(0))
+    # the camera store holds the prefix's output on the camera pixels (fp32 cache: the same arithmetic)
+    with VideoFile(video, conversion="camera") as v:
+        frames = torch.from_numpy(camera_pre(v.read_indices(range(v.num_frames))))
+    with torch.no_grad():
+        want = model.backbone.features[:FREEZE].eval()(frames.contiguous(memory_format=torch.channels_last))
+    np.testing.assert_allclose(np.asarray(camera.video(0)[0], np.float32), want.numpy(), rtol=0, atol=1e-4)
+    # and the decoded-frame datasets (training without a cache, evaluation, QAT) read the camera pixels too
+    records, sampler = read_records(tiny_benchmark / "val.csv", DatasetInfo.from_dir(tiny_benchmark).labels)[:1], \
+        Sampler("uniform_segments", 2)
+    items = {c: ClipDataset(records, sampler=sampler, preprocess=Preprocess(size=SIZE, resize=72, conversion=c),
+                            train=False)[0][0] for c in ("swscale", "camera")}
+    assert not torch.equal(items["swscale"], items["camera"])
+    with VideoFile(video, conversion="camera") as v:
+        want_clip = camera_pre(v.read_indices(sampler.multi_view(v.num_frames, 1).reshape(-1)))
+    torch.testing.assert_close(items["camera"], torch.from_numpy(want_clip), rtol=0, atol=0)
+
+
 def test_a_killed_build_keeps_the_finished_videos_only_and_the_next_build_does_the_rest(tiny_benchmark: Path,
                                                                                        tmp_path: Path, monkeypatch):
     import training.data.feature_cache as fc

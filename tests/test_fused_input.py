@@ -202,3 +202,70 @@ def test_cli_reads_video_files_with_the_conversion_asked(sources, native_bundles
                              "--precision", "fp32", "--json"]) == 0
             got = np.asarray(json.loads(capsys.readouterr().out)["logits"], np.float32)
             np.testing.assert_allclose(got, want[conversion], rtol=0, atol=1e-5, err_msg=f"{runtime} {conversion}")
+
+
+@pytest.fixture(scope="module")
+def camera_run(tiny_benchmark, tmp_path_factory) -> dict[str, Path]:
+    """A 1-epoch training run with ``conversion=camera`` (frozen trunk, feature cache) and its fp32 ONNX bundle."""
+    from converters.export import export_bundle
+    from converters.options import ExportOptions
+    from training.train import TrainConfig, train
+
+    root = tmp_path_factory.mktemp("camera_run")
+    cfg = TrainConfig(data=str(tiny_benchmark), out=str(root / "run"), arch="tam_head_mobilenet_v2", frames=4,
+                      size=48, resize=56, freeze=7, epochs=1, batch_size=8, workers=0, pretrained=False,
+                      cache_dir=str(root / "cache"), conversion="camera")
+    train(cfg)
+    bundle = root / "camera.vbundle"
+    export_bundle(ExportOptions(root / "run" / "best.pt", bundle, formats=["onnx"], parity_clips=2, golden_clips=1))
+    return {"checkpoint": root / "run" / "best.pt", "bundle": bundle, "cache": root / "cache"}
+
+
+def test_training_records_the_conversion_and_the_bundle_carries_it(camera_run):
+    """``conversion=camera``: best.pt's preprocessing says so, its feature stores are keyed by it, and the exported
+    bundle's manifest has it (schema-valid) and its inspect page names it."""
+    import jsonschema
+
+    from sdk.bundle import Bundle
+    from sdk.describe import describe
+    from sdk.manifest import SCHEMA_FILE
+    from training.checkpoint import load_checkpoint
+
+    assert Preprocess.from_dict(load_checkpoint(camera_run["checkpoint"])["preprocess"]).conversion == "camera"
+    keys = [json.loads(k.read_text()) for k in camera_run["cache"].glob("*/key.json")]
+    assert keys and all(k["preprocess"]["conversion"] == "camera" for k in keys)
+    manifest = json.loads((camera_run["bundle"] / "manifest.json").read_text())
+    assert manifest["input"]["preprocess"]["conversion"] == "camera"
+    jsonschema.validate(manifest, json.loads(SCHEMA_FILE.read_text()))
+    with Bundle(camera_run["bundle"]) as b:
+        assert "video files read with the camera conversion" in describe(b)
+
+
+def test_the_runtime_reads_files_with_the_bundles_conversion(camera_run, tiny_benchmark, capsys):
+    """A bundle trained on camera pixels: ``python -m sdk classify`` without ``--conversion``, ``VideoClassifier``
+    and ``StreamClassifier`` given a path, all read the file with the camera conversion (the logits of an explicit
+    ``VideoFile(conversion="camera")``, not swscale's); ``--conversion swscale`` still overrides it."""
+    import sdk
+    from sdk.__main__ import main as sdk_main
+    from sdk.classifier import StreamClassifier, VideoClassifier
+    from training.data.datasets import read_records
+
+    path, bundle = str(read_records(tiny_benchmark / "val.csv")[0].path), str(camera_run["bundle"])
+    # the premise: the two conversions' pixels differ on this video, and so do the logits
+    rgb = {c: VideoFile(path, conversion=c).read_indices([0, 1, 2]) for c in ("swscale", "camera")}
+    assert not np.array_equal(rgb["swscale"], rgb["camera"])
+    with sdk.load(bundle, backend="onnx") as model:
+        want = {c: VideoClassifier(model).classify(VideoFile(path, conversion=c)).logits for c in ("swscale", "camera")}
+        assert not np.array_equal(want["swscale"], want["camera"])
+        np.testing.assert_array_equal(VideoClassifier(model).classify(path).logits, want["camera"])
+        streamed = [p.logits for p in StreamClassifier(model, window=8).run(path) if p.error is None]
+        explicit = [p.logits for p in StreamClassifier(model, window=8).run(VideoFile(path, conversion="camera"))
+                    if p.error is None]
+        assert streamed and all(np.array_equal(a, b) for a, b in zip(streamed, explicit, strict=True))
+    for flags, conversion in (([], "camera"), (["--conversion", "swscale"], "swscale")):
+        assert sdk_main(["classify", path, "--bundle", bundle, "--runtime", "python", "--backend", "onnx", "--json",
+                         *flags]) == 0
+        got = np.asarray(json.loads(capsys.readouterr().out)["logits"], np.float32)
+        # exactly: the same program on the same input (JSON carries float32 logits exactly); an untrained model's
+        # logits of the two conversions may differ by less than any tolerance would tell apart
+        np.testing.assert_array_equal(got, want[conversion], err_msg=" ".join(flags) or "default")

@@ -60,6 +60,21 @@ def test_round_trip_through_json():
     assert Preprocess.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
 
 
+def test_the_conversion_is_recorded_and_old_specs_read_as_swscale():
+    """``conversion`` (how video files' frames became pixels in training) survives JSON; a spec written before the
+    field (old checkpoints and bundles) reads as swscale, the only conversion there was; an unknown one names the
+    valid ones."""
+    camera = Preprocess(size=112, resize=128, conversion="camera")
+    assert camera.to_dict()["conversion"] == "camera"
+    assert Preprocess.from_dict(json.loads(json.dumps(camera.to_dict()))) == camera
+    old = Preprocess(size=112, resize=128).to_dict()
+    del old["conversion"]
+    assert Preprocess.from_dict(old).conversion == "swscale"
+    assert Preprocess.from_dict(old) == Preprocess(size=112, resize=128) != camera
+    with pytest.raises(ConfigError, match="unknown conversion 'yuv'; valid: swscale, camera"):
+        Preprocess.from_dict({**old, "conversion": "yuv"})
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [dict(size=0), dict(size=224, resize=200), dict(layout="NCHW"), dict(interpolation="cubic"),

@@ -115,6 +115,12 @@ def test_main_job_runs_the_named_recipes():
     assert small.student.teacher == "/out/teacher/best.pt" and small.student_no_teacher.no_teacher
     gpu = resolve_stages("small", "gpu", Path("/data"), Path("/out"), 0, {})
     assert (gpu.teacher.freeze, gpu.teacher.size) == (0, 224)
+    # --conversion reaches every trained stage and its Preprocess (QAT takes its checkpoint's when it runs)
+    camera = resolve_stages("small", None, Path("/data"), Path("/out"), 0, {"conversion": "camera"})
+    assert all(cfg.preprocess_spec.conversion == "camera"
+               for cfg in (camera.teacher, camera.baseline_tsn, camera.student, camera.student_no_teacher,
+                           *camera.extra.values()))
+    assert small.teacher.conversion == "swscale"
 
 
 def test_main_job_comparison_rows_are_the_recipes_with_one_change_each():

@@ -304,7 +304,8 @@ class _Distillation:
             self.teacher_sampler = self.teacher_ckpt.sampler
             if self.teacher_ckpt.preprocess != cfg.preprocess_spec:
                 raise ConfigError(f"the teacher {cfg.teacher} was trained on {self.teacher_ckpt.preprocess.to_dict()}: "
-                                  "set the student's size/resize to the teacher's (both see the same crops)")
+                                  "set the student's size/resize/conversion to the teacher's (both see the same "
+                                  "pixels)")
         elif cfg.teacher_arch:
             self.teacher = create(cfg.teacher_arch, num_classes=len(info.labels), frames=cfg.teacher_frames,
                                   pretrained=cfg.pretrained)

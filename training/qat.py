@@ -104,7 +104,8 @@ class _Quantization:
     run in this order, which fixes the consumption of the random generators."""
 
     def __init__(self, cfg: QATConfig, ctx: distributed.Context):
-        """The fp32 model and its checkpoint; ``cfg`` takes the checkpoint's crop sizes (what its data side uses)."""
+        """The fp32 model and its checkpoint; ``cfg`` takes the checkpoint's crop sizes and conversion (what its data
+        side uses)."""
         self.ctx = ctx
         self.info = DatasetInfo.from_dir(cfg.data)
         check_dataset(self.info, [cfg.train_split, cfg.val_split], decode=False).raise_for_problems()
@@ -112,7 +113,8 @@ class _Quantization:
         if list(self.ckpt.labels) != self.info.labels:
             raise ConfigError(f"{cfg.checkpoint} was trained on other labels than those of {self.info.root}")
         self.sampler, self.preprocess = self.ckpt.sampler, self.ckpt.preprocess
-        self.cfg = replace(cfg, size=self.preprocess.size, resize=self.preprocess.resize_to)
+        self.cfg = replace(cfg, size=self.preprocess.size, resize=self.preprocess.resize_to,
+                           conversion=self.preprocess.conversion)
         self.out = Path(self.cfg.out)
 
     def build_datasets(self) -> None:

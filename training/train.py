@@ -24,7 +24,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from sdk.errors import ConfigError
-from sdk.preprocess import CROP_COUNTS, Preprocess
+from sdk.preprocess import CONVERSIONS, CROP_COUNTS, Preprocess
 from sdk.samplers import SAMPLER_KINDS, Sampler
 from training import distributed
 from training.checkpoint import CheckpointMeta, atomic_save, load_checkpoint
@@ -67,6 +67,11 @@ class TrainConfig:
                           choices=SAMPLER_KINDS)
     size: int = option(112, help="square crop side in pixels")
     resize: int = option(128, help="shorter video side is resized to this before cropping")
+    conversion: str = option("swscale", help="how video files' decoded frames become pixels (recorded in the "
+                                             "checkpoint and bundle; the sdk reads files the same way): swscale "
+                                             "(libswscale's RGB) or camera (the camera frames' BT.601 fixed-point "
+                                             "path: the pixels a device's camera gives, bit for bit)",
+                             choices=CONVERSIONS)
     hflip: bool = option(True, help="horizontal-flip augmentation, only where the dataset says how labels change "
                                     "(meta.json hflip_map)")
     # partial fine-tuning (README "Models that learn")
@@ -140,7 +145,7 @@ class TrainConfig:
 
     @property
     def preprocess_spec(self) -> Preprocess:
-        return Preprocess(size=self.size, resize=self.resize)
+        return Preprocess(size=self.size, resize=self.resize, conversion=self.conversion)
 
     def sampler_spec(self, input_frames: int | None = None) -> Sampler:
         """The data side's sampler: ``input_frames`` (a big-little model's 2T) when the model reads more than ``frames``."""

@@ -37,7 +37,7 @@ import numpy as np
 from sdk.bundle import Bundle
 from sdk.camera import CameraFrame
 from sdk.classifier import (Prediction, Smoothing, VideoClassifier, as_frame, choose_window, clip_warnings, drive,
-                            known_fps, lazy_frames, opened, source_warnings)
+                            file_conversion, known_fps, lazy_frames, opened, source_warnings)
 from sdk.errors import ConfigError, FrameError, SdkError, TruncatedVideoError
 from sdk.native import NativeStreamClassifier, build
 from sdk.stats import LatencyStats, StageClock
@@ -170,7 +170,7 @@ class NativeStream:
         :meth:`push` (frames the sampler drops are decoded by the codec but never converted), with the source's
         timestamps (re-timed once where they do not increase: :func:`sdk.classifier.drive`), yielding predictions
         and error events; the source's frame rate as :meth:`sdk.StreamClassifier.run` takes it."""
-        with opened(source) as src:
+        with opened(source, file_conversion(self.manifest)) as src:
             fps = getattr(src, "fps", None)
             if self._fresh and known_fps(fps) not in (None, self.fps):
                 self._use_source(fps, src.source)
@@ -219,7 +219,7 @@ class NativeVideoClassifier:
 
     def classify(self, video: Any) -> Prediction:
         owned = isinstance(video, (str, os.PathLike))
-        source = open_source(video) if owned else video
+        source = open_source(video, file_conversion=file_conversion(self.manifest)) if owned else video
         try:
             n = VideoClassifier._length(source)  # the same rules (and errors) as the Python classifier
             warnings = source_warnings(self.manifest, source, n)

@@ -140,14 +140,14 @@ def _identity(record: VideoRecord) -> tuple[int, int] | None:
     return (st.st_dev, st.st_ino) if wanted(st.st_mode) else None
 
 
-def _inspect(record: VideoRecord, template: str) -> _Facts:
-    """Open and decode every frame of one video (or frame folder)."""
+def _inspect(record: VideoRecord, template: str, conversion: str = "swscale") -> _Facts:
+    """Open and decode every frame of one video (or frame folder), converted as training will (``conversion``)."""
     facts = _Facts(frames=record.num_frames)
     try:
         if record.num_frames is not None:
             source = FrameFolder(record.path, template=template)
         else:
-            source = VideoFile(record.path, threads=1)
+            source = VideoFile(record.path, threads=1, conversion=conversion)
             facts.frames, facts.fps, facts.seconds = source.num_frames, source.fps, source.duration_s
         with source:
             facts.decoded = 0
@@ -163,9 +163,10 @@ def _inspect(record: VideoRecord, template: str) -> _Facts:
     return facts
 
 
-def _decode_split(name: str, records: list[VideoRecord], template: str, workers: int, show: bool) -> list[_Facts]:
+def _decode_split(name: str, records: list[VideoRecord], template: str, workers: int, show: bool,
+                  conversion: str = "swscale") -> list[_Facts]:
     def inspect(record: VideoRecord) -> _Facts:
-        return _inspect(record, template)
+        return _inspect(record, template, conversion)
 
     with ThreadPoolExecutor(max(1, workers)) as pool:  # decoding releases the GIL
         return list(progress(pool.map(inspect, records), desc=f"check {name}", total=len(records), unit="video",
@@ -173,9 +174,10 @@ def _decode_split(name: str, records: list[VideoRecord], template: str, workers:
 
 
 def check_dataset(info: DatasetInfo, splits: Sequence[str], *, decode: bool, template: str = "img_{:05d}.jpg",
-                  workers: int = 2, show_progress: bool = False) -> Report:
+                  workers: int = 2, show_progress: bool = False, conversion: str = "swscale") -> Report:
     """Check ``splits`` of ``info`` (names as :meth:`DatasetInfo.records` takes them); ``decode``: also open and
-    decode every video with ``workers`` threads (``template``: file names in frame folders)."""
+    decode every video with ``workers`` threads (``template``: file names in frame folders), its frames converted
+    as training's ``Preprocess.conversion`` says."""
     report = Report(str(info.root), list(info.labels), decode, pairs=[list(p) for p in info.pairs],
                     hflip_map=info.hflip_map)
     owners: dict[tuple[int, int], tuple[str, Path]] = {}
@@ -219,8 +221,8 @@ def check_dataset(info: DatasetInfo, splits: Sequence[str], *, decode: bool, tem
         if empty:
             report.notes.append(f"{name}: {len(empty)} of {len(info.labels)} classes have no videos ({_first(empty)})")
         if decode:
-            _add_decoded(report, name, summary, _decode_split(name, present, template, workers, show_progress),
-                         present)
+            _add_decoded(report, name, summary,
+                         _decode_split(name, present, template, workers, show_progress, conversion), present)
     for (a, b), paths in shared.items():
         report.errors.append(f"{a} and {b} share {len(paths)} videos (first: {_first(paths)}); a video must be in one "
                              "split only, or validation measures clips the model was trained on")

@@ -318,7 +318,7 @@ class ClipDataset(Dataset):
     def _open(self, record: VideoRecord):
         if record.num_frames is not None:
             return FrameFolder(record.path, template=self.template)
-        return VideoFile(record.path, threads=1)
+        return VideoFile(record.path, threads=1, conversion=self.preprocess.conversion)
 
     def __getitem__(self, key: int | tuple[int, int]) -> tuple:
         """``key`` is an index (epoch from :meth:`set_epoch`) or an ``(epoch, index)`` pair from :class:`EpochSampler`."""

@@ -153,7 +153,8 @@ class _DecodedVideos(Dataset):
 
     def __getitem__(self, i: int) -> torch.Tensor:
         r = self.records[i]
-        source = FrameFolder(r.path, template=self.template) if r.num_frames is not None else VideoFile(r.path, threads=1)
+        source = (FrameFolder(r.path, template=self.template) if r.num_frames is not None
+                  else VideoFile(r.path, threads=1, conversion=self.preprocess.conversion))
         with source:
             n = r.num_frames if r.num_frames is not None else source.num_frames
             clip = self.preprocess(source.read_indices(np.arange(n)))
