@@ -10,7 +10,7 @@ Precisions of the ``.mlpackage`` (minimum deployment target iOS 16 / macOS 13):
   activation program, so the reference is the fp32 torch module under the int8 tolerance.
 
 The graph goes through ``ep.run_decompositions`` with the default table minus ``aten.roll`` (coremltools 9 converts
-``roll`` but not its ``fmod`` decomposition; TOOLCHAIN.md).
+``roll`` but not its ``fmod`` decomposition, measured with coremltools 9.0).
 
 **Legacy ``.mlmodel``** (``legacy=True``, ``--coreml-format mlmodel``): coremltools 9 still converts these models to the
 NeuralNetwork format (measured: the TAM-MobileNetV2 clip program converts), fp32 only. It is offered because it was

