@@ -104,13 +104,18 @@ ev_status ev_push_image(ev_classifier* c, const ev_image* image, double timestam
   });
 }
 
+// The crop of the image-to-input entry points: 1 <= size <= short_side.
+static void check_crop(int32_t short_side, int32_t size) {
+  if (size < 1 || short_side < size)
+    throw ev::Error(EV_ERR_INVALID_ARGUMENT, "need 1 <= size <= short_side, got size " + std::to_string(size) +
+                                                ", short_side " + std::to_string(short_side));
+}
+
 ev_status ev_image_to_input(const ev_image* image, int32_t short_side, int32_t size, uint8_t* out) {
   if (!image) return null_arg("image");
   if (!out) return null_arg("out");
   return guarded([&] {
-    if (size < 1 || short_side < size)
-      throw ev::Error(EV_ERR_INVALID_ARGUMENT, "need 1 <= size <= short_side, got size " + std::to_string(size) +
-                                                  ", short_side " + std::to_string(short_side));
+    check_crop(short_side, size);
     const std::vector<uint8_t> crop = ev::image_to_input(*image, short_side, size);
     std::memcpy(out, crop.data(), crop.size());
   });
@@ -123,9 +128,7 @@ ev_status ev_image_to_values(const ev_image* image, int32_t short_side, int32_t 
   if (!add) return null_arg("add");
   if (!out) return null_arg("out");
   return guarded([&] {
-    if (size < 1 || short_side < size)
-      throw ev::Error(EV_ERR_INVALID_ARGUMENT, "need 1 <= size <= short_side, got size " + std::to_string(size) +
-                                                  ", short_side " + std::to_string(short_side));
+    check_crop(short_side, size);
     if (layout != EV_LAYOUT_CHW && layout != EV_LAYOUT_HWC)
       throw ev::Error(EV_ERR_INVALID_ARGUMENT, "layout must be 0 (CHW, planar) or 1 (HWC, packed), got " +
                                                   std::to_string(layout));
