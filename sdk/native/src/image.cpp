@@ -354,14 +354,18 @@ void crop_pixels(const ev_image& im, const std::vector<Tap>& tx, const std::vect
       }
     }
     int16_t* h = rows[slot].data();
+    const int16_t* q = wq.data();
+    auto pass = [&](auto horizontal) {
+      horizontal(pa, pb, ca, cb, q, q + n, q + 2 * n, q + 3 * n, n, coef, h, h + n, h + 2 * n);
+    };
     if constexpr (Format == EV_PIXEL_NV21) {
-      horizontal_vu(pa, pb, ca, cb, wq.data(), wq.data() + n, wq.data() + 2 * n, wq.data() + 3 * n, n, coef, h, h + n, h + 2 * n);
+      pass(horizontal_vu);
     } else if constexpr (kYuv) {
-      horizontal_uv(pa, pb, ca, cb, wq.data(), wq.data() + n, wq.data() + 2 * n, wq.data() + 3 * n, n, coef, h, h + n, h + 2 * n);
+      pass(horizontal_uv);
     } else if constexpr (Format == EV_PIXEL_BGRA) {
-      horizontal_bgra(pa, pb, ca, cb, wq.data(), wq.data() + n, wq.data() + 2 * n, wq.data() + 3 * n, n, coef, h, h + n, h + 2 * n);
+      pass(horizontal_bgra);
     } else {
-      horizontal_rgb(pa, pb, ca, cb, wq.data(), wq.data() + n, wq.data() + 2 * n, wq.data() + 3 * n, n, coef, h, h + n, h + 2 * n);
+      pass(horizontal_rgb);
     }
     cached[slot] = v;
     return h;
