@@ -138,23 +138,16 @@ class CameraFrame:
         """:meth:`input_crop` as a program's float32 input: per channel ``v * mul + add`` (float32, as
         ``Preprocess.value_affine``), ``(3, size, size)`` for ``layout`` TCHW, ``(size, size, 3)`` for THWC, written
         into ``out`` (that shape, C-contiguous float32) when given. The native core does it in one pass
-        (``ev_image_to_values``, bit-identical: tests/test_camera.py); without its build, :meth:`input_crop`, a
-        per-channel table and a transpose."""
+        (``ev_image_to_values``, bit-identical: tests/test_camera.py); without its build, :meth:`input_crop` through
+        :class:`sdk.preprocess.ValueTable`."""
         lib = _native_library()
         if lib is not None:
             from sdk.native import image_to_values
 
             return image_to_values(lib, self, short_side, size, mul, add, layout, out)
-        import cv2
+        from sdk.preprocess import ValueTable
 
-        table = (np.arange(256, dtype=np.float32)[:, None] * np.asarray(mul, np.float32)
-                 + np.asarray(add, np.float32)).reshape(256, 1, 3)
-        x = cv2.LUT(self.input_crop(short_side, size), table)
-        x = x.transpose(2, 0, 1) if layout == "TCHW" else x
-        if out is None:
-            return np.ascontiguousarray(x)
-        np.copyto(out, x)
-        return out
+        return ValueTable(mul, add, layout, size)(self.input_crop(short_side, size), out)
 
     @classmethod
     def from_rgb(cls, rgb: np.ndarray, format: str = "nv12", *, full_range: bool = True, rotation: int = 0,
