@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from sdk.errors import ConfigError, SdkError, TruncatedVideoError
-from sdk.video import FrameFolder, VideoFile
+
 from training.cli import set_verbose, tool_parser
 from training.data.datasets import DatasetInfo, VideoRecord
 from training.progress import progress
@@ -144,10 +144,8 @@ def _inspect(record: VideoRecord, template: str, conversion: str = "swscale") ->
     """Open and decode every frame of one video (or frame folder), converted as training will (``conversion``)."""
     facts = _Facts(frames=record.num_frames)
     try:
-        if record.num_frames is not None:
-            source = FrameFolder(record.path, template=template)
-        else:
-            source = VideoFile(record.path, threads=1, conversion=conversion)
+        source = record.open(template, conversion)
+        if record.num_frames is None:
             facts.frames, facts.fps, facts.seconds = source.num_frames, source.fps, source.duration_s
         with source:
             facts.decoded = 0

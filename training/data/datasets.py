@@ -44,6 +44,13 @@ class VideoRecord:
     label: int
     num_frames: int | None = None
 
+    def open(self, template: str, conversion: str = "swscale") -> FrameFolder | VideoFile:
+        """Its frames: a :class:`FrameFolder` (file names ``template``) or a :class:`VideoFile` whose frames become
+        pixels by ``conversion`` (``Preprocess.conversion``); one decoding thread (loaders run in parallel)."""
+        if self.num_frames is not None:
+            return FrameFolder(self.path, template=template)
+        return VideoFile(self.path, threads=1, conversion=conversion)
+
 
 @dataclass
 class DatasetInfo:
@@ -315,17 +322,12 @@ class ClipDataset(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
-    def _open(self, record: VideoRecord):
-        if record.num_frames is not None:
-            return FrameFolder(record.path, template=self.template)
-        return VideoFile(record.path, threads=1, conversion=self.preprocess.conversion)
-
     def __getitem__(self, key: int | tuple[int, int]) -> tuple:
         """``key`` is an index (epoch from :meth:`set_epoch`) or an ``(epoch, index)`` pair from :class:`EpochSampler`."""
         epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
         record = self.records[index]
         label = record.label
-        with self._open(record) as source:
+        with record.open(self.template, self.preprocess.conversion) as source:
             n = record.num_frames if record.num_frames is not None else source.num_frames
             if not self.train:
                 views = self.sampler.multi_view(n, self.num_clips)

@@ -41,7 +41,7 @@ from sdk.errors import ConfigError
 from sdk.files import atomic_path
 from sdk.preprocess import Preprocess
 from sdk.samplers import Sampler
-from sdk.video import FrameFolder, VideoFile
+
 from training.data.datasets import VideoRecord, fit_workers
 from training.progress import progress
 
@@ -153,9 +153,7 @@ class _DecodedVideos(Dataset):
 
     def __getitem__(self, i: int) -> torch.Tensor:
         r = self.records[i]
-        source = (FrameFolder(r.path, template=self.template) if r.num_frames is not None
-                  else VideoFile(r.path, threads=1, conversion=self.preprocess.conversion))
-        with source:
+        with r.open(self.template, self.preprocess.conversion) as source:
             n = r.num_frames if r.num_frames is not None else source.num_frames
             clip = self.preprocess(source.read_indices(np.arange(n)))
         views = [clip, np.ascontiguousarray(clip[..., ::-1])] if self.hflip else [clip]

@@ -533,7 +533,7 @@ class LongVideoDataset(ClipDataset):
         record = self.records[index]
         label = record.label
         rng = np.random.default_rng([self.seed, epoch, index]) if self.train else None
-        with self._open(record) as source:
+        with record.open(self.template, self.preprocess.conversion) as source:
             n = record.num_frames if record.num_frames is not None else source.num_frames
             if self.segment_frames is not None and n != self.segments * self.segment_frames:
                 raise ConfigError(f"{record.path}: {n} frames, expected {self.segments} segments x "
